@@ -1,0 +1,1 @@
+"""Plumbing every clinic service needs, written once: config, logging, NATS, Redis, gRPC bootstrap."""

@@ -1,0 +1,33 @@
+"""booking_svc configuration, from the environment only."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from clinic_common.config import Connections, env_addr, env_int, env_str, env_timezone
+
+from .catalog import DEFAULT_CATALOG, Catalog, load
+
+
+@dataclass(frozen=True)
+class BookingConfig:
+    addr: str
+    connections: Connections
+    timezone: ZoneInfo
+    catalog: Catalog
+    timeout_s: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
+        env = os.environ if env is None else env
+        return cls(
+            addr=env_addr(env, "BOOKING_SVC_ADDR", "127.0.0.1:50061"),
+            connections=Connections.from_env(env),
+            timezone=env_timezone(env),
+            catalog=load(Path(env_str(env, "CLINIC_CATALOG", str(DEFAULT_CATALOG)))),
+            timeout_s=env_int(env, "BOOKING_TIMEOUT_SECONDS", 300, minimum=1),
+        )

@@ -1,0 +1,65 @@
+"""booking_svc on the bus: the saga replies it consumes and the background duties it runs."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.msg import Msg
+
+from clinic.v1 import saga_pb2
+from clinic_common import subjects
+from clinic_common.consumer import ConsumerSpec, Poison
+from clinic_common.errors import NotFound
+from clinic_common.logs import get_logger
+
+from .saga import Bookings
+
+log = get_logger(__name__)
+
+CONSUMER = ConsumerSpec(
+    stream=subjects.SAGA_STREAM,
+    durable=subjects.BOOKING_CONSUMER,
+    filter_subjects=[
+        f"{subjects.DISCOUNT_DECIDED}.*",
+        f"{subjects.QUOTA_RELEASED}.*",
+        f"{subjects.NOTIFICATION_SENT}.*",
+    ],
+    description="booking_svc: discount decisions, released quota and sent notifications",
+)
+
+
+def make_handler(bookings: Bookings):
+    routes = {
+        subjects.DISCOUNT_DECIDED: (saga_pb2.DiscountDecided, bookings.on_discount_decided),
+        subjects.QUOTA_RELEASED: (saga_pb2.QuotaReleased, bookings.on_quota_released),
+        subjects.NOTIFICATION_SENT: (saga_pb2.NotificationSent, bookings.on_notification_sent),
+    }
+
+    async def handle(msg: Msg) -> None:
+        prefix, _, booking_id = msg.subject.rpartition(".")
+        route = routes.get(prefix)
+        if route is None:
+            raise Poison(f"no handler for subject {msg.subject}")
+        message_type, on_message = route
+        payload = message_type.FromString(msg.data)
+        if payload.booking_id != booking_id:
+            raise Poison(f"payload booking id {payload.booking_id!r} does not match the subject")
+        try:
+            await on_message(payload)
+        except NotFound as exc:
+            raise Poison(str(exc)) from exc
+
+    return handle
+
+
+async def every(period_s: float, duty, stop: asyncio.Event, name: str) -> None:
+    """Run `duty()` every period until stopped; a failing round is logged and retried next period."""
+    while not stop.is_set():
+        try:
+            await duty()
+        except Exception as exc:
+            log.warning("duty.failed", duty=name, error=repr(exc))
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=period_s)
+        except TimeoutError:
+            pass

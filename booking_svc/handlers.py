@@ -1,0 +1,42 @@
+"""clinic.v1.BookingService: thin gRPC handlers over the Bookings use cases."""
+
+from __future__ import annotations
+
+import structlog
+
+from clinic.v1 import booking_pb2, booking_pb2_grpc
+from clinic_common import rpc
+
+from .saga import Bookings
+
+
+class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
+    def __init__(self, bookings: Bookings) -> None:
+        self._bookings = bookings
+
+    @rpc.unary
+    async def ListServices(self, request, context, who):
+        return booking_pb2.ListServicesResponse(services=self._bookings.list_services(request.gender))
+
+    @rpc.unary
+    async def CreateBooking(self, request, context, who):
+        booking = await self._bookings.create(request, who)
+        return booking_pb2.CreateBookingResponse(booking=booking)
+
+    @rpc.unary
+    async def GetBooking(self, request, context, who):
+        structlog.contextvars.bind_contextvars(booking_id=request.booking_id)
+        return booking_pb2.GetBookingResponse(booking=await self._bookings.get(request.booking_id, who))
+
+    @rpc.unary
+    async def ListBookings(self, request, context, who):
+        bookings, token = await self._bookings.list(
+            request.patient_id, request.page_size, request.page_token, who
+        )
+        return booking_pb2.ListBookingsResponse(bookings=bookings, next_page_token=token)
+
+    @rpc.unary
+    async def CancelBooking(self, request, context, who):
+        structlog.contextvars.bind_contextvars(booking_id=request.booking_id)
+        booking = await self._bookings.cancel(request.booking_id, request.reason, who)
+        return booking_pb2.CancelBookingResponse(booking=booking)

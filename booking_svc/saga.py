@@ -1,0 +1,198 @@
+"""booking_svc's use cases: plain async code over the store, the outbox publisher and the clock."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from zoneinfo import ZoneInfo
+
+from clinic.v1 import booking_pb2, common_pb2, saga_pb2
+from clinic_common.clock import Clock
+from clinic_common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
+from clinic_common.logs import get_logger
+from clinic_common.principal import Principal
+
+from . import domain
+from .catalog import Catalog
+from .store import BookingStore, outbox_id
+
+log = get_logger(__name__)
+
+Publish = Callable[[saga_pb2.OutboxMessage], Awaitable[None]]
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+CAS_ATTEMPTS = 20
+
+
+class Bookings:
+    def __init__(
+        self,
+        store: BookingStore,
+        publish: Publish,
+        catalog: Catalog,
+        tz: ZoneInfo,
+        *,
+        timeout_s: int,
+        clock: Clock | None = None,
+        bus_ready: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._store = store
+        self._publish = publish
+        self._catalog = catalog
+        self._tz = tz
+        self._timeout_s = timeout_s
+        self._clock = clock or Clock()
+        self._bus_ready = bus_ready
+        self._capacities = {s.id: s.daily_capacity for s in catalog.services.values()}
+
+    # -- API ------------------------------------------------------------------------------------
+
+    def list_services(self, gender: int) -> list[common_pb2.MedicalService]:
+        return [s.to_proto(self._catalog.currency) for s in self._catalog.offered(gender)]
+
+    async def create(self, req: booking_pb2.CreateBookingRequest, who: Principal) -> common_pb2.Booking:
+        if req.HasField("patient") and req.patient.id:
+            who.require_patient_access(req.patient.id)
+        now = self._clock.now()
+        t = domain.create(req, self._catalog, uuid.uuid4().hex, now, self._tz)
+        if req.request_id:
+            existing = await self._store.booking_for_request(req.request_id)
+            if existing:
+                return await self._same_request(existing, t.record, who)
+        if not self._bus_ready():
+            raise Unavailable("NATS unavailable: booking not stored, try again")
+        stored_id = await self._store.create(t, _ms(now))
+        if stored_id != t.record.booking.id:  # lost a race with the same request id
+            return await self._same_request(stored_id, t.record, who)
+        log.info("booking.created", booking_id=stored_id, patient_id=req.patient.id)
+        await self._flush(outbox_id(t.record), t.outbox)
+        return t.record.booking
+
+    async def get(self, booking_id: str, who: Principal) -> common_pb2.Booking:
+        record = await self._load(booking_id)
+        who.require_patient_access(record.booking.patient.id)
+        return record.booking
+
+    async def list(
+        self, patient_id: str, page_size: int, page_token: str, who: Principal
+    ) -> tuple[list[common_pb2.Booking], str]:
+        bad = []
+        if not patient_id:
+            bad.append(("patient_id", "must not be empty"))
+        elif len(patient_id) > domain.MAX_ID_LEN:
+            bad.append(("patient_id", f"at most {domain.MAX_ID_LEN} characters"))
+        if page_size < 0 or page_size > MAX_PAGE_SIZE:
+            bad.append(("page_size", f"between 0 and {MAX_PAGE_SIZE}"))
+        if len(page_token) > 256:
+            bad.append(("page_token", "not a token from a previous page"))
+        if bad:
+            raise InvalidArgument(bad)
+        who.require_patient_access(patient_id)
+        ids, token = await self._store.page_of_patient(patient_id, page_size or DEFAULT_PAGE_SIZE, page_token)
+        return [r.booking for r in await self._store.load_many(ids)], token
+
+    async def cancel(self, booking_id: str, reason: str, who: Principal) -> common_pb2.Booking:
+        record = await self._load(booking_id)
+        who.require_patient_access(record.booking.patient.id)
+        committed = await self._transition(booking_id, lambda r: domain.cancel(r, reason, self._clock.now()))
+        log.info("booking.cancelled", booking_id=booking_id)
+        assert committed is not None
+        return committed.booking
+
+    # -- saga events ----------------------------------------------------------------------------
+
+    async def on_discount_decided(self, decided: saga_pb2.DiscountDecided) -> None:
+        record = await self._transition(
+            decided.booking_id,
+            lambda r: domain.apply_discount(r, decided, self._capacities, self._clock.now()),
+        )
+        if record is not None:
+            b = record.booking
+            log.info(
+                "booking.decided",
+                booking_id=b.id,
+                status=common_pb2.BookingStatus.Name(b.status),
+                discount=common_pb2.DiscountOutcome.Name(b.discount.outcome),
+            )
+
+    async def on_quota_released(self, released: saga_pb2.QuotaReleased) -> None:
+        await self._transition(released.booking_id, lambda r: domain.quota_released(r, self._clock.now()))
+
+    async def on_notification_sent(self, sent: saga_pb2.NotificationSent) -> None:
+        await self._transition(
+            sent.booking_id, lambda r: domain.notification_sent(r, sent, self._clock.now())
+        )
+
+    # -- background duties ----------------------------------------------------------------------
+
+    async def time_out_overdue(self, limit: int = 256) -> int:
+        cutoff = _ms(self._clock.now()) - self._timeout_s * 1000
+        count = 0
+        for booking_id in await self._store.pending_older_than(cutoff, limit):
+            if await self._transition(booking_id, lambda r: domain.time_out(r, self._clock.now())):
+                log.warning("booking.timed_out", booking_id=booking_id)
+                count += 1
+        return count
+
+    async def relay_outbox(self, min_age_ms: int = 2000, limit: int = 256) -> int:
+        """Publish what a crash (or a NATS outage) left unpublished; duplicates are dropped by id."""
+        due = await self._store.outbox_due(_ms(self._clock.now()) - min_age_ms, limit)
+        for batch_id, batch in due:
+            await self._flush(batch_id, list(batch.messages))
+        if due:
+            log.info("outbox.relayed", batches=len(due))
+        return len(due)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    async def _same_request(
+        self, booking_id: str, candidate: saga_pb2.BookingRecord, who: Principal
+    ) -> common_pb2.Booking:
+        existing = await self._load(booking_id)
+        if existing.request_fingerprint != candidate.request_fingerprint:
+            raise AlreadyExists(f"request_id {candidate.booking.request_id!r} was used for another request")
+        who.require_patient_access(existing.booking.patient.id)
+        return existing.booking
+
+    async def _load(self, booking_id: str) -> saga_pb2.BookingRecord:
+        if not booking_id or len(booking_id) > domain.MAX_ID_LEN:
+            raise InvalidArgument([("booking_id", "must be a booking id")])
+        record = await self._store.load(booking_id)
+        if record is None:
+            raise NotFound(f"booking {booking_id} not found")
+        return record
+
+    async def _transition(
+        self, booking_id: str, step: Callable[[saga_pb2.BookingRecord], domain.Transition | None]
+    ) -> saga_pb2.BookingRecord | None:
+        """Read, decide, compare-and-set; on a lost race read again. None when nothing changed."""
+        for _ in range(CAS_ATTEMPTS):
+            record = await self._store.load(booking_id)
+            if record is None:
+                raise NotFound(f"booking {booking_id} not found")
+            t = step(record)
+            if t is None:
+                return None
+            try:
+                taken = await self._store.commit(t, _ms(self._clock.now()))
+            except Conflict:
+                await asyncio.sleep(0)
+                continue
+            await self._flush(outbox_id(taken.record), taken.outbox)
+            return taken.record
+        raise Conflict(f"booking {booking_id} kept changing; giving up for now")
+
+    async def _flush(self, batch_id: str, messages: list[saga_pb2.OutboxMessage]) -> None:
+        """Publish now; on failure the outbox keeps the batch and the relay publishes it later."""
+        try:
+            await asyncio.gather(*(self._publish(m) for m in messages))
+        except Exception as exc:
+            log.warning("outbox.publish_deferred", outbox_id=batch_id, error=repr(exc))
+            return
+        await self._store.outbox_done([batch_id])
+
+
+def _ms(moment) -> int:
+    return int(moment.timestamp() * 1000)

@@ -1,0 +1,55 @@
+"""Builds booking_svc from its config and connections; `main` runs it until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+
+from clinic.v1 import booking_pb2, booking_pb2_grpc
+from clinic_common import bootstrap, nats_io
+from clinic_common.consumer import ConsumerLoop
+from clinic_common.grpc_server import HealthyServer, create_server
+
+from .config import BookingConfig
+from .events import CONSUMER, every, make_handler
+from .handlers import BookingServicer
+from .saga import Bookings
+from .store import BookingStore
+
+SERVICE_NAME = booking_pb2.DESCRIPTOR.services_by_name["BookingService"].full_name
+
+
+def build(config: BookingConfig, deps: bootstrap.Deps) -> tuple[HealthyServer, Bookings]:
+    async def publish(message) -> None:
+        await nats_io.publish(deps.js, message.subject, message.payload, message.msg_id)
+
+    bookings = Bookings(
+        BookingStore(deps.redis),
+        publish,
+        config.catalog,
+        config.timezone,
+        timeout_s=config.timeout_s,
+        bus_ready=lambda: deps.nc.is_connected,
+    )
+    servicer = BookingServicer(bookings)
+    server = create_server(
+        config.addr,
+        [lambda s: booking_pb2_grpc.add_BookingServiceServicer_to_server(servicer, s)],
+        [SERVICE_NAME],
+    )
+    return server, bookings
+
+
+async def main(stop: asyncio.Event, config: BookingConfig) -> None:
+    async with bootstrap.connected("booking_svc", config.connections) as deps:
+        server, bookings = build(config, deps)
+        consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(bookings))
+        sweep_period = min(1.0, config.timeout_s / 4)
+        await bootstrap.serve(
+            server,
+            stop,
+            consumers=[consumer],
+            duties=[
+                every(1.0, bookings.relay_outbox, stop, "outbox-relay"),
+                every(sweep_period, bookings.time_out_overdue, stop, "timeout-sweeper"),
+            ],
+        )

@@ -1,0 +1,180 @@
+"""The one JetStream pull-consumer loop every service uses.
+
+Handlers are plain `async def handle(msg)`; they succeed (ack), raise `Poison` (the message can never
+succeed: dead-lettered with the reason, then terminated) or raise anything else (negative-ack with a
+growing delay, until max_deliver sends it to the dead-letter stream through the advisory).
+A bad message never stops the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from google.protobuf.message import DecodeError
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+
+from clinic_common import nats_io
+from clinic_common.logs import get_logger
+
+log = get_logger(__name__)
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+class Poison(Exception):
+    """This message can never be processed (undecodable, unknown version...)."""
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    stream: str
+    durable: str
+    filter_subjects: list[str]
+    description: str
+    ack_wait_s: float = 30.0
+    max_deliver: int = 10
+    backoff_s: list[float] = field(default_factory=lambda: [1.0, 2.0, 5.0, 10.0, 30.0])
+    max_ack_pending: int = 2000
+    batch: int = 128
+    fetch_timeout_s: float = 1.0
+
+    def config(self) -> js_api.ConsumerConfig:
+        return js_api.ConsumerConfig(
+            durable_name=self.durable,
+            description=self.description,
+            deliver_policy=js_api.DeliverPolicy.ALL,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_s,
+            max_deliver=self.max_deliver,
+            backoff=self.backoff_s,
+            max_ack_pending=self.max_ack_pending,
+            filter_subjects=self.filter_subjects,
+        )
+
+    def retry_delay(self, delivered: int) -> float:
+        return self.backoff_s[min(max(delivered - 1, 0), len(self.backoff_s) - 1)]
+
+
+async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
+    """Create or update the durable consumer explicitly (pull_subscribe would keep a stale config)."""
+    await js.add_consumer(spec.stream, spec.config())
+
+
+class ConsumerLoop:
+    def __init__(self, nc: NATS, js: JetStreamContext, spec: ConsumerSpec, handler: Handler) -> None:
+        self._nc = nc
+        self._js = js
+        self._spec = spec
+        self._handler = handler
+        self._stopping = asyncio.Event()
+        self._advisories: list = []
+        self.processed = 0
+        self.failed = 0
+
+    def stop(self) -> None:
+        """Stop fetching; in-flight messages finish (a flag, not task.cancel(): see PITFALLS)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        spec = self._spec
+        await ensure_consumer(self._js, spec)
+        await self._watch_max_deliveries()
+        sub = await self._js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
+        log.info("consumer.started", stream=spec.stream, consumer=spec.durable)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    msgs = await sub.fetch(spec.batch, timeout=spec.fetch_timeout_s)
+                except TimeoutError:
+                    continue
+                except nats_io.TRANSIENT_NATS_ERRORS as exc:
+                    log.warning("consumer.fetch_failed", consumer=spec.durable, error=repr(exc))
+                    await asyncio.sleep(0.5)
+                    continue
+                await asyncio.gather(*(self._process(msg) for msg in msgs))
+        finally:
+            for adv in self._advisories:
+                await _quietly(adv.unsubscribe())
+            await _quietly(sub.unsubscribe())
+            log.info("consumer.stopped", consumer=spec.durable)
+
+    async def _process(self, msg: Msg) -> None:
+        spec = self._spec
+        delivered = msg.metadata.num_delivered if msg.metadata else 1
+        try:
+            await self._handler(msg)
+        except (Poison, DecodeError) as exc:
+            self.failed += 1
+            await self._dead_letter(msg, f"poison: {exc}", delivered)
+            await _quietly(msg.term())
+            return
+        except Exception as exc:
+            self.failed += 1
+            delay = spec.retry_delay(delivered)
+            log.warning(
+                "consumer.retry",
+                consumer=spec.durable,
+                subject=msg.subject,
+                delivered=delivered,
+                delay_s=delay,
+                error=repr(exc),
+            )
+            await _quietly(msg.nak(delay=delay))
+            return
+        self.processed += 1
+        await _quietly(msg.ack())
+
+    async def _dead_letter(self, msg: Msg, reason: str, delivered: int) -> None:
+        meta = msg.metadata
+        await nats_io.dead_letter(
+            self._js,
+            stream=self._spec.stream,
+            consumer=self._spec.durable,
+            stream_sequence=meta.sequence.stream if meta else 0,
+            subject=msg.subject,
+            payload=msg.data,
+            reason=reason,
+            deliveries=delivered,
+        )
+
+    async def _watch_max_deliveries(self) -> None:
+        """A message that used up max_deliver goes to the dead-letter stream, fetched by sequence.
+
+        Every instance of a service listens; the dead letter's Nats-Msg-Id makes the copies one.
+        """
+        spec = self._spec
+        subject = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{spec.stream}.{spec.durable}"
+
+        async def on_advisory(adv: Msg) -> None:
+            try:
+                info = json.loads(adv.data)
+                seq = int(info["stream_seq"])
+                original = await self._js.get_msg(spec.stream, seq)
+                await nats_io.dead_letter(
+                    self._js,
+                    stream=spec.stream,
+                    consumer=spec.durable,
+                    stream_sequence=seq,
+                    subject=original.subject or "",
+                    payload=original.data or b"",
+                    reason="max deliveries exceeded",
+                    deliveries=int(info.get("deliveries", spec.max_deliver)),
+                )
+            except Exception as exc:
+                log.error("dlq.advisory_failed", consumer=spec.durable, error=repr(exc))
+
+        self._advisories.append(await self._nc.subscribe(subject, cb=on_advisory))
+
+
+async def _quietly(awaitable: Awaitable[object]) -> None:
+    """Acks and unsubscribes during a disconnect fail; redelivery covers a lost ack."""
+    try:
+        await awaitable
+    except Exception as exc:
+        log.debug("nats.best_effort_failed", error=repr(exc))

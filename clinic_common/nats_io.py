@@ -1,0 +1,176 @@
+"""NATS / JetStream plumbing: connecting, the streams, publishing with de-duplication, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import BadRequestError
+
+from clinic.v1 import saga_pb2
+from clinic_common import subjects
+from clinic_common.errors import Unavailable
+from clinic_common.logs import get_logger
+from clinic_common.timeutil import now_timestamp
+
+log = get_logger(__name__)
+
+MSG_ID = "Nats-Msg-Id"
+DUPLICATE_WINDOW_S = 120.0
+DAY_S = 24 * 3600.0
+
+# Errors that mean "the server or the link is down for now": retry, or answer UNAVAILABLE.
+TRANSIENT_NATS_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    asyncio.TimeoutError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.NoRespondersError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+    ConnectionError,
+)
+
+
+async def connect(urls: Sequence[str], name: str, *, connect_deadline_s: float = 60.0) -> NATS:
+    """Connect, retrying until the deadline, then reconnect forever: a NATS restart never kills us."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats.error", error=str(exc) or type(exc).__name__)
+
+    async def on_disconnected() -> None:
+        log.warning("nats.disconnected")
+
+    async def on_reconnected() -> None:
+        log.info("nats.reconnected")
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + connect_deadline_s
+    delay = 0.2
+    while True:
+        try:
+            return await nats.connect(
+                servers=list(urls),
+                name=name,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                pending_size=64 * 1024 * 1024,
+                drain_timeout=5,
+            )
+        except (OSError, *TRANSIENT_NATS_ERRORS, nats.errors.NoServersError) as exc:
+            if loop.time() > deadline:
+                raise Unavailable(f"NATS unavailable at {','.join(urls)}: {exc}") from exc
+            log.info("nats.connect_retry", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def replicas() -> int:
+    return max(1, int(os.environ.get("CLINIC_NATS_REPLICAS", "1") or 1))
+
+
+def stream_configs() -> list[js_api.StreamConfig]:
+    common = {
+        "storage": js_api.StorageType.FILE,
+        "retention": js_api.RetentionPolicy.LIMITS,
+        "duplicate_window": DUPLICATE_WINDOW_S,
+        "num_replicas": replicas(),
+        "allow_direct": True,
+    }
+    return [
+        js_api.StreamConfig(
+            name=subjects.EVENTS_STREAM,
+            description=subjects.EVENTS_DESCRIPTION,
+            subjects=[subjects.EVENTS_SUBJECTS],
+            max_age=30 * DAY_S,
+            **common,
+        ),
+        js_api.StreamConfig(
+            name=subjects.SAGA_STREAM,
+            description=subjects.SAGA_DESCRIPTION,
+            subjects=[subjects.SAGA_SUBJECTS],
+            max_age=7 * DAY_S,
+            **common,
+        ),
+        js_api.StreamConfig(
+            name=subjects.DLQ_STREAM,
+            description=subjects.DLQ_DESCRIPTION,
+            subjects=[subjects.DLQ_SUBJECTS],
+            max_age=30 * DAY_S,
+            **common,
+        ),
+    ]
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create the streams, or bring an existing one's mutable settings up to date."""
+    for config in stream_configs():
+        try:
+            await js.add_stream(config)
+        except BadRequestError as exc:
+            if exc.err_code != 10058:  # "stream name already in use with a different configuration"
+                raise
+            await js.update_stream(config)
+
+
+async def publish(
+    js: JetStreamContext,
+    subject: str,
+    payload: bytes,
+    msg_id: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    attempts: int = 5,
+) -> None:
+    """Publish with a Nats-Msg-Id and retry across a server restart; JetStream drops duplicates."""
+    hdrs = {MSG_ID: msg_id, **(headers or {})}
+    delay = 0.1
+    for attempt in range(attempts):
+        try:
+            await js.publish(subject, payload, headers=hdrs, timeout=2.0)
+            return
+        except TRANSIENT_NATS_ERRORS as exc:
+            if attempt == attempts - 1:
+                raise Unavailable(f"NATS unavailable: publish to {subject} failed: {exc!r}") from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+async def dead_letter(
+    js: JetStreamContext,
+    *,
+    stream: str,
+    consumer: str,
+    stream_sequence: int,
+    subject: str,
+    payload: bytes,
+    reason: str,
+    deliveries: int,
+) -> None:
+    letter = saga_pb2.DeadLetter(
+        stream=stream,
+        consumer=consumer,
+        stream_sequence=stream_sequence,
+        subject=subject,
+        payload=payload,
+        reason=reason,
+        deliveries=deliveries,
+        dead_at=now_timestamp(),
+    )
+    await publish(
+        js,
+        subjects.dlq_subject(stream, consumer),
+        letter.SerializeToString(),
+        msg_id=f"dlq:{stream}:{consumer}:{stream_sequence}",
+    )
+    log.warning("dlq.added", stream=stream, consumer=consumer, seq=stream_sequence, reason=reason)

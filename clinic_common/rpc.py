@@ -1,0 +1,75 @@
+"""The one place that turns domain errors into gRPC statuses and binds request context to logs."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+import structlog
+
+from clinic_common import principal as principals
+from clinic_common.errors import ClinicError, Unavailable, to_status
+from clinic_common.logs import get_logger
+from clinic_common.nats_io import TRANSIENT_NATS_ERRORS
+from clinic_common.redis_io import TRANSIENT_REDIS_ERRORS
+
+log = get_logger(__name__)
+
+
+def _as_clinic_error(exc: BaseException) -> ClinicError | None:
+    if isinstance(exc, ClinicError):
+        return exc
+    if isinstance(exc, TRANSIENT_REDIS_ERRORS):
+        return Unavailable(f"Redis unavailable: {type(exc).__name__}")
+    if isinstance(exc, TRANSIENT_NATS_ERRORS):
+        return Unavailable(f"NATS unavailable: {type(exc).__name__}")
+    return None
+
+
+def _bind(context: grpc.aio.ServicerContext) -> principals.Principal:
+    metadata = context.invocation_metadata()
+    structlog.contextvars.bind_contextvars(
+        request_id=principals.request_id(metadata) or uuid.uuid4().hex[:16]
+    )
+    return principals.from_metadata(metadata)
+
+
+def unary(fn: Callable) -> Callable:
+    """Decorate `async def Method(self, request, context, who)`: who is the caller's Principal."""
+
+    @functools.wraps(fn)
+    async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        who = _bind(context)
+        try:
+            return await fn(self, request, context, who)
+        except Exception as exc:
+            error = _as_clinic_error(exc)
+            if error is None:
+                log.exception("rpc.failed", method=fn.__name__)
+                raise
+            await context.abort_with_status(to_status(error))
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id", "booking_id")
+
+    return wrapper
+
+
+def server_stream(fn: Callable) -> Callable:
+    """Decorate an async-generator streaming method the same way."""
+
+    @functools.wraps(fn)
+    async def wrapper(self, request, context: grpc.aio.ServicerContext) -> AsyncIterator:
+        who = _bind(context)
+        try:
+            async for item in fn(self, request, context, who):
+                yield item
+        except Exception as exc:
+            error = _as_clinic_error(exc)
+            if error is None:
+                log.exception("rpc.failed", method=fn.__name__)
+                raise
+            await context.abort_with_status(to_status(error))
+
+    return wrapper

@@ -1,0 +1,49 @@
+"""discount_svc on the bus: the durable consumer of discount requests and quota releases."""
+
+from __future__ import annotations
+
+from nats.aio.msg import Msg
+
+from clinic.v1 import saga_pb2
+from clinic_common import subjects
+from clinic_common.clock import parse_date
+from clinic_common.consumer import ConsumerSpec, Poison
+
+from .decisions import Discounts
+
+CONSUMER = ConsumerSpec(
+    stream=subjects.SAGA_STREAM,
+    durable=subjects.DISCOUNT_CONSUMER,
+    filter_subjects=[f"{subjects.DISCOUNT_REQUESTED}.*", f"{subjects.QUOTA_RELEASE}.*"],
+    description="discount_svc: R1, blocklist and R2 quota decisions; quota releases (compensation)",
+)
+
+
+def make_handler(discounts: Discounts):
+    async def handle(msg: Msg) -> None:
+        prefix, _, booking_id = msg.subject.rpartition(".")
+        if prefix == subjects.DISCOUNT_REQUESTED:
+            request = saga_pb2.DiscountRequested.FromString(msg.data)
+            _check(request.booking_id, booking_id, request.clinic_date)
+            try:
+                parse_date(request.date_of_birth)
+            except ValueError as exc:
+                raise Poison(f"bad date_of_birth: {exc}") from exc
+            await discounts.on_requested(request)
+        elif prefix == subjects.QUOTA_RELEASE:
+            release = saga_pb2.QuotaReleaseRequested.FromString(msg.data)
+            _check(release.booking_id, booking_id, release.quota_date)
+            await discounts.on_release_requested(release)
+        else:
+            raise Poison(f"no handler for subject {msg.subject}")
+
+    return handle
+
+
+def _check(payload_id: str, subject_id: str, day: str) -> None:
+    if not payload_id or payload_id != subject_id:
+        raise Poison(f"payload booking id {payload_id!r} does not match the subject")
+    try:
+        parse_date(day)
+    except ValueError as exc:
+        raise Poison(f"bad quota day: {exc}") from exc

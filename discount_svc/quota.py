@@ -1,0 +1,120 @@
+"""R2: the daily discount quota in Redis, taken and given back by idempotent Lua scripts.
+
+Per clinic day: `{quota:DAY}:used` counts units taken, `{quota:DAY}:grant:<booking>` remembers what
+each booking got (applied, exhausted, released, or closed: released before anything was granted),
+and `{quota:DAY}:holders` lists the bookings holding a unit. Every key of a day shares the hash tag
+`{quota:DAY}`, so the scripts run on Redis Cluster too. A redelivered or retried script finds the
+booking's grant record and answers the same without a second effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+RECORD_TTL_S = 40 * 24 * 3600
+
+_GRANT = """
+local prior = redis.call('GET', KEYS[2])
+if prior then return prior end
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used >= tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], 'exhausted', 'EX', ARGV[2])
+  return 'exhausted'
+end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+redis.call('SET', KEYS[2], 'applied', 'EX', ARGV[2])
+return 'applied'
+"""
+
+_RELEASE = """
+local prior = redis.call('GET', KEYS[2])
+if prior == 'applied' then
+  if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
+  redis.call('SREM', KEYS[3], ARGV[2])
+  redis.call('SET', KEYS[2], 'released', 'EX', ARGV[1])
+  return 'released'
+end
+if not prior then
+  redis.call('SET', KEYS[2], 'closed', 'EX', ARGV[1])
+  return 'closed'
+end
+return prior
+"""
+
+_RECONCILE = """
+local holders = redis.call('SCARD', KEYS[2])
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if ARGV[1] == '1' and used ~= holders then
+  redis.call('SET', KEYS[1], holders)
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return {used, holders}
+"""
+
+
+def _tag(day: str) -> str:
+    return f"{{quota:{day}}}"
+
+
+def used_key(day: str) -> str:
+    return f"{_tag(day)}:used"
+
+
+def grant_key(day: str, booking_id: str) -> str:
+    return f"{_tag(day)}:grant:{booking_id}"
+
+
+def holders_key(day: str) -> str:
+    return f"{_tag(day)}:holders"
+
+
+@dataclass(frozen=True)
+class QuotaState:
+    day: str
+    limit: int
+    used: int
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.used, 0)
+
+
+class QuotaStore:
+    def __init__(self, redis: aioredis.Redis, limit: int) -> None:
+        self._redis = redis
+        self.limit = limit
+        self._grant = redis.register_script(_GRANT)
+        self._release = redis.register_script(_RELEASE)
+        self._reconcile = redis.register_script(_RECONCILE)
+
+    async def grant(self, day: str, booking_id: str) -> str:
+        """'applied', 'exhausted', or (booking already finished) 'released' / 'closed'."""
+        keys = [used_key(day), grant_key(day, booking_id), holders_key(day)]
+        result = await self._grant(keys=keys, args=[self.limit, RECORD_TTL_S, booking_id])
+        return result.decode()
+
+    async def release(self, day: str, booking_id: str) -> str:
+        """'released' (now or before), or what the booking had instead ('exhausted', 'closed')."""
+        keys = [used_key(day), grant_key(day, booking_id), holders_key(day)]
+        result = await self._release(keys=keys, args=[RECORD_TTL_S, booking_id])
+        return result.decode()
+
+    async def state(self, day: str) -> QuotaState:
+        used = await self._redis.get(used_key(day))
+        return QuotaState(day, self.limit, int(used or 0))
+
+    async def reset(self, day: str) -> QuotaState:
+        await self._redis.set(used_key(day), 0, ex=RECORD_TTL_S)
+        return QuotaState(day, self.limit, 0)
+
+    async def reconcile(self, day: str, repair: bool) -> tuple[int, int]:
+        """(used, bookings holding a unit); with repair, set used to the holders' count."""
+        used, holders = await self._reconcile(
+            keys=[used_key(day), holders_key(day)], args=["1" if repair else "0", RECORD_TTL_S]
+        )
+        return int(used), int(holders)

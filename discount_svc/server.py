@@ -1,0 +1,34 @@
+"""Builds discount_svc from its config and connections; `main` runs it until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+
+from clinic.v1 import admin_pb2, admin_pb2_grpc
+from clinic_common import bootstrap, nats_io
+from clinic_common.consumer import ConsumerLoop
+from clinic_common.grpc_server import create_server
+
+from .config import DiscountConfig
+from .decisions import Discounts
+from .events import CONSUMER, make_handler
+from .handlers import AdminServicer
+from .quota import QuotaStore
+
+SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+
+
+async def main(stop: asyncio.Event, config: DiscountConfig) -> None:
+    async with bootstrap.connected("discount_svc", config.connections) as deps:
+
+        async def publish(subject: str, payload: bytes, msg_id: str) -> None:
+            await nats_io.publish(deps.js, subject, payload, msg_id)
+
+        quota = QuotaStore(deps.redis, config.daily_quota)
+        discounts = Discounts(quota, config.rules, publish)
+        admin = AdminServicer(quota, config.timezone)
+        server = create_server(
+            config.addr, [lambda s: admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, s)], [SERVICE_NAME]
+        )
+        consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(discounts))
+        await bootstrap.serve(server, stop, consumers=[consumer])

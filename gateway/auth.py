@@ -1,0 +1,63 @@
+"""Who is calling: HS256 JWTs (`authorization: Bearer ...`), or nobody checked with CLINIC_AUTH=none."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import grpc
+import jwt
+
+from clinic_common.errors import ClinicError
+from clinic_common.principal import ADMIN, ANONYMOUS_ADMIN, PATIENT, Principal
+
+ROLES = (PATIENT, ADMIN)
+MAX_TOKEN_LEN = 4096
+
+
+class Unauthenticated(ClinicError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class NoAuth:
+    """Local development only: every caller is an admin (logged as a warning at start)."""
+
+    def authenticate(self, metadata: Iterable[tuple[str, str | bytes]]) -> Principal:
+        return ANONYMOUS_ADMIN
+
+
+class JwtAuth:
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def authenticate(self, metadata: Iterable[tuple[str, str | bytes]]) -> Principal:
+        header = next((v for k, v in metadata if k == "authorization" and isinstance(v, str)), None)
+        if not header:
+            raise Unauthenticated("missing authorization: Bearer <token>")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LEN:
+            raise Unauthenticated("authorization must be 'Bearer <token>'")
+        try:
+            claims = jwt.decode(
+                token.strip(),
+                self._secret,
+                algorithms=["HS256"],  # never "none", never whatever the token's header claims
+                options={"require": ["exp", "sub", "role"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated(f"invalid token: {type(exc).__name__}") from None
+        sub, role = claims.get("sub"), claims.get("role")
+        if not isinstance(sub, str) or not sub or len(sub) > 64:
+            raise Unauthenticated("token 'sub' must be a non-empty id")
+        if role not in ROLES:
+            raise Unauthenticated("token 'role' must be 'patient' or 'admin'")
+        return Principal(sub=sub, role=role)
+
+
+def mint(secret: str, sub: str, role: str, ttl_s: int = 12 * 3600) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+    now = int(time.time())
+    return jwt.encode({"sub": sub, "role": role, "iat": now, "exp": now + ttl_s}, secret, algorithm="HS256")

@@ -1,0 +1,44 @@
+"""gateway configuration, from the environment only."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from clinic_common.config import ConfigError, env_addr, env_list, env_str
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    addr: str
+    booking_addrs: tuple[str, ...]
+    notification_addrs: tuple[str, ...]
+    discount_addrs: tuple[str, ...]
+    auth: str  # "jwt" or "none"
+    jwt_secret: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
+        env = os.environ if env is None else env
+        auth = env_str(env, "CLINIC_AUTH", "jwt")
+        if auth not in ("jwt", "none"):
+            raise ConfigError(f"CLINIC_AUTH={auth!r} must be 'jwt' or 'none'")
+        secret = env.get("CLINIC_JWT_SECRET", "")
+        if auth == "jwt" and len(secret) < 16:
+            raise ConfigError("CLINIC_JWT_SECRET must be set (at least 16 characters) when CLINIC_AUTH=jwt")
+        return cls(
+            addr=env_addr(env, "CLINIC_GATEWAY_ADDR", "127.0.0.1:50051"),
+            booking_addrs=_addrs(env, "BOOKING_SVC_ADDR", "127.0.0.1:50061"),
+            notification_addrs=_addrs(env, "NOTIFICATION_SVC_ADDR", "127.0.0.1:50062"),
+            discount_addrs=_addrs(env, "DISCOUNT_SVC_ADDR", "127.0.0.1:50063"),
+            auth=auth,
+            jwt_secret=secret,
+        )
+
+
+def _addrs(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    addrs = env_list(env, name, default)
+    for addr in addrs:
+        env_addr({name: addr}, name, addr)
+    return addrs

@@ -1,0 +1,150 @@
+"""Forwarding clinic.v1 calls to the internal services as raw bytes (no re-encoding on the way).
+
+The gateway authenticates, stamps the caller's identity and a request id into the metadata it
+sends on (dropping any the client tried to set), and passes deadlines and errors through unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
+from clinic_common import principal as principals
+from clinic_common.errors import ClinicError, to_status
+from clinic_common.logs import get_logger
+
+log = get_logger(__name__)
+
+FILES = (booking_pb2, notification_pb2, admin_pb2)
+UNARY_DEADLINE_S = 15.0
+_STRIPPED = {principals.SUB_KEY, principals.ROLE_KEY, "authorization"}
+
+# Reads are safe to retry on another instance; grpc does it when a backend is UNAVAILABLE.
+_RETRYABLE = [
+    ("clinic.v1.BookingService", "ListServices"),
+    ("clinic.v1.BookingService", "GetBooking"),
+    ("clinic.v1.BookingService", "ListBookings"),
+    ("clinic.v1.AdminService", "GetQuota"),
+    ("clinic.v1.NotificationService", "WatchBooking"),
+    ("clinic.v1.NotificationService", "WatchPatient"),
+]
+SERVICE_CONFIG = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [
+            {
+                "name": [{"service": s, "method": m} for s, m in _RETRYABLE],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+)
+
+
+def service_names() -> list[str]:
+    return [svc.full_name for f in FILES for svc in f.DESCRIPTOR.services_by_name.values()]
+
+
+def channel_target(addrs: Sequence[str]) -> str:
+    """One address as is; several as an ipv4: list that round_robin spreads calls over."""
+    return addrs[0] if len(addrs) == 1 else "ipv4:" + ",".join(addrs)
+
+
+@dataclass(frozen=True)
+class Route:
+    backend: str  # for error messages: "booking_svc unavailable"
+    channel: grpc.aio.Channel
+    streaming: bool
+
+
+class Forwarder(grpc.GenericRpcHandler):
+    def __init__(self, routes: dict[str, Route], authenticator) -> None:
+        self._routes = routes
+        self._auth = authenticator
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails):
+        route = self._routes.get(handler_call_details.method)
+        if route is None:
+            return None
+        method = handler_call_details.method
+        if route.streaming:
+            return grpc.unary_stream_rpc_method_handler(self._stream(method, route))
+        return grpc.unary_unary_rpc_method_handler(self._unary(method, route))
+
+    def _outgoing(self, context: grpc.aio.ServicerContext) -> list[tuple[str, str]] | None:
+        metadata = context.invocation_metadata() or ()
+        who = self._auth.authenticate(metadata)
+        request_id = principals.request_id(metadata) or uuid.uuid4().hex[:16]
+        out = [(k, v) for k, v in metadata if k not in _STRIPPED and k != principals.REQUEST_ID_KEY]
+        out += [(principals.SUB_KEY, who.sub), (principals.ROLE_KEY, who.role), (principals.REQUEST_ID_KEY, request_id)]
+        return [(k, v) for k, v in out if not k.startswith((":", "grpc-")) and k not in ("user-agent", "te")]
+
+    def _unary(self, method: str, route: Route):
+        call = route.channel.unary_unary(method)
+
+        async def handler(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            try:
+                metadata = self._outgoing(context)
+            except ClinicError as exc:
+                await context.abort_with_status(to_status(exc))
+            remaining = context.time_remaining()
+            timeout = min(remaining, UNARY_DEADLINE_S) if remaining else UNARY_DEADLINE_S
+            try:
+                return await call(request, timeout=timeout, metadata=metadata)
+            except grpc.aio.AioRpcError as err:
+                await _relay_error(context, err, route.backend)
+
+        return handler
+
+    def _stream(self, method: str, route: Route):
+        call_factory = route.channel.unary_stream(method)
+
+        async def handler(request: bytes, context: grpc.aio.ServicerContext):
+            try:
+                metadata = self._outgoing(context)
+            except ClinicError as exc:
+                await context.abort_with_status(to_status(exc))
+            call = call_factory(request, metadata=metadata, timeout=context.time_remaining())
+            try:
+                async for response in call:
+                    yield response
+            except grpc.aio.AioRpcError as err:
+                await _relay_error(context, err, route.backend)
+            finally:
+                call.cancel()  # the client went away: end the internal stream too
+
+        return handler
+
+
+async def _relay_error(context: grpc.aio.ServicerContext, err: grpc.aio.AioRpcError, backend: str) -> None:
+    code, details = err.code(), err.details() or ""
+    if code == grpc.StatusCode.UNAVAILABLE and not details.startswith(("NATS", "Redis")):
+        details = f"{backend} unavailable: {details}"
+    trailing = tuple((k, v) for k, v in (err.trailing_metadata() or ()) if k == "grpc-status-details-bin")
+    await context.abort(code, details, trailing_metadata=trailing)
+
+
+def build_routes(booking: grpc.aio.Channel, notification: grpc.aio.Channel, discount: grpc.aio.Channel):
+    backends = {
+        "clinic.v1.BookingService": ("booking_svc", booking),
+        "clinic.v1.NotificationService": ("notification_svc", notification),
+        "clinic.v1.AdminService": ("discount_svc", discount),
+    }
+    routes = {}
+    for f in FILES:
+        for svc in f.DESCRIPTOR.services_by_name.values():
+            backend, channel = backends[svc.full_name]
+            for m in svc.methods:
+                routes[f"/{svc.full_name}/{m.name}"] = Route(backend, channel, m.server_streaming)
+    return routes

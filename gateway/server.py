@@ -1,0 +1,49 @@
+"""Builds the gateway: one public port, clinic.v1 forwarded, health and reflection on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from clinic_common import bootstrap
+from clinic_common.grpc_server import HealthyServer, create_server
+from clinic_common.logs import get_logger
+
+from .auth import JwtAuth, NoAuth
+from .config import GatewayConfig
+from .forward import SERVICE_CONFIG, Forwarder, build_routes, channel_target, service_names
+
+log = get_logger(__name__)
+
+CHANNEL_OPTIONS = [
+    ("grpc.service_config", SERVICE_CONFIG),
+    ("grpc.enable_retries", 1),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+]
+
+
+def open_channel(addrs) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(channel_target(addrs), options=CHANNEL_OPTIONS)
+
+
+def build(config: GatewayConfig) -> tuple[HealthyServer, list[grpc.aio.Channel]]:
+    if config.auth == "none":
+        log.warning("gateway.auth_disabled", detail="CLINIC_AUTH=none: every caller is an admin; development only")
+        authenticator = NoAuth()
+    else:
+        authenticator = JwtAuth(config.jwt_secret)
+    channels = [open_channel(a) for a in (config.booking_addrs, config.notification_addrs, config.discount_addrs)]
+    forwarder = Forwarder(build_routes(*channels), authenticator)
+    server = create_server(config.addr, [], service_names(), reflect=True, handlers=[forwarder])
+    return server, channels
+
+
+async def main(stop: asyncio.Event, config: GatewayConfig) -> None:
+    server, channels = build(config)
+    try:
+        await bootstrap.serve(server, stop)
+    finally:
+        for channel in channels:
+            await channel.close()

@@ -1,0 +1,23 @@
+"""notification_svc configuration, from the environment only."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from clinic_common.config import Connections, env_addr
+
+
+@dataclass(frozen=True)
+class NotificationConfig:
+    addr: str
+    connections: Connections
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> NotificationConfig:
+        env = os.environ if env is None else env
+        return cls(
+            addr=env_addr(env, "NOTIFICATION_SVC_ADDR", "127.0.0.1:50062"),
+            connections=Connections.from_env(env),
+        )

@@ -1,0 +1,40 @@
+"""clinic.v1.NotificationService: server-streaming watches over the event hub and the stream."""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext
+
+from clinic.v1 import notification_pb2, notification_pb2_grpc
+from clinic_common import rpc
+from clinic_common.errors import InvalidArgument
+
+from . import watch
+from .hub import EventHub
+
+MAX_ID_LEN = 64
+
+
+def _require_id(field: str, value: str) -> None:
+    if not value or len(value) > MAX_ID_LEN or "." in value or "*" in value or ">" in value or " " in value:
+        raise InvalidArgument([(field, "must be an id of at most 64 characters")])
+
+
+class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
+    def __init__(self, hub: EventHub, js: JetStreamContext) -> None:
+        self._hub = hub
+        self._js = js
+
+    @rpc.server_stream
+    async def WatchBooking(self, request, context, who):
+        _require_id("booking_id", request.booking_id)
+        async for event in watch.watch_booking(
+            self._hub, self._js, request.booking_id, request.follow, who.require_patient_access
+        ):
+            yield notification_pb2.WatchBookingResponse(event=event)
+
+    @rpc.server_stream
+    async def WatchPatient(self, request, context, who):
+        _require_id("patient_id", request.patient_id)
+        who.require_patient_access(request.patient_id)
+        async for event in watch.watch_patient(self._hub, request.patient_id):
+            yield notification_pb2.WatchPatientResponse(event=event)

@@ -1,0 +1,95 @@
+"""Live fan-out: one core NATS subscription on every booking event, routed to local watchers.
+
+Any instance can serve any watcher: each instance hears every event. The durable history lives in
+the BOOKING_EVENTS stream; this hub only carries what happens from now on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from clinic.v1 import common_pb2
+from clinic_common import subjects
+from clinic_common.logs import get_logger
+
+log = get_logger(__name__)
+
+WATCHER_BUFFER = 10_000
+
+
+class Watcher:
+    """A queue of live events for one stream; `None` means the hub is closing."""
+
+    def __init__(self, index: dict[str, set[Watcher]], key: str) -> None:
+        self.queue: asyncio.Queue[common_pb2.BookingEvent | None] = asyncio.Queue(WATCHER_BUFFER)
+        self.overflowed = False
+        self.index = index
+        self.key = key
+
+    def offer(self, event: common_pb2.BookingEvent | None) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._by_booking: dict[str, set[Watcher]] = defaultdict(set)
+        self._by_patient: dict[str, set[Watcher]] = defaultdict(set)
+        self._sub = None
+        self.closed = False
+
+    async def start(self, nc: NATS) -> None:
+        self._sub = await nc.subscribe(subjects.EVENTS_SUBJECTS, cb=self._on_message)
+
+    async def _on_message(self, msg: Msg) -> None:
+        try:
+            event = common_pb2.BookingEvent.FromString(msg.data)
+        except Exception:
+            log.warning("hub.undecodable_event", subject=msg.subject)
+            return
+        for watcher in self._by_booking.get(event.booking_id, ()):
+            watcher.offer(event)
+        for watcher in self._by_patient.get(event.patient_id, ()):
+            watcher.offer(event)
+
+    def watch_booking(self, booking_id: str) -> Watcher:
+        return self._add(self._by_booking, booking_id)
+
+    def watch_patient(self, patient_id: str) -> Watcher:
+        return self._add(self._by_patient, patient_id)
+
+    def _add(self, index: dict[str, set[Watcher]], key: str) -> Watcher:
+        watcher = Watcher(index, key)
+        index[key].add(watcher)
+        if self.closed:
+            watcher.offer(None)
+        return watcher
+
+    def forget(self, watcher: Watcher) -> None:
+        watchers = watcher.index.get(watcher.key)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del watcher.index[watcher.key]
+
+    @property
+    def watchers(self) -> int:
+        return sum(len(ws) for ws in self._by_booking.values()) + sum(len(ws) for ws in self._by_patient.values())
+
+    def close(self) -> None:
+        """End every open stream cleanly (shutdown)."""
+        self.closed = True
+        for index in (self._by_booking, self._by_patient):
+            for watchers in index.values():
+                for watcher in watchers:
+                    watcher.offer(None)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()

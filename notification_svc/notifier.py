@@ -1,0 +1,78 @@
+"""Tells the patient each final outcome, once, and reports it back to booking_svc.
+
+Delivery is a record per patient in Redis (the channel a real SMS/e-mail sender would read) plus a
+log line naming only ids; the Lua script makes "record it" happen once however often the event is
+delivered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from nats.aio.msg import Msg
+
+from clinic.v1 import common_pb2, saga_pb2
+from clinic_common import subjects
+from clinic_common.consumer import ConsumerSpec, Poison
+from clinic_common.logs import get_logger
+
+log = get_logger(__name__)
+
+NOTIFY_ON = frozenset(
+    {
+        common_pb2.EVENT_TYPE_BOOKING_CONFIRMED,
+        common_pb2.EVENT_TYPE_BOOKING_REJECTED,
+        common_pb2.EVENT_TYPE_BOOKING_CANCELLED,
+    }
+)
+CHANNEL = "app"
+RECORD_TTL_S = 40 * 24 * 3600
+KEEP_PER_PATIENT = 200
+
+CONSUMER = ConsumerSpec(
+    stream=subjects.EVENTS_STREAM,
+    durable=subjects.NOTIFICATION_CONSUMER,
+    filter_subjects=[subjects.EVENTS_SUBJECTS],
+    description="notification_svc: tells patients each booking's final outcome",
+)
+
+_RECORD_ONCE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+return 1
+"""
+
+Publish = Callable[[str, bytes, str], Awaitable[None]]
+
+
+class Notifier:
+    def __init__(self, redis: aioredis.Redis, publish: Publish) -> None:
+        self._record_once = redis.register_script(_RECORD_ONCE)
+        self._publish = publish
+
+    async def handle(self, msg: Msg) -> None:
+        event = common_pb2.BookingEvent.FromString(msg.data)
+        if not event.booking_id or event.sequence < 1:
+            raise Poison("event without booking id or sequence")
+        if event.type not in NOTIFY_ON:
+            return
+        text = event.message or common_pb2.EventType.Name(event.type)
+        first = await self._record_once(
+            keys=[
+                f"notification:{event.booking_id}:{event.sequence}",
+                f"notifications:patient:{event.patient_id}",
+            ],
+            args=[f"{event.booking_id}: {text}", RECORD_TTL_S, KEEP_PER_PATIENT],
+        )
+        if first:
+            log.info("notification.sent", booking_id=event.booking_id, patient_id=event.patient_id, channel=CHANNEL)
+        sent = saga_pb2.NotificationSent(
+            booking_id=event.booking_id, notified_sequence=event.sequence, channel=CHANNEL
+        )
+        await self._publish(
+            subjects.saga_subject(subjects.NOTIFICATION_SENT, event.booking_id),
+            sent.SerializeToString(),
+            f"{event.booking_id}:notified:{event.sequence}",
+        )

@@ -1,0 +1,39 @@
+"""Builds notification_svc from its config and connections; `main` runs it until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+
+from clinic.v1 import notification_pb2, notification_pb2_grpc
+from clinic_common import bootstrap, nats_io
+from clinic_common.consumer import ConsumerLoop
+from clinic_common.grpc_server import create_server
+
+from .config import NotificationConfig
+from .handlers import NotificationServicer
+from .hub import EventHub
+from .notifier import CONSUMER, Notifier
+
+SERVICE_NAME = notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
+
+
+async def main(stop: asyncio.Event, config: NotificationConfig) -> None:
+    async with bootstrap.connected("notification_svc", config.connections) as deps:
+
+        async def publish(subject: str, payload: bytes, msg_id: str) -> None:
+            await nats_io.publish(deps.js, subject, payload, msg_id)
+
+        hub = EventHub()
+        await hub.start(deps.nc)
+        servicer = NotificationServicer(hub, deps.js)
+        server = create_server(
+            config.addr,
+            [lambda s: notification_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, s)],
+            [SERVICE_NAME],
+        )
+        notifier = Notifier(deps.redis, publish)
+        consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, notifier.handle)
+        try:
+            await bootstrap.serve(server, stop, consumers=[consumer], on_stopping=[hub.close])
+        finally:
+            await hub.stop()
