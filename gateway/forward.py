@@ -117,6 +117,9 @@ class Forwarder(grpc.GenericRpcHandler):
                 await context.abort_with_status(to_status(exc))
             call = call_factory(request, metadata=metadata, timeout=context.time_remaining())
             try:
+                initial = await call.initial_metadata()
+                if initial:
+                    await context.send_initial_metadata(tuple((k, v) for k, v in initial if k.startswith("x-clinic")))
                 async for response in call:
                     yield response
             except grpc.aio.AioRpcError as err:

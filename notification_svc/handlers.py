@@ -36,5 +36,9 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     async def WatchPatient(self, request, context, who):
         _require_id("patient_id", request.patient_id)
         who.require_patient_access(request.patient_id)
-        async for event in watch.watch_patient(self._hub, request.patient_id):
+        async def live() -> None:
+            # Initial metadata tells the client the watch is registered: events from here on arrive.
+            await context.send_initial_metadata((("x-clinic-watch", "live"),))
+
+        async for event in watch.watch_patient(self._hub, request.patient_id, on_live=live):
             yield notification_pb2.WatchPatientResponse(event=event)

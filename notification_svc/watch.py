@@ -105,9 +105,11 @@ async def _next_live(
         return None
 
 
-async def watch_patient(hub: EventHub, patient_id: str) -> AsyncIterator[common_pb2.BookingEvent]:
+async def watch_patient(hub: EventHub, patient_id: str, on_live=None) -> AsyncIterator[common_pb2.BookingEvent]:
     watcher = hub.watch_patient(patient_id)
     try:
+        if on_live is not None:
+            await on_live()
         while True:
             if watcher.overflowed:
                 raise WatcherTooSlow("watcher fell too far behind; watch again")

@@ -1,0 +1,265 @@
+"""A real system for tests: nats-server and valkey on free ports, the services as subprocesses.
+
+Nothing is faked: the services are started with `python -m <service>` exactly as in production,
+configured only by environment variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+import grpc
+import redis.asyncio as aioredis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clinic.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    booking_pb2,
+    booking_pb2_grpc,
+    common_pb2,
+    notification_pb2,
+    notification_pb2_grpc,
+)
+from clinic_common import embedded
+from gateway.auth import mint
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+TEST_CATALOG = Path(__file__).with_name("catalog.json")
+IST = ZoneInfo("Asia/Kolkata")
+SECRET = "test-secret-" + "x" * 24
+SERVICES = ("booking_svc", "discount_svc", "notification_svc", "gateway")
+FINAL = {common_pb2.BOOKING_STATUS_CONFIRMED, common_pb2.BOOKING_STATUS_REJECTED, common_pb2.BOOKING_STATUS_CANCELLED}
+
+
+async def wait_for(check: Callable[[], Awaitable[T]], timeout_s: float = 15.0, what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy, failing with `what` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+def today_ist() -> date:
+    return datetime.now(IST).date()
+
+
+def future_date(days: int | None = None) -> str:
+    """A unique-ish appointment date, so tests do not share capacity counters."""
+    offset = days if days is not None else 1 + uuid.uuid4().int % 360
+    return (today_ist() + timedelta(days=offset)).isoformat()
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Servers:
+    data_dir: Path
+    nats_port: int = field(default_factory=embedded.free_port)
+    monitor_port: int = field(default_factory=embedded.free_port)
+    redis_port: int = field(default_factory=embedded.free_port)
+    nats: embedded.EmbeddedServer | None = None
+    redis: embedded.EmbeddedServer | None = None
+
+    def start(self) -> Servers:
+        self.start_nats()
+        self.start_redis()
+        return self
+
+    def start_nats(self) -> None:
+        self.nats = embedded.nats_server(self.data_dir, self.nats_port, self.monitor_port).start()
+
+    def start_redis(self) -> None:
+        self.redis = embedded.redis_server(self.data_dir, self.redis_port).start()
+
+    def stop(self) -> None:
+        for server in (self.nats, self.redis):
+            if server:
+                server.stop()
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+
+@dataclass
+class System:
+    """The four services over `servers`; `env` overrides the defaults for every service."""
+
+    servers: Servers
+    env: dict[str, str] = field(default_factory=dict)
+    services: tuple[str, ...] = SERVICES
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("BOOKING_SVC_ADDR", "NOTIFICATION_SVC_ADDR", "DISCOUNT_SVC_ADDR", "CLINIC_GATEWAY_ADDR"):
+            self.ports[name] = embedded.free_port()
+
+    @property
+    def gateway_addr(self) -> str:
+        return f"127.0.0.1:{self.ports['CLINIC_GATEWAY_ADDR']}"
+
+    def service_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            NATS_URL=self.servers.nats_url,
+            REDIS_URL=self.servers.redis_url,
+            CLINIC_CATALOG=str(TEST_CATALOG),
+            CLINIC_AUTH="jwt",
+            CLINIC_JWT_SECRET=SECRET,
+            CLINIC_LOG_LEVEL="info",
+            PYTHONPATH=str(ROOT),
+        )
+        env.update({name: f"127.0.0.1:{port}" for name, port in self.ports.items()})
+        env.update(self.env)
+        return env
+
+    def start(self, only: tuple[str, ...] | None = None) -> System:
+        env = self.service_env()
+        logs = self.servers.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for module in only or self.services:
+            log = open(logs / f"{module}.log", "ab")  # noqa: SIM115 - the child keeps it
+            self.procs[module] = subprocess.Popen(
+                [sys.executable, "-m", module], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            )
+        for module in only or self.services:
+            self.wait_healthy(module)
+        return self
+
+    def addr_of(self, module: str) -> str:
+        key = {
+            "booking_svc": "BOOKING_SVC_ADDR",
+            "notification_svc": "NOTIFICATION_SVC_ADDR",
+            "discount_svc": "DISCOUNT_SVC_ADDR",
+            "gateway": "CLINIC_GATEWAY_ADDR",
+        }[module]
+        return f"127.0.0.1:{self.ports[key]}"
+
+    def wait_healthy(self, module: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        with grpc.insecure_channel(self.addr_of(module)) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                proc = self.procs[module]
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{module} exited with {proc.returncode}:\n{self.log_tail(module)}")
+                try:
+                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == 1:
+                        return
+                except grpc.RpcError:
+                    time.sleep(0.05)
+        raise TimeoutError(f"{module} not healthy in {timeout_s}s:\n{self.log_tail(module)}")
+
+    def log_tail(self, module: str, chars: int = 3000) -> str:
+        path = self.servers.data_dir / "logs" / f"{module}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def stop(self, modules: tuple[str, ...] | None = None, sig: int = signal.SIGTERM) -> None:
+        for module in modules or tuple(self.procs):
+            proc = self.procs.get(module)
+            if proc and proc.poll() is None:
+                proc.send_signal(sig)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+    def kill(self, module: str) -> None:
+        self.stop((module,), sig=signal.SIGKILL)
+
+
+class Client:
+    """Generated stubs over one channel to the gateway, with tokens for any caller."""
+
+    def __init__(self, addr: str) -> None:
+        self.channel = grpc.aio.insecure_channel(addr)
+        self.bookings = booking_pb2_grpc.BookingServiceStub(self.channel)
+        self.notifications = notification_pb2_grpc.NotificationServiceStub(self.channel)
+        self.admin_api = admin_pb2_grpc.AdminServiceStub(self.channel)
+
+    @staticmethod
+    def auth(sub: str = "operator", role: str = "admin") -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {mint(SECRET, sub, role)}")]
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def create(self, patient: common_pb2.Patient, service_ids, **kw) -> common_pb2.Booking:
+        req = booking_pb2.CreateBookingRequest(patient=patient, service_ids=service_ids, **kw)
+        return (await self.bookings.CreateBooking(req, metadata=self.auth(), timeout=10)).booking
+
+    async def get(self, booking_id: str) -> common_pb2.Booking:
+        req = booking_pb2.GetBookingRequest(booking_id=booking_id)
+        return (await self.bookings.GetBooking(req, metadata=self.auth(), timeout=10)).booking
+
+    async def cancel(self, booking_id: str, reason: str = "") -> common_pb2.Booking:
+        req = booking_pb2.CancelBookingRequest(booking_id=booking_id, reason=reason)
+        return (await self.bookings.CancelBooking(req, metadata=self.auth(), timeout=10)).booking
+
+    async def quota(self, day: str = "") -> admin_pb2.Quota:
+        return (await self.admin_api.GetQuota(admin_pb2.GetQuotaRequest(date=day), metadata=self.auth())).quota
+
+    async def watch(self, booking_id: str, timeout_s: float = 20.0) -> list[common_pb2.BookingEvent]:
+        req = notification_pb2.WatchBookingRequest(booking_id=booking_id)
+        stream = self.notifications.WatchBooking(req, metadata=self.auth(), timeout=timeout_s)
+        return [item.event async for item in stream]
+
+    async def settled(self, booking_id: str, *, notified: bool = True, timeout_s: float = 20.0) -> common_pb2.Booking:
+        """The booking once final and (by default) with its NOTIFICATION_SENT recorded."""
+
+        async def check():
+            b = await self.get(booking_id)
+            if b.status not in FINAL:
+                return None
+            if notified and not any(e.type == common_pb2.EVENT_TYPE_NOTIFICATION_SENT for e in b.history):
+                return None
+            if b.discount.outcome == common_pb2.DISCOUNT_OUTCOME_APPLIED and b.status != common_pb2.BOOKING_STATUS_CONFIRMED:
+                return None  # compensation still on its way
+            return b
+
+        return await wait_for(check, timeout_s, f"booking {booking_id} to settle")
+
+
+def patient(
+    pid: str | None = None,
+    gender: int = common_pb2.GENDER_MALE,
+    dob: str = "1985-03-10",
+    name: str = "Test Patient",
+) -> common_pb2.Patient:
+    return common_pb2.Patient(id=pid or uid("p"), name=name, gender=gender, date_of_birth=dob)
+
+
+def birthday_patient(pid: str | None = None) -> common_pb2.Patient:
+    today = today_ist()
+    dob = today.replace(year=1990) if not (today.month == 2 and today.day == 29) else date(1992, 2, 29)
+    return patient(pid, common_pb2.GENDER_FEMALE, dob.isoformat(), name="Asha Rao")
+
+
+async def redis_client(servers: Servers) -> aioredis.Redis:
+    return aioredis.Redis.from_url(servers.redis_url)
