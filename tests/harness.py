@@ -117,7 +117,7 @@ class System:
 
     def __post_init__(self) -> None:
         for name in ("BOOKING_SVC_ADDR", "NOTIFICATION_SVC_ADDR", "DISCOUNT_SVC_ADDR", "CLINIC_GATEWAY_ADDR"):
-            self.ports[name] = embedded.free_port()
+            self.ports.setdefault(name, embedded.free_port())
 
     @property
     def gateway_addr(self) -> str:

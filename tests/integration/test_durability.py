@@ -1,0 +1,155 @@
+"""Restarts and timeouts, each on a system of its own (these tests stop servers and services)."""
+
+from __future__ import annotations
+
+import grpc
+import nats
+import pytest
+
+from clinic.v1 import common_pb2 as c
+from clinic_common import subjects
+from discount_svc.quota import used_key
+from tests.harness import (
+    Client,
+    Servers,
+    System,
+    birthday_patient,
+    future_date,
+    patient,
+    redis_client,
+    today_ist,
+    wait_for,
+)
+
+
+@pytest.fixture(scope="module")
+def own_servers(tmp_path_factory):
+    servers = Servers(tmp_path_factory.mktemp("own")).start()
+    yield servers
+    servers.stop()
+
+
+async def test_bookings_and_quota_survive_a_restart_of_every_process_and_server(own_servers):
+    system = System(own_servers).start()
+    client = Client(system.gateway_addr)
+    try:
+        confirmed = await client.create(birthday_patient(), ["gen-consult"], appointment_date=future_date())
+        confirmed = await client.settled(confirmed.id)
+        quota_before = await client.quota()
+        assert quota_before.used == 1
+        pending_saga = await client.create(patient(), ["gen-consult"], appointment_date=future_date())
+    finally:
+        await client.close()
+        system.stop()
+    own_servers.stop()  # SIGTERM: the AOF and the JetStream store are flushed
+
+    own_servers.start()
+    system = System(own_servers, ports=system.ports).start()
+    client = Client(system.gateway_addr)
+    try:
+        again = await client.get(confirmed.id)
+        assert again == confirmed
+        assert (await client.quota()).used == quota_before.used
+        assert (await client.settled(pending_saga.id)).status == c.BOOKING_STATUS_CONFIRMED
+        fresh = await client.create(patient(), ["gen-consult"], appointment_date=future_date())
+        assert (await client.settled(fresh.id)).status == c.BOOKING_STATUS_CONFIRMED
+    finally:
+        await client.close()
+        system.stop()
+
+
+async def test_bookings_survive_sigkill_of_every_process_and_server(own_servers):
+    system = System(own_servers).start()
+    client = Client(system.gateway_addr)
+    try:
+        booking = await client.settled(
+            (await client.create(patient(), ["gen-consult"], appointment_date=future_date())).id
+        )
+    finally:
+        await client.close()
+    for module in list(system.procs):
+        system.kill(module)
+    own_servers.nats.kill()
+    own_servers.redis.kill()
+
+    own_servers.start()
+    system = System(own_servers, ports=system.ports).start()
+    client = Client(system.gateway_addr)
+    try:
+        assert await client.get(booking.id) == booking
+    finally:
+        await client.close()
+        system.stop()
+
+
+async def test_nats_down_means_unavailable_and_nothing_written(own_servers):
+    system = System(own_servers).start()
+    client = Client(system.gateway_addr)
+    try:
+        own_servers.nats.stop()
+        who = patient()
+
+        async def refused():
+            try:
+                await client.create(who, ["gen-consult"], appointment_date=future_date())
+            except grpc.aio.AioRpcError as err:
+                return err if err.code() == grpc.StatusCode.UNAVAILABLE else None
+            return None
+
+        err = await wait_for(refused, what="CreateBooking to answer UNAVAILABLE")
+        assert "NATS" in err.details()
+        own_servers.start_nats()
+        # The services reconnect by themselves; the next booking goes through.
+        async def works():
+            try:
+                b = await client.create(patient(), ["gen-consult"], appointment_date=future_date())
+            except grpc.aio.AioRpcError:
+                return None
+            return b
+
+        booking = await wait_for(works, timeout_s=30, what="bookings to work again after NATS is back")
+        assert (await client.settled(booking.id)).status == c.BOOKING_STATUS_CONFIRMED
+        from clinic.v1 import booking_pb2
+
+        listed = await client.bookings.ListBookings(
+            booking_pb2.ListBookingsRequest(patient_id=who.id), metadata=client.auth()
+        )
+        assert list(listed.bookings) == []
+    finally:
+        await client.close()
+        system.stop()
+
+
+async def test_a_booking_stuck_pending_times_out_and_a_late_grant_is_refused(own_servers):
+    """discount_svc is down: the booking times out; when it comes back it must not take a unit."""
+    system = System(own_servers, env={"BOOKING_TIMEOUT_SECONDS": "1"})
+    system.start(only=("booking_svc", "notification_svc", "gateway"))
+    client = Client(system.gateway_addr)
+    try:
+        quota = await redis_client(own_servers)
+        used_before = int(await quota.get(used_key(today_ist().isoformat())) or 0)  # discount_svc is down
+        await quota.aclose()
+        booking = await client.create(birthday_patient(), ["ultrasound"], appointment_date=future_date())
+        done = await client.settled(booking.id)
+        assert done.status == c.BOOKING_STATUS_REJECTED
+        assert done.rejection_reason == c.REJECTION_REASON_TIMED_OUT
+        system.start(only=("discount_svc",))
+        nc = await nats.connect(own_servers.nats_url)
+        try:
+            js = nc.jetstream()
+
+            async def discount_consumer_drained():
+                info = await js.consumer_info(subjects.SAGA_STREAM, subjects.DISCOUNT_CONSUMER)
+                return info.num_pending == 0 and info.num_ack_pending == 0
+
+            await wait_for(discount_consumer_drained, what="discount_svc to process the late request")
+        finally:
+            await nc.close()
+        assert (await client.quota()).used == used_before
+        late = await client.create(birthday_patient(), ["ultrasound"], appointment_date=future_date())
+        assert (await client.settled(late.id)).discount.outcome == c.DISCOUNT_OUTCOME_APPLIED
+        assert (await client.quota()).used == used_before + 1  # only the live booking holds a unit
+        assert (await client.get(booking.id)).discount.outcome == c.DISCOUNT_OUTCOME_UNSPECIFIED
+    finally:
+        await client.close()
+        system.stop()
