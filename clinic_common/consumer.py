@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -37,9 +38,11 @@ class ConsumerSpec:
     durable: str
     filter_subjects: list[str]
     description: str
-    ack_wait_s: float = 30.0
+    # A handler takes milliseconds, or a few seconds while Redis or NATS restarts; a message held by a
+    # process that died comes back after ack_wait. CLINIC_ACK_WAIT_SECONDS tunes it.
+    ack_wait_s: float = field(default_factory=lambda: float(os.environ.get("CLINIC_ACK_WAIT_SECONDS", "10")))
     max_deliver: int = 10
-    backoff_s: list[float] = field(default_factory=lambda: [1.0, 2.0, 5.0, 10.0, 30.0])
+    backoff_s: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 5.0, 10.0, 30.0])
     max_ack_pending: int = 2000
     batch: int = 128
     fetch_timeout_s: float = 1.0
@@ -52,7 +55,8 @@ class ConsumerSpec:
             ack_policy=js_api.AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait_s,
             max_deliver=self.max_deliver,
-            backoff=self.backoff_s,
+            # Redelivery after an unacked delivery (the holder died): never sooner than ack_wait.
+            backoff=[self.ack_wait_s * k for k in (1, 1, 2, 3, 6)],
             max_ack_pending=self.max_ack_pending,
             filter_subjects=self.filter_subjects,
         )

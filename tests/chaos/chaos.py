@@ -1,0 +1,303 @@
+"""A fault run: mixed bookings while services are SIGKILLed, NATS and Redis restarted, duplicate,
+late and poison messages injected; then every guarantee is checked against what was stored.
+
+Used by `make chaos` (thousands of bookings) and, shortened, by `make test`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import nats
+
+from clinic.v1 import booking_pb2, saga_pb2
+from clinic.v1 import common_pb2 as c
+from clinic_common import subjects
+from tests.harness import FINAL, Client, Servers, System, birthday_patient, future_date, patient, uid
+
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
+SERVICES = ("booking_svc", "discount_svc", "notification_svc", "gateway")
+
+
+@dataclass
+class Report:
+    bookings: int = 0
+    cancellations: int = 0
+    kills: Counter = field(default_factory=Counter)
+    server_restarts: Counter = field(default_factory=Counter)
+    duplicates_injected: int = 0
+    client_retries: int = 0
+    lost: int = 0
+    doubled: int = 0
+    problems: list[str] = field(default_factory=list)
+    outcomes: Counter = field(default_factory=Counter)
+    load_s: float = 0.0
+    settle_s: float = 0.0
+    dead_letters: int = 0
+
+    def lines(self) -> list[str]:
+        return [
+            f"bookings {self.bookings}  cancellations {self.cancellations}",
+            f"kills {sum(self.kills.values())} {dict(self.kills)}  server restarts {dict(self.server_restarts)}",
+            f"duplicates/late messages injected {self.duplicates_injected}  client retries {self.client_retries}",
+            f"outcomes {dict(self.outcomes)}",
+            f"lost {self.lost}  doubled {self.doubled}  dead letters {self.dead_letters} (1 poison injected)",
+            f"load {self.load_s:.1f}s  time to settle {self.settle_s:.1f}s",
+        ]
+
+
+async def retrying(call, report: Report, deadline_s: float = 90.0):
+    """Retry a call whose effect is idempotent (request ids make CreateBooking so)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as err:
+            if err.code() not in RETRYABLE or time.monotonic() > deadline:
+                raise
+            report.client_retries += 1
+            await asyncio.sleep(0.2)
+
+
+class Chaos:
+    def __init__(
+        self, data_dir: Path, *, bookings: int, rate_per_s: float, kill_every_s: float, seed: int = 7
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.report = Report()
+        self.total = bookings
+        self.interval_s = 1.0 / rate_per_s  # arrivals are paced so the load spans the faults
+        self.kill_every_s = kill_every_s
+        self.quota = max(5, bookings // 8)
+        self.servers = Servers(data_dir)
+        self.system: System | None = None
+        self.created: dict[str, c.Booking] = {}
+        self.patients: dict[str, str] = {}  # booking id -> patient id (each patient books once)
+        self.slot_days = [future_date() for _ in range(3)]
+
+    async def run(self) -> Report:
+        self.servers.start()
+        self.system = System(
+            self.servers,
+            env={
+                "DAILY_DISCOUNT_QUOTA": str(self.quota),
+                "BOOKING_TIMEOUT_SECONDS": "600",
+                "CLINIC_ACK_WAIT_SECONDS": "3",
+            },
+        )
+        await asyncio.to_thread(self.system.start)
+        client = Client(self.system.gateway_addr)
+        try:
+            started = time.monotonic()
+            done = asyncio.Event()
+            chaos = asyncio.create_task(self._chaos(done))
+            await self._load(client)
+            done.set()
+            await chaos
+            self.report.load_s = time.monotonic() - started
+            await self._inject_poison()
+            settle_started = time.monotonic()
+            final = await self._settle(client)
+            self.report.settle_s = time.monotonic() - settle_started
+            await self._verify(client, final)
+            return self.report
+        finally:
+            await client.close()
+            self.system.stop()
+            self.servers.stop()
+
+    # -- load -----------------------------------------------------------------------------------
+
+    async def _load(self, client: Client) -> None:
+        start = time.monotonic()
+        tasks = []
+        for i in range(self.total):
+            delay = start + i * self.interval_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(self._one(client, i)))
+        await asyncio.gather(*tasks)
+
+    async def _one(self, client: Client, i: int) -> None:
+        kind = self.rng.random()
+        if kind < 0.35:
+            who, services, day = patient(), ["gen-consult"], future_date()
+        elif kind < 0.65:
+            who, services, day = (birthday_patient() if i % 2 else patient()), ["ultrasound"], future_date()
+        elif kind < 0.75:
+            who, services, day = patient("fail_test_user"), ["gen-consult"], future_date()
+        else:
+            who, services, day = patient(), ["single-slot"], self.rng.choice(self.slot_days)
+        req = booking_pb2.CreateBookingRequest(
+            patient=who, service_ids=services, appointment_date=day, request_id=uid("chaos")
+        )
+        response = await retrying(
+            lambda: client.bookings.CreateBooking(req, metadata=client.auth(), timeout=10), self.report
+        )
+        booking = response.booking
+        self.created[booking.id] = booking
+        self.patients[booking.id] = who.id
+        self.report.bookings += 1
+        if self.rng.random() < 0.1:
+            await self._cancel(client, booking.id)
+        if self.rng.random() < 0.05:
+            await self._duplicate(booking.id)
+
+    async def _cancel(self, client: Client, booking_id: str) -> None:
+        req = booking_pb2.CancelBookingRequest(booking_id=booking_id, reason="chaos")
+        try:
+            await retrying(lambda: client.bookings.CancelBooking(req, metadata=client.auth(), timeout=10), self.report)
+            self.report.cancellations += 1
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.FAILED_PRECONDITION:  # already rejected: fine
+                raise
+
+    async def _duplicate(self, booking_id: str) -> None:
+        """Publish a booking's saga messages again, with fresh ids so JetStream cannot drop them."""
+        try:
+            nc = await nats.connect(self.servers.nats_url, connect_timeout=1, max_reconnect_attempts=1)
+        except Exception:
+            return  # NATS is being restarted right now
+        try:
+            js = nc.jetstream(timeout=2)
+            for prefix in (subjects.DISCOUNT_REQUESTED, subjects.DISCOUNT_DECIDED, subjects.QUOTA_RELEASE):
+                try:
+                    msg = await js.get_msg(subjects.SAGA_STREAM, subject=subjects.saga_subject(prefix, booking_id))
+                except Exception:
+                    continue
+                await js.publish(msg.subject, msg.data, headers={"Nats-Msg-Id": uid("dup")})
+                self.report.duplicates_injected += 1
+        except Exception:
+            pass
+        finally:
+            await nc.close()
+
+    # -- faults ---------------------------------------------------------------------------------
+
+    async def _chaos(self, done: asyncio.Event) -> None:
+        assert self.system is not None
+        faults: list[str] = []
+        rounds = 0
+        while not (done.is_set() and rounds >= 1 and not faults):  # at least one full round
+            await asyncio.sleep(self.kill_every_s * self.rng.uniform(0.5, 1.5))
+            if not faults:
+                rounds += 1  # every round hits each service and both servers once, in random order
+                faults = [*SERVICES, "nats", "redis"]
+                self.rng.shuffle(faults)
+            victim = faults.pop()
+            if victim in ("nats", "redis"):
+                await asyncio.to_thread(self._restart_server, victim)
+            else:
+                self.system.kill(victim)
+                self.report.kills[victim] += 1
+                await asyncio.sleep(self.rng.uniform(0, 0.5))
+                await asyncio.to_thread(self.system.start, (victim,))
+
+    def _restart_server(self, which: str) -> None:
+        server = self.servers.nats if which == "nats" else self.servers.redis
+        assert server is not None
+        server.kill()
+        time.sleep(self.rng.uniform(0.2, 1.0))
+        (self.servers.start_nats if which == "nats" else self.servers.start_redis)()
+        self.report.server_restarts[which] += 1
+
+    async def _inject_poison(self) -> None:
+        nc = await nats.connect(self.servers.nats_url)
+        try:
+            js = nc.jetstream()
+            await js.publish(
+                subjects.saga_subject(subjects.DISCOUNT_REQUESTED, "poison"), b"\x00garbage",
+                headers={"Nats-Msg-Id": uid("poison")},
+            )
+        finally:
+            await nc.close()
+
+    # -- verification ---------------------------------------------------------------------------
+
+    async def _settle(self, client: Client, deadline_s: float = 120.0) -> dict[str, c.Booking]:
+        deadline = time.monotonic() + deadline_s
+        final: dict[str, c.Booking] = {}
+        waiting = set(self.created)
+        while waiting and time.monotonic() < deadline:
+            for booking_id in list(waiting):
+                try:
+                    b = await client.get(booking_id)
+                except grpc.aio.AioRpcError as err:
+                    if err.code() == grpc.StatusCode.NOT_FOUND:
+                        continue
+                    raise
+                if _settled(b):
+                    final[booking_id] = b
+                    waiting.discard(booking_id)
+            if waiting:
+                await asyncio.sleep(0.5)
+        for booking_id in waiting:
+            self.report.problems.append(f"booking {booking_id} did not settle")
+            self.report.lost += 1
+        return final
+
+    async def _verify(self, client: Client, final: dict[str, c.Booking]) -> None:
+        r = self.report
+        applied_by_day: Counter = Counter()
+        for b in final.values():
+            r.outcomes[c.BookingStatus.Name(b.status).removeprefix("BOOKING_STATUS_")] += 1
+            if b.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED:
+                applied_by_day[b.discount.quota_date] += 1
+            steps = Counter(e.type for e in b.history)
+            finals = sum(steps[t] for t in (c.EVENT_TYPE_BOOKING_CONFIRMED, c.EVENT_TYPE_BOOKING_REJECTED, c.EVENT_TYPE_BOOKING_CANCELLED))
+            doubled = [c.EventType.Name(t) for t, n in steps.items() if t != c.EVENT_TYPE_NOTIFICATION_SENT and n > 1]
+            if steps[c.EVENT_TYPE_NOTIFICATION_SENT] != finals:
+                doubled.append(f"NOTIFICATION_SENT x{steps[c.EVENT_TYPE_NOTIFICATION_SENT]} for {finals} outcomes")
+            if [e.sequence for e in b.history] != list(range(1, len(b.history) + 1)):
+                doubled.append("sequence gap or repeat")
+            if doubled:
+                r.doubled += 1
+                r.problems.append(f"booking {b.id}: {doubled}")
+        days = set(applied_by_day) | {b.discount.quota_date for b in final.values() if b.discount.quota_date}
+        for day in days:
+            used = (await client.quota(day)).used
+            if used != applied_by_day[day]:
+                r.doubled += 1
+                r.problems.append(f"quota {day}: used {used} != {applied_by_day[day]} bookings holding APPLIED")
+        per_patient = Counter(self.patients[bid] for bid in final if self.patients[bid] != "fail_test_user")
+        r.doubled += sum(1 for n in per_patient.values() if n > 1)
+        for pid in list(per_patient)[:50]:  # one booking per request id, seen from the store's side
+            listed = await client.bookings.ListBookings(
+                booking_pb2.ListBookingsRequest(patient_id=pid), metadata=client.auth()
+            )
+            if len(listed.bookings) != 1:
+                r.doubled += 1
+                r.problems.append(f"patient {pid} has {len(listed.bookings)} bookings")
+        await self._check_dead_letters()
+
+    async def _check_dead_letters(self) -> None:
+        nc = await nats.connect(self.servers.nats_url)
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(subjects.DLQ_STREAM)
+            self.report.dead_letters = info.state.messages
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                letter = saga_pb2.DeadLetter.FromString((await js.get_msg(subjects.DLQ_STREAM, seq)).data)
+                if not letter.subject.endswith(".poison"):
+                    self.report.problems.append(f"unexpected dead letter: {letter.subject} ({letter.reason})")
+        finally:
+            await nc.close()
+
+
+def _settled(b: c.Booking) -> bool:
+    if b.status not in FINAL:
+        return False
+    if b.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED and b.status != c.BOOKING_STATUS_CONFIRMED:
+        return False  # compensation pending
+    finals = sum(
+        1
+        for e in b.history
+        if e.type in (c.EVENT_TYPE_BOOKING_CONFIRMED, c.EVENT_TYPE_BOOKING_REJECTED, c.EVENT_TYPE_BOOKING_CANCELLED)
+    )
+    return sum(1 for e in b.history if e.type == c.EVENT_TYPE_NOTIFICATION_SENT) >= finals
