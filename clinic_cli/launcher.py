@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clinic_common import embedded
+from clinic_common import access, embedded
 from gateway.auth import mint
 
 SERVICES = ("booking_svc", "discount_svc", "notification_svc", "gateway")
@@ -94,19 +94,26 @@ def run() -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    per_service: dict[str, dict[str, str]] = {module: {} for module in SERVICES}
+    creds = access.Credentials.load_or_create(data_dir)
     try:
         if not env.get("NATS_URL"):
             port = int(env.get("CLINIC_NATS_PORT", 4222))
             monitor = int(env.get("CLINIC_NATS_MONITOR_PORT", 8222))
-            servers.append(embedded.nats_server(data_dir, port, monitor).start())
-            env["NATS_URL"] = f"nats://127.0.0.1:{port}"
+            config = access.write_nats_config(creds, data_dir / "nats.json")
+            servers.append(embedded.nats_server(data_dir, port, monitor, config_file=config).start())
+            for module in SERVICES:
+                per_service[module]["NATS_URL"] = creds.nats_url(module, port)
             _say(console, f"[green]✓[/] NATS JetStream  nats://127.0.0.1:{port}  (monitoring http://127.0.0.1:{monitor})")
+            _say(console, f"  operator login: {creds.nats_url(access.OPS, port)}  (one user per service: {data_dir / 'nats.json'})")
         else:
             _say(console, f"[green]✓[/] NATS           {env['NATS_URL']} (external)")
         if not env.get("REDIS_URL"):
             port = int(env.get("CLINIC_REDIS_PORT", 6379))
-            servers.append(embedded.redis_server(data_dir, port).start())
-            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+            acl = access.write_redis_acl(creds, data_dir / "users.acl")
+            servers.append(embedded.redis_server(data_dir, port, acl_file=acl).start())
+            for module in SERVICES:
+                per_service[module]["REDIS_URL"] = creds.redis_url(module, port)
             _say(console, f"[green]✓[/] Redis (valkey)  redis://127.0.0.1:{port}  (append-only file in {data_dir / 'redis'})")
         else:
             _say(console, f"[green]✓[/] Redis          {env['REDIS_URL']} (external)")
@@ -117,7 +124,7 @@ def run() -> int:
             _say(console, f"[yellow]![/] development JWT secret in {data_dir / 'dev-jwt-secret'}")
 
         for module in SERVICES:
-            svc = Supervised(module, env, logs_dir / f"{module}.log")
+            svc = Supervised(module, {**env, **per_service[module]}, logs_dir / f"{module}.log")
             svc.start()
             services.append(svc)
         gateway_addr = env.get("CLINIC_GATEWAY_ADDR", "127.0.0.1:50051")

@@ -107,7 +107,7 @@ def nats_server(
     return EmbeddedServer("nats-server", args, port, data_dir / "logs" / f"nats-{port}.log")
 
 
-def redis_server(data_dir: Path, port: int, *, password: str | None = None) -> EmbeddedServer:
+def redis_server(data_dir: Path, port: int, *, acl_file: Path | None = None) -> EmbeddedServer:
     store = data_dir / "redis"
     store.mkdir(parents=True, exist_ok=True)
     args = [
@@ -127,8 +127,8 @@ def redis_server(data_dir: Path, port: int, *, password: str | None = None) -> E
         "--protected-mode",
         "no",
     ]
-    if password:
-        args += ["--requirepass", password]
+    if acl_file:
+        args += ["--aclfile", str(acl_file)]
     return EmbeddedServer("valkey-server", args, port, data_dir / "logs" / f"redis-{port}.log")
 
 

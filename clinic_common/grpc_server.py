@@ -59,6 +59,7 @@ def create_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     handlers: Sequence[grpc.GenericRpcHandler] = (),
     options: Sequence[tuple[str, int]] = (),
+    credentials: grpc.ServerCredentials | None = None,
 ) -> HealthyServer:
     """Build (not start) a server on `addr`; port 0 picks a free port, reported as `.port`."""
     server = grpc.aio.server(
@@ -74,7 +75,7 @@ def create_server(
         reflection.enable_server_reflection(
             [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
-    port = server.add_insecure_port(addr)
+    port = server.add_secure_port(addr, credentials) if credentials else server.add_insecure_port(addr)
     if port == 0:
         raise OSError(f"cannot listen on {addr}")
     return HealthyServer(server, health_servicer, service_names, port)

@@ -6,7 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from clinic_common.config import ConfigError, env_addr, env_list, env_str
+from pathlib import Path
+
+from clinic_common.config import ConfigError, env_addr, env_int, env_list, env_str
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,13 @@ class GatewayConfig:
     discount_addrs: tuple[str, ...]
     auth: str  # "jwt" or "none"
     jwt_secret: str
+    patient_rate_per_s: int = 20
+    admin_rate_per_s: int = 0  # 0: operators' tools are not throttled
+    rate_burst: int = 40
+    max_watch_streams: int = 10
+    max_request_bytes: int = 64 * 1024
+    tls_cert: bytes | None = None
+    tls_key: bytes | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -34,7 +43,24 @@ class GatewayConfig:
             discount_addrs=_addrs(env, "DISCOUNT_SVC_ADDR", "127.0.0.1:50063"),
             auth=auth,
             jwt_secret=secret,
+            patient_rate_per_s=env_int(env, "CLINIC_RATE_LIMIT_RPS", 20),
+            admin_rate_per_s=env_int(env, "CLINIC_ADMIN_RATE_LIMIT_RPS", 0),
+            rate_burst=env_int(env, "CLINIC_RATE_LIMIT_BURST", 40, minimum=1),
+            max_watch_streams=env_int(env, "CLINIC_MAX_WATCH_STREAMS", 10, minimum=1),
+            max_request_bytes=env_int(env, "CLINIC_MAX_REQUEST_BYTES", 64 * 1024, minimum=1024),
+            tls_cert=_read(env, "CLINIC_TLS_CERT"),
+            tls_key=_read(env, "CLINIC_TLS_KEY"),
         )
+
+
+def _read(env: Mapping[str, str], name: str) -> bytes | None:
+    path = env.get(name, "").strip()
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{name}={path!r} cannot be read: {exc.strerror}") from None
 
 
 def _addrs(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:

@@ -18,6 +18,8 @@ from clinic_common import principal as principals
 from clinic_common.errors import ClinicError, to_status
 from clinic_common.logs import get_logger
 
+from .limits import Limits, exhausted
+
 log = get_logger(__name__)
 
 FILES = (booking_pb2, notification_pb2, admin_pb2)
@@ -69,9 +71,10 @@ class Route:
 
 
 class Forwarder(grpc.GenericRpcHandler):
-    def __init__(self, routes: dict[str, Route], authenticator) -> None:
+    def __init__(self, routes: dict[str, Route], authenticator, limits: Limits | None = None) -> None:
         self._routes = routes
         self._auth = authenticator
+        self._limits = limits or Limits()
 
     def service(self, handler_call_details: grpc.HandlerCallDetails):
         route = self._routes.get(handler_call_details.method)
@@ -82,22 +85,30 @@ class Forwarder(grpc.GenericRpcHandler):
             return grpc.unary_stream_rpc_method_handler(self._stream(method, route))
         return grpc.unary_unary_rpc_method_handler(self._unary(method, route))
 
-    def _outgoing(self, context: grpc.aio.ServicerContext) -> list[tuple[str, str]] | None:
+    def _outgoing(self, context: grpc.aio.ServicerContext) -> tuple[principals.Principal, list[tuple[str, str]]]:
         metadata = context.invocation_metadata() or ()
         who = self._auth.authenticate(metadata)
         request_id = principals.request_id(metadata) or uuid.uuid4().hex[:16]
         out = [(k, v) for k, v in metadata if k not in _STRIPPED and k != principals.REQUEST_ID_KEY]
         out += [(principals.SUB_KEY, who.sub), (principals.ROLE_KEY, who.role), (principals.REQUEST_ID_KEY, request_id)]
-        return [(k, v) for k, v in out if not k.startswith((":", "grpc-")) and k not in ("user-agent", "te")]
+        return who, [(k, v) for k, v in out if not k.startswith((":", "grpc-")) and k not in ("user-agent", "te")]
+
+    async def _admit(self, context: grpc.aio.ServicerContext) -> tuple[principals.Principal, list]:
+        """Authenticate and rate-limit, or end the call with the right status."""
+        try:
+            who, metadata = self._outgoing(context)
+        except ClinicError as exc:
+            await context.abort_with_status(to_status(exc))
+        wait = self._limits.retry_after(who)
+        if wait > 0:
+            await context.abort_with_status(exhausted(f"rate limit exceeded for {who.sub}; retry later", wait))
+        return who, metadata
 
     def _unary(self, method: str, route: Route):
         call = route.channel.unary_unary(method)
 
         async def handler(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            try:
-                metadata = self._outgoing(context)
-            except ClinicError as exc:
-                await context.abort_with_status(to_status(exc))
+            _, metadata = await self._admit(context)
             remaining = context.time_remaining()
             timeout = min(remaining, UNARY_DEADLINE_S) if remaining else UNARY_DEADLINE_S
             try:
@@ -111,10 +122,11 @@ class Forwarder(grpc.GenericRpcHandler):
         call_factory = route.channel.unary_stream(method)
 
         async def handler(request: bytes, context: grpc.aio.ServicerContext):
-            try:
-                metadata = self._outgoing(context)
-            except ClinicError as exc:
-                await context.abort_with_status(to_status(exc))
+            who, metadata = await self._admit(context)
+            if not self._limits.open_watch(who):
+                await context.abort_with_status(
+                    exhausted(f"at most {self._limits.max_watches} open watch streams per caller")
+                )
             call = call_factory(request, metadata=metadata, timeout=context.time_remaining())
             try:
                 initial = await call.initial_metadata()
@@ -126,6 +138,7 @@ class Forwarder(grpc.GenericRpcHandler):
                 await _relay_error(context, err, route.backend)
             finally:
                 call.cancel()  # the client went away: end the internal stream too
+                self._limits.close_watch(who)
 
         return handler
 

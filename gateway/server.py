@@ -13,6 +13,7 @@ from clinic_common.logs import get_logger
 from .auth import JwtAuth, NoAuth
 from .config import GatewayConfig
 from .forward import SERVICE_CONFIG, Forwarder, build_routes, channel_target, service_names
+from .limits import Limits
 
 log = get_logger(__name__)
 
@@ -35,8 +36,28 @@ def build(config: GatewayConfig) -> tuple[HealthyServer, list[grpc.aio.Channel]]
     else:
         authenticator = JwtAuth(config.jwt_secret)
     channels = [open_channel(a) for a in (config.booking_addrs, config.notification_addrs, config.discount_addrs)]
-    forwarder = Forwarder(build_routes(*channels), authenticator)
-    server = create_server(config.addr, [], service_names(), reflect=True, handlers=[forwarder])
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise SystemExit("configuration error: set both CLINIC_TLS_CERT and CLINIC_TLS_KEY, or neither")
+    credentials = (
+        grpc.ssl_server_credentials([(config.tls_key, config.tls_cert)]) if config.tls_cert else None
+    )
+    limits = Limits(
+        patient_rate_per_s=config.patient_rate_per_s,
+        admin_rate_per_s=config.admin_rate_per_s,
+        burst=config.rate_burst,
+        max_watches=config.max_watch_streams,
+    )
+    forwarder = Forwarder(build_routes(*channels), authenticator, limits)
+    server = create_server(
+        config.addr,
+        [],
+        service_names(),
+        reflect=True,
+        handlers=[forwarder],
+        options=[("grpc.max_receive_message_length", config.max_request_bytes)],
+        credentials=credentials,
+    )
+    log.info("gateway.listening", addr=config.addr, tls=bool(credentials), auth=config.auth)
     return server, channels
 
 

@@ -33,7 +33,7 @@ from clinic.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
-from clinic_common import embedded
+from clinic_common import access, embedded
 from gateway.auth import mint
 
 T = TypeVar("T")
@@ -79,6 +79,10 @@ class Servers:
     redis_port: int = field(default_factory=embedded.free_port)
     nats: embedded.EmbeddedServer | None = None
     redis: embedded.EmbeddedServer | None = None
+    creds: access.Credentials | None = None
+
+    def __post_init__(self) -> None:
+        self.creds = access.Credentials.load_or_create(self.data_dir)
 
     def start(self) -> Servers:
         self.start_nats()
@@ -86,10 +90,12 @@ class Servers:
         return self
 
     def start_nats(self) -> None:
-        self.nats = embedded.nats_server(self.data_dir, self.nats_port, self.monitor_port).start()
+        config = access.write_nats_config(self.creds, self.data_dir / "nats.json")
+        self.nats = embedded.nats_server(self.data_dir, self.nats_port, self.monitor_port, config_file=config).start()
 
     def start_redis(self) -> None:
-        self.redis = embedded.redis_server(self.data_dir, self.redis_port).start()
+        acl = access.write_redis_acl(self.creds, self.data_dir / "users.acl")
+        self.redis = embedded.redis_server(self.data_dir, self.redis_port, acl_file=acl).start()
 
     def stop(self) -> None:
         for server in (self.nats, self.redis):
@@ -98,11 +104,18 @@ class Servers:
 
     @property
     def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.nats_port}"
+        """The operators' full-access user (tests inject and inspect with it)."""
+        return self.creds.nats_url(access.OPS, self.nats_port)
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        return self.creds.redis_url(access.OPS, self.redis_port)
+
+    def urls_for(self, module: str) -> dict[str, str]:
+        return {
+            "NATS_URL": self.creds.nats_url(module, self.nats_port),
+            "REDIS_URL": self.creds.redis_url(module, self.redis_port),
+        }
 
 
 @dataclass
@@ -123,11 +136,10 @@ class System:
     def gateway_addr(self) -> str:
         return f"127.0.0.1:{self.ports['CLINIC_GATEWAY_ADDR']}"
 
-    def service_env(self) -> dict[str, str]:
+    def service_env(self, module: str) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(self.servers.urls_for(module))
         env.update(
-            NATS_URL=self.servers.nats_url,
-            REDIS_URL=self.servers.redis_url,
             CLINIC_CATALOG=str(TEST_CATALOG),
             CLINIC_AUTH="jwt",
             CLINIC_JWT_SECRET=SECRET,
@@ -139,13 +151,12 @@ class System:
         return env
 
     def start(self, only: tuple[str, ...] | None = None) -> System:
-        env = self.service_env()
         logs = self.servers.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for module in only or self.services:
             log = open(logs / f"{module}.log", "ab")  # noqa: SIM115 - the child keeps it
             self.procs[module] = subprocess.Popen(
-                [sys.executable, "-m", module], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+                [sys.executable, "-m", module], env=self.service_env(module), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
             )
         for module in only or self.services:
             self.wait_healthy(module)

@@ -1,0 +1,133 @@
+"""Least privilege for the embedded servers: one NATS user and one Redis ACL user per service.
+
+Each service may publish only the subjects it produces, consume only its own durable consumer and
+touch only its own Redis keys. `ops` is the operators' (and tests') full-access user. Passwords are
+random, kept in <data dir>/credentials.json (mode 0600) so restarts reuse them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from clinic_common import subjects as s
+
+SERVICES = ("booking_svc", "discount_svc", "notification_svc", "gateway")
+OPS = "ops"
+
+_JS_COMMON = [
+    "$JS.API.INFO",
+    *[f"$JS.API.STREAM.{verb}.{stream}" for verb in ("CREATE", "UPDATE", "INFO") for stream in
+      (s.EVENTS_STREAM, s.SAGA_STREAM, s.DLQ_STREAM)],
+    f"$JS.API.STREAM.MSG.GET.{s.SAGA_STREAM}",
+    f"{s.DLQ_SUBJECTS}",
+]
+
+
+def _consumer(stream: str, durable: str) -> list[str]:
+    return [
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+        f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.ACK.{stream}.{durable}.>",
+    ]
+
+
+def _advisory(stream: str, durable: str) -> str:
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}"
+
+
+NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
+    "booking_svc": {
+        "publish": [
+            s.EVENTS_SUBJECTS,
+            f"{s.DISCOUNT_REQUESTED}.>",
+            f"{s.QUOTA_RELEASE}.>",
+            *_JS_COMMON,
+            *_consumer(s.SAGA_STREAM, s.BOOKING_CONSUMER),
+        ],
+        "subscribe": ["_INBOX.>", _advisory(s.SAGA_STREAM, s.BOOKING_CONSUMER)],
+    },
+    "discount_svc": {
+        "publish": [
+            f"{s.DISCOUNT_DECIDED}.>",
+            f"{s.QUOTA_RELEASED}.>",
+            *_JS_COMMON,
+            *_consumer(s.SAGA_STREAM, s.DISCOUNT_CONSUMER),
+        ],
+        "subscribe": ["_INBOX.>", _advisory(s.SAGA_STREAM, s.DISCOUNT_CONSUMER)],
+    },
+    "notification_svc": {
+        "publish": [
+            f"{s.NOTIFICATION_SENT}.>",
+            f"$JS.API.DIRECT.GET.{s.EVENTS_STREAM}",
+            f"$JS.API.DIRECT.GET.{s.EVENTS_STREAM}.>",
+            *_JS_COMMON,
+            *_consumer(s.EVENTS_STREAM, s.NOTIFICATION_CONSUMER),
+        ],
+        "subscribe": ["_INBOX.>", s.EVENTS_SUBJECTS, _advisory(s.EVENTS_STREAM, s.NOTIFICATION_CONSUMER)],
+    },
+    "gateway": {"publish": [], "subscribe": []},  # the gateway never touches NATS
+}
+
+REDIS_KEYS: dict[str, list[str]] = {
+    "booking_svc": ["booking:*", "bookings:*", "capacity:*", "outbox", "outbox:*"],
+    "discount_svc": ["{quota:*"],
+    "notification_svc": ["notification:*", "notifications:*"],
+    "gateway": [],
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    passwords: dict[str, str]
+
+    @classmethod
+    def load_or_create(cls, data_dir: Path) -> Credentials:
+        path = data_dir / "credentials.json"
+        if path.exists():
+            return cls(json.loads(path.read_text()))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        passwords = {user: secrets.token_urlsafe(18) for user in (*SERVICES, OPS)}
+        path.write_text(json.dumps(passwords))
+        path.chmod(0o600)
+        return cls(passwords)
+
+    def nats_url(self, user: str, port: int) -> str:
+        return f"nats://{user}:{self.passwords[user]}@127.0.0.1:{port}"
+
+    def redis_url(self, user: str, port: int) -> str:
+        return f"redis://{user}:{self.passwords[user]}@127.0.0.1:{port}/0"
+
+
+def write_nats_config(creds: Credentials, path: Path) -> Path:
+    users = [{"user": OPS, "password": creds.passwords[OPS]}]
+    for user, perms in NATS_PERMISSIONS.items():
+        users.append(
+            {
+                "user": user,
+                "password": creds.passwords[user],
+                "permissions": {
+                    "publish": {"allow": perms["publish"] or ["_nothing_"]},
+                    "subscribe": {"allow": perms["subscribe"] or ["_nothing_"]},
+                    "allow_responses": True,
+                },
+            }
+        )
+    # NATS config accepts JSON syntax.
+    path.write_text(json.dumps({"authorization": {"users": users}}, indent=1))
+    path.chmod(0o600)
+    return path
+
+
+def write_redis_acl(creds: Credentials, path: Path) -> Path:
+    lines = [f"user default off", f"user {OPS} on >{creds.passwords[OPS]} ~* &* +@all"]
+    for user, patterns in REDIS_KEYS.items():
+        keys = " ".join(f"~{p}" for p in patterns) or "resetkeys"
+        lines.append(f"user {user} on >{creds.passwords[user]} {keys} -@all +@read +@write +@scripting +@connection +ping -@dangerous")
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
