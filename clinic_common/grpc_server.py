@@ -64,7 +64,7 @@ def create_server(
     """Build (not start) a server on `addr`; port 0 picks a free port, reported as `.port`."""
     server = grpc.aio.server(
         interceptors=list(interceptors),
-        options=[*SERVER_OPTIONS, *options],
+        options=list({**dict(SERVER_OPTIONS), **dict(options)}.items()),  # later settings win
         handlers=list(handlers) or None,
     )
     for register in registrars:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 
@@ -13,6 +14,8 @@ from clinic_common.principal import ADMIN, ANONYMOUS_ADMIN, PATIENT, Principal
 
 ROLES = (PATIENT, ADMIN)
 MAX_TOKEN_LEN = 4096
+# The subject travels on as gRPC metadata and names a patient: the same shape as a patient id.
+SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,63}$")
 
 
 class Unauthenticated(ClinicError):
@@ -49,8 +52,8 @@ class JwtAuth:
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"invalid token: {type(exc).__name__}") from None
         sub, role = claims.get("sub"), claims.get("role")
-        if not isinstance(sub, str) or not sub or len(sub) > 64:
-            raise Unauthenticated("token 'sub' must be a non-empty id")
+        if not isinstance(sub, str) or not SUBJECT.match(sub):
+            raise Unauthenticated("token 'sub' must be an id of letters, digits or ._@:- (at most 64)")
         if role not in ROLES:
             raise Unauthenticated("token 'role' must be 'patient' or 'admin'")
         return Principal(sub=sub, role=role)

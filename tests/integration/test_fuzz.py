@@ -1,0 +1,100 @@
+"""Arbitrary field values at every rpc: only well-formed answers, never UNKNOWN/INTERNAL, no crash."""
+
+from __future__ import annotations
+
+import grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clinic.v1 import admin_pb2, admin_pb2_grpc, booking_pb2, booking_pb2_grpc, common_pb2
+from clinic.v1 import notification_pb2, notification_pb2_grpc
+from tests.harness import Client, uid
+
+ALLOWED = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.DEADLINE_EXCEEDED,  # an open-ended watch that had nothing to say yet
+    grpc.StatusCode.UNAUTHENTICATED,  # a token whose subject is not a valid id
+}
+
+texts = st.one_of(
+    st.text(max_size=80),
+    st.sampled_from(["", "gen-consult", "2026-02-29", "1990-01-01", "fail_test_user", "a.b.c", "*", ">", " "]),
+    st.text(alphabet="0123456789-", min_size=8, max_size=12),
+)
+enums = st.integers(min_value=-3, max_value=12)
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _check(call) -> None:
+    try:
+        result = call()
+        if hasattr(result, "__iter__") and not hasattr(result, "ListFields"):
+            for _ in result:
+                break
+    except grpc.RpcError as err:
+        assert err.code() in ALLOWED, (err.code(), err.details())
+
+
+def _stubs(system):
+    channel = grpc.insecure_channel(system.gateway_addr)
+    md = Client.auth(uid("fuzz"), "patient")  # a caller per example: the rate limit is not under test
+    return channel, md
+
+
+@given(
+    pid=texts, name=texts, gender=enums, dob=texts,
+    services=st.lists(texts, max_size=25), day=texts, request_id=texts,
+)
+@SETTINGS
+def test_create_booking_fuzz(system, pid, name, gender, dob, services, day, request_id):
+    channel, _ = _stubs(system)
+    with channel:
+        stub = booking_pb2_grpc.BookingServiceStub(channel)
+        req = booking_pb2.CreateBookingRequest(
+            patient=common_pb2.Patient(id=pid, name=name, gender=gender, date_of_birth=dob),
+            service_ids=services,
+            appointment_date=day,
+            request_id=request_id,
+        )
+        md = Client.auth(pid or "fuzz", "patient")
+        _check(lambda: stub.CreateBooking(req, metadata=md, timeout=10))
+
+
+@given(booking_id=texts, patient_id=texts, page_size=st.integers(-5, 500), token=texts, reason=texts, gender=enums)
+@SETTINGS
+def test_read_and_cancel_fuzz(system, booking_id, patient_id, page_size, token, reason, gender):
+    channel, md = _stubs(system)
+    with channel:
+        stub = booking_pb2_grpc.BookingServiceStub(channel)
+        _check(lambda: stub.ListServices(booking_pb2.ListServicesRequest(gender=gender), metadata=md, timeout=5))
+        _check(lambda: stub.GetBooking(booking_pb2.GetBookingRequest(booking_id=booking_id), metadata=md, timeout=5))
+        _check(lambda: stub.ListBookings(
+            booking_pb2.ListBookingsRequest(patient_id=patient_id, page_size=page_size, page_token=token),
+            metadata=Client.auth(), timeout=5,
+        ))
+        _check(lambda: stub.CancelBooking(
+            booking_pb2.CancelBookingRequest(booking_id=booking_id, reason=reason), metadata=md, timeout=5
+        ))
+
+
+@given(booking_id=texts, patient_id=texts, follow=st.booleans(), day=texts)
+@SETTINGS
+def test_watch_and_admin_fuzz(system, booking_id, patient_id, follow, day):
+    channel, md = _stubs(system)
+    admin_md = Client.auth()
+    with channel:
+        notes = notification_pb2_grpc.NotificationServiceStub(channel)
+        _check(lambda: notes.WatchBooking(
+            notification_pb2.WatchBookingRequest(booking_id=booking_id, follow=follow), metadata=admin_md, timeout=0.5
+        ))
+        _check(lambda: notes.WatchPatient(
+            notification_pb2.WatchPatientRequest(patient_id=patient_id), metadata=admin_md, timeout=0.3
+        ))
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        _check(lambda: admin.GetQuota(admin_pb2.GetQuotaRequest(date=day), metadata=admin_md, timeout=5))
+        _check(lambda: admin.GetQuota(admin_pb2.GetQuotaRequest(date=day), metadata=md, timeout=5))
