@@ -19,6 +19,7 @@ class DiscountConfig:
     timezone: ZoneInfo
     daily_quota: int
     rules: Rules
+    booking_addrs: tuple[str, ...] = ("127.0.0.1:50061",)  # VerifyQuota reads bookings from booking_svc
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DiscountConfig:
@@ -28,6 +29,7 @@ class DiscountConfig:
             connections=Connections.from_env(env),
             timezone=env_timezone(env),
             daily_quota=env_int(env, "DAILY_DISCOUNT_QUOTA", 100),
+            booking_addrs=env_list(env, "BOOKING_SVC_ADDR", "127.0.0.1:50061"),
             rules=Rules(
                 percent=_percent(env),
                 high_value_threshold_minor=env_int(env, "HIGH_VALUE_THRESHOLD", 1000) * 100,

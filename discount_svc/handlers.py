@@ -10,6 +10,7 @@ from clinic_common.clock import Clock, clinic_day, parse_date
 from clinic_common.errors import InvalidArgument
 
 from .quota import QuotaState, QuotaStore
+from .verify import QuotaVerifier
 
 
 def _quota(state: QuotaState) -> admin_pb2.Quota:
@@ -17,8 +18,11 @@ def _quota(state: QuotaState) -> admin_pb2.Quota:
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, quota: QuotaStore, tz: ZoneInfo, clock: Clock | None = None) -> None:
+    def __init__(
+        self, quota: QuotaStore, verifier: QuotaVerifier, tz: ZoneInfo, clock: Clock | None = None
+    ) -> None:
         self._quota = quota
+        self._verifier = verifier
         self._tz = tz
         self._clock = clock or Clock()
 
@@ -39,3 +43,18 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def ResetQuota(self, request, context, who):
         who.require_admin()
         return admin_pb2.ResetQuotaResponse(quota=_quota(await self._quota.reset(self._day(request.date))))
+
+    @rpc.unary
+    async def VerifyQuota(self, request, context, who):
+        who.require_admin()
+        day = self._day(request.date)
+        verdict = await self._verifier.verify(day, request.repair)
+        return admin_pb2.VerifyQuotaResponse(
+            quota=_quota(await self._quota.state(day)),
+            used_before=verdict.used_before,
+            bookings_applied=verdict.bookings_applied,
+            in_flight=verdict.in_flight,
+            consistent=not verdict.problems,
+            repaired=verdict.repaired,
+            problems=verdict.problems,
+        )

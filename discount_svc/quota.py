@@ -112,6 +112,9 @@ class QuotaStore:
         await self._redis.set(used_key(day), 0, ex=RECORD_TTL_S)
         return QuotaState(day, self.limit, 0)
 
+    async def holders(self, day: str) -> list[str]:
+        return sorted(raw.decode() for raw in await self._redis.smembers(holders_key(day)))
+
     async def reconcile(self, day: str, repair: bool) -> tuple[int, int]:
         """(used, bookings holding a unit); with repair, set used to the holders' count."""
         used, holders = await self._reconcile(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from clinic.v1 import admin_pb2, admin_pb2_grpc
+from clinic.v1 import admin_pb2, admin_pb2_grpc, booking_pb2_grpc
 from clinic_common import bootstrap, nats_io
 from clinic_common.consumer import ConsumerLoop
+from clinic_common.grpc_client import open_channel
 from clinic_common.grpc_server import create_server
 
 from .config import DiscountConfig
@@ -14,6 +15,7 @@ from .decisions import Discounts
 from .events import CONSUMER, make_handler
 from .handlers import AdminServicer
 from .quota import QuotaStore
+from .verify import QuotaVerifier
 
 SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 
@@ -26,9 +28,14 @@ async def main(stop: asyncio.Event, config: DiscountConfig) -> None:
 
         quota = QuotaStore(deps.redis, config.daily_quota)
         discounts = Discounts(quota, config.rules, publish)
-        admin = AdminServicer(quota, config.timezone)
+        booking_channel = open_channel(config.booking_addrs)
+        verifier = QuotaVerifier(quota, discounts, booking_pb2_grpc.BookingServiceStub(booking_channel))
+        admin = AdminServicer(quota, verifier, config.timezone)
         server = create_server(
             config.addr, [lambda s: admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, s)], [SERVICE_NAME]
         )
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(discounts))
-        await bootstrap.serve(server, stop, consumers=[consumer])
+        try:
+            await bootstrap.serve(server, stop, consumers=[consumer])
+        finally:
+            await booking_channel.close()

@@ -6,9 +6,7 @@ sends on (dropping any the client tried to set), and passes deadlines and errors
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -35,8 +33,7 @@ _RETRYABLE = [
     ("clinic.v1.NotificationService", "WatchBooking"),
     ("clinic.v1.NotificationService", "WatchPatient"),
 ]
-SERVICE_CONFIG = json.dumps(
-    {
+SERVICE_CONFIG = {
         "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
@@ -51,16 +48,10 @@ SERVICE_CONFIG = json.dumps(
             }
         ],
     }
-)
 
 
 def service_names() -> list[str]:
     return [svc.full_name for f in FILES for svc in f.DESCRIPTOR.services_by_name.values()]
-
-
-def channel_target(addrs: Sequence[str]) -> str:
-    """One address as is; several as an ipv4: list that round_robin spreads calls over."""
-    return addrs[0] if len(addrs) == 1 else "ipv4:" + ",".join(addrs)
 
 
 @dataclass(frozen=True)

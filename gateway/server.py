@@ -12,21 +12,18 @@ from clinic_common.logs import get_logger
 
 from .auth import JwtAuth, NoAuth
 from .config import GatewayConfig
-from .forward import SERVICE_CONFIG, Forwarder, build_routes, channel_target, service_names
+from clinic_common.grpc_client import open_channel
+
+from .forward import SERVICE_CONFIG, Forwarder, build_routes, service_names
 from .limits import Limits
 
 log = get_logger(__name__)
 
 CHANNEL_OPTIONS = [
-    ("grpc.service_config", SERVICE_CONFIG),
     ("grpc.enable_retries", 1),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
 ]
-
-
-def open_channel(addrs) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(channel_target(addrs), options=CHANNEL_OPTIONS)
 
 
 def build(config: GatewayConfig) -> tuple[HealthyServer, list[grpc.aio.Channel]]:
@@ -35,7 +32,7 @@ def build(config: GatewayConfig) -> tuple[HealthyServer, list[grpc.aio.Channel]]
         authenticator = NoAuth()
     else:
         authenticator = JwtAuth(config.jwt_secret)
-    channels = [open_channel(a) for a in (config.booking_addrs, config.notification_addrs, config.discount_addrs)]
+    channels = [open_channel(a, SERVICE_CONFIG, CHANNEL_OPTIONS) for a in (config.booking_addrs, config.notification_addrs, config.discount_addrs)]
     if bool(config.tls_cert) != bool(config.tls_key):
         raise SystemExit("configuration error: set both CLINIC_TLS_CERT and CLINIC_TLS_KEY, or neither")
     credentials = (
