@@ -153,3 +153,57 @@ async def test_a_booking_stuck_pending_times_out_and_a_late_grant_is_refused(own
     finally:
         await client.close()
         system.stop()
+
+
+async def test_redis_down_means_unavailable_naming_redis_then_recovery(own_servers):
+    system = System(own_servers).start()
+    client = Client(system.gateway_addr)
+    try:
+        own_servers.redis.stop()
+        try:
+            await client.create(patient(), ["gen-consult"], appointment_date=future_date())
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.UNAVAILABLE
+            assert "Redis" in err.details()
+        else:
+            raise AssertionError("CreateBooking must fail while Redis is down")
+        own_servers.start_redis()
+
+        async def works():
+            try:
+                return await client.create(patient(), ["gen-consult"], appointment_date=future_date())
+            except grpc.aio.AioRpcError:
+                return None
+
+        booking = await wait_for(works, timeout_s=30, what="bookings to work again after Redis is back")
+        assert (await client.settled(booking.id)).status == c.BOOKING_STATUS_CONFIRMED
+    finally:
+        await client.close()
+        system.stop()
+
+
+async def test_sigterm_ends_watch_streams_cleanly_and_exits_promptly(own_servers):
+    import time
+
+    from clinic.v1 import notification_pb2
+
+    system = System(own_servers).start()
+    client = Client(system.gateway_addr)
+    try:
+        who = patient()
+        stream = client.notifications.WatchPatient(
+            notification_pb2.WatchPatientRequest(patient_id=who.id), metadata=client.auth()
+        )
+        await stream.initial_metadata()
+        started = time.monotonic()
+        system.stop(("notification_svc",))
+        assert [item async for item in stream] == []
+        assert await stream.code() == grpc.StatusCode.OK  # ended by the server, not broken
+        assert system.procs["notification_svc"].returncode == 0
+        assert time.monotonic() - started < 10
+        for module in ("booking_svc", "discount_svc", "gateway"):
+            system.stop((module,))
+            assert system.procs[module].returncode == 0, system.log_tail(module)
+    finally:
+        await client.close()
+        system.stop()
