@@ -118,25 +118,51 @@ class Servers:
         }
 
 
+ADDR_VARS = {
+    "booking_svc": "BOOKING_SVC_ADDR",
+    "notification_svc": "NOTIFICATION_SVC_ADDR",
+    "discount_svc": "DISCOUNT_SVC_ADDR",
+    "gateway": "CLINIC_GATEWAY_ADDR",
+}
+
+
 @dataclass
 class System:
-    """The four services over `servers`; `env` overrides the defaults for every service."""
+    """`instances` copies of each service over `servers`; `env` overrides every service's defaults.
+
+    Processes are named by module, and `module@2`, `module@3` ... for the extra instances; every
+    gateway dials every instance of each backend.
+    """
 
     servers: Servers
     env: dict[str, str] = field(default_factory=dict)
     services: tuple[str, ...] = SERVICES
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    instances: int = 1
+    instance_ports: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("BOOKING_SVC_ADDR", "NOTIFICATION_SVC_ADDR", "DISCOUNT_SVC_ADDR", "CLINIC_GATEWAY_ADDR"):
-            self.ports.setdefault(name, embedded.free_port())
+        for var in ADDR_VARS.values():
+            self.ports.setdefault(var, embedded.free_port())
+        for module in ADDR_VARS:
+            self.instance_ports.setdefault(module, self.ports[ADDR_VARS[module]])
+            for i in range(2, self.instances + 1):
+                self.instance_ports.setdefault(f"{module}@{i}", embedded.free_port())
+
+    @property
+    def names(self) -> list[str]:
+        return [n for m in self.services for n in [m, *(f"{m}@{i}" for i in range(2, self.instances + 1))]]
 
     @property
     def gateway_addr(self) -> str:
-        return f"127.0.0.1:{self.ports['CLINIC_GATEWAY_ADDR']}"
+        return self.addr_of("gateway")
 
-    def service_env(self, module: str) -> dict[str, str]:
+    def addr_of(self, name: str) -> str:
+        return f"127.0.0.1:{self.instance_ports[name]}"
+
+    def service_env(self, name: str) -> dict[str, str]:
+        module = name.partition("@")[0]
         env = dict(os.environ)
         env.update(self.servers.urls_for(module))
         env.update(
@@ -146,30 +172,28 @@ class System:
             CLINIC_LOG_LEVEL="info",
             PYTHONPATH=str(ROOT),
         )
-        env.update({name: f"127.0.0.1:{port}" for name, port in self.ports.items()})
+        for backend, var in ADDR_VARS.items():  # the gateway (and discount_svc) dial every instance
+            env[var] = ",".join(self.addr_of(n) for n in self.names if n.partition("@")[0] == backend)
+        env[ADDR_VARS[module]] = self.addr_of(name)
         env.update(self.env)
         return env
 
     def start(self, only: tuple[str, ...] | None = None) -> System:
         logs = self.servers.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for module in only or self.services:
-            log = open(logs / f"{module}.log", "ab")  # noqa: SIM115 - the child keeps it
-            self.procs[module] = subprocess.Popen(
-                [sys.executable, "-m", module], env=self.service_env(module), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        names = only or tuple(self.names)
+        for name in names:
+            log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", name.partition("@")[0]],
+                env=self.service_env(name),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
             )
-        for module in only or self.services:
-            self.wait_healthy(module)
+        for name in names:
+            self.wait_healthy(name)
         return self
-
-    def addr_of(self, module: str) -> str:
-        key = {
-            "booking_svc": "BOOKING_SVC_ADDR",
-            "notification_svc": "NOTIFICATION_SVC_ADDR",
-            "discount_svc": "DISCOUNT_SVC_ADDR",
-            "gateway": "CLINIC_GATEWAY_ADDR",
-        }[module]
-        return f"127.0.0.1:{self.ports[key]}"
 
     def wait_healthy(self, module: str, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s

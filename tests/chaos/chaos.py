@@ -67,8 +67,16 @@ async def retrying(call, report: Report, deadline_s: float = 90.0):
 
 class Chaos:
     def __init__(
-        self, data_dir: Path, *, bookings: int, rate_per_s: float, kill_every_s: float, seed: int = 7
+        self,
+        data_dir: Path,
+        *,
+        bookings: int,
+        rate_per_s: float,
+        kill_every_s: float | None,
+        seed: int = 7,
+        instances: int = 1,
     ) -> None:
+        self.instances = instances
         self.rng = random.Random(seed)
         self.report = Report()
         self.total = bookings
@@ -90,16 +98,18 @@ class Chaos:
                 "BOOKING_TIMEOUT_SECONDS": "600",
                 "CLINIC_ACK_WAIT_SECONDS": "3",
             },
+            instances=self.instances,
         )
         await asyncio.to_thread(self.system.start)
         client = Client(self.system.gateway_addr)
         try:
             started = time.monotonic()
             done = asyncio.Event()
-            chaos = asyncio.create_task(self._chaos(done))
+            chaos = asyncio.create_task(self._chaos(done)) if self.kill_every_s else None
             await self._load(client)
             done.set()
-            await chaos
+            if chaos:
+                await chaos
             self.report.load_s = time.monotonic() - started
             await self._inject_poison()
             settle_started = time.monotonic()
@@ -191,11 +201,13 @@ class Chaos:
                 faults = [*SERVICES, "nats", "redis"]
                 self.rng.shuffle(faults)
             victim = faults.pop()
+            if victim not in ("nats", "redis") and self.instances > 1:
+                victim += self.rng.choice(["", *(f"@{i}" for i in range(2, self.instances + 1))])
             if victim in ("nats", "redis"):
                 await asyncio.to_thread(self._restart_server, victim)
             else:
                 self.system.kill(victim)
-                self.report.kills[victim] += 1
+                self.report.kills[victim.partition("@")[0]] += 1
                 await asyncio.sleep(self.rng.uniform(0, 0.5))
                 await asyncio.to_thread(self.system.start, (victim,))
 
