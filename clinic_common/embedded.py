@@ -83,9 +83,16 @@ def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen, name: 
 
 
 def nats_server(
-    data_dir: Path, port: int, monitor_port: int, *, config_file: Path | None = None, extra: list[str] = ()
+    data_dir: Path,
+    port: int,
+    monitor_port: int,
+    *,
+    config_file: Path | None = None,
+    cluster_port: int | None = None,
+    routes: list[int] = (),
 ) -> EmbeddedServer:
-    store = data_dir / "nats"
+    """One nats-server; with cluster_port and routes, a node of a JetStream cluster on loopback."""
+    store = data_dir / ("nats" if cluster_port is None else f"nats-{port}")
     store.mkdir(parents=True, exist_ok=True)
     args = [
         nats_server_binary(),
@@ -103,7 +110,12 @@ def nats_server(
     ]
     if config_file:
         args += ["--config", str(config_file)]
-    args += list(extra)
+    if cluster_port is not None:
+        args += [
+            "--cluster_name", "clinic",
+            "--cluster", f"nats://127.0.0.1:{cluster_port}",
+            "--routes", ",".join(f"nats://127.0.0.1:{p}" for p in routes),
+        ]
     return EmbeddedServer("nats-server", args, port, data_dir / "logs" / f"nats-{port}.log")
 
 
@@ -136,3 +148,15 @@ def env_with(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(overrides)
     return env
+
+
+def nats_cluster(data_dir: Path, ports: list[int], monitor_ports: list[int], cluster_ports: list[int],
+                 *, config_file: Path | None = None) -> list[EmbeddedServer]:
+    """A JetStream cluster of len(ports) nodes on loopback (not started)."""
+    return [
+        nats_server(
+            data_dir, port, monitor, config_file=config_file, cluster_port=cport,
+            routes=[p for p in cluster_ports if p != cport],
+        )
+        for port, monitor, cport in zip(ports, monitor_ports, cluster_ports, strict=True)
+    ]

@@ -112,15 +112,28 @@ def stream_configs() -> list[js_api.StreamConfig]:
     ]
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create the streams, or bring an existing one's mutable settings up to date."""
+async def ensure_streams(js: JetStreamContext, deadline_s: float = 60.0) -> None:
+    """Create the streams, or bring an existing one's mutable settings up to date.
+
+    A cluster that is still electing its meta leader answers 503 or not at all: wait for it.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
     for config in stream_configs():
-        try:
-            await js.add_stream(config)
-        except BadRequestError as exc:
-            if exc.err_code != 10058:  # "stream name already in use with a different configuration"
-                raise
-            await js.update_stream(config)
+        while True:
+            try:
+                try:
+                    await js.add_stream(config)
+                except BadRequestError as exc:
+                    if exc.err_code != 10058:  # "stream name already in use with a different configuration"
+                        raise
+                    await js.update_stream(config)
+                break
+            except (*TRANSIENT_NATS_ERRORS, nats.js.errors.APIError) as exc:
+                if isinstance(exc, BadRequestError) or loop.time() > deadline:
+                    raise
+                log.info("nats.jetstream_not_ready", stream=config.name, error=repr(exc))
+                await asyncio.sleep(0.5)
 
 
 async def publish(

@@ -80,9 +80,16 @@ class Servers:
     nats: embedded.EmbeddedServer | None = None
     redis: embedded.EmbeddedServer | None = None
     creds: access.Credentials | None = None
+    nats_nodes: int = 1  # 3: a JetStream cluster; `nats` is then its first node
+    nats_cluster: list[embedded.EmbeddedServer] = field(default_factory=list)
+    node_ports: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.creds = access.Credentials.load_or_create(self.data_dir)
+        if self.nats_nodes > 1 and not self.node_ports:
+            self.node_ports = [self.nats_port] + [embedded.free_port() for _ in range(self.nats_nodes - 1)]
+            self._monitors = [self.monitor_port] + [embedded.free_port() for _ in range(self.nats_nodes - 1)]
+            self._routes = [embedded.free_port() for _ in range(self.nats_nodes)]
 
     def start(self) -> Servers:
         self.start_nats()
@@ -91,21 +98,42 @@ class Servers:
 
     def start_nats(self) -> None:
         config = access.write_nats_config(self.creds, self.data_dir / "nats.json")
-        self.nats = embedded.nats_server(self.data_dir, self.nats_port, self.monitor_port, config_file=config).start()
+        if self.nats_nodes == 1:
+            self.nats = embedded.nats_server(self.data_dir, self.nats_port, self.monitor_port, config_file=config).start()
+            return
+        self.nats_cluster = embedded.nats_cluster(
+            self.data_dir, self.node_ports, self._monitors, self._routes, config_file=config
+        )
+        for node in self.nats_cluster:
+            node.start()
+        self.nats = self.nats_cluster[0]
+
+    def restart_node(self, index: int, down_s: float = 0.5) -> None:
+        node = self.nats_cluster[index]
+        node.kill()
+        time.sleep(down_s)
+        node.start()
 
     def start_redis(self) -> None:
         acl = access.write_redis_acl(self.creds, self.data_dir / "users.acl")
         self.redis = embedded.redis_server(self.data_dir, self.redis_port, acl_file=acl).start()
 
     def stop(self) -> None:
-        for server in (self.nats, self.redis):
+        for server in (*(self.nats_cluster or [self.nats]), self.redis):
             if server:
                 server.stop()
+
+    def _nats_urls(self, user: str) -> str:
+        return ",".join(self.creds.nats_url(user, p) for p in (self.node_ports or [self.nats_port]))
 
     @property
     def nats_url(self) -> str:
         """The operators' full-access user (tests inject and inspect with it)."""
-        return self.creds.nats_url(access.OPS, self.nats_port)
+        return self._nats_urls(access.OPS).split(",")[0] if self.nats_nodes == 1 else self.nats_servers[0]
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return self._nats_urls(access.OPS).split(",")
 
     @property
     def redis_url(self) -> str:
@@ -113,7 +141,7 @@ class Servers:
 
     def urls_for(self, module: str) -> dict[str, str]:
         return {
-            "NATS_URL": self.creds.nats_url(module, self.nats_port),
+            "NATS_URL": self._nats_urls(module),
             "REDIS_URL": self.creds.redis_url(module, self.redis_port),
         }
 

@@ -75,15 +75,17 @@ class Chaos:
         kill_every_s: float | None,
         seed: int = 7,
         instances: int = 1,
+        nats_nodes: int = 1,
     ) -> None:
         self.instances = instances
+        self.nats_nodes = nats_nodes
         self.rng = random.Random(seed)
         self.report = Report()
         self.total = bookings
         self.interval_s = 1.0 / rate_per_s  # arrivals are paced so the load spans the faults
         self.kill_every_s = kill_every_s
         self.quota = max(5, bookings // 8)
-        self.servers = Servers(data_dir)
+        self.servers = Servers(data_dir, nats_nodes=nats_nodes)
         self.system: System | None = None
         self.created: dict[str, c.Booking] = {}
         self.patients: dict[str, str] = {}  # booking id -> patient id (each patient books once)
@@ -97,6 +99,7 @@ class Chaos:
                 "DAILY_DISCOUNT_QUOTA": str(self.quota),
                 "BOOKING_TIMEOUT_SECONDS": "600",
                 "CLINIC_ACK_WAIT_SECONDS": "3",
+                "CLINIC_NATS_REPLICAS": str(min(3, self.nats_nodes)),
             },
             instances=self.instances,
         )
@@ -171,7 +174,7 @@ class Chaos:
     async def _duplicate(self, booking_id: str) -> None:
         """Publish a booking's saga messages again, with fresh ids so JetStream cannot drop them."""
         try:
-            nc = await nats.connect(self.servers.nats_url, connect_timeout=1, max_reconnect_attempts=1)
+            nc = await nats.connect(servers=self.servers.nats_servers, connect_timeout=1, max_reconnect_attempts=1)
         except Exception:
             return  # NATS is being restarted right now
         try:
@@ -212,6 +215,10 @@ class Chaos:
                 await asyncio.to_thread(self.system.start, (victim,))
 
     def _restart_server(self, which: str) -> None:
+        if which == "nats" and self.nats_nodes > 1:  # a cluster: one node dies and comes back later
+            self.servers.restart_node(self.rng.randrange(self.nats_nodes), down_s=self.rng.uniform(1.0, 3.0))
+            self.report.server_restarts["nats-node"] += 1
+            return
         server = self.servers.nats if which == "nats" else self.servers.redis
         assert server is not None
         server.kill()
@@ -220,7 +227,7 @@ class Chaos:
         self.report.server_restarts[which] += 1
 
     async def _inject_poison(self) -> None:
-        nc = await nats.connect(self.servers.nats_url)
+        nc = await nats.connect(servers=self.servers.nats_servers)
         try:
             js = nc.jetstream()
             await js.publish(
@@ -289,7 +296,7 @@ class Chaos:
         await self._check_dead_letters()
 
     async def _check_dead_letters(self) -> None:
-        nc = await nats.connect(self.servers.nats_url)
+        nc = await nats.connect(servers=self.servers.nats_servers)
         try:
             js = nc.jetstream()
             info = await js.stream_info(subjects.DLQ_STREAM)
