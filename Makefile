@@ -10,7 +10,7 @@ GENERATED := $(patsubst $(PROTO_DIR)/%.proto,$(GEN_DIR)/%_pb2.py,$(PROTOS))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-fast chaos bench soak protos lint fmt clean
+.PHONY: help run cluster test test-fast chaos bench soak protos lint fmt clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ install: $(STAMP)
 
 run: $(STAMP) ## start NATS, Redis and all four services on this machine (Ctrl-C stops all)
 	$(PY) -m clinic_cli run
+
+cluster: $(STAMP) ## like run, on a 3-node NATS JetStream cluster (streams with 3 replicas)
+	CLINIC_NATS_CLUSTER=3 $(PY) -m clinic_cli run
 
 test: $(STAMP) ## run the whole test suite against real NATS and Redis servers
 	$(PY) -m pytest -q $(PYTEST_ARGS)

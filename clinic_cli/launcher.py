@@ -100,11 +100,23 @@ def run() -> int:
         if not env.get("NATS_URL"):
             port = int(env.get("CLINIC_NATS_PORT", 4222))
             monitor = int(env.get("CLINIC_NATS_MONITOR_PORT", 8222))
+            nodes = int(env.get("CLINIC_NATS_CLUSTER", "1") or 1)
             config = access.write_nats_config(creds, data_dir / "nats.json")
-            servers.append(embedded.nats_server(data_dir, port, monitor, config_file=config).start())
+            if nodes == 1:
+                servers.append(embedded.nats_server(data_dir, port, monitor, config_file=config).start())
+                ports = [port]
+            else:  # make cluster: a JetStream cluster on loopback, streams with 3 replicas
+                ports = [port + i for i in range(nodes)]
+                routes = [port + 2000 + i for i in range(nodes)]
+                cluster = embedded.nats_cluster(
+                    data_dir, ports, [monitor + i for i in range(nodes)], routes, config_file=config
+                )
+                servers.extend(node.start() for node in cluster)
+                env["CLINIC_NATS_REPLICAS"] = str(min(3, nodes))
             for module in SERVICES:
-                per_service[module]["NATS_URL"] = creds.nats_url(module, port)
-            _say(console, f"[green]✓[/] NATS JetStream  nats://127.0.0.1:{port}  (monitoring http://127.0.0.1:{monitor})")
+                per_service[module]["NATS_URL"] = ",".join(creds.nats_url(module, p) for p in ports)
+            urls = ", ".join(f"nats://127.0.0.1:{p}" for p in ports)
+            _say(console, f"[green]✓[/] NATS JetStream  {urls}  (monitoring http://127.0.0.1:{monitor})")
             _say(console, f"  operator login: {creds.nats_url(access.OPS, port)}  (one user per service: {data_dir / 'nats.json'})")
         else:
             _say(console, f"[green]✓[/] NATS           {env['NATS_URL']} (external)")
