@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from clinic_common.config import Connections, env_addr, env_int, env_str, env_timezone
+from clinic_common.config import Connections, env_addr, env_int, env_metrics_addr, env_str, env_timezone
 
 from .catalog import DEFAULT_CATALOG, Catalog, load
 
@@ -20,6 +20,7 @@ class BookingConfig:
     timezone: ZoneInfo
     catalog: Catalog
     timeout_s: int
+    metrics_addr: str = "off"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
@@ -30,4 +31,5 @@ class BookingConfig:
             timezone=env_timezone(env),
             catalog=load(Path(env_str(env, "CLINIC_CATALOG", str(DEFAULT_CATALOG)))),
             timeout_s=env_int(env, "BOOKING_TIMEOUT_SECONDS", 300, minimum=1),
+            metrics_addr=env_metrics_addr(env, "BOOKING_SVC_METRICS_ADDR", "127.0.0.1:9461"),
         )

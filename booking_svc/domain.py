@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from clinic.v1 import booking_pb2, common_pb2, saga_pb2
+
 from clinic_common import subjects
 from clinic_common.clock import clinic_day, parse_date
 from clinic_common.errors import FailedPrecondition, InvalidArgument
@@ -90,7 +91,9 @@ def validate_create(
                 bad.append((f"service_ids[{i}]", "unknown service id"))
             elif service_id in seen:
                 bad.append((f"service_ids[{i}]", "listed twice"))
-            elif req.HasField("patient") and req.patient.gender and not service.offered_to(req.patient.gender):
+            elif (
+                req.HasField("patient") and req.patient.gender and not service.offered_to(req.patient.gender)
+            ):
                 bad.append((f"service_ids[{i}]", "not offered to the patient's gender"))
             seen.add(service_id)
     if req.appointment_date:
@@ -125,6 +128,7 @@ def create(
     booking_id: str,
     now: datetime,
     tz: ZoneInfo,
+    traceparent: str = "",
 ) -> Transition:
     today = clinic_day(now, tz)
     bad = validate_create(req, catalog, today)
@@ -138,7 +142,9 @@ def create(
         id=booking_id,
         patient=req.patient,
         services=[
-            common_pb2.BookedService(service_id=s.id, name=s.name, price=money(s.price_minor, catalog.currency))
+            common_pb2.BookedService(
+                service_id=s.id, name=s.name, price=money(s.price_minor, catalog.currency)
+            )
             for s in services
         ],
         appointment_date=appointment,
@@ -155,6 +161,7 @@ def create(
         version=1,
         request_fingerprint=fingerprint(req, appointment),
         clinic_date=today.isoformat(),
+        traceparent=traceparent,
     )
     t = Transition(record=record)
     _event(t, S.EVENT_TYPE_BOOKING_CREATED, f"Booking created: {format_minor(base)}", now)
@@ -331,6 +338,7 @@ def _event(t: Transition, kind: int, message: str, now: datetime) -> common_pb2.
             subject=subjects.event_subject(b.id),
             msg_id=f"{b.id}:{event.sequence}",
             payload=event.SerializeToString(),
+            headers=_trace(t.record),
         )
     )
     return event
@@ -343,5 +351,10 @@ def _send(t: Transition, prefix: str, kind: str, payload) -> None:
             subject=subjects.saga_subject(prefix, booking_id),
             msg_id=f"{booking_id}:{kind}",
             payload=payload.SerializeToString(),
+            headers=_trace(t.record),
         )
     )
+
+
+def _trace(record: saga_pb2.BookingRecord) -> dict[str, str]:
+    return {"traceparent": record.traceparent} if record.traceparent else {}

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from clinic.v1 import saga_pb2
 from nats.aio.msg import Msg
 
-from clinic.v1 import saga_pb2
 from clinic_common import subjects
 from clinic_common.consumer import ConsumerSpec, Poison
 from clinic_common.errors import NotFound
@@ -50,16 +48,3 @@ def make_handler(bookings: Bookings):
             raise Poison(str(exc)) from exc
 
     return handle
-
-
-async def every(period_s: float, duty, stop: asyncio.Event, name: str) -> None:
-    """Run `duty()` every period until stopped; a failing round is logged and retried next period."""
-    while not stop.is_set():
-        try:
-            await duty()
-        except Exception as exc:
-            log.warning("duty.failed", duty=name, error=repr(exc))
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=period_s)
-        except TimeoutError:
-            pass

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 from clinic.v1 import booking_pb2, common_pb2, saga_pb2
+
+from clinic_common import metrics, tracing
 from clinic_common.clock import Clock
 from clinic_common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 from clinic_common.logs import get_logger
@@ -56,7 +58,8 @@ class Bookings:
         if req.HasField("patient") and req.patient.id:
             who.require_patient_access(req.patient.id)
         now = self._clock.now()
-        t = domain.create(req, self._catalog, uuid.uuid4().hex, now, self._tz)
+        trace = tracing.current() or tracing.new_traceparent()
+        t = domain.create(req, self._catalog, uuid.uuid4().hex, now, self._tz, trace)
         if req.request_id:
             existing = await self._store.booking_for_request(req.request_id)
             if existing:
@@ -142,6 +145,7 @@ class Bookings:
         for batch_id, batch in due:
             await self._flush(batch_id, list(batch.messages))
         if due:
+            metrics.OUTBOX_RELAYED.inc(len(due))
             log.info("outbox.relayed", batches=len(due))
         return len(due)
 
@@ -181,8 +185,21 @@ class Bookings:
                 await asyncio.sleep(0)
                 continue
             await self._flush(outbox_id(taken.record), taken.outbox)
+            if taken.leaves_pending:
+                self._observe_outcome(record, taken.record)
             return taken.record
         raise Conflict(f"booking {booking_id} kept changing; giving up for now")
+
+    def _observe_outcome(self, before: saga_pb2.BookingRecord, after: saga_pb2.BookingRecord) -> None:
+        b = after.booking
+        if before.booking.status != domain.PENDING:
+            return
+        reason = common_pb2.RejectionReason.Name(b.rejection_reason).removeprefix("REJECTION_REASON_")
+        metrics.BOOKINGS.labels(
+            common_pb2.BookingStatus.Name(b.status).removeprefix("BOOKING_STATUS_"), reason
+        ).inc()
+        seconds = b.updated_at.ToNanoseconds() / 1e9 - b.created_at.ToNanoseconds() / 1e9
+        metrics.SAGA_SECONDS.observe(max(seconds, 0.0))
 
     async def _flush(self, batch_id: str, messages: list[saga_pb2.OutboxMessage]) -> None:
         """Publish now; on failure the outbox keeps the batch and the relay publishes it later."""

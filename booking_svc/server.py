@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from clinic.v1 import booking_pb2, booking_pb2_grpc
-from clinic_common import bootstrap, nats_io
+
+from clinic_common import bootstrap, metrics, nats_io
 from clinic_common.consumer import ConsumerLoop
 from clinic_common.grpc_server import HealthyServer, create_server
 
 from .config import BookingConfig
-from .events import CONSUMER, every, make_handler
+from .events import CONSUMER, make_handler
 from .handlers import BookingServicer
 from .saga import Bookings
 from .store import BookingStore
@@ -20,7 +21,9 @@ SERVICE_NAME = booking_pb2.DESCRIPTOR.services_by_name["BookingService"].full_na
 
 def build(config: BookingConfig, deps: bootstrap.Deps) -> tuple[HealthyServer, Bookings]:
     async def publish(message) -> None:
-        await nats_io.publish(deps.js, message.subject, message.payload, message.msg_id)
+        await nats_io.publish(
+            deps.js, message.subject, message.payload, message.msg_id, headers=dict(message.headers)
+        )
 
     bookings = Bookings(
         BookingStore(deps.redis),
@@ -40,6 +43,7 @@ def build(config: BookingConfig, deps: bootstrap.Deps) -> tuple[HealthyServer, B
 
 
 async def main(stop: asyncio.Event, config: BookingConfig) -> None:
+    metrics.serve(config.metrics_addr)
     async with bootstrap.connected("booking_svc", config.connections) as deps:
         server, bookings = build(config, deps)
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(bookings))
@@ -49,7 +53,7 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
             stop,
             consumers=[consumer],
             duties=[
-                every(1.0, bookings.relay_outbox, stop, "outbox-relay"),
-                every(sweep_period, bookings.time_out_overdue, stop, "timeout-sweeper"),
+                bootstrap.every(1.0, bookings.relay_outbox, stop, "outbox-relay"),
+                bootstrap.every(sweep_period, bookings.time_out_overdue, stop, "timeout-sweeper"),
             ],
         )

@@ -11,8 +11,8 @@ import base64
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
-
 from clinic.v1 import saga_pb2
+
 from clinic_common.errors import Conflict, InvalidArgument
 
 from .domain import Transition
@@ -163,7 +163,9 @@ class BookingStore:
         found = await self._redis.get(request_key(request_id))
         return found.decode() if found else None
 
-    async def page_of_patient(self, patient_id: str, page_size: int, page_token: str) -> tuple[list[str], str]:
+    async def page_of_patient(
+        self, patient_id: str, page_size: int, page_token: str
+    ) -> tuple[list[str], str]:
         """Newest first. The token names the last booking seen, so new bookings never shift a page."""
         key = patient_key(patient_id)
         start = 0

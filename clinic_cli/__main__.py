@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
 
             path = Path(os.environ.get("CLINIC_DATA_DIR", "./var")) / "dev-jwt-secret"
             if not path.exists():
-                print("clinic: set CLINIC_JWT_SECRET (or run `make run` once for a dev secret)", file=sys.stderr)
+                print(
+                    "clinic: set CLINIC_JWT_SECRET (or run `make run` once for a dev secret)", file=sys.stderr
+                )
                 return 2
             secret = path.read_text().strip()
         print(mint(secret, args.sub, args.role, args.ttl))

@@ -33,7 +33,7 @@ class Supervised:
 
     def start(self) -> None:
         if self.log_file is None:
-            self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed at stop
+            self.log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module], env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT
         )
@@ -117,7 +117,11 @@ def run() -> int:
                 per_service[module]["NATS_URL"] = ",".join(creds.nats_url(module, p) for p in ports)
             urls = ", ".join(f"nats://127.0.0.1:{p}" for p in ports)
             _say(console, f"[green]✓[/] NATS JetStream  {urls}  (monitoring http://127.0.0.1:{monitor})")
-            _say(console, f"  operator login: {creds.nats_url(access.OPS, port)}  (one user per service: {data_dir / 'nats.json'})")
+            _say(
+                console,
+                f"  operator login: {creds.nats_url(access.OPS, port)}"
+                f"  (one user per service: {data_dir / 'nats.json'})",
+            )
         else:
             _say(console, f"[green]✓[/] NATS           {env['NATS_URL']} (external)")
         if not env.get("REDIS_URL"):
@@ -126,7 +130,11 @@ def run() -> int:
             servers.append(embedded.redis_server(data_dir, port, acl_file=acl).start())
             for module in SERVICES:
                 per_service[module]["REDIS_URL"] = creds.redis_url(module, port)
-            _say(console, f"[green]✓[/] Redis (valkey)  redis://127.0.0.1:{port}  (append-only file in {data_dir / 'redis'})")
+            _say(
+                console,
+                f"[green]✓[/] Redis (valkey)  redis://127.0.0.1:{port}"
+                f"  (append-only file in {data_dir / 'redis'})",
+            )
         else:
             _say(console, f"[green]✓[/] Redis          {env['REDIS_URL']} (external)")
 
@@ -151,7 +159,11 @@ def run() -> int:
                     quick = time.monotonic() - svc.started_at < 10
                     delay = RESTART_BACKOFF_S[min(svc.restarts, len(RESTART_BACKOFF_S) - 1)] if quick else 0.5
                     svc.restarts += 1
-                    _say(console, f"[red]✗[/] {svc.module} exited ({code}); restarting in {delay}s (restart #{svc.restarts})")
+                    _say(
+                        console,
+                        f"[red]✗[/] {svc.module} exited ({code}); "
+                        f"restarting in {delay}s (restart #{svc.restarts})",
+                    )
                     time.sleep(delay)
                     svc.start()
             time.sleep(0.2)
@@ -173,14 +185,18 @@ def _print_ready(console, env: dict[str, str], gateway_addr: str, logs_dir: Path
         env_line = f"export CLINIC_TOKEN={token}"
     else:
         env_line = "# CLINIC_AUTH=none: no token needed"
-    _say(console, f"[green]✓[/] booking_svc {env.get('BOOKING_SVC_ADDR', '127.0.0.1:50061')}  "
-         f"notification_svc {env.get('NOTIFICATION_SVC_ADDR', '127.0.0.1:50062')}  "
-         f"discount_svc {env.get('DISCOUNT_SVC_ADDR', '127.0.0.1:50063')}  (logs in {logs_dir})")
+    _say(
+        console,
+        f"[green]✓[/] booking_svc {env.get('BOOKING_SVC_ADDR', '127.0.0.1:50061')}  "
+        f"notification_svc {env.get('NOTIFICATION_SVC_ADDR', '127.0.0.1:50062')}  "
+        f"discount_svc {env.get('DISCOUNT_SVC_ADDR', '127.0.0.1:50063')}  (logs in {logs_dir})",
+    )
     _say(console, f"[bold green]✓ gateway ready on {gateway_addr}[/]  — Ctrl-C stops everything\n")
     console.print("Try it (admin token, valid 12 h):", highlight=False)
     console.print(f"  grpcurl -plaintext {header}{gateway_addr} list", highlight=False, soft_wrap=True)
     console.print(
-        f"  grpcurl -plaintext {header}-d '{{\"gender\": \"GENDER_FEMALE\"}}' {gateway_addr} clinic.v1.BookingService/ListServices",
+        f'  grpcurl -plaintext {header}-d \'{{"gender": "GENDER_FEMALE"}}\' '
+        f"{gateway_addr} clinic.v1.BookingService/ListServices",
         highlight=False,
         soft_wrap=True,
     )

@@ -19,8 +19,11 @@ OPS = "ops"
 
 _JS_COMMON = [
     "$JS.API.INFO",
-    *[f"$JS.API.STREAM.{verb}.{stream}" for verb in ("CREATE", "UPDATE", "INFO") for stream in
-      (s.EVENTS_STREAM, s.SAGA_STREAM, s.DLQ_STREAM)],
+    *[
+        f"$JS.API.STREAM.{verb}.{stream}"
+        for verb in ("CREATE", "UPDATE", "INFO")
+        for stream in (s.EVENTS_STREAM, s.SAGA_STREAM, s.DLQ_STREAM)
+    ],
     f"$JS.API.STREAM.MSG.GET.{s.SAGA_STREAM}",
     f"{s.DLQ_SUBJECTS}",
 ]
@@ -124,10 +127,13 @@ def write_nats_config(creds: Credentials, path: Path) -> Path:
 
 
 def write_redis_acl(creds: Credentials, path: Path) -> Path:
-    lines = [f"user default off", f"user {OPS} on >{creds.passwords[OPS]} ~* &* +@all"]
+    lines = ["user default off", f"user {OPS} on >{creds.passwords[OPS]} ~* &* +@all"]
     for user, patterns in REDIS_KEYS.items():
         keys = " ".join(f"~{p}" for p in patterns) or "resetkeys"
-        lines.append(f"user {user} on >{creds.passwords[user]} {keys} -@all +@read +@write +@scripting +@connection +ping -@dangerous")
+        lines.append(
+            f"user {user} on >{creds.passwords[user]} {keys} "
+            "-@all +@read +@write +@scripting +@connection +ping -@dangerous"
+        )
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
     return path

@@ -81,3 +81,16 @@ async def serve(
     log.info("service.stopped")
     if crashed:
         raise SystemExit(1)
+
+
+async def every(period_s: float, duty, stop: asyncio.Event, name: str) -> None:
+    """Run `duty()` every period until stopped; a failing round is logged and retried next period."""
+    while not stop.is_set():
+        try:
+            await duty()
+        except Exception as exc:
+            log.warning("duty.failed", duty=name, error=repr(exc))
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=period_s)
+        except TimeoutError:
+            pass

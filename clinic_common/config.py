@@ -55,6 +55,12 @@ def env_addr(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def env_metrics_addr(env: Mapping[str, str], name: str, default: str) -> str:
+    """host:port for /metrics, or 'off'."""
+    value = env_str(env, name, default)
+    return value if value == "off" else env_addr(env, name, default)
+
+
 @dataclass(frozen=True)
 class Connections:
     """Where the shared servers are. Empty URLs mean "the embedded defaults"."""

@@ -14,13 +14,14 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import structlog
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
-from clinic_common import nats_io
+from clinic_common import metrics, nats_io, tracing
 from clinic_common.logs import get_logger
 
 log = get_logger(__name__)
@@ -91,6 +92,7 @@ class ConsumerLoop:
         await self._watch_max_deliveries()
         sub = await self._js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
         log.info("consumer.started", stream=spec.stream, consumer=spec.durable)
+        gauge = asyncio.create_task(self._report_pending())
         try:
             while not self._stopping.is_set():
                 try:
@@ -103,18 +105,25 @@ class ConsumerLoop:
                     continue
                 await asyncio.gather(*(self._process(msg) for msg in msgs))
         finally:
+            gauge.cancel()
             for adv in self._advisories:
                 await _quietly(adv.unsubscribe())
             await _quietly(sub.unsubscribe())
             log.info("consumer.stopped", consumer=spec.durable)
 
     async def _process(self, msg: Msg) -> None:
+        """Runs in a task of its own (gather), so the ids bound here stay with this message."""
         spec = self._spec
         delivered = msg.metadata.num_delivered if msg.metadata else 1
+        structlog.contextvars.bind_contextvars(booking_id=msg.subject.rpartition(".")[2])
+        tracing.bind((msg.headers or {}).get(tracing.HEADER, ""))
+        if delivered > 1:
+            metrics.CONSUMER_REDELIVERIES.labels(spec.durable).inc()
         try:
             await self._handler(msg)
         except (Poison, DecodeError) as exc:
             self.failed += 1
+            metrics.CONSUMER_MESSAGES.labels(spec.durable, "poison").inc()
             await self._dead_letter(msg, f"poison: {exc}", delivered)
             await _quietly(msg.term())
             return
@@ -129,10 +138,22 @@ class ConsumerLoop:
                 delay_s=delay,
                 error=repr(exc),
             )
+            metrics.CONSUMER_MESSAGES.labels(spec.durable, "retry").inc()
             await _quietly(msg.nak(delay=delay))
             return
         self.processed += 1
+        metrics.CONSUMER_MESSAGES.labels(spec.durable, "ack").inc()
         await _quietly(msg.ack())
+
+    async def _report_pending(self, period_s: float = 5.0) -> None:
+        spec = self._spec
+        while True:
+            try:
+                info = await self._js.consumer_info(spec.stream, spec.durable)
+                metrics.CONSUMER_PENDING.labels(spec.durable).set(info.num_pending + info.num_ack_pending)
+            except Exception as exc:
+                log.debug("consumer.info_failed", consumer=spec.durable, error=repr(exc))
+            await asyncio.sleep(period_s)
 
     async def _dead_letter(self, msg: Msg, reason: str, delivered: int) -> None:
         meta = msg.metadata

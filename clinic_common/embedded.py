@@ -46,7 +46,7 @@ class EmbeddedServer:
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             self.args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -112,9 +112,12 @@ def nats_server(
         args += ["--config", str(config_file)]
     if cluster_port is not None:
         args += [
-            "--cluster_name", "clinic",
-            "--cluster", f"nats://127.0.0.1:{cluster_port}",
-            "--routes", ",".join(f"nats://127.0.0.1:{p}" for p in routes),
+            "--cluster_name",
+            "clinic",
+            "--cluster",
+            f"nats://127.0.0.1:{cluster_port}",
+            "--routes",
+            ",".join(f"nats://127.0.0.1:{p}" for p in routes),
         ]
     return EmbeddedServer("nats-server", args, port, data_dir / "logs" / f"nats-{port}.log")
 
@@ -150,12 +153,22 @@ def env_with(**overrides: str) -> dict[str, str]:
     return env
 
 
-def nats_cluster(data_dir: Path, ports: list[int], monitor_ports: list[int], cluster_ports: list[int],
-                 *, config_file: Path | None = None) -> list[EmbeddedServer]:
+def nats_cluster(
+    data_dir: Path,
+    ports: list[int],
+    monitor_ports: list[int],
+    cluster_ports: list[int],
+    *,
+    config_file: Path | None = None,
+) -> list[EmbeddedServer]:
     """A JetStream cluster of len(ports) nodes on loopback (not started)."""
     return [
         nats_server(
-            data_dir, port, monitor, config_file=config_file, cluster_port=cport,
+            data_dir,
+            port,
+            monitor,
+            config_file=config_file,
+            cluster_port=cport,
             routes=[p for p in cluster_ports if p != cport],
         )
         for port, monitor, cport in zip(ports, monitor_ports, cluster_ports, strict=True)

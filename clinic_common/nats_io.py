@@ -7,13 +7,13 @@ import os
 from collections.abc import Mapping, Sequence
 
 import nats
+from clinic.v1 import saga_pb2
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import BadRequestError
 
-from clinic.v1 import saga_pb2
-from clinic_common import subjects
+from clinic_common import metrics, subjects, tracing
 from clinic_common.errors import Unavailable
 from clinic_common.logs import get_logger
 from clinic_common.timeutil import now_timestamp
@@ -147,6 +147,8 @@ async def publish(
 ) -> None:
     """Publish with a Nats-Msg-Id and retry across a server restart; JetStream drops duplicates."""
     hdrs = {MSG_ID: msg_id, **(headers or {})}
+    if tracing.HEADER not in hdrs and (trace := tracing.child()):
+        hdrs[tracing.HEADER] = trace
     delay = 0.1
     for attempt in range(attempts):
         try:
@@ -180,6 +182,7 @@ async def dead_letter(
         deliveries=deliveries,
         dead_at=now_timestamp(),
     )
+    metrics.DEAD_LETTERS.labels(consumer).inc()
     await publish(
         js,
         subjects.dlq_subject(stream, consumer),

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 import structlog
 
+from clinic_common import metrics, tracing
 from clinic_common import principal as principals
 from clinic_common.errors import ClinicError, Unavailable, to_status
 from clinic_common.logs import get_logger
@@ -29,11 +30,16 @@ def _as_clinic_error(exc: BaseException) -> ClinicError | None:
 
 
 def _bind(context: grpc.aio.ServicerContext) -> principals.Principal:
-    metadata = context.invocation_metadata()
+    metadata = context.invocation_metadata() or ()
     structlog.contextvars.bind_contextvars(
         request_id=principals.request_id(metadata) or uuid.uuid4().hex[:16]
     )
+    tracing.bind(next((v for k, v in metadata if k == tracing.HEADER and isinstance(v, str)), ""))
     return principals.from_metadata(metadata)
+
+
+def _count(name: str, code: grpc.StatusCode) -> None:
+    metrics.GRPC_REQUESTS.labels(name, code.name).inc()
 
 
 def unary(fn: Callable) -> Callable:
@@ -43,12 +49,16 @@ def unary(fn: Callable) -> Callable:
     async def wrapper(self, request, context: grpc.aio.ServicerContext):
         who = _bind(context)
         try:
-            return await fn(self, request, context, who)
+            response = await fn(self, request, context, who)
+            _count(fn.__name__, grpc.StatusCode.OK)
+            return response
         except Exception as exc:
             error = _as_clinic_error(exc)
             if error is None:
+                _count(fn.__name__, grpc.StatusCode.INTERNAL)
                 log.exception("rpc.failed", method=fn.__name__)
                 raise
+            _count(fn.__name__, error.code)
             await context.abort_with_status(to_status(error))
         finally:
             structlog.contextvars.unbind_contextvars("request_id", "booking_id")
@@ -65,11 +75,14 @@ def server_stream(fn: Callable) -> Callable:
         try:
             async for item in fn(self, request, context, who):
                 yield item
+            _count(fn.__name__, grpc.StatusCode.OK)
         except Exception as exc:
             error = _as_clinic_error(exc)
             if error is None:
+                _count(fn.__name__, grpc.StatusCode.INTERNAL)
                 log.exception("rpc.failed", method=fn.__name__)
                 raise
+            _count(fn.__name__, error.code)
             await context.abort_with_status(to_status(error))
 
     return wrapper

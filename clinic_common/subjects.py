@@ -9,7 +9,9 @@ from __future__ import annotations
 # Public, ordered per booking: every BookingEvent (clinic.v1.BookingEvent).
 EVENTS_STREAM = "BOOKING_EVENTS"
 EVENTS_SUBJECTS = "booking.events.>"
-EVENTS_DESCRIPTION = "Every booking's audit events (clinic.v1.BookingEvent), subject booking.events.<booking_id>"
+EVENTS_DESCRIPTION = (
+    "Every booking's audit events (clinic.v1.BookingEvent), subject booking.events.<booking_id>"
+)
 
 # Internal saga traffic between the services (payloads in clinic/v1/saga.proto).
 SAGA_STREAM = "SAGA"

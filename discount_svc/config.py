@@ -7,7 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from clinic_common.config import ConfigError, Connections, env_addr, env_int, env_list, env_timezone
+from clinic_common.config import (
+    ConfigError,
+    Connections,
+    env_addr,
+    env_int,
+    env_list,
+    env_metrics_addr,
+    env_timezone,
+)
 
 from .domain import Rules
 
@@ -20,6 +28,7 @@ class DiscountConfig:
     daily_quota: int
     rules: Rules
     booking_addrs: tuple[str, ...] = ("127.0.0.1:50061",)  # VerifyQuota reads bookings from booking_svc
+    metrics_addr: str = "off"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DiscountConfig:
@@ -30,6 +39,7 @@ class DiscountConfig:
             timezone=env_timezone(env),
             daily_quota=env_int(env, "DAILY_DISCOUNT_QUOTA", 100),
             booking_addrs=env_list(env, "BOOKING_SVC_ADDR", "127.0.0.1:50061"),
+            metrics_addr=env_metrics_addr(env, "DISCOUNT_SVC_METRICS_ADDR", "127.0.0.1:9463"),
             rules=Rules(
                 percent=_percent(env),
                 high_value_threshold_minor=env_int(env, "HIGH_VALUE_THRESHOLD", 1000) * 100,

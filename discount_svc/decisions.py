@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from clinic.v1 import common_pb2, saga_pb2
-from clinic_common import subjects
+
+from clinic_common import metrics, subjects
 from clinic_common.logs import get_logger
 
 from . import domain
@@ -30,6 +31,7 @@ class Discounts:
             decided = domain.refused(request, common_pb2.DISCOUNT_OUTCOME_NOT_ELIGIBLE, why)
         else:
             granted = await self._quota.grant(request.clinic_date, request.booking_id)
+            metrics.QUOTA_GRANTS.labels(granted).inc()
             if granted == "applied":
                 decided = domain.applied(request, self._rules, why)
             elif granted == "exhausted":

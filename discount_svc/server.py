@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from clinic.v1 import admin_pb2, admin_pb2_grpc, booking_pb2_grpc
-from clinic_common import bootstrap, nats_io
+
+from clinic_common import bootstrap, metrics, nats_io
+from clinic_common.clock import Clock, clinic_day
 from clinic_common.consumer import ConsumerLoop
 from clinic_common.grpc_client import open_channel
 from clinic_common.grpc_server import create_server
@@ -21,6 +23,7 @@ SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 
 
 async def main(stop: asyncio.Event, config: DiscountConfig) -> None:
+    metrics.serve(config.metrics_addr)
     async with bootstrap.connected("discount_svc", config.connections) as deps:
 
         async def publish(subject: str, payload: bytes, msg_id: str) -> None:
@@ -32,10 +35,23 @@ async def main(stop: asyncio.Event, config: DiscountConfig) -> None:
         verifier = QuotaVerifier(quota, discounts, booking_pb2_grpc.BookingServiceStub(booking_channel))
         admin = AdminServicer(quota, verifier, config.timezone)
         server = create_server(
-            config.addr, [lambda s: admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, s)], [SERVICE_NAME]
+            config.addr,
+            [lambda s: admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, s)],
+            [SERVICE_NAME],
         )
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(discounts))
+        metrics.QUOTA_LIMIT.set(config.daily_quota)
+
+        async def report_quota() -> None:
+            day = clinic_day(Clock().now(), config.timezone).isoformat()
+            metrics.QUOTA_USED.set((await quota.state(day)).used)
+
         try:
-            await bootstrap.serve(server, stop, consumers=[consumer])
+            await bootstrap.serve(
+                server,
+                stop,
+                consumers=[consumer],
+                duties=[bootstrap.every(5.0, report_quota, stop, "quota-gauge")],
+            )
         finally:
             await booking_channel.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import grpc
-
 from clinic.v1 import booking_pb2, booking_pb2_grpc, common_pb2, saga_pb2
+
 from clinic_common import principal
 
 from .decisions import Discounts
@@ -26,7 +26,9 @@ class Verdict:
 
 
 class QuotaVerifier:
-    def __init__(self, quota: QuotaStore, discounts: Discounts, bookings: booking_pb2_grpc.BookingServiceStub):
+    def __init__(
+        self, quota: QuotaStore, discounts: Discounts, bookings: booking_pb2_grpc.BookingServiceStub
+    ):
         self._quota = quota
         self._discounts = discounts
         self._bookings = bookings
@@ -64,7 +66,9 @@ class QuotaVerifier:
         if repair and verdict.problems:
             for booking_id in leaked:
                 await self._discounts.on_release_requested(
-                    saga_pb2.QuotaReleaseRequested(booking_id=booking_id, quota_date=day, reason="verify-repair")
+                    saga_pb2.QuotaReleaseRequested(
+                        booking_id=booking_id, quota_date=day, reason="verify-repair"
+                    )
                 )
             await self._quota.reconcile(day, repair=True)
             verdict.repaired = True

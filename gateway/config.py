@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-
 from pathlib import Path
 
-from clinic_common.config import ConfigError, env_addr, env_int, env_list, env_str
+from clinic_common.config import ConfigError, env_addr, env_int, env_list, env_metrics_addr, env_str
 
 
 @dataclass(frozen=True)
@@ -26,6 +25,7 @@ class GatewayConfig:
     max_request_bytes: int = 64 * 1024
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
+    metrics_addr: str = "off"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -50,6 +50,7 @@ class GatewayConfig:
             max_request_bytes=env_int(env, "CLINIC_MAX_REQUEST_BYTES", 64 * 1024, minimum=1024),
             tls_cert=_read(env, "CLINIC_TLS_CERT"),
             tls_key=_read(env, "CLINIC_TLS_KEY"),
+            metrics_addr=env_metrics_addr(env, "CLINIC_GATEWAY_METRICS_ADDR", "127.0.0.1:9464"),
         )
 
 

@@ -10,8 +10,9 @@ import uuid
 from dataclasses import dataclass
 
 import grpc
-
 from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
+
+from clinic_common import metrics, tracing
 from clinic_common import principal as principals
 from clinic_common.errors import ClinicError, to_status
 from clinic_common.logs import get_logger
@@ -34,20 +35,20 @@ _RETRYABLE = [
     ("clinic.v1.NotificationService", "WatchPatient"),
 ]
 SERVICE_CONFIG = {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
-            {
-                "name": [{"service": s, "method": m} for s, m in _RETRYABLE],
-                "retryPolicy": {
-                    "maxAttempts": 3,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "0.5s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ],
-    }
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [
+        {
+            "name": [{"service": s, "method": m} for s, m in _RETRYABLE],
+            "retryPolicy": {
+                "maxAttempts": 3,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "0.5s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
+}
 
 
 def service_names() -> list[str]:
@@ -76,23 +77,38 @@ class Forwarder(grpc.GenericRpcHandler):
             return grpc.unary_stream_rpc_method_handler(self._stream(method, route))
         return grpc.unary_unary_rpc_method_handler(self._unary(method, route))
 
-    def _outgoing(self, context: grpc.aio.ServicerContext) -> tuple[principals.Principal, list[tuple[str, str]]]:
+    def _outgoing(
+        self, context: grpc.aio.ServicerContext
+    ) -> tuple[principals.Principal, list[tuple[str, str]]]:
         metadata = context.invocation_metadata() or ()
         who = self._auth.authenticate(metadata)
         request_id = principals.request_id(metadata) or uuid.uuid4().hex[:16]
-        out = [(k, v) for k, v in metadata if k not in _STRIPPED and k != principals.REQUEST_ID_KEY]
-        out += [(principals.SUB_KEY, who.sub), (principals.ROLE_KEY, who.role), (principals.REQUEST_ID_KEY, request_id)]
-        return who, [(k, v) for k, v in out if not k.startswith((":", "grpc-")) and k not in ("user-agent", "te")]
+        incoming = next((v for k, v in metadata if k == tracing.HEADER and isinstance(v, str)), "")
+        trace = tracing.new_traceparent(tracing.trace_id(incoming) or None)
+        skip = {*_STRIPPED, principals.REQUEST_ID_KEY, tracing.HEADER}
+        out = [(k, v) for k, v in metadata if k not in skip]
+        out += [
+            (principals.SUB_KEY, who.sub),
+            (principals.ROLE_KEY, who.role),
+            (principals.REQUEST_ID_KEY, request_id),
+            (tracing.HEADER, trace),
+        ]
+        return who, [
+            (k, v) for k, v in out if not k.startswith((":", "grpc-")) and k not in ("user-agent", "te")
+        ]
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> tuple[principals.Principal, list]:
         """Authenticate and rate-limit, or end the call with the right status."""
         try:
             who, metadata = self._outgoing(context)
         except ClinicError as exc:
+            metrics.GRPC_REQUESTS.labels("gateway", exc.code.name).inc()
             await context.abort_with_status(to_status(exc))
         wait = self._limits.retry_after(who)
         if wait > 0:
-            await context.abort_with_status(exhausted(f"rate limit exceeded for {who.sub}; retry later", wait))
+            await context.abort_with_status(
+                exhausted(f"rate limit exceeded for {who.sub}; retry later", wait)
+            )
         return who, metadata
 
     def _unary(self, method: str, route: Route):
@@ -103,9 +119,12 @@ class Forwarder(grpc.GenericRpcHandler):
             remaining = context.time_remaining()
             timeout = min(remaining, UNARY_DEADLINE_S) if remaining else UNARY_DEADLINE_S
             try:
-                return await call(request, timeout=timeout, metadata=metadata)
+                response = await call(request, timeout=timeout, metadata=metadata)
             except grpc.aio.AioRpcError as err:
+                metrics.GRPC_REQUESTS.labels(method, err.code().name).inc()
                 await _relay_error(context, err, route.backend)
+            metrics.GRPC_REQUESTS.labels(method, "OK").inc()
+            return response
 
         return handler
 
@@ -122,7 +141,9 @@ class Forwarder(grpc.GenericRpcHandler):
             try:
                 initial = await call.initial_metadata()
                 if initial:
-                    await context.send_initial_metadata(tuple((k, v) for k, v in initial if k.startswith("x-clinic")))
+                    await context.send_initial_metadata(
+                        tuple((k, v) for k, v in initial if k.startswith("x-clinic"))
+                    )
                 async for response in call:
                     yield response
             except grpc.aio.AioRpcError as err:

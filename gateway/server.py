@@ -6,14 +6,13 @@ import asyncio
 
 import grpc
 
-from clinic_common import bootstrap
+from clinic_common import bootstrap, metrics
+from clinic_common.grpc_client import open_channel
 from clinic_common.grpc_server import HealthyServer, create_server
 from clinic_common.logs import get_logger
 
 from .auth import JwtAuth, NoAuth
 from .config import GatewayConfig
-from clinic_common.grpc_client import open_channel
-
 from .forward import SERVICE_CONFIG, Forwarder, build_routes, service_names
 from .limits import Limits
 
@@ -28,11 +27,16 @@ CHANNEL_OPTIONS = [
 
 def build(config: GatewayConfig) -> tuple[HealthyServer, list[grpc.aio.Channel]]:
     if config.auth == "none":
-        log.warning("gateway.auth_disabled", detail="CLINIC_AUTH=none: every caller is an admin; development only")
+        log.warning(
+            "gateway.auth_disabled", detail="CLINIC_AUTH=none: every caller is an admin; development only"
+        )
         authenticator = NoAuth()
     else:
         authenticator = JwtAuth(config.jwt_secret)
-    channels = [open_channel(a, SERVICE_CONFIG, CHANNEL_OPTIONS) for a in (config.booking_addrs, config.notification_addrs, config.discount_addrs)]
+    channels = [
+        open_channel(a, SERVICE_CONFIG, CHANNEL_OPTIONS)
+        for a in (config.booking_addrs, config.notification_addrs, config.discount_addrs)
+    ]
     if bool(config.tls_cert) != bool(config.tls_key):
         raise SystemExit("configuration error: set both CLINIC_TLS_CERT and CLINIC_TLS_KEY, or neither")
     credentials = (
@@ -59,6 +63,7 @@ def build(config: GatewayConfig) -> tuple[HealthyServer, list[grpc.aio.Channel]]
 
 
 async def main(stop: asyncio.Event, config: GatewayConfig) -> None:
+    metrics.serve(config.metrics_addr)
     server, channels = build(config)
     try:
         await bootstrap.serve(server, stop)

@@ -6,13 +6,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from clinic_common.config import Connections, env_addr
+from clinic_common.config import Connections, env_addr, env_metrics_addr
 
 
 @dataclass(frozen=True)
 class NotificationConfig:
     addr: str
     connections: Connections
+    metrics_addr: str = "off"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NotificationConfig:
@@ -20,4 +21,5 @@ class NotificationConfig:
         return cls(
             addr=env_addr(env, "NOTIFICATION_SVC_ADDR", "127.0.0.1:50062"),
             connections=Connections.from_env(env),
+            metrics_addr=env_metrics_addr(env, "NOTIFICATION_SVC_METRICS_ADDR", "127.0.0.1:9462"),
         )

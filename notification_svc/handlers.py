@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from clinic.v1 import notification_pb2, notification_pb2_grpc
 from nats.js import JetStreamContext
 
-from clinic.v1 import notification_pb2, notification_pb2_grpc
 from clinic_common import rpc
 from clinic_common.errors import InvalidArgument
 
@@ -36,6 +36,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     async def WatchPatient(self, request, context, who):
         _require_id("patient_id", request.patient_id)
         who.require_patient_access(request.patient_id)
+
         async def live() -> None:
             # Initial metadata tells the client the watch is registered: events from here on arrive.
             await context.send_initial_metadata((("x-clinic-watch", "live"),))

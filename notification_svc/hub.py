@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
+from clinic.v1 import common_pb2
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from clinic.v1 import common_pb2
 from clinic_common import subjects
 from clinic_common.logs import get_logger
 
@@ -80,7 +80,9 @@ class EventHub:
 
     @property
     def watchers(self) -> int:
-        return sum(len(ws) for ws in self._by_booking.values()) + sum(len(ws) for ws in self._by_patient.values())
+        return sum(len(ws) for ws in self._by_booking.values()) + sum(
+            len(ws) for ws in self._by_patient.values()
+        )
 
     def close(self) -> None:
         """End every open stream cleanly (shutdown)."""

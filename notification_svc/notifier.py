@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
+from clinic.v1 import common_pb2, saga_pb2
 from nats.aio.msg import Msg
 
-from clinic.v1 import common_pb2, saga_pb2
 from clinic_common import subjects
 from clinic_common.consumer import ConsumerSpec, Poison
 from clinic_common.logs import get_logger
@@ -67,7 +67,9 @@ class Notifier:
             args=[f"{event.booking_id}: {text}", RECORD_TTL_S, KEEP_PER_PATIENT],
         )
         if first:
-            log.info("notification.sent", booking_id=event.booking_id, patient_id=event.patient_id, channel=CHANNEL)
+            log.info(
+                "notification.sent", booking_id=event.booking_id, patient_id=event.patient_id, channel=CHANNEL
+            )
         sent = saga_pb2.NotificationSent(
             booking_id=event.booking_id, notified_sequence=event.sequence, channel=CHANNEL
         )

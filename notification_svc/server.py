@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from clinic.v1 import notification_pb2, notification_pb2_grpc
-from clinic_common import bootstrap, nats_io
+
+from clinic_common import bootstrap, metrics, nats_io
 from clinic_common.consumer import ConsumerLoop
 from clinic_common.grpc_server import create_server
 
@@ -18,6 +19,7 @@ SERVICE_NAME = notification_pb2.DESCRIPTOR.services_by_name["NotificationService
 
 
 async def main(stop: asyncio.Event, config: NotificationConfig) -> None:
+    metrics.serve(config.metrics_addr)
     async with bootstrap.connected("notification_svc", config.connections) as deps:
 
         async def publish(subject: str, payload: bytes, msg_id: str) -> None:

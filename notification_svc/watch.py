@@ -10,17 +10,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from clinic.v1 import common_pb2
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from clinic.v1 import common_pb2
 from clinic_common import subjects
 from clinic_common.errors import NotFound, ResourceExhausted
 
 from .hub import EventHub, Watcher
 
 FINAL = frozenset(
-    {common_pb2.BOOKING_STATUS_CONFIRMED, common_pb2.BOOKING_STATUS_REJECTED, common_pb2.BOOKING_STATUS_CANCELLED}
+    {
+        common_pb2.BOOKING_STATUS_CONFIRMED,
+        common_pb2.BOOKING_STATUS_REJECTED,
+        common_pb2.BOOKING_STATUS_CANCELLED,
+    }
 )
 GAP_RECHECK_S = 1.0
 
@@ -42,7 +46,11 @@ class BookingHistory:
         while True:
             try:
                 raw = await self._js.get_msg(
-                    subjects.EVENTS_STREAM, seq=self._next_stream_seq, subject=self._subject, next=True, direct=True
+                    subjects.EVENTS_STREAM,
+                    seq=self._next_stream_seq,
+                    subject=self._subject,
+                    next=True,
+                    direct=True,
                 )
             except NotFoundError:
                 return events
@@ -105,7 +113,9 @@ async def _next_live(
         return None
 
 
-async def watch_patient(hub: EventHub, patient_id: str, on_live=None) -> AsyncIterator[common_pb2.BookingEvent]:
+async def watch_patient(
+    hub: EventHub, patient_id: str, on_live=None
+) -> AsyncIterator[common_pb2.BookingEvent]:
     watcher = hub.watch_patient(patient_id)
     try:
         if on_live is not None:

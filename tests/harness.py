@@ -22,8 +22,6 @@ from zoneinfo import ZoneInfo
 
 import grpc
 import redis.asyncio as aioredis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from clinic.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -33,6 +31,8 @@ from clinic.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from clinic_common import access, embedded
 from gateway.auth import mint
 
@@ -42,7 +42,11 @@ TEST_CATALOG = Path(__file__).with_name("catalog.json")
 IST = ZoneInfo("Asia/Kolkata")
 SECRET = "test-secret-" + "x" * 24
 SERVICES = ("booking_svc", "discount_svc", "notification_svc", "gateway")
-FINAL = {common_pb2.BOOKING_STATUS_CONFIRMED, common_pb2.BOOKING_STATUS_REJECTED, common_pb2.BOOKING_STATUS_CANCELLED}
+FINAL = {
+    common_pb2.BOOKING_STATUS_CONFIRMED,
+    common_pb2.BOOKING_STATUS_REJECTED,
+    common_pb2.BOOKING_STATUS_CANCELLED,
+}
 
 
 async def wait_for(check: Callable[[], Awaitable[T]], timeout_s: float = 15.0, what: str = "condition") -> T:
@@ -99,7 +103,9 @@ class Servers:
     def start_nats(self) -> None:
         config = access.write_nats_config(self.creds, self.data_dir / "nats.json")
         if self.nats_nodes == 1:
-            self.nats = embedded.nats_server(self.data_dir, self.nats_port, self.monitor_port, config_file=config).start()
+            self.nats = embedded.nats_server(
+                self.data_dir, self.nats_port, self.monitor_port, config_file=config
+            ).start()
             return
         self.nats_cluster = embedded.nats_cluster(
             self.data_dir, self.node_ports, self._monitors, self._routes, config_file=config
@@ -154,6 +160,14 @@ ADDR_VARS = {
 }
 
 
+METRICS_VARS = {
+    "booking_svc": "BOOKING_SVC_METRICS_ADDR",
+    "notification_svc": "NOTIFICATION_SVC_METRICS_ADDR",
+    "discount_svc": "DISCOUNT_SVC_METRICS_ADDR",
+    "gateway": "CLINIC_GATEWAY_METRICS_ADDR",
+}
+
+
 @dataclass
 class System:
     """`instances` copies of each service over `servers`; `env` overrides every service's defaults.
@@ -169,6 +183,7 @@ class System:
     ports: dict[str, int] = field(default_factory=dict)
     instances: int = 1
     instance_ports: dict[str, int] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for var in ADDR_VARS.values():
@@ -203,6 +218,7 @@ class System:
         for backend, var in ADDR_VARS.items():  # the gateway (and discount_svc) dial every instance
             env[var] = ",".join(self.addr_of(n) for n in self.names if n.partition("@")[0] == backend)
         env[ADDR_VARS[module]] = self.addr_of(name)
+        env[METRICS_VARS[module]] = f"127.0.0.1:{self.metrics_ports.setdefault(name, embedded.free_port())}"
         env.update(self.env)
         return env
 
@@ -211,7 +227,7 @@ class System:
         logs.mkdir(parents=True, exist_ok=True)
         names = only or tuple(self.names)
         for name in names:
-            log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+            log = open(logs / f"{name}.log", "ab")
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", name.partition("@")[0]],
                 env=self.service_env(name),
@@ -286,14 +302,18 @@ class Client:
         return (await self.bookings.CancelBooking(req, metadata=self.auth(), timeout=10)).booking
 
     async def quota(self, day: str = "") -> admin_pb2.Quota:
-        return (await self.admin_api.GetQuota(admin_pb2.GetQuotaRequest(date=day), metadata=self.auth())).quota
+        return (
+            await self.admin_api.GetQuota(admin_pb2.GetQuotaRequest(date=day), metadata=self.auth())
+        ).quota
 
     async def watch(self, booking_id: str, timeout_s: float = 20.0) -> list[common_pb2.BookingEvent]:
         req = notification_pb2.WatchBookingRequest(booking_id=booking_id)
         stream = self.notifications.WatchBooking(req, metadata=self.auth(), timeout=timeout_s)
         return [item.event async for item in stream]
 
-    async def settled(self, booking_id: str, *, notified: bool = True, timeout_s: float = 20.0) -> common_pb2.Booking:
+    async def settled(
+        self, booking_id: str, *, notified: bool = True, timeout_s: float = 20.0
+    ) -> common_pb2.Booking:
         """The booking once final and (by default) with its NOTIFICATION_SENT recorded."""
 
         async def check():
@@ -302,7 +322,10 @@ class Client:
                 return None
             if notified and not any(e.type == common_pb2.EVENT_TYPE_NOTIFICATION_SENT for e in b.history):
                 return None
-            if b.discount.outcome == common_pb2.DISCOUNT_OUTCOME_APPLIED and b.status != common_pb2.BOOKING_STATUS_CONFIRMED:
+            if (
+                b.discount.outcome == common_pb2.DISCOUNT_OUTCOME_APPLIED
+                and b.status != common_pb2.BOOKING_STATUS_CONFIRMED
+            ):
                 return None  # compensation still on its way
             return b
 

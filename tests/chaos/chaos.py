@@ -15,9 +15,9 @@ from pathlib import Path
 
 import grpc
 import nats
-
 from clinic.v1 import booking_pb2, saga_pb2
 from clinic.v1 import common_pb2 as c
+
 from clinic_common import subjects
 from tests.harness import FINAL, Client, Servers, System, birthday_patient, future_date, patient, uid
 
@@ -44,8 +44,10 @@ class Report:
     def lines(self) -> list[str]:
         return [
             f"bookings {self.bookings}  cancellations {self.cancellations}",
-            f"kills {sum(self.kills.values())} {dict(self.kills)}  server restarts {dict(self.server_restarts)}",
-            f"duplicates/late messages injected {self.duplicates_injected}  client retries {self.client_retries}",
+            f"kills {sum(self.kills.values())} {dict(self.kills)}",
+            f"server restarts {dict(self.server_restarts)}",
+            f"duplicates/late messages injected {self.duplicates_injected}",
+            f"client retries {self.client_retries}",
             f"outcomes {dict(self.outcomes)}",
             f"lost {self.lost}  doubled {self.doubled}  dead letters {self.dead_letters} (1 poison injected)",
             f"load {self.load_s:.1f}s  time to settle {self.settle_s:.1f}s",
@@ -165,7 +167,9 @@ class Chaos:
     async def _cancel(self, client: Client, booking_id: str) -> None:
         req = booking_pb2.CancelBookingRequest(booking_id=booking_id, reason="chaos")
         try:
-            await retrying(lambda: client.bookings.CancelBooking(req, metadata=client.auth(), timeout=10), self.report)
+            await retrying(
+                lambda: client.bookings.CancelBooking(req, metadata=client.auth(), timeout=10), self.report
+            )
             self.report.cancellations += 1
         except grpc.aio.AioRpcError as err:
             if err.code() != grpc.StatusCode.FAILED_PRECONDITION:  # already rejected: fine
@@ -174,14 +178,18 @@ class Chaos:
     async def _duplicate(self, booking_id: str) -> None:
         """Publish a booking's saga messages again, with fresh ids so JetStream cannot drop them."""
         try:
-            nc = await nats.connect(servers=self.servers.nats_servers, connect_timeout=1, max_reconnect_attempts=1)
+            nc = await nats.connect(
+                servers=self.servers.nats_servers, connect_timeout=1, max_reconnect_attempts=1
+            )
         except Exception:
             return  # NATS is being restarted right now
         try:
             js = nc.jetstream(timeout=2)
             for prefix in (subjects.DISCOUNT_REQUESTED, subjects.DISCOUNT_DECIDED, subjects.QUOTA_RELEASE):
                 try:
-                    msg = await js.get_msg(subjects.SAGA_STREAM, subject=subjects.saga_subject(prefix, booking_id))
+                    msg = await js.get_msg(
+                        subjects.SAGA_STREAM, subject=subjects.saga_subject(prefix, booking_id)
+                    )
                 except Exception:
                     continue
                 await js.publish(msg.subject, msg.data, headers={"Nats-Msg-Id": uid("dup")})
@@ -231,7 +239,8 @@ class Chaos:
         try:
             js = nc.jetstream()
             await js.publish(
-                subjects.saga_subject(subjects.DISCOUNT_REQUESTED, "poison"), b"\x00garbage",
+                subjects.saga_subject(subjects.DISCOUNT_REQUESTED, "poison"),
+                b"\x00garbage",
                 headers={"Nats-Msg-Id": uid("poison")},
             )
         finally:
@@ -269,10 +278,21 @@ class Chaos:
             if b.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED:
                 applied_by_day[b.discount.quota_date] += 1
             steps = Counter(e.type for e in b.history)
-            finals = sum(steps[t] for t in (c.EVENT_TYPE_BOOKING_CONFIRMED, c.EVENT_TYPE_BOOKING_REJECTED, c.EVENT_TYPE_BOOKING_CANCELLED))
-            doubled = [c.EventType.Name(t) for t, n in steps.items() if t != c.EVENT_TYPE_NOTIFICATION_SENT and n > 1]
+            finals = sum(
+                steps[t]
+                for t in (
+                    c.EVENT_TYPE_BOOKING_CONFIRMED,
+                    c.EVENT_TYPE_BOOKING_REJECTED,
+                    c.EVENT_TYPE_BOOKING_CANCELLED,
+                )
+            )
+            doubled = [
+                c.EventType.Name(t) for t, n in steps.items() if t != c.EVENT_TYPE_NOTIFICATION_SENT and n > 1
+            ]
             if steps[c.EVENT_TYPE_NOTIFICATION_SENT] != finals:
-                doubled.append(f"NOTIFICATION_SENT x{steps[c.EVENT_TYPE_NOTIFICATION_SENT]} for {finals} outcomes")
+                doubled.append(
+                    f"NOTIFICATION_SENT x{steps[c.EVENT_TYPE_NOTIFICATION_SENT]} for {finals} outcomes"
+                )
             if [e.sequence for e in b.history] != list(range(1, len(b.history) + 1)):
                 doubled.append("sequence gap or repeat")
             if doubled:
@@ -283,7 +303,9 @@ class Chaos:
             used = (await client.quota(day)).used
             if used != applied_by_day[day]:
                 r.doubled += 1
-                r.problems.append(f"quota {day}: used {used} != {applied_by_day[day]} bookings holding APPLIED")
+                r.problems.append(
+                    f"quota {day}: used {used} != {applied_by_day[day]} bookings holding APPLIED"
+                )
         per_patient = Counter(self.patients[bid] for bid in final if self.patients[bid] != "fail_test_user")
         r.doubled += sum(1 for n in per_patient.values() if n > 1)
         for pid in list(per_patient)[:50]:  # one booking per request id, seen from the store's side
@@ -317,6 +339,7 @@ def _settled(b: c.Booking) -> bool:
     finals = sum(
         1
         for e in b.history
-        if e.type in (c.EVENT_TYPE_BOOKING_CONFIRMED, c.EVENT_TYPE_BOOKING_REJECTED, c.EVENT_TYPE_BOOKING_CANCELLED)
+        if e.type
+        in (c.EVENT_TYPE_BOOKING_CONFIRMED, c.EVENT_TYPE_BOOKING_REJECTED, c.EVENT_TYPE_BOOKING_CANCELLED)
     )
     return sum(1 for e in b.history if e.type == c.EVENT_TYPE_NOTIFICATION_SENT) >= finals

@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import nats
 import pytest
-
 from clinic.v1 import common_pb2 as c
+
 from clinic_common import subjects
 from discount_svc.quota import used_key
 from tests.harness import (
@@ -99,6 +99,7 @@ async def test_nats_down_means_unavailable_and_nothing_written(own_servers):
         err = await wait_for(refused, what="CreateBooking to answer UNAVAILABLE")
         assert "NATS" in err.details()
         own_servers.start_nats()
+
         # The services reconnect by themselves; the next booking goes through.
         async def works():
             try:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import grpc
+from clinic.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    booking_pb2,
+    booking_pb2_grpc,
+    common_pb2,
+    notification_pb2,
+    notification_pb2_grpc,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clinic.v1 import admin_pb2, admin_pb2_grpc, booking_pb2, booking_pb2_grpc, common_pb2
-from clinic.v1 import notification_pb2, notification_pb2_grpc
 from tests.harness import Client, uid
 
 ALLOWED = {
@@ -23,7 +30,9 @@ ALLOWED = {
 
 texts = st.one_of(
     st.text(max_size=80),
-    st.sampled_from(["", "gen-consult", "2026-02-29", "1990-01-01", "fail_test_user", "a.b.c", "*", ">", " "]),
+    st.sampled_from(
+        ["", "gen-consult", "2026-02-29", "1990-01-01", "fail_test_user", "a.b.c", "*", ">", " "]
+    ),
     st.text(alphabet="0123456789-", min_size=8, max_size=12),
 )
 enums = st.integers(min_value=-3, max_value=12)
@@ -47,8 +56,13 @@ def _stubs(system):
 
 
 @given(
-    pid=texts, name=texts, gender=enums, dob=texts,
-    services=st.lists(texts, max_size=25), day=texts, request_id=texts,
+    pid=texts,
+    name=texts,
+    gender=enums,
+    dob=texts,
+    services=st.lists(texts, max_size=25),
+    day=texts,
+    request_id=texts,
 )
 @SETTINGS
 def test_create_booking_fuzz(system, pid, name, gender, dob, services, day, request_id):
@@ -65,21 +79,39 @@ def test_create_booking_fuzz(system, pid, name, gender, dob, services, day, requ
         _check(lambda: stub.CreateBooking(req, metadata=md, timeout=10))
 
 
-@given(booking_id=texts, patient_id=texts, page_size=st.integers(-5, 500), token=texts, reason=texts, gender=enums)
+@given(
+    booking_id=texts,
+    patient_id=texts,
+    page_size=st.integers(-5, 500),
+    token=texts,
+    reason=texts,
+    gender=enums,
+)
 @SETTINGS
 def test_read_and_cancel_fuzz(system, booking_id, patient_id, page_size, token, reason, gender):
     channel, md = _stubs(system)
     with channel:
         stub = booking_pb2_grpc.BookingServiceStub(channel)
-        _check(lambda: stub.ListServices(booking_pb2.ListServicesRequest(gender=gender), metadata=md, timeout=5))
-        _check(lambda: stub.GetBooking(booking_pb2.GetBookingRequest(booking_id=booking_id), metadata=md, timeout=5))
-        _check(lambda: stub.ListBookings(
-            booking_pb2.ListBookingsRequest(patient_id=patient_id, page_size=page_size, page_token=token),
-            metadata=Client.auth(), timeout=5,
-        ))
-        _check(lambda: stub.CancelBooking(
-            booking_pb2.CancelBookingRequest(booking_id=booking_id, reason=reason), metadata=md, timeout=5
-        ))
+        _check(
+            lambda: stub.ListServices(booking_pb2.ListServicesRequest(gender=gender), metadata=md, timeout=5)
+        )
+        _check(
+            lambda: stub.GetBooking(
+                booking_pb2.GetBookingRequest(booking_id=booking_id), metadata=md, timeout=5
+            )
+        )
+        _check(
+            lambda: stub.ListBookings(
+                booking_pb2.ListBookingsRequest(patient_id=patient_id, page_size=page_size, page_token=token),
+                metadata=Client.auth(),
+                timeout=5,
+            )
+        )
+        _check(
+            lambda: stub.CancelBooking(
+                booking_pb2.CancelBookingRequest(booking_id=booking_id, reason=reason), metadata=md, timeout=5
+            )
+        )
 
 
 @given(booking_id=texts, patient_id=texts, follow=st.booleans(), day=texts)
@@ -89,12 +121,18 @@ def test_watch_and_admin_fuzz(system, booking_id, patient_id, follow, day):
     admin_md = Client.auth()
     with channel:
         notes = notification_pb2_grpc.NotificationServiceStub(channel)
-        _check(lambda: notes.WatchBooking(
-            notification_pb2.WatchBookingRequest(booking_id=booking_id, follow=follow), metadata=admin_md, timeout=0.5
-        ))
-        _check(lambda: notes.WatchPatient(
-            notification_pb2.WatchPatientRequest(patient_id=patient_id), metadata=admin_md, timeout=0.3
-        ))
+        _check(
+            lambda: notes.WatchBooking(
+                notification_pb2.WatchBookingRequest(booking_id=booking_id, follow=follow),
+                metadata=admin_md,
+                timeout=0.5,
+            )
+        )
+        _check(
+            lambda: notes.WatchPatient(
+                notification_pb2.WatchPatientRequest(patient_id=patient_id), metadata=admin_md, timeout=0.3
+            )
+        )
         admin = admin_pb2_grpc.AdminServiceStub(channel)
         _check(lambda: admin.GetQuota(admin_pb2.GetQuotaRequest(date=day), metadata=admin_md, timeout=5))
         _check(lambda: admin.GetQuota(admin_pb2.GetQuotaRequest(date=day), metadata=md, timeout=5))

@@ -6,9 +6,9 @@ import asyncio
 
 import grpc
 import nats
-
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import saga_pb2
+
 from clinic_common import subjects
 from discount_svc.quota import used_key
 from tests.harness import birthday_patient, future_date, patient, today_ist, uid, wait_for
@@ -103,7 +103,8 @@ async def test_a_poison_message_is_dead_lettered_and_the_consumer_keeps_working(
         async def dead_lettered():
             try:
                 msg = await js.get_msg(
-                    subjects.DLQ_STREAM, subject=subjects.dlq_subject(subjects.SAGA_STREAM, subjects.DISCOUNT_CONSUMER)
+                    subjects.DLQ_STREAM,
+                    subject=subjects.dlq_subject(subjects.SAGA_STREAM, subjects.DISCOUNT_CONSUMER),
                 )
             except nats.js.errors.NotFoundError:
                 return None

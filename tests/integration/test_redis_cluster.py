@@ -28,11 +28,30 @@ async def cluster(tmp_path):
         node_dir = tmp_path / str(port)
         node_dir.mkdir()
         procs.append(
-            subprocess.Popen(
-                [embedded.valkey_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir),
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no",
-                 "--cluster-node-timeout", "2000", "--cluster-announce-ip", "127.0.0.1"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            subprocess.Popen(  # noqa: ASYNC220 - starting servers before any traffic
+                [
+                    embedded.valkey_server_binary(),
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(node_dir),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--cluster-node-timeout",
+                    "2000",
+                    "--cluster-announce-ip",
+                    "127.0.0.1",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         )
     nodes = [aioredis.Redis(port=p) for p in ports]

@@ -6,6 +6,7 @@ import asyncio
 
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import notification_pb2
+
 from clinic_common.subjects import booking_id_of  # noqa: F401 - documents the subject layout
 from discount_svc.quota import used_key
 from tests.conftest import TEST_QUOTA
@@ -24,7 +25,9 @@ async def set_used(redis, value: int) -> None:
 
 async def test_birthday_discount_is_applied_and_confirmed(client: Client, redis):
     await set_used(redis, 0)
-    booking = await client.create(birthday_patient(), ["gen-consult", "blood-panel"], appointment_date=future_date())
+    booking = await client.create(
+        birthday_patient(), ["gen-consult", "blood-panel"], appointment_date=future_date()
+    )
     assert booking.status == c.BOOKING_STATUS_PENDING
     assert booking.base_price.amount_minor == 115000
 

@@ -9,11 +9,11 @@ import grpc
 import jwt
 import nats
 import pytest
+from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
+from clinic.v1 import common_pb2 as c
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
-from clinic.v1 import common_pb2 as c
 from tests.harness import SECRET, Client, future_date, patient, uid
 
 OK = grpc.StatusCode.OK
@@ -67,16 +67,21 @@ async def test_authorization_matrix(client, two_bookings):
                 ),
                 metadata=md,
             ),
-            "GetBooking": lambda: api.GetBooking(booking_pb2.GetBookingRequest(booking_id=booking_id), metadata=md),
+            "GetBooking": lambda: api.GetBooking(
+                booking_pb2.GetBookingRequest(booking_id=booking_id), metadata=md
+            ),
             "ListBookings": lambda: api.ListBookings(
                 booking_pb2.ListBookingsRequest(patient_id=patient_id), metadata=md
             ),
             "WatchBooking": lambda: _first_event(
-                client, notes.WatchBooking(notification_pb2.WatchBookingRequest(booking_id=booking_id), metadata=md)
+                client,
+                notes.WatchBooking(notification_pb2.WatchBookingRequest(booking_id=booking_id), metadata=md),
             ),
             "WatchPatient": lambda: _first_event(
                 client,
-                notes.WatchPatient(notification_pb2.WatchPatientRequest(patient_id=patient_id), metadata=md, timeout=5),
+                notes.WatchPatient(
+                    notification_pb2.WatchPatientRequest(patient_id=patient_id), metadata=md, timeout=5
+                ),
             ),
             "GetQuota": lambda: admin.GetQuota(admin_pb2.GetQuotaRequest(), metadata=md),
         }
@@ -90,11 +95,17 @@ async def test_authorization_matrix(client, two_bookings):
     assert own == {**{k: OK for k in own}, "GetQuota": DENIED}
     assert other == {**{k: DENIED for k in other}, "ListServices": OK}
     assert operator == {k: OK for k in operator}
+
     # Cancelling: someone else's booking is denied, one's own works.
-    cancel = lambda bid: api.CancelBooking(booking_pb2.CancelBookingRequest(booking_id=bid), metadata=as_alice)  # noqa: E731
+    def cancel(bid):
+        return api.CancelBooking(booking_pb2.CancelBookingRequest(booking_id=bid), metadata=as_alice)
+
     assert await _code(cancel(b.id)) == DENIED
     assert await _code(cancel(a.id)) in (OK, grpc.StatusCode.FAILED_PRECONDITION)
-    assert await _code(admin.ResetQuota(admin_pb2.ResetQuotaRequest(date="2000-01-01"), metadata=as_alice)) == DENIED
+    assert (
+        await _code(admin.ResetQuota(admin_pb2.ResetQuotaRequest(date="2000-01-01"), metadata=as_alice))
+        == DENIED
+    )
 
 
 def _token(**claims) -> str:
@@ -106,8 +117,14 @@ def _token(**claims) -> str:
 BAD_TOKENS = {
     "none": None,
     "expired": _token(exp=int(time.time()) - 10),
-    "other key": jwt.encode({"sub": "p1", "role": "admin", "exp": int(time.time()) + 60}, "another-secret-of-32-bytes!!!!!!", algorithm="HS256"),
-    "alg none": jwt.encode({"sub": "p1", "role": "admin", "exp": int(time.time()) + 60}, None, algorithm="none"),
+    "other key": jwt.encode(
+        {"sub": "p1", "role": "admin", "exp": int(time.time()) + 60},
+        "another-secret-of-32-bytes!!!!!!",
+        algorithm="HS256",
+    ),
+    "alg none": jwt.encode(
+        {"sub": "p1", "role": "admin", "exp": int(time.time()) + 60}, None, algorithm="none"
+    ),
     "malformed": "not.a.jwt",
     "no role": _token(role=None),
     "bad role": _token(role="root"),
@@ -134,7 +151,9 @@ async def test_health_and_reflection_need_no_token(system):
             iter([reflection_pb2.ServerReflectionRequest(list_services="")])
         )
         names = [s.name async for r in stream for s in r.list_services_response.service]
-    assert {"clinic.v1.BookingService", "clinic.v1.NotificationService", "clinic.v1.AdminService"} <= set(names)
+    assert {"clinic.v1.BookingService", "clinic.v1.NotificationService", "clinic.v1.AdminService"} <= set(
+        names
+    )
 
 
 async def test_patient_rate_limit_answers_resource_exhausted_with_retry_info(client):
@@ -157,10 +176,15 @@ async def test_patient_rate_limit_answers_resource_exhausted_with_retry_info(cli
 
 async def test_oversized_request_is_refused(client):
     req = booking_pb2.CreateBookingRequest(
-        patient=c.Patient(id=uid("big"), name="x" * 200_000, gender=c.GENDER_MALE, date_of_birth="1980-01-01"),
+        patient=c.Patient(
+            id=uid("big"), name="x" * 200_000, gender=c.GENDER_MALE, date_of_birth="1980-01-01"
+        ),
         service_ids=["gen-consult"],
     )
-    assert await _code(client.bookings.CreateBooking(req, metadata=client.auth())) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (
+        await _code(client.bookings.CreateBooking(req, metadata=client.auth()))
+        == grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
 
 
 async def test_open_watch_streams_per_caller_are_capped(client):

@@ -7,9 +7,9 @@ from datetime import timedelta
 import grpc
 import nats
 import pytest
-
 from clinic.v1 import booking_pb2
 from clinic.v1 import common_pb2 as c
+
 from clinic_common.errors import bad_request_fields
 from tests.harness import future_date, today_ist, uid
 
@@ -33,8 +33,14 @@ CASES = {
     "missing patient": (_missing_patient, "patient"),
     "empty patient id": (lambda r: setattr(r.patient, "id", ""), "patient.id"),
     "unspecified gender": (lambda r: setattr(r.patient, "gender", c.GENDER_UNSPECIFIED), "patient.gender"),
-    "malformed date of birth": (lambda r: setattr(r.patient, "date_of_birth", "31/01/1980"), "patient.date_of_birth"),
-    "future date of birth": (lambda r: setattr(r.patient, "date_of_birth", TOMORROW), "patient.date_of_birth"),
+    "malformed date of birth": (
+        lambda r: setattr(r.patient, "date_of_birth", "31/01/1980"),
+        "patient.date_of_birth",
+    ),
+    "future date of birth": (
+        lambda r: setattr(r.patient, "date_of_birth", TOMORROW),
+        "patient.date_of_birth",
+    ),
     "no services": (lambda r: r.ClearField("service_ids"), "service_ids"),
     "unknown service": (lambda r: r.service_ids.append("teleportation"), "service_ids[1]"),
     "service not for gender": (lambda r: r.service_ids.append("mammography"), "service_ids[1]"),
@@ -110,7 +116,9 @@ async def test_unknown_booking_is_not_found(client):
 async def test_list_services_filters_by_gender(client):
     from clinic.v1 import booking_pb2 as b
 
-    male = await client.bookings.ListServices(b.ListServicesRequest(gender=c.GENDER_MALE), metadata=client.auth())
+    male = await client.bookings.ListServices(
+        b.ListServicesRequest(gender=c.GENDER_MALE), metadata=client.auth()
+    )
     ids = {s.id for s in male.services}
     assert "psa-test" in ids and "mammography" not in ids
     everyone = await client.bookings.ListServices(b.ListServicesRequest(), metadata=client.auth())

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 from clinic.v1 import admin_pb2
 from clinic.v1 import common_pb2 as c
+
 from discount_svc.quota import grant_key, holders_key, used_key
 from tests.harness import birthday_patient, future_date, patient, today_ist
 
 
 async def verify(client, repair: bool) -> admin_pb2.VerifyQuotaResponse:
-    return await client.admin_api.VerifyQuota(admin_pb2.VerifyQuotaRequest(repair=repair), metadata=client.auth())
+    return await client.admin_api.VerifyQuota(
+        admin_pb2.VerifyQuotaRequest(repair=repair), metadata=client.auth()
+    )
 
 
 async def test_verify_reports_and_repairs_a_drifted_counter_and_a_leaked_unit(client, redis):
     day = today_ist().isoformat()
     await redis.set(used_key(day), 0)
     await redis.delete(holders_key(day))
-    held = await client.settled((await client.create(birthday_patient(), ["gen-consult"], appointment_date=future_date())).id)
+    held = await client.settled(
+        (await client.create(birthday_patient(), ["gen-consult"], appointment_date=future_date())).id
+    )
     assert held.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED
     assert (await verify(client, repair=False)).consistent
 
     # A rejected booking that (through some lost message) still holds a unit, and a drifted counter.
-    rejected = await client.settled((await client.create(patient("fail_test_user"), ["gen-consult"], appointment_date=future_date())).id)
+    rejected = await client.settled(
+        (await client.create(patient("fail_test_user"), ["gen-consult"], appointment_date=future_date())).id
+    )
     await redis.set(grant_key(day, rejected.id), "applied")
     await redis.sadd(holders_key(day), rejected.id)
     await redis.incrby(used_key(day), 5)
@@ -43,7 +50,9 @@ async def test_verify_is_admin_only(client):
     import grpc
 
     try:
-        await client.admin_api.VerifyQuota(admin_pb2.VerifyQuotaRequest(), metadata=client.auth("p1", "patient"))
+        await client.admin_api.VerifyQuota(
+            admin_pb2.VerifyQuotaRequest(), metadata=client.auth("p1", "patient")
+        )
     except grpc.aio.AioRpcError as err:
         assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     else:
