@@ -1,0 +1,65 @@
+"""The README's grpcurl commands, run as printed (address, token and booking id filled in)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.harness import ROOT, Client, future_date, patient
+
+GRPCURL = str(Path(sys.executable).parent / "grpcurl")
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    commands, current, quote_open = [], "", False
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            if not current and not line.startswith("grpcurl"):
+                continue
+            current += line.split("  #")[0].rstrip() if not quote_open else line
+            current += "\n"
+            quote_open = current.count("'") % 2 == 1
+            if not quote_open and not current.rstrip().endswith("\\"):
+                commands.append(current.strip())
+                current = ""
+    return commands
+
+
+def test_the_readme_has_a_grpcurl_command_for_every_rpc():
+    text = " ".join(readme_commands())
+    for rpc in (
+        "ListServices",
+        "CreateBooking",
+        "GetBooking",
+        "ListBookings",
+        "CancelBooking",
+        "WatchBooking",
+        "WatchPatient",
+        "GetQuota",
+        "ResetQuota",
+        "Health/Check",
+    ):
+        assert rpc in text, rpc
+
+
+async def test_readme_grpcurl_commands_work_as_printed(client, system):
+    booking = await client.create(patient("p-123"), ["gen-consult"], appointment_date=future_date())
+    await client.settled(booking.id)
+    token = Client.auth()[0][1].removeprefix("Bearer ")
+    env = {**os.environ, "CLINIC_TOKEN": token}
+    for command in readme_commands():
+        command = command.replace("127.0.0.1:50051", system.gateway_addr).replace("<id>", booking.id)
+        endless = "WatchPatient" in command
+        command = command.replace("grpcurl ", f"{GRPCURL} " + ("-max-time 1 " if endless else ""), 1)
+        done = await asyncio.to_thread(
+            subprocess.run, ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30
+        )
+        if endless:
+            assert "DeadlineExceeded" in done.stderr, (command, done.stderr)
+        else:
+            assert done.returncode == 0, (command, done.stdout, done.stderr)
