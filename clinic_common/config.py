@@ -78,8 +78,12 @@ class Connections:
         for url in nats_urls:
             if not url.startswith(("nats://", "tls://", "ws://", "wss://")):
                 raise ConfigError(f"NATS_URL entry {url!r} must start with nats:// or tls://")
-        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"REDIS_URL={redis_url!r} must start with redis:// or rediss://")
+        if not redis_url.startswith(
+            ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
+        ):
+            raise ConfigError(
+                f"REDIS_URL={redis_url!r} must start with redis://, rediss://, redis+sentinel:// or redis+cluster://"
+            )
         return cls(nats_urls=nats_urls, redis_url=redis_url)
 
 

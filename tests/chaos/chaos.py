@@ -7,6 +7,7 @@ Used by `make chaos` (thousands of bookings) and, shortened, by `make test`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections import Counter
@@ -40,6 +41,13 @@ class Report:
     load_s: float = 0.0
     settle_s: float = 0.0
     dead_letters: int = 0
+    successes: list[float] = field(default_factory=list)
+
+    @property
+    def longest_gap_s(self) -> float:
+        """Longest time with no CreateBooking succeeding: what clients saw of an outage."""
+        times = sorted(self.successes)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     def lines(self) -> list[str]:
         return [
@@ -51,6 +59,7 @@ class Report:
             f"outcomes {dict(self.outcomes)}",
             f"lost {self.lost}  doubled {self.doubled}  dead letters {self.dead_letters} (1 poison injected)",
             f"load {self.load_s:.1f}s  time to settle {self.settle_s:.1f}s",
+            f"longest time with no booking accepted {self.longest_gap_s:.2f}s",
         ]
 
 
@@ -78,7 +87,9 @@ class Chaos:
         seed: int = 7,
         instances: int = 1,
         nats_nodes: int = 1,
+        faults: tuple[str, ...] = (*SERVICES, "nats", "redis"),
     ) -> None:
+        self.faults = faults
         self.instances = instances
         self.nats_nodes = nats_nodes
         self.rng = random.Random(seed)
@@ -156,6 +167,7 @@ class Chaos:
             lambda: client.bookings.CreateBooking(req, metadata=client.auth(), timeout=10), self.report
         )
         booking = response.booking
+        self.report.successes.append(time.monotonic())
         self.created[booking.id] = booking
         self.patients[booking.id] = who.id
         self.report.bookings += 1
@@ -209,7 +221,7 @@ class Chaos:
             await asyncio.sleep(self.kill_every_s * self.rng.uniform(0.5, 1.5))
             if not faults:
                 rounds += 1  # every round hits each service and both servers once, in random order
-                faults = [*SERVICES, "nats", "redis"]
+                faults = list(self.faults)
                 self.rng.shuffle(faults)
             victim = faults.pop()
             if victim not in ("nats", "redis") and self.instances > 1:
