@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clinic.v1 import common_pb2
-
 from clinic_common.config import ConfigError
 from clinic_common.money import CURRENCY, money, parse_major
 

@@ -12,7 +12,6 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from clinic.v1 import booking_pb2, common_pb2, saga_pb2
-
 from clinic_common import subjects
 from clinic_common.clock import clinic_day, parse_date
 from clinic_common.errors import FailedPrecondition, InvalidArgument

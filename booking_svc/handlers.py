@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import structlog
-from clinic.v1 import booking_pb2, booking_pb2_grpc
 
+from clinic.v1 import booking_pb2, booking_pb2_grpc
 from clinic_common import rpc
 
 from .saga import Bookings

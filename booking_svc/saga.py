@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 from clinic.v1 import booking_pb2, common_pb2, saga_pb2
-
 from clinic_common import metrics, tracing
 from clinic_common.clock import Clock
 from clinic_common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable

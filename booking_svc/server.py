@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from clinic.v1 import booking_pb2, booking_pb2_grpc
-
 from clinic_common import bootstrap, metrics, nats_io
 from clinic_common.consumer import ConsumerLoop
 from clinic_common.grpc_server import HealthyServer, create_server

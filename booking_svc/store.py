@@ -11,8 +11,8 @@ import base64
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
-from clinic.v1 import saga_pb2
 
+from clinic.v1 import saga_pb2
 from clinic_common.errors import Conflict, InvalidArgument
 
 from .domain import Transition

@@ -7,12 +7,12 @@ import os
 from collections.abc import Mapping, Sequence
 
 import nats
-from clinic.v1 import saga_pb2
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import BadRequestError
 
+from clinic.v1 import saga_pb2
 from clinic_common import metrics, subjects, tracing
 from clinic_common.errors import Unavailable
 from clinic_common.logs import get_logger

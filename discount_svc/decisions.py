@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from clinic.v1 import common_pb2, saga_pb2
-
 from clinic_common import metrics, subjects
 from clinic_common.logs import get_logger
 

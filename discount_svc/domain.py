@@ -8,7 +8,6 @@ from datetime import date
 from enum import Enum
 
 from clinic.v1 import common_pb2, saga_pb2
-
 from clinic_common.clock import parse_date
 from clinic_common.money import format_minor, money, percent_of
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from clinic.v1 import saga_pb2
 from nats.aio.msg import Msg
 
+from clinic.v1 import saga_pb2
 from clinic_common import subjects
 from clinic_common.clock import parse_date
 from clinic_common.consumer import ConsumerSpec, Poison

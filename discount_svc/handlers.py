@@ -5,7 +5,6 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from clinic.v1 import admin_pb2, admin_pb2_grpc
-
 from clinic_common import rpc
 from clinic_common.clock import Clock, clinic_day, parse_date
 from clinic_common.errors import InvalidArgument

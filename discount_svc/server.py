@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from clinic.v1 import admin_pb2, admin_pb2_grpc, booking_pb2_grpc
-
 from clinic_common import bootstrap, metrics, nats_io
 from clinic_common.clock import Clock, clinic_day
 from clinic_common.consumer import ConsumerLoop

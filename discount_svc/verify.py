@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import grpc
-from clinic.v1 import booking_pb2, booking_pb2_grpc, common_pb2, saga_pb2
 
+from clinic.v1 import booking_pb2, booking_pb2_grpc, common_pb2, saga_pb2
 from clinic_common import principal
 
 from .decisions import Discounts

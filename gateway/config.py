@@ -34,8 +34,10 @@ class GatewayConfig:
         if auth not in ("jwt", "none"):
             raise ConfigError(f"CLINIC_AUTH={auth!r} must be 'jwt' or 'none'")
         secret = env.get("CLINIC_JWT_SECRET", "")
-        if auth == "jwt" and len(secret) < 16:
-            raise ConfigError("CLINIC_JWT_SECRET must be set (at least 16 characters) when CLINIC_AUTH=jwt")
+        if auth == "jwt" and len(secret) < 32:
+            raise ConfigError(
+                "CLINIC_JWT_SECRET must be set (at least 32 characters, RFC 7518) when CLINIC_AUTH=jwt"
+            )
         return cls(
             addr=env_addr(env, "CLINIC_GATEWAY_ADDR", "127.0.0.1:50051"),
             booking_addrs=_addrs(env, "BOOKING_SVC_ADDR", "127.0.0.1:50061"),

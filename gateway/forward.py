@@ -10,8 +10,8 @@ import uuid
 from dataclasses import dataclass
 
 import grpc
-from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
 
+from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
 from clinic_common import metrics, tracing
 from clinic_common import principal as principals
 from clinic_common.errors import ClinicError, to_status

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from clinic.v1 import notification_pb2, notification_pb2_grpc
 from nats.js import JetStreamContext
 
+from clinic.v1 import notification_pb2, notification_pb2_grpc
 from clinic_common import rpc
 from clinic_common.errors import InvalidArgument
 

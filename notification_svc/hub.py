@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
-from clinic.v1 import common_pb2
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from clinic.v1 import common_pb2
 from clinic_common import subjects
 from clinic_common.logs import get_logger
 

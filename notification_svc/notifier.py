@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
-from clinic.v1 import common_pb2, saga_pb2
 from nats.aio.msg import Msg
 
+from clinic.v1 import common_pb2, saga_pb2
 from clinic_common import subjects
 from clinic_common.consumer import ConsumerSpec, Poison
 from clinic_common.logs import get_logger

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from clinic.v1 import notification_pb2, notification_pb2_grpc
-
 from clinic_common import bootstrap, metrics, nats_io
 from clinic_common.consumer import ConsumerLoop
 from clinic_common.grpc_server import create_server

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from clinic.v1 import common_pb2
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from clinic.v1 import common_pb2
 from clinic_common import subjects
 from clinic_common.errors import NotFound, ResourceExhausted
 

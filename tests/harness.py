@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 
 import grpc
 import redis.asyncio as aioredis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from clinic.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -31,8 +33,6 @@ from clinic.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from clinic_common import access, embedded
 from gateway.auth import mint
 

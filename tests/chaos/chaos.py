@@ -16,9 +16,9 @@ from pathlib import Path
 
 import grpc
 import nats
+
 from clinic.v1 import booking_pb2, saga_pb2
 from clinic.v1 import common_pb2 as c
-
 from clinic_common import subjects
 from tests.harness import FINAL, Client, Servers, System, birthday_patient, future_date, patient, uid
 

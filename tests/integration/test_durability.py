@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import nats
 import pytest
-from clinic.v1 import common_pb2 as c
 
+from clinic.v1 import common_pb2 as c
 from clinic_common import subjects
 from discount_svc.quota import used_key
 from tests.harness import (

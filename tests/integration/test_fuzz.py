@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from clinic.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -12,9 +15,6 @@ from clinic.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from tests.harness import Client, uid
 
 ALLOWED = {

@@ -6,7 +6,6 @@ import asyncio
 
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import notification_pb2
-
 from clinic_common.subjects import booking_id_of  # noqa: F401 - documents the subject layout
 from discount_svc.quota import used_key
 from tests.conftest import TEST_QUOTA

@@ -9,11 +9,11 @@ import grpc
 import jwt
 import nats
 import pytest
-from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
-from clinic.v1 import common_pb2 as c
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
+from clinic.v1 import common_pb2 as c
 from tests.harness import SECRET, Client, future_date, patient, uid
 
 OK = grpc.StatusCode.OK
@@ -119,7 +119,7 @@ BAD_TOKENS = {
     "expired": _token(exp=int(time.time()) - 10),
     "other key": jwt.encode(
         {"sub": "p1", "role": "admin", "exp": int(time.time()) + 60},
-        "another-secret-of-32-bytes!!!!!!",
+        "another-secret-of-at-least-32-bytes!!",
         algorithm="HS256",
     ),
     "alg none": jwt.encode(

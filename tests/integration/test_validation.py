@@ -7,9 +7,9 @@ from datetime import timedelta
 import grpc
 import nats
 import pytest
+
 from clinic.v1 import booking_pb2
 from clinic.v1 import common_pb2 as c
-
 from clinic_common.errors import bad_request_fields
 from tests.harness import future_date, today_ist, uid
 

@@ -1,0 +1,126 @@
+"""Configuration fails with one clear line; tokens are checked strictly; logs carry no health data."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from contextlib import redirect_stderr
+
+import jwt
+import pytest
+
+from clinic_common.config import ConfigError
+from discount_svc.config import DiscountConfig
+from gateway.auth import JwtAuth, Unauthenticated
+from gateway.config import GatewayConfig
+
+SECRET = "unit-test-secret-0123456789abcdefghij"
+
+
+def test_contract_defaults():
+    config = DiscountConfig.from_env({})
+    assert config.daily_quota == 100
+    assert config.rules.percent == 12
+    assert config.rules.high_value_threshold_minor == 100_000
+    assert config.rules.blocked_patient_ids == {"fail_test_user"}
+    assert str(config.timezone) == "Asia/Kolkata"
+    assert GatewayConfig.from_env({"CLINIC_JWT_SECRET": SECRET}).addr == "127.0.0.1:50051"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"DAILY_DISCOUNT_QUOTA": "abc"}, "DAILY_DISCOUNT_QUOTA"),
+        ({"DISCOUNT_PERCENT": "101"}, "DISCOUNT_PERCENT"),
+        ({"CLINIC_TIMEZONE": "Mars/Base"}, "CLINIC_TIMEZONE"),
+        ({"NATS_URL": "http://x"}, "NATS_URL"),
+        ({"DISCOUNT_SVC_ADDR": "nowhere"}, "DISCOUNT_SVC_ADDR"),
+    ],
+)
+def test_bad_configuration_names_the_variable(env, variable):
+    with pytest.raises(ConfigError) as caught:
+        DiscountConfig.from_env(env)
+    assert variable in str(caught.value)
+
+
+def test_gateway_needs_a_secret_unless_auth_is_off():
+    with pytest.raises(ConfigError, match="CLINIC_JWT_SECRET"):
+        GatewayConfig.from_env({})
+    with pytest.raises(ConfigError, match="CLINIC_AUTH"):
+        GatewayConfig.from_env({"CLINIC_AUTH": "maybe"})
+    assert GatewayConfig.from_env({"CLINIC_AUTH": "none"}).auth == "none"
+
+
+def test_a_service_with_bad_config_exits_with_one_line_and_no_traceback():
+    done = subprocess.run(
+        [sys.executable, "-m", "discount_svc"],
+        env={"DAILY_DISCOUNT_QUOTA": "abc", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DAILY_DISCOUNT_QUOTA" in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def token(secret=SECRET, alg="HS256", **claims) -> str:
+    base = {"sub": "p1", "role": "patient", "exp": int(time.time()) + 60, **claims}
+    return jwt.encode({k: v for k, v in base.items() if v is not None}, secret, algorithm=alg)
+
+
+def header(value: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {value}")]
+
+
+def test_a_valid_token_names_the_caller():
+    who = JwtAuth(SECRET).authenticate(header(token(role="admin", sub="ops")))
+    assert (who.sub, who.role, who.is_admin) == ("ops", "admin", True)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        [],
+        [("authorization", "Basic abc")],
+        header("garbage"),
+        header(token(exp=int(time.time()) - 1)),
+        header(token(secret="another-secret-another-secret-another!")),
+        header(token(secret=None, alg="none")),
+        header(token(role=None)),
+        header(token(role="root")),
+        header(token(sub="ä")),
+        header(token(exp=None)),
+    ],
+    ids=[
+        "missing",
+        "basic",
+        "malformed",
+        "expired",
+        "other-key",
+        "alg-none",
+        "no-role",
+        "bad-role",
+        "bad-sub",
+        "no-exp",
+    ],
+)
+def test_bad_tokens_are_unauthenticated(metadata):
+    with pytest.raises(Unauthenticated):
+        JwtAuth(SECRET).authenticate(metadata)
+
+
+def test_logs_never_carry_names_or_birth_dates():
+    from clinic_common import logs
+
+    buffer = io.StringIO()
+    with redirect_stderr(buffer):
+        logs.configure("unit")
+        logs.get_logger("t").info("booking.created", patient_id="p1", name="Asha", date_of_birth="1990-01-01")
+    line = json.loads(buffer.getvalue().strip().splitlines()[-1])
+    assert line["patient_id"] == "p1"
+    assert "Asha" not in buffer.getvalue() and "1990-01-01" not in buffer.getvalue()
