@@ -10,7 +10,7 @@ GENERATED := $(patsubst $(PROTO_DIR)/%.proto,$(GEN_DIR)/%_pb2.py,$(PROTOS))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run cluster test test-fast chaos bench soak protos lint fmt clean
+.PHONY: help run cluster client test test-fast chaos bench soak protos lint fmt clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,13 @@ chaos: $(STAMP) ## long fault run: kills, restarts, duplicates, poison (prints i
 bench: $(STAMP) ## throughput/latency benchmark through the gateway (prints a table, writes bench/results)
 	$(PY) -m bench
 
+CLIENT_SRC := clients/python/src
+client: $(STAMP) ## build the clinic-api wheel (generated stubs with .pyi types) into dist/
+	rm -rf $(CLIENT_SRC) clients/python/build dist/clinic_api-*.whl && mkdir -p $(CLIENT_SRC)/clinic/v1
+	$(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$(CLIENT_SRC) --pyi_out=$(CLIENT_SRC) --grpc_python_out=$(CLIENT_SRC) $(filter-out %saga.proto,$(PROTOS))
+	touch $(CLIENT_SRC)/clinic/__init__.py $(CLIENT_SRC)/clinic/v1/__init__.py $(CLIENT_SRC)/clinic/py.typed
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist clients/python
+
 lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -60,5 +67,5 @@ fmt: $(STAMP) ## format the code
 	$(VENV)/bin/ruff format .
 
 clean: ## remove generated code, the virtualenv and local data
-	rm -rf $(GEN_DIR) $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(GEN_DIR) $(VENV) var .pytest_cache .ruff_cache dist clients/python/src clients/python/build
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

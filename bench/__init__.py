@@ -1,0 +1,8 @@
+"""`make bench` / `python -m bench`: throughput and latency of the whole system through the gateway.
+
+Starts nats-server (JetStream) and valkey (AOF) on free ports in a fresh temporary directory, the four
+services as subprocesses (exactly as in production: `python -m <service>`, configured by environment
+variables), and drives the gateway with the generated stubs. The same run measures a reference
+pipeline (`bench/reference.py`): the saga's hops with no business logic, so the figures can be read
+against what this stack costs at all on this machine. Results go to `bench/results/<UTC time>.json`.
+"""
