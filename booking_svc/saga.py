@@ -59,10 +59,6 @@ class Bookings:
         now = self._clock.now()
         trace = tracing.current() or tracing.new_traceparent()
         t = domain.create(req, self._catalog, uuid.uuid4().hex, now, self._tz, trace)
-        if req.request_id:
-            existing = await self._store.booking_for_request(req.request_id)
-            if existing:
-                return await self._same_request(existing, t.record, who)
         if not self._bus_ready():
             raise Unavailable("NATS unavailable: booking not stored, try again")
         stored_id = await self._store.create(t, _ms(now))
@@ -207,7 +203,7 @@ class Bookings:
         except Exception as exc:
             log.warning("outbox.publish_deferred", outbox_id=batch_id, error=repr(exc))
             return
-        await self._store.outbox_done([batch_id])
+        self._store.outbox_done_later(batch_id)
 
 
 def _ms(moment) -> int:

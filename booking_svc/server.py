@@ -24,8 +24,9 @@ def build(config: BookingConfig, deps: bootstrap.Deps) -> tuple[HealthyServer, B
             deps.js, message.subject, message.payload, message.msg_id, headers=dict(message.headers)
         )
 
+    store = BookingStore(deps.redis)
     bookings = Bookings(
-        BookingStore(deps.redis),
+        store,
         publish,
         config.catalog,
         config.timezone,
@@ -38,13 +39,13 @@ def build(config: BookingConfig, deps: bootstrap.Deps) -> tuple[HealthyServer, B
         [lambda s: booking_pb2_grpc.add_BookingServiceServicer_to_server(servicer, s)],
         [SERVICE_NAME],
     )
-    return server, bookings
+    return server, bookings, store
 
 
 async def main(stop: asyncio.Event, config: BookingConfig) -> None:
     metrics.serve(config.metrics_addr)
     async with bootstrap.connected("booking_svc", config.connections) as deps:
-        server, bookings = build(config, deps)
+        server, bookings, store = build(config, deps)
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(bookings))
         sweep_period = min(1.0, config.timeout_s / 4)
         await bootstrap.serve(
@@ -53,6 +54,8 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
             consumers=[consumer],
             duties=[
                 bootstrap.every(1.0, bookings.relay_outbox, stop, "outbox-relay"),
+                bootstrap.every(0.05, store.flush_done, stop, "outbox-cleanup"),
                 bootstrap.every(sweep_period, bookings.time_out_overdue, stop, "timeout-sweeper"),
             ],
+            after_stop=[store.flush_done],
         )

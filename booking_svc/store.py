@@ -98,6 +98,7 @@ def _batch(t: Transition) -> bytes:
 class BookingStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
+        self._done: list[str] = []
         self._create = redis.register_script(_CREATE)
         self._commit = redis.register_script(_COMMIT)
 
@@ -159,10 +160,6 @@ class BookingStore:
             rows = await pipe.execute()
         return [saga_pb2.BookingRecord.FromString(row) for row in rows if row]
 
-    async def booking_for_request(self, request_id: str) -> str | None:
-        found = await self._redis.get(request_key(request_id))
-        return found.decode() if found else None
-
     async def page_of_patient(
         self, patient_id: str, page_size: int, page_token: str
     ) -> tuple[list[str], str]:
@@ -185,6 +182,22 @@ class BookingStore:
         return ids, token
 
     # -- outbox ---------------------------------------------------------------------------------
+
+    def outbox_done_later(self, batch_id: str) -> None:
+        """Forget a published batch on the next flush: off the hot path, one round trip for many.
+
+        Until then the relay leaves it alone (it only takes batches older than 2 s), and should it
+        publish one again, JetStream drops the duplicate by its message id.
+        """
+        self._done.append(batch_id)
+
+    async def flush_done(self) -> None:
+        done, self._done = self._done, []
+        try:
+            await self.outbox_done(done)
+        except Exception:
+            self._done.extend(done)
+            raise
 
     async def outbox_done(self, ids: Sequence[str]) -> None:
         if not ids:

@@ -52,6 +52,7 @@ async def serve(
     consumers: Sequence[ConsumerLoop] = (),
     duties: Sequence[Coroutine] = (),
     on_stopping: Sequence[callable] = (),
+    after_stop: Sequence[callable] = (),
     grace_s: float = SHUTDOWN_GRACE_S,
 ) -> None:
     """Serve until `stop`; then NOT_SERVING, stop fetching, finish in-flight work, stop the server.
@@ -77,6 +78,8 @@ async def serve(
     _, pending = await asyncio.wait(tasks, timeout=grace_s) if tasks else (set(), set())
     for task in pending:
         task.cancel()
+    for callback in after_stop:
+        await callback()
     await server.stop(grace_s)
     log.info("service.stopped")
     if crashed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -15,12 +16,11 @@ Main = Callable[[asyncio.Event], Awaitable[None]]
 
 def run(main: Main) -> None:
     """Run `main(stop)`; the first SIGTERM/SIGINT sets `stop`, a second one exits at once."""
-    try:
+    runner = asyncio.run
+    if os.environ.get("CLINIC_UVLOOP", "1") != "0":
         import uvloop
 
         runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is pinned, but the code works without it
-        runner = asyncio.run
     runner(_with_signals(main))
 
 
