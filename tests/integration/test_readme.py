@@ -12,14 +12,15 @@ from pathlib import Path
 from tests.harness import ROOT, Client, future_date, patient
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
+BUF = str(Path(sys.executable).parent / "buf")
 
 
-def readme_commands() -> list[str]:
+def readme_commands(tool: str = "grpcurl") -> list[str]:
     text = (ROOT / "README.md").read_text()
     commands, current, quote_open = [], "", False
     for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
         for line in block.splitlines():
-            if not current and not line.startswith("grpcurl"):
+            if not current and not line.startswith(tool):
                 continue
             current += line.split("  #")[0].rstrip() if not quote_open else line
             current += "\n"
@@ -63,3 +64,19 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system):
             assert "DeadlineExceeded" in done.stderr, (command, done.stderr)
         else:
             assert done.returncode == 0, (command, done.stdout, done.stderr)
+
+
+async def test_readme_buf_curl_commands_work_as_printed(client, system):
+    token = Client.auth()[0][1].removeprefix("Bearer ")
+    env = {**os.environ, "CLINIC_TOKEN": token}
+    commands = readme_commands("buf curl")
+    assert len(commands) == 2
+    for command in commands:
+        command = command.replace("127.0.0.1:50051", system.gateway_addr).replace(
+            "buf curl", f"{BUF} curl", 1
+        )
+        done = await asyncio.to_thread(
+            subprocess.run, ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        assert done.stdout.strip().startswith("{")
