@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from clinic.v1 import booking_pb2, booking_pb2_grpc
-from clinic_common import bootstrap, metrics, nats_io
+from clinic_common import bootstrap, metrics, nats_io, tls
 from clinic_common.consumer import ConsumerLoop
 from clinic_common.grpc_server import HealthyServer, create_server
 
@@ -38,6 +38,7 @@ def build(config: BookingConfig, deps: bootstrap.Deps) -> tuple[HealthyServer, B
         config.addr,
         [lambda s: booking_pb2_grpc.add_BookingServiceServicer_to_server(servicer, s)],
         [SERVICE_NAME],
+        credentials=tls.server_credentials_from_env(),
     )
     return server, bookings, store
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from clinic.v1 import admin_pb2, admin_pb2_grpc, booking_pb2_grpc
-from clinic_common import bootstrap, metrics, nats_io
+from clinic_common import bootstrap, metrics, nats_io, tls
 from clinic_common.clock import Clock, clinic_day
 from clinic_common.consumer import ConsumerLoop
 from clinic_common.grpc_client import open_channel
@@ -30,13 +30,14 @@ async def main(stop: asyncio.Event, config: DiscountConfig) -> None:
 
         quota = QuotaStore(deps.redis, config.daily_quota)
         discounts = Discounts(quota, config.rules, publish)
-        booking_channel = open_channel(config.booking_addrs)
+        booking_channel = open_channel(config.booking_addrs, tls=tls.InternalTls.from_env())
         verifier = QuotaVerifier(quota, discounts, booking_pb2_grpc.BookingServiceStub(booking_channel))
         admin = AdminServicer(quota, verifier, config.timezone)
         server = create_server(
             config.addr,
             [lambda s: admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, s)],
             [SERVICE_NAME],
+            credentials=tls.server_credentials_from_env(),
         )
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(discounts))
         metrics.QUOTA_LIMIT.set(config.daily_quota)

@@ -10,6 +10,7 @@ from clinic_common import bootstrap, metrics
 from clinic_common.grpc_client import open_channel
 from clinic_common.grpc_server import HealthyServer, create_server
 from clinic_common.logs import get_logger
+from clinic_common.tls import InternalTls
 
 from .auth import JwtAuth, NoAuth
 from .config import GatewayConfig
@@ -33,8 +34,9 @@ def build(config: GatewayConfig) -> tuple[HealthyServer, list[grpc.aio.Channel]]
         authenticator = NoAuth()
     else:
         authenticator = JwtAuth(config.jwt_secret)
+    internal_tls = InternalTls.from_env()
     channels = [
-        open_channel(a, SERVICE_CONFIG, CHANNEL_OPTIONS)
+        open_channel(a, SERVICE_CONFIG, CHANNEL_OPTIONS, tls=internal_tls)
         for a in (config.booking_addrs, config.notification_addrs, config.discount_addrs)
     ]
     if bool(config.tls_cert) != bool(config.tls_key):

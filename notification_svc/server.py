@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from clinic.v1 import notification_pb2, notification_pb2_grpc
-from clinic_common import bootstrap, metrics, nats_io
+from clinic_common import bootstrap, metrics, nats_io, tls
 from clinic_common.consumer import ConsumerLoop
 from clinic_common.grpc_server import create_server
 
@@ -31,6 +31,7 @@ async def main(stop: asyncio.Event, config: NotificationConfig) -> None:
             config.addr,
             [lambda s: notification_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, s)],
             [SERVICE_NAME],
+            credentials=tls.server_credentials_from_env(),
         )
         notifier = Notifier(deps.redis, publish)
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, notifier.handle)
