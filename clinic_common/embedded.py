@@ -22,6 +22,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_port_below(limit: int) -> int:
+    while (port := free_port()) >= limit:
+        pass
+    return port
+
+
 def nats_server_binary() -> str:
     candidate = Path(sys.executable).parent / "nats-server"
     found = str(candidate) if candidate.exists() else shutil.which("nats-server")

@@ -20,48 +20,40 @@ from tests.harness import wait_for
 SLOTS = 16384
 
 
-@pytest.fixture
-async def cluster(tmp_path):
+def spawn_nodes(tmp_path) -> tuple[list[int], list[int], list[subprocess.Popen]]:
+    """Three valkey servers in cluster mode, each with an explicit bus port (else port + 10000,
+    which a high free port cannot have)."""
     ports = [embedded.free_port() for _ in range(3)]
+    bus_ports = [embedded.free_port_below(55_000) for _ in range(3)]
     procs = []
-    for port in ports:
+    for port, bus in zip(ports, bus_ports, strict=True):
         node_dir = tmp_path / str(port)
         node_dir.mkdir()
-        procs.append(
-            subprocess.Popen(  # noqa: ASYNC220 - starting servers before any traffic
-                [
-                    embedded.valkey_server_binary(),
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--dir",
-                    str(node_dir),
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--cluster-node-timeout",
-                    "2000",
-                    "--cluster-announce-ip",
-                    "127.0.0.1",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        args = [
+            embedded.valkey_server_binary(),
+            *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir), "--cluster-port", str(bus)),
+            *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", ""),
+            *("--appendonly", "no", "--cluster-node-timeout", "2000", "--cluster-announce-ip", "127.0.0.1"),
+        ]
+        with open(node_dir / "log", "wb") as log:
+            procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
+    return ports, bus_ports, procs
+
+
+@pytest.fixture
+async def cluster(tmp_path):
+    ports, bus_ports, procs = spawn_nodes(tmp_path)
     nodes = [aioredis.Redis(port=p) for p in ports]
     try:
         for i, node in enumerate(nodes):
-            await wait_for(lambda node=node: _pings(node), what=f"node {i} up")
+            await wait_for(
+                lambda node=node: _pings(node),
+                what=f"node {i} up: {(tmp_path / str(ports[i]) / 'log').read_text(errors='replace')[-500:]}",
+            )
             start, end = i * SLOTS // 3, (i + 1) * SLOTS // 3
             await node.execute_command("CLUSTER ADDSLOTSRANGE", start, end - 1)
-        for port in ports[1:]:
-            await nodes[0].execute_command("CLUSTER MEET", "127.0.0.1", port)
+        for port, bus in zip(ports[1:], bus_ports[1:], strict=True):
+            await nodes[0].execute_command("CLUSTER MEET", "127.0.0.1", port, bus)
 
         async def converged():
             infos = [await n.execute_command("CLUSTER INFO") for n in nodes]
