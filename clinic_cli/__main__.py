@@ -1,43 +1,107 @@
-"""The `clinic` command: run the system, mint tokens, and talk to a running gateway."""
+"""The `clinic` command: run the system, mint tokens, and use a running gateway."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 
+import grpc
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="clinic", description="Clinic booking system")
-    sub = parser.add_subparsers(dest="command", required=True)
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clinic", description="Clinic booking system")
+    p.add_argument("--addr", default=os.environ.get("CLINIC_GATEWAY_ADDR", "127.0.0.1:50051"), help="gateway")
+    p.add_argument("--token", default=None, help="JWT (default: CLINIC_TOKEN, or a dev admin token)")
+    sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start NATS, Redis and all services locally (Ctrl-C stops all)")
     token = sub.add_parser("token", help="mint a JWT for the gateway")
     token.add_argument("--role", choices=["patient", "admin"], required=True)
     token.add_argument("--sub", required=True, help="patient id (or operator name for admins)")
     token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
-    args = parser.parse_args(argv)
+    services = sub.add_parser("services", help="the medical services on offer")
+    services.add_argument("--gender", choices=["female", "male", "other"])
+    book = sub.add_parser("book", help="book services and watch the saga live")
+    book.add_argument("--patient", required=True)
+    book.add_argument("--name", default="")
+    book.add_argument("--gender", choices=["female", "male", "other"], required=True)
+    book.add_argument("--dob", required=True, help="YYYY-MM-DD")
+    book.add_argument("--date", help="appointment date, YYYY-MM-DD (default today)")
+    book.add_argument("--request-id")
+    book.add_argument("services", nargs="+", metavar="SERVICE_ID")
+    watch = sub.add_parser("watch", help="a booking's events: replay, then live")
+    watch.add_argument("booking_id")
+    watch.add_argument("--follow", action="store_true", help="keep watching after the outcome")
+    get = sub.add_parser("get", help="one booking with its history")
+    get.add_argument("booking_id")
+    bookings = sub.add_parser("bookings", help="a patient's bookings")
+    bookings.add_argument("--patient", required=True)
+    bookings.add_argument("--page-size", type=int, default=50)
+    cancel = sub.add_parser("cancel", help="cancel a booking")
+    cancel.add_argument("booking_id")
+    cancel.add_argument("--reason")
+    quota = sub.add_parser("quota", help="the daily discount quota: show, reset or verify")
+    quota.add_argument("action", nargs="?", choices=["show", "reset", "verify"], default="show")
+    quota.add_argument("--date", help="YYYY-MM-DD (default today)")
+    quota.add_argument("--repair", action="store_true", help="with verify: fix what it finds")
+    sub.add_parser("scenarios", help="run the seed scenarios against the running system")
+    load = sub.add_parser("load", help="N bookings at a concurrency, then outcomes and latencies")
+    load.add_argument("-n", type=int, default=200)
+    load.add_argument("-c", "--concurrency", type=int, default=16)
+    load.add_argument("--service", default="gen-consult")
+    return p
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.command == "run":
         from .launcher import run
 
         return run()
     if args.command == "token":
-        from gateway.auth import mint
+        return _token(args)
+    from .client import Api, CliError, describe, resolve_token
 
-        secret = os.environ.get("CLINIC_JWT_SECRET")
-        if not secret:
-            from pathlib import Path
+    try:
+        return asyncio.run(_dispatch(Api(args.addr, resolve_token(args.token)), args))
+    except grpc.aio.AioRpcError as err:
+        error = describe(err, args.addr)
+    except CliError as err:
+        error = err
+    except KeyboardInterrupt:
+        return 130
+    print(f"clinic: {error}", file=sys.stderr)
+    return error.code
 
-            path = Path(os.environ.get("CLINIC_DATA_DIR", "./var")) / "dev-jwt-secret"
-            if not path.exists():
-                print(
-                    "clinic: set CLINIC_JWT_SECRET (or run `make run` once for a dev secret)", file=sys.stderr
-                )
-                return 2
-            secret = path.read_text().strip()
-        print(mint(secret, args.sub, args.role, args.ttl))
-        return 0
-    return 2
+
+async def _dispatch(api, args) -> int:
+    from zoneinfo import ZoneInfo
+
+    from . import commands, load, scenarios
+
+    async with api:
+        if args.command == "scenarios":
+            return await scenarios.run(api, ZoneInfo(os.environ.get("CLINIC_TIMEZONE", "Asia/Kolkata")))
+        if args.command == "load":
+            return await load.run(api, args.n, args.concurrency, args.service)
+        return await getattr(commands, args.command)(api, args)
+
+
+def _token(args) -> int:
+    from pathlib import Path
+
+    from gateway.auth import mint
+
+    secret = os.environ.get("CLINIC_JWT_SECRET")
+    if not secret:
+        path = Path(os.environ.get("CLINIC_DATA_DIR", "./var")) / "dev-jwt-secret"
+        if not path.exists():
+            print("clinic: set CLINIC_JWT_SECRET (or run `make run` once for a dev secret)", file=sys.stderr)
+            return 2
+        secret = path.read_text().strip()
+    print(mint(secret, args.sub, args.role, args.ttl))
+    return 0
 
 
 if __name__ == "__main__":

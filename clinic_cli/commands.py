@@ -1,0 +1,130 @@
+"""The everyday commands: services, book, watch, get, bookings, cancel, quota, dead letters."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
+from clinic.v1 import common_pb2 as c
+from clinic_common.money import format_minor
+
+from .client import Api, CliError
+from .show import booking_panel, console, event_line, status
+
+GENDERS = {"female": c.GENDER_FEMALE, "male": c.GENDER_MALE, "other": c.GENDER_OTHER}
+
+
+async def services(api: Api, args: argparse.Namespace) -> int:
+    req = booking_pb2.ListServicesRequest(gender=GENDERS.get(args.gender, 0))
+    reply = await api.bookings.ListServices(req, metadata=api.md, timeout=10)
+    table = Table("id", "name", "price", "for", "places/day")
+    for s in reply.services:
+        who = ", ".join(c.Gender.Name(g).removeprefix("GENDER_").lower() for g in s.genders) or "everyone"
+        table.add_row(s.id, s.name, format_minor(s.price.amount_minor), who, str(s.daily_capacity))
+    console().print(table)
+    return 0
+
+
+async def book(api: Api, args: argparse.Namespace) -> int:
+    out = console()
+    req = booking_pb2.CreateBookingRequest(
+        patient=c.Patient(
+            id=args.patient, name=args.name, gender=GENDERS[args.gender], date_of_birth=args.dob
+        ),
+        service_ids=args.services,
+        appointment_date=args.date or "",
+        request_id=args.request_id or "",
+    )
+    created = (await api.bookings.CreateBooking(req, metadata=api.md, timeout=10)).booking
+    out.print(f"booking [bold]{created.id}[/] created, the saga runs:")
+    await _stream(api, created.id, follow=False)
+    final = (
+        await api.bookings.GetBooking(booking_pb2.GetBookingRequest(booking_id=created.id), metadata=api.md)
+    ).booking
+    out.print(booking_panel(final))
+    return 0 if final.status == c.BOOKING_STATUS_CONFIRMED else 1
+
+
+async def _stream(api: Api, booking_id: str, follow: bool) -> None:
+    out = console()
+    req = notification_pb2.WatchBookingRequest(booking_id=booking_id, follow=follow)
+    async for item in api.notifications.WatchBooking(req, metadata=api.md):
+        out.print(event_line(item.event))
+
+
+async def watch(api: Api, args: argparse.Namespace) -> int:
+    await _stream(api, args.booking_id, args.follow)
+    return 0
+
+
+async def get(api: Api, args: argparse.Namespace) -> int:
+    b = (
+        await api.bookings.GetBooking(
+            booking_pb2.GetBookingRequest(booking_id=args.booking_id), metadata=api.md
+        )
+    ).booking
+    out = console()
+    out.print(booking_panel(b))
+    for event in b.history:
+        out.print(event_line(event))
+    return 0
+
+
+async def bookings(api: Api, args: argparse.Namespace) -> int:
+    table = Table("booking", "created", "date", "status", "final price")
+    token = ""
+    while True:
+        req = booking_pb2.ListBookingsRequest(
+            patient_id=args.patient, page_size=args.page_size, page_token=token
+        )
+        reply = await api.bookings.ListBookings(req, metadata=api.md, timeout=10)
+        for b in reply.bookings:
+            created = b.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M")
+            table.add_row(
+                b.id, created, b.appointment_date, status(b.status), format_minor(b.final_price.amount_minor)
+            )
+        token = reply.next_page_token
+        if not token:
+            break
+    console().print(table)
+    return 0
+
+
+async def cancel(api: Api, args: argparse.Namespace) -> int:
+    req = booking_pb2.CancelBookingRequest(booking_id=args.booking_id, reason=args.reason or "")
+    console().print(
+        booking_panel((await api.bookings.CancelBooking(req, metadata=api.md, timeout=10)).booking)
+    )
+    return 0
+
+
+async def quota(api: Api, args: argparse.Namespace) -> int:
+    out = console()
+    if args.action == "reset":
+        q = (
+            await api.admin.ResetQuota(admin_pb2.ResetQuotaRequest(date=args.date or ""), metadata=api.md)
+        ).quota
+    elif args.action == "verify":
+        req = admin_pb2.VerifyQuotaRequest(date=args.date or "", repair=args.repair)
+        reply = await api.admin.VerifyQuota(req, metadata=api.md, timeout=60)
+        verdict = "[green]consistent[/]" if reply.consistent else "[red]inconsistent[/]"
+        out.print(
+            f"{reply.quota.date}: {verdict} — used {reply.used_before}, bookings holding APPLIED "
+            f"{reply.bookings_applied}, in flight {reply.in_flight}"
+        )
+        for problem in reply.problems:
+            out.print(f"  - {problem}")
+        if reply.repaired:
+            out.print(f"repaired: used is now {reply.quota.used}")
+        return 0 if reply.consistent or reply.repaired else 1
+    else:
+        q = (await api.admin.GetQuota(admin_pb2.GetQuotaRequest(date=args.date or ""), metadata=api.md)).quota
+    out.print(f"{q.date}: used {q.used} of {q.limit}, {q.remaining} remaining")
+    return 0
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise CliError(message)

@@ -1,0 +1,57 @@
+"""How bookings and events look in a terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from clinic.v1 import common_pb2 as c
+from clinic_common.money import format_minor
+
+STATUS_STYLE = {
+    c.BOOKING_STATUS_PENDING: "yellow",
+    c.BOOKING_STATUS_CONFIRMED: "green",
+    c.BOOKING_STATUS_REJECTED: "red",
+    c.BOOKING_STATUS_CANCELLED: "magenta",
+}
+
+
+def status(value: int) -> str:
+    return c.BookingStatus.Name(value).removeprefix("BOOKING_STATUS_")
+
+
+def event_line(event: c.BookingEvent) -> str:
+    when = event.occurred_at.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
+    kind = c.EventType.Name(event.type).removeprefix("EVENT_TYPE_")
+    style = STATUS_STYLE.get(event.status, "white")
+    return f"[dim]{when}[/]  {event.sequence:>2}. [{style}]{kind:<22}[/] {event.message}"
+
+
+def booking_panel(b: c.Booking) -> Panel:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row("booking", b.id)
+    grid.add_row("status", f"[{STATUS_STYLE.get(b.status, 'white')}]{status(b.status)}[/]")
+    if b.status_message:
+        grid.add_row("", b.status_message)
+    if b.rejection_reason:
+        grid.add_row("reason", c.RejectionReason.Name(b.rejection_reason).removeprefix("REJECTION_REASON_"))
+    grid.add_row(
+        "services", ", ".join(f"{s.name} ({format_minor(s.price.amount_minor)})" for s in b.services)
+    )
+    grid.add_row("date", b.appointment_date)
+    grid.add_row("base price", format_minor(b.base_price.amount_minor))
+    if b.discount.outcome:
+        outcome = c.DiscountOutcome.Name(b.discount.outcome).removeprefix("DISCOUNT_OUTCOME_")
+        amount = (
+            f" {b.discount.percent}% -{format_minor(b.discount.amount.amount_minor)}"
+            if b.discount.percent
+            else ""
+        )
+        grid.add_row("discount", outcome + amount)
+    grid.add_row("final price", f"[bold]{format_minor(b.final_price.amount_minor)}[/]")
+    return Panel(grid, title="booking", expand=False)
+
+
+def console() -> Console:
+    return Console(highlight=False)
