@@ -38,6 +38,9 @@ MAX_DAYS_AHEAD = 366
 PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
 
 QUOTA_EXHAUSTED_MESSAGE = "Daily discount quota reached"
+NOTIFY_ON = frozenset(
+    {S.EVENT_TYPE_BOOKING_CONFIRMED, S.EVENT_TYPE_BOOKING_REJECTED, S.EVENT_TYPE_BOOKING_CANCELLED}
+)
 
 
 @dataclass
@@ -332,14 +335,24 @@ def _event(t: Transition, kind: int, message: str, now: datetime) -> common_pb2.
         occurred_at=to_timestamp(now),
         patient_id=b.patient.id,
     )
+    payload = event.SerializeToString()
     t.outbox.append(
         saga_pb2.OutboxMessage(
             subject=subjects.event_subject(b.id),
             msg_id=f"{b.id}:{event.sequence}",
-            payload=event.SerializeToString(),
+            payload=payload,
             headers=_trace(t.record),
         )
     )
+    if kind in NOTIFY_ON:  # the notifier hears only outcomes, not every step
+        t.outbox.append(
+            saga_pb2.OutboxMessage(
+                subject=subjects.saga_subject(subjects.NOTIFY, b.id),
+                msg_id=f"{b.id}:notify:{event.sequence}",
+                payload=payload,
+                headers=_trace(t.record),
+            )
+        )
     return event
 
 

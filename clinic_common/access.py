@@ -49,6 +49,7 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
             s.EVENTS_SUBJECTS,
             f"{s.DISCOUNT_REQUESTED}.>",
             f"{s.QUOTA_RELEASE}.>",
+            f"{s.NOTIFY}.>",
             *_JS_COMMON,
             *_consumer(s.SAGA_STREAM, s.BOOKING_CONSUMER),
         ],
@@ -69,9 +70,9 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"$JS.API.DIRECT.GET.{s.EVENTS_STREAM}",
             f"$JS.API.DIRECT.GET.{s.EVENTS_STREAM}.>",
             *_JS_COMMON,
-            *_consumer(s.EVENTS_STREAM, s.NOTIFICATION_CONSUMER),
+            *_consumer(s.SAGA_STREAM, s.NOTIFICATION_CONSUMER),
         ],
-        "subscribe": ["_INBOX.>", s.EVENTS_SUBJECTS, _advisory(s.EVENTS_STREAM, s.NOTIFICATION_CONSUMER)],
+        "subscribe": ["_INBOX.>", s.EVENTS_SUBJECTS, _advisory(s.SAGA_STREAM, s.NOTIFICATION_CONSUMER)],
     },
     "gateway": {"publish": [], "subscribe": []},  # the gateway never touches NATS
 }

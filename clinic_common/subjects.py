@@ -23,6 +23,7 @@ DISCOUNT_DECIDED = "saga.discount.decided"
 QUOTA_RELEASE = "saga.quota.release"
 QUOTA_RELEASED = "saga.quota.released"
 NOTIFICATION_SENT = "saga.notification.sent"
+NOTIFY = "saga.notify"  # a booking's final event again, for the notifier only (payload: BookingEvent)
 
 # Messages no consumer could process, with the reason (clinic.v1.DeadLetter).
 DLQ_STREAM = "DEAD_LETTERS"

@@ -67,15 +67,21 @@ class Forwarder(grpc.GenericRpcHandler):
         self._routes = routes
         self._auth = authenticator
         self._limits = limits or Limits()
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails):
-        route = self._routes.get(handler_call_details.method)
-        if route is None:
-            return None
         method = handler_call_details.method
-        if route.streaming:
-            return grpc.unary_stream_rpc_method_handler(self._stream(method, route))
-        return grpc.unary_unary_rpc_method_handler(self._unary(method, route))
+        handler = self._handlers.get(method)
+        if handler is None:
+            route = self._routes.get(method)
+            if route is None:
+                return None
+            if route.streaming:
+                handler = grpc.unary_stream_rpc_method_handler(self._stream(method, route))
+            else:
+                handler = grpc.unary_unary_rpc_method_handler(self._unary(method, route))
+            self._handlers[method] = handler
+        return handler
 
     def _outgoing(
         self, context: grpc.aio.ServicerContext

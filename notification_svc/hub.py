@@ -7,7 +7,7 @@ the BOOKING_EVENTS stream; this hub only carries what happens from now on.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -19,6 +19,7 @@ from clinic_common.logs import get_logger
 log = get_logger(__name__)
 
 WATCHER_BUFFER = 10_000
+RECENT_BOOKINGS = 20_000  # bookings whose events this instance keeps for fast replays
 
 
 class Watcher:
@@ -43,6 +44,9 @@ class EventHub:
         self._by_patient: dict[str, set[Watcher]] = defaultdict(set)
         self._sub = None
         self.closed = False
+        # booking id -> events heard live, in arrival order. A replay may use it only when it holds
+        # the booking's whole history from sequence 1 (this instance was listening all along).
+        self._recent: OrderedDict[str, list[common_pb2.BookingEvent]] = OrderedDict()
 
     async def start(self, nc: NATS) -> None:
         self._sub = await nc.subscribe(subjects.EVENTS_SUBJECTS, cb=self._on_message)
@@ -53,10 +57,31 @@ class EventHub:
         except Exception:
             log.warning("hub.undecodable_event", subject=msg.subject)
             return
+        self._remember(event)
         for watcher in self._by_booking.get(event.booking_id, ()):
             watcher.offer(event)
         for watcher in self._by_patient.get(event.patient_id, ()):
             watcher.offer(event)
+
+    def _remember(self, event: common_pb2.BookingEvent) -> None:
+        events = self._recent.get(event.booking_id)
+        if events is None:
+            if event.sequence != 1:
+                return  # joined mid-saga: the stream is the only complete history
+            events = self._recent[event.booking_id] = []
+            if len(self._recent) > RECENT_BOOKINGS:
+                self._recent.popitem(last=False)
+        events.append(event)
+
+    def recent(self, booking_id: str) -> list[common_pb2.BookingEvent] | None:
+        """Every event of the booking from sequence 1 as heard live, or None if not known whole."""
+        events = self._recent.get(booking_id)
+        if not events:
+            return None
+        sequences = sorted({e.sequence for e in events})
+        if sequences != list(range(1, len(sequences) + 1)):
+            return None
+        return list(events)
 
     def watch_booking(self, booking_id: str) -> Watcher:
         return self._add(self._by_booking, booking_id)

@@ -31,10 +31,10 @@ RECORD_TTL_S = 40 * 24 * 3600
 KEEP_PER_PATIENT = 200
 
 CONSUMER = ConsumerSpec(
-    stream=subjects.EVENTS_STREAM,
+    stream=subjects.SAGA_STREAM,
     durable=subjects.NOTIFICATION_CONSUMER,
-    filter_subjects=[subjects.EVENTS_SUBJECTS],
-    description="notification_svc: tells patients each booking's final outcome",
+    filter_subjects=[f"{subjects.NOTIFY}.*"],
+    description="notification_svc: tells patients each booking's final outcome (saga.notify.<id>)",
 )
 
 _RECORD_ONCE = """

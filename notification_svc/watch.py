@@ -65,7 +65,9 @@ async def watch_booking(
     try:
         history = BookingHistory(js, booking_id)
         waiting: dict[int, common_pb2.BookingEvent] = {}
-        stored = await history.read_new()
+        # What this instance heard live is complete from sequence 1 for recent bookings; anything
+        # missing after it (events still on their way) is filled from the stream as a hole.
+        stored = hub.recent(booking_id) or await history.read_new()
         if not stored:
             raise NotFound(f"booking {booking_id} not found")
         authorize(stored[0].patient_id)

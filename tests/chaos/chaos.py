@@ -197,7 +197,13 @@ class Chaos:
             return  # NATS is being restarted right now
         try:
             js = nc.jetstream(timeout=2)
-            for prefix in (subjects.DISCOUNT_REQUESTED, subjects.DISCOUNT_DECIDED, subjects.QUOTA_RELEASE):
+            prefixes = (
+                subjects.DISCOUNT_REQUESTED,
+                subjects.DISCOUNT_DECIDED,
+                subjects.QUOTA_RELEASE,
+                subjects.NOTIFY,
+            )
+            for prefix in prefixes:
                 try:
                     msg = await js.get_msg(
                         subjects.SAGA_STREAM, subject=subjects.saga_subject(prefix, booking_id)

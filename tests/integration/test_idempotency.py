@@ -65,16 +65,16 @@ async def test_duplicated_saga_messages_have_one_effect(client, redis, servers):
                 await js.publish(subject, original.data, headers={"Nats-Msg-Id": uid(f"dup{copy}")})
                 replayed += 1
         # Redeliver the final event to the notifier as well.
-        event_subject = subjects.event_subject(booking.id)
+        notify_subject = subjects.saga_subject(subjects.NOTIFY, booking.id)
         confirmed = next(e for e in before.history if e.type == c.EVENT_TYPE_BOOKING_CONFIRMED)
-        await js.publish(event_subject, confirmed.SerializeToString(), headers={"Nats-Msg-Id": uid("dupev")})
+        await js.publish(notify_subject, confirmed.SerializeToString(), headers={"Nats-Msg-Id": uid("dupev")})
         assert replayed == 6
 
         async def consumers_drained():
             infos = [
                 await js.consumer_info(subjects.SAGA_STREAM, subjects.DISCOUNT_CONSUMER),
                 await js.consumer_info(subjects.SAGA_STREAM, subjects.BOOKING_CONSUMER),
-                await js.consumer_info(subjects.EVENTS_STREAM, subjects.NOTIFICATION_CONSUMER),
+                await js.consumer_info(subjects.SAGA_STREAM, subjects.NOTIFICATION_CONSUMER),
             ]
             return all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos)
 
