@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from zoneinfo import ZoneInfo
 
@@ -25,6 +26,7 @@ Publish = Callable[[saga_pb2.OutboxMessage], Awaitable[None]]
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 CAS_ATTEMPTS = 20
+RECORD_CACHE = 10_000
 
 
 class Bookings:
@@ -47,6 +49,9 @@ class Bookings:
         self._clock = clock or Clock()
         self._bus_ready = bus_ready
         self._capacities = {s.id: s.daily_capacity for s in catalog.services.values()}
+        # Records this instance wrote or read last. Only a hint: every commit is compare-and-set
+        # on the stored version, and a "nothing to do" verdict is re-checked on the stored record.
+        self._records: OrderedDict[str, saga_pb2.BookingRecord] = OrderedDict()
 
     # -- API ------------------------------------------------------------------------------------
 
@@ -64,6 +69,7 @@ class Bookings:
         stored_id = await self._store.create(t, _ms(now))
         if stored_id != t.record.booking.id:  # lost a race with the same request id
             return await self._same_request(stored_id, t.record, who)
+        self._remember(t.record)
         log.info("booking.created", booking_id=stored_id, patient_id=req.patient.id)
         await self._flush(outbox_id(t.record), t.outbox)
         return t.record.booking
@@ -167,23 +173,40 @@ class Bookings:
         self, booking_id: str, step: Callable[[saga_pb2.BookingRecord], domain.Transition | None]
     ) -> saga_pb2.BookingRecord | None:
         """Read, decide, compare-and-set; on a lost race read again. None when nothing changed."""
+        record = self._records.get(booking_id)
+        stored = record is None
         for _ in range(CAS_ATTEMPTS):
-            record = await self._store.load(booking_id)
             if record is None:
-                raise NotFound(f"booking {booking_id} not found")
+                record = await self._store.load(booking_id)
+                stored = True
+                if record is None:
+                    raise NotFound(f"booking {booking_id} not found")
             t = step(record)
             if t is None:
+                if not stored:  # the cached copy may be behind another instance's write
+                    record = None
+                    continue
+                self._remember(record)
                 return None
             try:
                 taken = await self._store.commit(t, _ms(self._clock.now()))
             except Conflict:
+                self._records.pop(booking_id, None)
+                record = None
                 await asyncio.sleep(0)
                 continue
+            self._remember(taken.record)
             await self._flush(outbox_id(taken.record), taken.outbox)
             if taken.leaves_pending:
                 self._observe_outcome(record, taken.record)
             return taken.record
         raise Conflict(f"booking {booking_id} kept changing; giving up for now")
+
+    def _remember(self, record: saga_pb2.BookingRecord) -> None:
+        self._records[record.booking.id] = record
+        self._records.move_to_end(record.booking.id)
+        if len(self._records) > RECORD_CACHE:
+            self._records.popitem(last=False)
 
     def _observe_outcome(self, before: saga_pb2.BookingRecord, after: saga_pb2.BookingRecord) -> None:
         b = after.booking
