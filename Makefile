@@ -58,6 +58,9 @@ client: $(STAMP) ## build the clinic-api wheel (generated stubs with .pyi types)
 	touch $(CLIENT_SRC)/clinic/__init__.py $(CLIENT_SRC)/clinic/v1/__init__.py $(CLIENT_SRC)/clinic/py.typed
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist clients/python
 
+soak: $(STAMP) ## steady load for 10 minutes, sampling each process's memory (prints growth)
+	$(PY) -m bench.soak --minutes $${SOAK_MINUTES:-10}
+
 lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
