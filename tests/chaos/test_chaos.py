@@ -14,3 +14,24 @@ async def test_chaos_long(tmp_path):
     assert report.problems == []
     assert (report.lost, report.doubled) == (0, 0)
     assert report.dead_letters == 1
+
+
+async def test_chaos_two_instances_of_each_service_long(tmp_path):
+    bookings = int(os.environ.get("CLINIC_CHAOS_BOOKINGS", "2000")) // 2
+    report = await Chaos(
+        tmp_path, bookings=bookings, rate_per_s=25, kill_every_s=2.0, seed=12, instances=2
+    ).run()
+    print("\n" + "\n".join(report.lines()))
+    assert report.problems == []
+    assert (report.lost, report.doubled) == (0, 0)
+
+
+async def test_chaos_three_node_nats_cluster_long(tmp_path):
+    bookings = int(os.environ.get("CLINIC_CHAOS_BOOKINGS", "2000")) // 2
+    report = await Chaos(
+        tmp_path, bookings=bookings, rate_per_s=25, kill_every_s=2.0, seed=13, nats_nodes=3
+    ).run()
+    print("\n" + "\n".join(report.lines()))
+    assert report.problems == []
+    assert (report.lost, report.doubled) == (0, 0)
+    assert report.server_restarts["nats-node"] >= 1
