@@ -43,3 +43,18 @@ async def test_one_trace_id_follows_a_booking_across_every_service(client, syste
         ]
         assert lines, f"{module} logged nothing about {booking.id}"
         assert {line.get("trace_id") for line in lines} == {TRACE}, module
+
+
+async def test_nats_monitoring_port_shows_the_documented_streams_and_consumers(system, servers):
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{servers.monitor_port}/jsz?streams=1&consumers=1&config=1", timeout=5
+    ) as r:
+        jsz = json.loads(r.read())
+    streams = {s["name"]: s for a in jsz["account_details"] for s in a["stream_detail"]}
+    assert {"BOOKING_EVENTS", "SAGA", "DEAD_LETTERS"} <= set(streams)
+    assert streams["BOOKING_EVENTS"]["config"]["subjects"] == ["booking.events.>"]
+    assert streams["SAGA"]["config"]["description"].startswith("Saga commands")
+    consumers = {c["name"] for c in streams["SAGA"]["consumer_detail"]}
+    assert {"booking-svc", "discount-svc", "notification-svc"} <= consumers
+    with urllib.request.urlopen(f"http://127.0.0.1:{servers.monitor_port}/healthz", timeout=5) as r:
+        assert json.loads(r.read())["status"] == "ok"
