@@ -45,7 +45,7 @@ async def test_one_trace_id_follows_a_booking_across_every_service(client, syste
         assert {line.get("trace_id") for line in lines} == {TRACE}, module
 
 
-async def test_nats_monitoring_port_shows_the_documented_streams_and_consumers(system, servers):
+def test_nats_monitoring_port_shows_the_documented_streams_and_consumers(system, servers):
     with urllib.request.urlopen(
         f"http://127.0.0.1:{servers.monitor_port}/jsz?streams=1&consumers=1&config=1", timeout=5
     ) as r:
