@@ -23,21 +23,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clinic_common import access, embedded
+from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("booking_svc", "discount_svc", "notification_svc", "gateway")
-ADDR_VARS = {
-    "booking_svc": "BOOKING_SVC_ADDR",
-    "notification_svc": "NOTIFICATION_SVC_ADDR",
-    "discount_svc": "DISCOUNT_SVC_ADDR",
-    "gateway": "CLINIC_GATEWAY_ADDR",
-}
-METRICS_VARS = {
-    "booking_svc": "BOOKING_SVC_METRICS_ADDR",
-    "notification_svc": "NOTIFICATION_SVC_METRICS_ADDR",
-    "discount_svc": "DISCOUNT_SVC_METRICS_ADDR",
-    "gateway": "CLINIC_GATEWAY_METRICS_ADDR",
-}
 
 # Very large capacities so the catalog never rejects; one cheap and one high-value service
 # (above HIGH_VALUE_THRESHOLD = 1000.00, so eligible for the discount).

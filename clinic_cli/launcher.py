@@ -15,9 +15,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clinic_common import access, embedded
+from clinic_common.config import SERVICES
 from gateway.auth import mint
 
-SERVICES = ("booking_svc", "discount_svc", "notification_svc", "gateway")
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
 
 

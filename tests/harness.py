@@ -34,6 +34,7 @@ from clinic.v1 import (
     notification_pb2_grpc,
 )
 from clinic_common import access, embedded
+from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
 from gateway.auth import mint
 
 T = TypeVar("T")
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_CATALOG = Path(__file__).with_name("catalog.json")
 IST = ZoneInfo("Asia/Kolkata")
 SECRET = "test-secret-" + "x" * 24
-SERVICES = ("booking_svc", "discount_svc", "notification_svc", "gateway")
+
 FINAL = {
     common_pb2.BOOKING_STATUS_CONFIRMED,
     common_pb2.BOOKING_STATUS_REJECTED,
@@ -150,22 +151,6 @@ class Servers:
             "NATS_URL": self._nats_urls(module),
             "REDIS_URL": self.creds.redis_url(module, self.redis_port),
         }
-
-
-ADDR_VARS = {
-    "booking_svc": "BOOKING_SVC_ADDR",
-    "notification_svc": "NOTIFICATION_SVC_ADDR",
-    "discount_svc": "DISCOUNT_SVC_ADDR",
-    "gateway": "CLINIC_GATEWAY_ADDR",
-}
-
-
-METRICS_VARS = {
-    "booking_svc": "BOOKING_SVC_METRICS_ADDR",
-    "notification_svc": "NOTIFICATION_SVC_METRICS_ADDR",
-    "discount_svc": "DISCOUNT_SVC_METRICS_ADDR",
-    "gateway": "CLINIC_GATEWAY_METRICS_ADDR",
-}
 
 
 @dataclass

@@ -23,7 +23,7 @@ from clinic_common import subjects
 from tests.harness import FINAL, Client, Servers, System, birthday_patient, future_date, patient, uid
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
-SERVICES = ("booking_svc", "discount_svc", "notification_svc", "gateway")
+from clinic_common.config import SERVICES
 
 
 @dataclass
