@@ -20,10 +20,10 @@ import nats
 from clinic.v1 import booking_pb2, saga_pb2
 from clinic.v1 import common_pb2 as c
 from clinic_common import subjects
+from clinic_common.config import SERVICES
 from tests.harness import FINAL, Client, Servers, System, birthday_patient, future_date, patient, uid
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
-from clinic_common.config import SERVICES
 
 
 @dataclass
