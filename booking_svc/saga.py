@@ -50,7 +50,8 @@ class Bookings:
         self._bus_ready = bus_ready
         self._capacities = {s.id: s.daily_capacity for s in catalog.services.values()}
         # Records this instance wrote or read last. Only a hint: every commit is compare-and-set
-        # on the stored version, and a "nothing to do" verdict is re-checked on the stored record.
+        # on the stored version, and a "nothing to do" or "cannot apply" verdict is re-checked on
+        # the stored record (another instance may have moved the booking on since).
         self._records: OrderedDict[str, saga_pb2.BookingRecord] = OrderedDict()
 
     # -- API ------------------------------------------------------------------------------------
@@ -181,7 +182,13 @@ class Bookings:
                 stored = True
                 if record is None:
                     raise NotFound(f"booking {booking_id} not found")
-            t = step(record)
+            try:
+                t = step(record)
+            except Exception:
+                if stored:
+                    raise
+                record = None  # judge on the stored record, not a copy another instance moved on
+                continue
             if t is None:
                 if not stored:  # the cached copy may be behind another instance's write
                     record = None

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.chaos.chaos import Chaos
+
+# A fault run settles within its own deadline and reports what did not; the test timeout is only a backstop.
+pytestmark = pytest.mark.timeout(360)
 
 
 async def test_three_node_cluster_survives_node_kills(tmp_path):

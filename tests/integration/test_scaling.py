@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.chaos.chaos import Chaos
+
+# A fault run settles within its own deadline and reports what did not; the test timeout is only a backstop.
+pytestmark = pytest.mark.timeout(360)
 
 
 async def test_two_instances_of_each_service_under_load_with_kills(tmp_path):
