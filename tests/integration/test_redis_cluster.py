@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -20,39 +22,58 @@ from tests.harness import wait_for
 SLOTS = 16384
 
 
-def spawn_nodes(tmp_path) -> tuple[list[int], list[int], list[subprocess.Popen]]:
-    """Three valkey servers in cluster mode, each with an explicit bus port (else port + 10000,
-    which a high free port cannot have)."""
-    ports = [embedded.free_port() for _ in range(3)]
-    bus_ports = [embedded.free_port_below(55_000) for _ in range(3)]
-    procs = []
-    for port, bus in zip(ports, bus_ports, strict=True):
-        node_dir = tmp_path / str(port)
-        node_dir.mkdir()
-        args = [
-            embedded.valkey_server_binary(),
-            *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir), "--cluster-port", str(bus)),
-            *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", ""),
-            *("--appendonly", "no", "--cluster-node-timeout", "2000", "--cluster-announce-ip", "127.0.0.1"),
-        ]
-        with open(node_dir / "log", "wb") as log:
-            procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
-    return ports, bus_ports, procs
+def spawn_node(tmp_path, attempt: int) -> tuple[int, int, subprocess.Popen, Path]:
+    """One valkey server in cluster mode, with an explicit bus port (else port + 10000, which a
+    high free port cannot have)."""
+    port, bus = embedded.free_port(), embedded.free_port_below(55_000)
+    node_dir = tmp_path / f"{port}-{attempt}"
+    node_dir.mkdir()
+    args = [
+        embedded.valkey_server_binary(),
+        *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir), "--cluster-port", str(bus)),
+        *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", ""),
+        *("--appendonly", "no", "--cluster-node-timeout", "2000", "--cluster-announce-ip", "127.0.0.1"),
+    ]
+    log_path = node_dir / "log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    return port, bus, proc, log_path
+
+
+async def start_node(tmp_path, procs: list[subprocess.Popen], attempts: int = 3) -> tuple[int, int]:
+    """Start a node and wait until it answers; a free port taken in the meantime (the pick and the
+    bind are not atomic) costs a retry on fresh ports, not the test."""
+    failures = []
+    for attempt in range(attempts):
+        port, bus, proc, log_path = spawn_node(tmp_path, attempt)
+        procs.append(proc)
+        node = aioredis.Redis(port=port)
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and proc.poll() is None:
+                if await _pings(node):
+                    return port, bus
+                await asyncio.sleep(0.05)
+        finally:
+            await node.aclose()
+        proc.kill()
+        proc.wait()
+        failures.append(f"port {port} bus {bus}: {log_path.read_text(errors='replace')[-300:]}")
+    raise AssertionError("a cluster node did not start:\n" + "\n".join(failures))
 
 
 @pytest.fixture
 async def cluster(tmp_path):
-    ports, bus_ports, procs = spawn_nodes(tmp_path)
-    nodes = [aioredis.Redis(port=p) for p in ports]
+    procs: list[subprocess.Popen] = []
+    nodes: list[aioredis.Redis] = []
     try:
+        started = [await start_node(tmp_path, procs) for _ in range(3)]
+        ports = [port for port, _ in started]
+        nodes = [aioredis.Redis(port=p) for p in ports]
         for i, node in enumerate(nodes):
-            await wait_for(
-                lambda node=node: _pings(node),
-                what=f"node {i} up: {(tmp_path / str(ports[i]) / 'log').read_text(errors='replace')[-500:]}",
-            )
             start, end = i * SLOTS // 3, (i + 1) * SLOTS // 3
             await node.execute_command("CLUSTER ADDSLOTSRANGE", start, end - 1)
-        for port, bus in zip(ports[1:], bus_ports[1:], strict=True):
+        for port, bus in started[1:]:
             await nodes[0].execute_command("CLUSTER MEET", "127.0.0.1", port, bus)
 
         async def converged():
