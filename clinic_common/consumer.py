@@ -2,7 +2,8 @@
 
 Handlers are plain `async def handle(msg)`; they succeed (ack), raise `Poison` (the message can never
 succeed: dead-lettered with the reason, then terminated) or raise anything else (negative-ack with a
-growing delay, until max_deliver sends it to the dead-letter stream through the advisory).
+growing delay; the last allowed delivery is dead-lettered, and a message whose holder died on its last
+delivery reaches the dead-letter stream through the max-deliveries advisory).
 A bad message never stops the loop.
 """
 
@@ -103,7 +104,10 @@ class ConsumerLoop:
                     log.warning("consumer.fetch_failed", consumer=spec.durable, error=repr(exc))
                     await asyncio.sleep(0.5)
                     continue
-                await asyncio.gather(*(self._process(msg) for msg in msgs))
+                outcomes = await asyncio.gather(*(self._process(m) for m in msgs), return_exceptions=True)
+                for outcome in outcomes:
+                    if isinstance(outcome, Exception):  # a bug in the loop itself: log it, keep going
+                        log.error("consumer.process_failed", consumer=spec.durable, error=repr(outcome))
         finally:
             gauge.cancel()
             for adv in self._advisories:
@@ -124,11 +128,13 @@ class ConsumerLoop:
         except (Poison, DecodeError) as exc:
             self.failed += 1
             metrics.CONSUMER_MESSAGES.labels(spec.durable, "poison").inc()
-            await self._dead_letter(msg, f"poison: {exc}", delivered)
-            await _quietly(msg.term())
+            await self._give_up(msg, f"poison: {exc}", delivered)
             return
         except Exception as exc:
             self.failed += 1
+            if delivered >= spec.max_deliver:  # the last try: park it where an operator sees it
+                await self._give_up(msg, f"max deliveries exceeded: {exc!r}", delivered)
+                return
             delay = spec.retry_delay(delivered)
             log.warning(
                 "consumer.retry",
@@ -144,6 +150,17 @@ class ConsumerLoop:
         self.processed += 1
         metrics.CONSUMER_MESSAGES.labels(spec.durable, "ack").inc()
         await _quietly(msg.ack())
+
+    async def _give_up(self, msg: Msg, reason: str, delivered: int) -> None:
+        """Dead-letter, then terminate. If the dead letter cannot be written (NATS is failing over),
+        hand the message back instead: it comes again and is dead-lettered then, never dropped."""
+        try:
+            await self._dead_letter(msg, reason, delivered)
+        except Exception as exc:
+            log.warning("dlq.deferred", consumer=self._spec.durable, subject=msg.subject, error=repr(exc))
+            await _quietly(msg.nak(delay=self._spec.retry_delay(delivered)))
+            return
+        await _quietly(msg.term())
 
     async def _report_pending(self, period_s: float = 5.0) -> None:
         spec = self._spec

@@ -335,11 +335,18 @@ class Chaos:
                 r.problems.append(f"patient {pid} has {len(listed.bookings)} bookings")
         await self._check_dead_letters()
 
-    async def _check_dead_letters(self) -> None:
+    async def _check_dead_letters(self, deadline_s: float = 30.0) -> None:
+        """The poison message reaches DEAD_LETTERS (with a deadline: it was injected last), and
+        nothing else is there."""
         nc = await nats.connect(servers=self.servers.nats_servers)
         try:
             js = nc.jetstream()
-            info = await js.stream_info(subjects.DLQ_STREAM)
+            deadline = time.monotonic() + deadline_s
+            while (info := await js.stream_info(subjects.DLQ_STREAM)).state.messages < 1:
+                if time.monotonic() > deadline:
+                    self.report.problems.append("the poison message never reached DEAD_LETTERS")
+                    return
+                await asyncio.sleep(0.2)
             self.report.dead_letters = info.state.messages
             for seq in range(info.state.first_seq, info.state.last_seq + 1):
                 letter = saga_pb2.DeadLetter.FromString((await js.get_msg(subjects.DLQ_STREAM, seq)).data)
