@@ -45,6 +45,12 @@ def parser() -> argparse.ArgumentParser:
     quota.add_argument("action", nargs="?", choices=["show", "reset", "verify"], default="show")
     quota.add_argument("--date", help="YYYY-MM-DD (default today)")
     quota.add_argument("--repair", action="store_true", help="with verify: fix what it finds")
+    dlq = sub.add_parser("dlq", help="dead letters: list them, or replay one after a fix (talks to NATS)")
+    dlq.add_argument("action", nargs="?", choices=["list", "replay"], default="list")
+    dlq.add_argument("seq", nargs="?", type=int, help="with replay: the letter's sequence")
+    dlq.add_argument("--keep", action="store_true", help="with replay: leave the letter in DEAD_LETTERS")
+    dlq.add_argument("--limit", type=int, default=50, help="with list: the newest N letters")
+    dlq.add_argument("--nats", default=None, help="NATS URL (default: NATS_URL, or make run's ops login)")
     sub.add_parser("scenarios", help="run the seed scenarios against the running system")
     load = sub.add_parser("load", help="N bookings at a concurrency, then outcomes and latencies")
     load.add_argument("-n", type=int, default=200)
@@ -62,6 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "token":
         return _token(args)
     from .client import Api, CliError, describe, resolve_token
+
+    if args.command == "dlq":
+        from . import deadletters
+
+        try:
+            return asyncio.run(deadletters.run(args))
+        except CliError as err:
+            print(f"clinic: {err}", file=sys.stderr)
+            return err.code
 
     try:
         return asyncio.run(_dispatch(Api(args.addr, resolve_token(args.token)), args))

@@ -1,4 +1,4 @@
-"""The everyday commands: services, book, watch, get, bookings, cancel, quota, dead letters."""
+"""The everyday commands: services, book, watch, get, bookings, cancel, quota."""
 
 from __future__ import annotations
 

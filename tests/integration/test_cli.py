@@ -7,12 +7,19 @@ import os
 import subprocess
 import sys
 
-from tests.harness import Client, future_date, uid
+import nats
+
+from clinic.v1 import saga_pb2
+from clinic_common import subjects
+from tests.harness import Client, future_date, uid, wait_for
 
 
-async def clinic(system, *args: str, addr: str | None = None) -> subprocess.CompletedProcess:
+async def clinic(
+    system, *args: str, addr: str | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
+        **(extra_env or {}),
         "CLINIC_GATEWAY_ADDR": addr or system.gateway_addr,
         "CLINIC_TOKEN": Client.auth()[0][1].removeprefix("Bearer "),
         "COLUMNS": "200",
@@ -81,3 +88,53 @@ async def test_errors_are_one_line(system):
     lines = unreachable.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the gateway at 127.0.0.1:1" in lines[0]
     assert "Traceback" not in unreachable.stderr
+
+
+async def test_dlq_lists_dead_letters_and_replays_one(system, servers):
+    """A poison message lands in DEAD_LETTERS; `clinic dlq` shows it; `replay` publishes its
+    payload to its subject again (still poison here, so it comes back as a new letter) and removes
+    the old letter."""
+    ops = {"NATS_URL": servers.nats_url}
+    nc = await nats.connect(servers.nats_url)
+    js = nc.jetstream()
+    subject = subjects.saga_subject(subjects.DISCOUNT_REQUESTED, uid("dlqcli"))
+
+    async def letters_for_subject() -> list[int]:
+        info = await js.stream_info(subjects.DLQ_STREAM)
+        found: list[int] = []
+        if info.state.messages == 0:  # an empty stream reports first_seq 0, which get_msg refuses
+            return found
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            try:
+                letter = saga_pb2.DeadLetter.FromString((await js.get_msg(subjects.DLQ_STREAM, seq)).data)
+            except nats.js.errors.NotFoundError:
+                continue
+            if letter.subject == subject:
+                found.append(seq)
+        return found
+
+    try:
+        await js.publish(subject, b"\x00not a protobuf", headers={"Nats-Msg-Id": uid("p")})
+        [first] = await wait_for(letters_for_subject, what="the poison message dead-lettered")
+
+        listed = await clinic(system, "dlq", "list", extra_env=ops)
+        assert listed.returncode == 0, listed.stderr
+        assert subject in listed.stdout and "poison" in listed.stdout and str(first) in listed.stdout
+
+        replayed = await clinic(system, "dlq", "replay", str(first), extra_env=ops)
+        assert replayed.returncode == 0, replayed.stderr
+        assert f"replayed dead letter {first} to {subject}" in replayed.stdout
+        again = await wait_for(
+            lambda: _first_other(letters_for_subject, first), what="the replayed message back in DEAD_LETTERS"
+        )
+        assert again != first
+        assert first not in await letters_for_subject()  # the replayed letter was removed
+
+        missing = await clinic(system, "dlq", "replay", str(first), extra_env=ops)
+        assert missing.returncode == 1 and f"no dead letter {first}" in missing.stderr
+    finally:
+        await nc.close()
+
+
+async def _first_other(letters, old: int) -> int | None:
+    return next((seq for seq in await letters() if seq != old), None)
