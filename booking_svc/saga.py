@@ -11,7 +11,14 @@ from zoneinfo import ZoneInfo
 from clinic.v1 import booking_pb2, common_pb2, saga_pb2
 from clinic_common import metrics, tracing
 from clinic_common.clock import Clock
-from clinic_common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
+from clinic_common.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from clinic_common.logs import get_logger
 from clinic_common.principal import Principal
 
@@ -38,6 +45,7 @@ class Bookings:
         tz: ZoneInfo,
         *,
         timeout_s: int,
+        max_pending: int = 0,
         clock: Clock | None = None,
         bus_ready: Callable[[], bool] = lambda: True,
     ) -> None:
@@ -46,6 +54,7 @@ class Bookings:
         self._catalog = catalog
         self._tz = tz
         self._timeout_s = timeout_s
+        self._max_pending = max_pending
         self._clock = clock or Clock()
         self._bus_ready = bus_ready
         self._capacities = {s.id: s.daily_capacity for s in catalog.services.values()}
@@ -67,7 +76,13 @@ class Bookings:
         t = domain.create(req, self._catalog, uuid.uuid4().hex, now, self._tz, trace)
         if not self._bus_ready():
             raise Unavailable("NATS unavailable: booking not stored, try again")
-        stored_id = await self._store.create(t, _ms(now))
+        stored_id = await self._store.create(t, _ms(now), self._max_pending)
+        if not stored_id:  # shed load at the door rather than queue sagas for minutes
+            metrics.BOOKINGS_SHED.inc()
+            raise ResourceExhausted(
+                f"{self._max_pending} bookings are already in progress; retry in a moment",
+                retry_after_s=1.0,
+            )
         if stored_id != t.record.booking.id:  # lost a race with the same request id
             return await self._same_request(stored_id, t.record, who)
         self._remember(t.record)

@@ -31,6 +31,7 @@ def build(config: BookingConfig, deps: bootstrap.Deps) -> tuple[HealthyServer, B
         config.catalog,
         config.timezone,
         timeout_s=config.timeout_s,
+        max_pending=config.max_pending,
         bus_ready=lambda: deps.nc.is_connected,
     )
     servicer = BookingServicer(bookings)

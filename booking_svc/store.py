@@ -23,12 +23,14 @@ OUTBOX_DUE_KEY = "outbox:due"
 
 _CREATE = """
 -- KEYS: booking, request-id, patient index, pending index, outbox, outbox due
--- ARGV: booking id, record, created ms, outbox id, outbox batch, has request id
+-- ARGV: booking id, record, created ms, outbox id, outbox batch, has request id, max pending (0: none)
 if ARGV[6] == '1' then
   local existing = redis.call('GET', KEYS[2])
   if existing then return existing end
-  redis.call('SET', KEYS[2], ARGV[1])
 end
+local max_pending = tonumber(ARGV[7])
+if max_pending > 0 and redis.call('ZCARD', KEYS[4]) >= max_pending then return '' end
+if ARGV[6] == '1' then redis.call('SET', KEYS[2], ARGV[1]) end
 redis.call('HSET', KEYS[1], 'v', 1, 'data', ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
@@ -102,8 +104,11 @@ class BookingStore:
         self._create = redis.register_script(_CREATE)
         self._commit = redis.register_script(_COMMIT)
 
-    async def create(self, t: Transition, now_ms: int) -> str:
-        """Store a new booking; with a request id already used, return that booking's id instead."""
+    async def create(self, t: Transition, now_ms: int, max_pending: int = 0) -> str:
+        """Store a new booking; with a request id already used, return that booking's id instead.
+
+        With `max_pending` > 0 and that many sagas already in flight, store nothing and return ""
+        (a retried request id still gets its booking: it adds no work)."""
         b = t.record.booking
         return (
             await self._create(
@@ -122,6 +127,7 @@ class BookingStore:
                     outbox_id(t.record),
                     _batch(t),
                     "1" if b.request_id else "0",
+                    max_pending,
                 ],
             )
         ).decode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -42,6 +42,10 @@ class PermissionDenied(ClinicError):
 class ResourceExhausted(ClinicError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
+    def __init__(self, message: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
 
 class Unavailable(ClinicError):
     """A dependency (NATS, Redis, another service) is down; the message says which."""
@@ -67,7 +71,17 @@ def to_status(exc: ClinicError) -> grpc.Status:
         packed = any_pb2.Any()
         packed.Pack(detail)
         status.details.append(packed)
+    if isinstance(exc, ResourceExhausted) and exc.retry_after_s > 0:
+        status.details.append(retry_info(exc.retry_after_s))
     return rpc_status.to_status(status)
+
+
+def retry_info(seconds: float) -> any_pb2.Any:
+    """A google.rpc.RetryInfo detail: how long a client should wait before trying again."""
+    delay = duration_pb2.Duration(seconds=int(seconds), nanos=int(seconds % 1 * 1e9))
+    packed = any_pb2.Any()
+    packed.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    return packed
 
 
 def bad_request_fields(error: grpc.RpcError) -> list[str]:

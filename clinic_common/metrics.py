@@ -12,6 +12,9 @@ GRPC_REQUESTS = Counter(
     "clinic_grpc_requests_total", "gRPC calls by method and status code", ["method", "code"]
 )
 BOOKINGS = Counter("clinic_bookings_total", "Bookings that reached a final status", ["status", "reason"])
+BOOKINGS_SHED = Counter(
+    "clinic_bookings_shed_total", "CreateBooking refused: CLINIC_MAX_PENDING_BOOKINGS sagas in flight"
+)
 SAGA_SECONDS = Histogram(
     "clinic_saga_duration_seconds",
     "From CreateBooking to the booking's first final status",

@@ -6,10 +6,8 @@ import time
 from dataclasses import dataclass, field
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
+from clinic_common.errors import ResourceExhausted, to_status
 from clinic_common.principal import Principal
 
 
@@ -69,12 +67,4 @@ class Limits:
 
 
 def exhausted(message: str, retry_after_s: float = 0.0) -> grpc.Status:
-    status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message)
-    if retry_after_s > 0:
-        info = error_details_pb2.RetryInfo(
-            retry_delay=duration_pb2.Duration(seconds=int(retry_after_s), nanos=int(retry_after_s % 1 * 1e9))
-        )
-        packed = any_pb2.Any()
-        packed.Pack(info)
-        status.details.append(packed)
-    return rpc_status.to_status(status)
+    return to_status(ResourceExhausted(message, retry_after_s))
