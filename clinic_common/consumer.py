@@ -89,9 +89,9 @@ class ConsumerLoop:
 
     async def run(self) -> None:
         spec = self._spec
-        await ensure_consumer(self._js, spec)
-        await self._watch_max_deliveries()
-        sub = await self._js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
+        sub = await self._bind()
+        if sub is None:
+            return  # stopped before JetStream answered
         log.info("consumer.started", stream=spec.stream, consumer=spec.durable)
         gauge = asyncio.create_task(self._report_pending())
         try:
@@ -114,6 +114,25 @@ class ConsumerLoop:
                 await _quietly(adv.unsubscribe())
             await _quietly(sub.unsubscribe())
             log.info("consumer.stopped", consumer=spec.durable)
+
+    async def _bind(self):
+        """Declare the durable consumer and bind to it, waiting out a JetStream that cannot answer
+        yet (a node restarting, a leader election in a cluster) instead of failing the process."""
+        spec = self._spec
+        quick = self._nc.jetstream(timeout=1.0)  # ask again soon rather than wait 5 s on a lost request
+        delay = 0.2
+        while not self._stopping.is_set():
+            try:
+                await ensure_consumer(quick, spec)
+                sub = await self._js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
+            except nats_io.TRANSIENT_NATS_ERRORS as exc:
+                log.warning("consumer.bind_retry", consumer=spec.durable, error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            await self._watch_max_deliveries()
+            return sub
+        return None
 
     async def _process(self, msg: Msg) -> None:
         """Runs in a task of its own (gather), so the ids bound here stay with this message."""

@@ -34,6 +34,7 @@ class Report:
     server_restarts: Counter = field(default_factory=Counter)
     duplicates_injected: int = 0
     client_retries: int = 0
+    retry_reasons: Counter = field(default_factory=Counter)
     lost: int = 0
     doubled: int = 0
     problems: list[str] = field(default_factory=list)
@@ -42,6 +43,20 @@ class Report:
     settle_s: float = 0.0
     dead_letters: int = 0
     successes: list[float] = field(default_factory=list)
+    faults: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, what was hit)
+
+    def longest_gap_after(self) -> dict[str, float]:
+        """The longest time with no booking accepted, by the fault that came just before (or at)
+        its start: what each kind of failure cost clients."""
+        times = sorted(self.successes)
+        worst: dict[str, float] = {}
+        for a, b in itertools.pairwise(times):
+            hit = [what for t, what in self.faults if t <= a + 1.0]
+            if hit and b - a > 0.3:
+                kind = "nats-node" if self.server_restarts.get("nats-node") and hit[-1] == "nats" else hit[-1]
+                kind = kind.partition("@")[0]
+                worst[kind] = round(max(worst.get(kind, 0.0), b - a), 2)
+        return worst
 
     @property
     def longest_gap_s(self) -> float:
@@ -55,11 +70,12 @@ class Report:
             f"kills {sum(self.kills.values())} {dict(self.kills)}",
             f"server restarts {dict(self.server_restarts)}",
             f"duplicates/late messages injected {self.duplicates_injected}",
-            f"client retries {self.client_retries}",
+            f"client retries {self.client_retries} {dict(self.retry_reasons.most_common(4))}",
             f"outcomes {dict(self.outcomes)}",
             f"lost {self.lost}  doubled {self.doubled}  dead letters {self.dead_letters} (1 poison injected)",
             f"load {self.load_s:.1f}s  time to settle {self.settle_s:.1f}s",
-            f"longest time with no booking accepted {self.longest_gap_s:.2f}s",
+            f"longest time with no booking accepted {self.longest_gap_s:.2f}s"
+            f" (by the fault before it: {self.longest_gap_after()})",
         ]
 
 
@@ -73,6 +89,7 @@ async def retrying(call, report: Report, deadline_s: float = 90.0):
             if err.code() not in RETRYABLE or time.monotonic() > deadline:
                 raise
             report.client_retries += 1
+            report.retry_reasons[f"{err.code().name}: {(err.details() or '')[:60]}"] += 1
             await asyncio.sleep(0.2)
 
 
@@ -232,6 +249,7 @@ class Chaos:
             victim = faults.pop()
             if victim not in ("nats", "redis") and self.instances > 1:
                 victim += self.rng.choice(["", *(f"@{i}" for i in range(2, self.instances + 1))])
+            self.report.faults.append((time.monotonic(), victim))
             if victim in ("nats", "redis"):
                 await asyncio.to_thread(self._restart_server, victim)
             else:
