@@ -62,6 +62,7 @@ class Bookings:
         # on the stored version, and a "nothing to do" or "cannot apply" verdict is re-checked on
         # the stored record (another instance may have moved the booking on since).
         self._records: OrderedDict[str, saga_pb2.BookingRecord] = OrderedDict()
+        self._publishing: set[asyncio.Task] = set()
 
     # -- API ------------------------------------------------------------------------------------
 
@@ -87,7 +88,10 @@ class Bookings:
             return await self._same_request(stored_id, t.record, who)
         self._remember(t.record)
         log.info("booking.created", booking_id=stored_id, patient_id=req.patient.id)
-        await self._flush(outbox_id(t.record), t.outbox)
+        # Stored with its outbox, the booking is safe: answer now and publish beside it, so a
+        # stream without a leader (a NATS node lost, 4-9 s of raft election) does not hold up
+        # intake. The relay publishes whatever this misses. (Every commit does the same.)
+        self._in_background(self._flush(outbox_id(t.record), t.outbox))
         return t.record.booking
 
     async def get(self, booking_id: str, who: Principal) -> common_pb2.Booking:
@@ -166,7 +170,17 @@ class Bookings:
             log.info("outbox.relayed", batches=len(due))
         return len(due)
 
+    async def finish_publishing(self, timeout_s: float = 3.0) -> None:
+        """At shutdown: let publishes started for new bookings finish (the relay covers the rest)."""
+        if self._publishing:
+            await asyncio.wait(set(self._publishing), timeout=timeout_s)
+
     # -- internals ------------------------------------------------------------------------------
+
+    def _in_background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
 
     async def _same_request(
         self, booking_id: str, candidate: saga_pb2.BookingRecord, who: Principal
@@ -218,7 +232,7 @@ class Bookings:
                 await asyncio.sleep(0)
                 continue
             self._remember(taken.record)
-            await self._flush(outbox_id(taken.record), taken.outbox)
+            self._in_background(self._flush(outbox_id(taken.record), taken.outbox))
             if taken.leaves_pending:
                 self._observe_outcome(record, taken.record)
             return taken.record

@@ -59,5 +59,5 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
                 bootstrap.every(0.05, store.flush_done, stop, "outbox-cleanup"),
                 bootstrap.every(sweep_period, bookings.time_out_overdue, stop, "timeout-sweeper"),
             ],
-            after_stop=[store.flush_done],
+            after_stop=[bookings.finish_publishing, store.flush_done],
         )

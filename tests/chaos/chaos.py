@@ -19,7 +19,7 @@ import nats
 
 from clinic.v1 import booking_pb2, saga_pb2
 from clinic.v1 import common_pb2 as c
-from clinic_common import subjects
+from clinic_common import nats_io, subjects
 from clinic_common.config import SERVICES
 from tests.harness import FINAL, Client, Servers, System, birthday_patient, future_date, patient, uid
 
@@ -44,6 +44,7 @@ class Report:
     dead_letters: int = 0
     successes: list[float] = field(default_factory=list)
     faults: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, what was hit)
+    leaderless_s: dict[str, float] = field(default_factory=dict)  # stream -> longest time without a leader
 
     def longest_gap_after(self) -> dict[str, float]:
         """The longest time with no booking accepted, by the fault that came just before (or at)
@@ -74,6 +75,7 @@ class Report:
             f"outcomes {dict(self.outcomes)}",
             f"lost {self.lost}  doubled {self.doubled}  dead letters {self.dead_letters} (1 poison injected)",
             f"load {self.load_s:.1f}s  time to settle {self.settle_s:.1f}s",
+            *([f"longest time a stream had no leader {self.leaderless_s}"] if self.leaderless_s else []),
             f"longest time with no booking accepted {self.longest_gap_s:.2f}s"
             f" (by the fault before it: {self.longest_gap_after()})",
         ]
@@ -139,10 +141,13 @@ class Chaos:
             started = time.monotonic()
             done = asyncio.Event()
             chaos = asyncio.create_task(self._chaos(done)) if self.kill_every_s else None
+            leaders = asyncio.create_task(self._watch_leaders(done)) if self.nats_nodes > 1 else None
             await self._load(client)
             done.set()
             if chaos:
                 await chaos
+            if leaders:
+                await leaders
             self.report.load_s = time.monotonic() - started
             await self._inject_poison()
             settle_started = time.monotonic()
@@ -258,6 +263,36 @@ class Chaos:
                 await asyncio.sleep(self.rng.uniform(0, 0.5))
                 await asyncio.to_thread(self.system.start, (victim,))
 
+    async def _watch_leaders(self, done: asyncio.Event, period_s: float = 0.1) -> None:
+        """Ask the cluster for each stream's leader every 100 ms (from a client that follows the
+        surviving nodes); the longest span with no leader, or no answer, is the outage the
+        replicated streams had."""
+        streams = (subjects.SAGA_STREAM, subjects.EVENTS_STREAM)
+        since: dict[str, float | None] = dict.fromkeys(streams)
+        worst = dict.fromkeys(streams, 0.0)
+        nc = await nats.connect(
+            servers=self.servers.nats_servers, max_reconnect_attempts=-1, reconnect_time_wait=0.1
+        )
+        js = nc.jetstream(timeout=0.5)
+        try:
+            while not done.is_set():
+                for stream in streams:
+                    now = time.monotonic()
+                    try:
+                        info = await js.stream_info(stream)
+                        leader = info.cluster.leader if info.cluster else None
+                    except Exception:
+                        leader = None
+                    if leader is None:
+                        since[stream] = since[stream] or now
+                        worst[stream] = max(worst[stream], time.monotonic() - since[stream])
+                    else:
+                        since[stream] = None
+                await asyncio.sleep(period_s)
+        finally:
+            self.report.leaderless_s = {k: round(v, 2) for k, v in worst.items()}
+            await nc.close()
+
     def _restart_server(self, which: str) -> None:
         if which == "nats" and self.nats_nodes > 1:  # a cluster: one node dies and comes back later
             self.servers.restart_node(self.rng.randrange(self.nats_nodes), down_s=self.rng.uniform(1.0, 3.0))
@@ -271,13 +306,16 @@ class Chaos:
         self.report.server_restarts[which] += 1
 
     async def _inject_poison(self) -> None:
+        """Published like any client would: retried (same Nats-Msg-Id) while a node that just came
+        back still has no stream leader to answer."""
         nc = await nats.connect(servers=self.servers.nats_servers)
         try:
-            js = nc.jetstream()
-            await js.publish(
+            await nats_io.publish(
+                nc.jetstream(timeout=2),
                 subjects.saga_subject(subjects.DISCOUNT_REQUESTED, "poison"),
                 b"\x00garbage",
-                headers={"Nats-Msg-Id": uid("poison")},
+                uid("poison"),
+                attempts=30,
             )
         finally:
             await nc.close()
@@ -360,7 +398,13 @@ class Chaos:
         try:
             js = nc.jetstream()
             deadline = time.monotonic() + deadline_s
-            while (info := await js.stream_info(subjects.DLQ_STREAM)).state.messages < 1:
+            while True:
+                try:
+                    info = await js.stream_info(subjects.DLQ_STREAM)
+                    if info.state.messages >= 1:
+                        break
+                except nats_io.TRANSIENT_NATS_ERRORS:
+                    pass  # a cluster node that just came back may not answer yet
                 if time.monotonic() > deadline:
                     self.report.problems.append("the poison message never reached DEAD_LETTERS")
                     return

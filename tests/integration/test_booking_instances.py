@@ -98,6 +98,7 @@ async def test_creates_are_shed_once_max_pending_sagas_are_in_flight(servers):
             await bookings.create(request("r3"), ANONYMOUS_ADMIN)
         assert refused.value.retry_after_s > 0 and "2 bookings are already in progress" in str(refused.value)
         assert await redis.dbsize() == stored_before  # nothing half-written, request id r3 not taken
+        await bookings.finish_publishing()
         assert len(published) == 4  # two messages each for the first two, nothing for it
 
         again = await bookings.create(request("r1"), ANONYMOUS_ADMIN)  # a client retry: no new work
