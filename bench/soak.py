@@ -16,8 +16,10 @@ import asyncio
 import shutil
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
+import grpc
 import uvloop
 from rich.console import Console
 from rich.table import Table
@@ -40,6 +42,7 @@ async def soak(minutes: float, rate: float, sample_s: float) -> int:
         pids = stack.pids()
         samples: list[tuple[float, dict[str, float]]] = []
         errors = 0
+        error_kinds: Counter = Counter()
         done = 0
         in_flight: set[asyncio.Task] = set()
         started = time.monotonic()
@@ -67,8 +70,9 @@ async def soak(minutes: float, rate: float, sample_s: float) -> int:
                 try:
                     await target.saga()
                     done += 1
-                except Exception:
+                except Exception as exc:
                     errors += 1
+                    error_kinds[_kind(exc)] += 1
 
             task = asyncio.create_task(one())
             in_flight.add(task)
@@ -78,6 +82,8 @@ async def soak(minutes: float, rate: float, sample_s: float) -> int:
             (time.monotonic() - started, {n: (status_kb(p, "VmRSS") or 0) / 1024 for n, p in pids.items()})
         )
         await target.close()
+        if error_kinds:
+            console.print(f"errors by kind: {dict(error_kinds.most_common())}")
         return report(console, samples, done, errors)
     finally:
         stack.stop()
@@ -85,6 +91,13 @@ async def soak(minutes: float, rate: float, sample_s: float) -> int:
 
 
 STORES_DATA = {"nats-server", "valkey"}
+
+
+def _kind(exc: Exception) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        notes = "; ".join(getattr(exc, "__notes__", []))
+        return f"{exc.code().name}: {(exc.details() or '')[:80]} ({notes})"
+    return repr(exc)[:100]
 
 
 def report(console: Console, samples, done: int, errors: int) -> int:

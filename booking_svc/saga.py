@@ -34,6 +34,7 @@ MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 CAS_ATTEMPTS = 20
 RECORD_CACHE = 10_000
+PUBLISH_WAIT_S = 0.5  # how long CreateBooking waits for its first event to be in the stream
 
 
 class Bookings:
@@ -88,10 +89,13 @@ class Bookings:
             return await self._same_request(stored_id, t.record, who)
         self._remember(t.record)
         log.info("booking.created", booking_id=stored_id, patient_id=req.patient.id)
-        # Stored with its outbox, the booking is safe: answer now and publish beside it, so a
-        # stream without a leader (a NATS node lost, 4-9 s of raft election) does not hold up
-        # intake. The relay publishes whatever this misses. (Every commit does the same.)
-        self._in_background(self._flush(outbox_id(t.record), t.outbox))
+        # Stored with its outbox, the booking is safe. Its first event is normally in the stream
+        # within a millisecond, before the answer, so a watch started right away finds it. A
+        # stream without a leader (a NATS node lost, 4-9 s of raft election) must not hold up
+        # intake, though: after PUBLISH_WAIT_S the answer goes out and the publish carries on
+        # beside it (watchers meanwhile get UNAVAILABLE from that stream, not NOT_FOUND).
+        publishing = self._in_background(self._flush(outbox_id(t.record), t.outbox))
+        await asyncio.wait({publishing}, timeout=PUBLISH_WAIT_S)
         return t.record.booking
 
     async def get(self, booking_id: str, who: Principal) -> common_pb2.Booking:
@@ -177,10 +181,11 @@ class Bookings:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _in_background(self, work: Awaitable[None]) -> None:
+    def _in_background(self, work: Awaitable[None]) -> asyncio.Future:
         task = asyncio.ensure_future(work)
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
+        return task
 
     async def _same_request(
         self, booking_id: str, candidate: saga_pb2.BookingRecord, who: Principal
