@@ -255,7 +255,10 @@ class Chaos:
             if victim not in ("nats", "redis") and self.instances > 1:
                 victim += self.rng.choice(["", *(f"@{i}" for i in range(2, self.instances + 1))])
             self.report.faults.append((time.monotonic(), victim))
-            if victim in ("nats", "redis"):
+            if victim == "nats" and self.nats_nodes > 1:  # the worst node to lose: a stream leader
+                node = await self._leader_node(rounds)
+                await asyncio.to_thread(self._restart_node, node)
+            elif victim in ("nats", "redis"):
                 await asyncio.to_thread(self._restart_server, victim)
             else:
                 self.system.kill(victim)
@@ -293,11 +296,27 @@ class Chaos:
             self.report.leaderless_s = {k: round(v, 2) for k, v in worst.items()}
             await nc.close()
 
+    async def _leader_node(self, turn: int) -> int:
+        """The index of the node leading one of the streams (they take turns), else a random one."""
+        stream = (subjects.SAGA_STREAM, subjects.EVENTS_STREAM)[turn % 2]
+        try:
+            nc = await nats.connect(
+                servers=self.servers.nats_servers, connect_timeout=1, max_reconnect_attempts=1
+            )
+            try:
+                leader = (await nc.jetstream(timeout=1).stream_info(stream)).cluster.leader
+            finally:
+                await nc.close()
+            return self.servers.node_ports.index(int(leader.rsplit("-", 1)[1]))
+        except Exception:
+            return self.rng.randrange(self.nats_nodes)
+
+    def _restart_node(self, index: int) -> None:
+        """A cluster node dies (SIGKILL) and comes back 1-3 s later."""
+        self.servers.restart_node(index, down_s=self.rng.uniform(1.0, 3.0))
+        self.report.server_restarts["nats-node"] += 1
+
     def _restart_server(self, which: str) -> None:
-        if which == "nats" and self.nats_nodes > 1:  # a cluster: one node dies and comes back later
-            self.servers.restart_node(self.rng.randrange(self.nats_nodes), down_s=self.rng.uniform(1.0, 3.0))
-            self.report.server_restarts["nats-node"] += 1
-            return
         server = self.servers.nats if which == "nats" else self.servers.redis
         assert server is not None
         server.kill()
