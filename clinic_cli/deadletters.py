@@ -18,7 +18,7 @@ import nats
 from rich.table import Table
 
 from clinic.v1 import saga_pb2
-from clinic_common import access, subjects
+from clinic_common import access, nats_io, subjects
 
 from .client import CliError
 from .show import console
@@ -53,25 +53,8 @@ async def run(args) -> int:
         await nc.close()
 
 
-async def _letters(js, limit: int) -> list[tuple[int, saga_pb2.DeadLetter]]:
-    info = await js.stream_info(subjects.DLQ_STREAM)
-    if info.state.messages == 0:
-        return []
-    found = []
-    seq = info.state.last_seq
-    while seq >= info.state.first_seq and len(found) < limit:
-        try:
-            msg = await js.get_msg(subjects.DLQ_STREAM, seq)
-        except nats.js.errors.NotFoundError:  # replayed and removed
-            seq -= 1
-            continue
-        found.append((seq, saga_pb2.DeadLetter.FromString(msg.data)))
-        seq -= 1
-    return found[::-1]
-
-
 async def _list(js, limit: int) -> int:
-    letters = await _letters(js, limit)
+    letters = await nats_io.dead_letters(js, newest=limit)
     if not letters:
         console().print("DEAD_LETTERS is empty: no consumer gave up on a message.")
         return 0

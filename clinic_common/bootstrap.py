@@ -33,9 +33,7 @@ class Deps:
 async def connected(name: str, conns: Connections) -> AsyncIterator[Deps]:
     nc = await nats_io.connect(conns.nats_urls, name)
     js = nc.jetstream(timeout=5.0)
-    # Short tries: a request that a restarting node swallowed is asked again of the cluster after
-    # 1 s, not after the 5 s a publish may take.
-    await nats_io.ensure_streams(nc.jetstream(timeout=1.0))
+    await nats_io.ensure_streams(nats_io.control_api(nc))
     redis = redis_io.connect(conns.redis_url)
     try:
         yield Deps(nc=nc, js=js, redis=redis)

@@ -119,7 +119,7 @@ class ConsumerLoop:
         """Declare the durable consumer and bind to it, waiting out a JetStream that cannot answer
         yet (a node restarting, a leader election in a cluster) instead of failing the process."""
         spec = self._spec
-        quick = self._nc.jetstream(timeout=1.0)  # ask again soon rather than wait 5 s on a lost request
+        quick = nats_io.control_api(self._nc)
         delay = 0.2
         while not self._stopping.is_set():
             try:

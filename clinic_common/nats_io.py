@@ -10,7 +10,7 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from clinic.v1 import saga_pb2
 from clinic_common import metrics, subjects, tracing
@@ -159,6 +159,32 @@ async def publish(
                 raise Unavailable(f"NATS unavailable: publish to {subject} failed: {exc!r}") from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+def control_api(nc: NATS) -> JetStreamContext:
+    """JetStream for declarations at start-up: a request a restarting node swallowed is asked again
+    after 1 s, not after the 5 s a publish may take."""
+    return nc.jetstream(timeout=1.0)
+
+
+async def dead_letters(
+    js: JetStreamContext, newest: int | None = None
+) -> list[tuple[int, saga_pb2.DeadLetter]]:
+    """What DEAD_LETTERS holds, oldest first (only the `newest` N if given); replayed ones are gone."""
+    info = await js.stream_info(subjects.DLQ_STREAM)
+    found: list[tuple[int, saga_pb2.DeadLetter]] = []
+    if info.state.messages == 0:  # an empty stream reports first_seq 0, which get_msg refuses
+        return found
+    seq = info.state.last_seq
+    while seq >= info.state.first_seq and (newest is None or len(found) < newest):
+        try:
+            msg = await js.get_msg(subjects.DLQ_STREAM, seq)
+        except NotFoundError:  # deleted after a replay
+            seq -= 1
+            continue
+        found.append((seq, saga_pb2.DeadLetter.FromString(msg.data)))
+        seq -= 1
+    return found[::-1]
 
 
 async def dead_letter(

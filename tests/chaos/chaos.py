@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import nats
 
-from clinic.v1 import booking_pb2, saga_pb2
+from clinic.v1 import booking_pb2
 from clinic.v1 import common_pb2 as c
 from clinic_common import nats_io, subjects
 from clinic_common.config import SERVICES
@@ -122,6 +122,7 @@ class Chaos:
         self.created: dict[str, c.Booking] = {}
         self.patients: dict[str, str] = {}  # booking id -> patient id (each patient books once)
         self.slot_days = [future_date() for _ in range(3)]
+        self._leaders: dict[str, str | None] = {}  # stream -> its leader, as last seen by _watch_leaders
 
     async def run(self) -> Report:
         self.servers.start()
@@ -256,7 +257,7 @@ class Chaos:
                 victim += self.rng.choice(["", *(f"@{i}" for i in range(2, self.instances + 1))])
             self.report.faults.append((time.monotonic(), victim))
             if victim == "nats" and self.nats_nodes > 1:  # the worst node to lose: a stream leader
-                node = await self._leader_node(rounds)
+                node = self._leader_node(rounds)
                 await asyncio.to_thread(self._restart_node, node)
             elif victim in ("nats", "redis"):
                 await asyncio.to_thread(self._restart_server, victim)
@@ -286,6 +287,7 @@ class Chaos:
                         leader = info.cluster.leader if info.cluster else None
                     except Exception:
                         leader = None
+                    self._leaders[stream] = leader
                     if leader is None:
                         since[stream] = since[stream] or now
                         worst[stream] = max(worst[stream], time.monotonic() - since[stream])
@@ -296,20 +298,13 @@ class Chaos:
             self.report.leaderless_s = {k: round(v, 2) for k, v in worst.items()}
             await nc.close()
 
-    async def _leader_node(self, turn: int) -> int:
-        """The index of the node leading one of the streams (they take turns), else a random one."""
-        stream = (subjects.SAGA_STREAM, subjects.EVENTS_STREAM)[turn % 2]
-        try:
-            nc = await nats.connect(
-                servers=self.servers.nats_servers, connect_timeout=1, max_reconnect_attempts=1
-            )
-            try:
-                leader = (await nc.jetstream(timeout=1).stream_info(stream)).cluster.leader
-            finally:
-                await nc.close()
-            return self.servers.node_ports.index(int(leader.rsplit("-", 1)[1]))
-        except Exception:
+    def _leader_node(self, turn: int) -> int:
+        """The node leading one of the streams (they take turns) as the leader watch last saw it,
+        else a random one. Node names are clinic-nats-<port>."""
+        leader = self._leaders.get((subjects.SAGA_STREAM, subjects.EVENTS_STREAM)[turn % 2])
+        if leader is None:
             return self.rng.randrange(self.nats_nodes)
+        return self.servers.node_ports.index(int(leader.rsplit("-", 1)[1]))
 
     def _restart_node(self, index: int) -> None:
         """A cluster node dies (SIGKILL) and comes back 1-3 s later."""
@@ -429,8 +424,7 @@ class Chaos:
                     return
                 await asyncio.sleep(0.2)
             self.report.dead_letters = info.state.messages
-            for seq in range(info.state.first_seq, info.state.last_seq + 1):
-                letter = saga_pb2.DeadLetter.FromString((await js.get_msg(subjects.DLQ_STREAM, seq)).data)
+            for _, letter in await nats_io.dead_letters(js):
                 if not letter.subject.endswith(".poison"):
                     self.report.problems.append(f"unexpected dead letter: {letter.subject} ({letter.reason})")
         finally:

@@ -116,10 +116,7 @@ async def test_make_run_restarts_a_crashed_service_and_ctrl_c_stops_everything(t
     assert code == 0, "".join(output[-20:])
     assert any("stopped" in line for line in output[-3:])
 
-    async def left_behind() -> list[int]:
-        return [p for p in seen if _alive(p)]
-
     async def all_gone() -> bool:
-        return not await left_behind()
+        return not any(_alive(p) for p in seen)
 
     await wait_for(all_gone, timeout_s=5, what="every process make run started to exit after Ctrl-C")
