@@ -8,9 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from clinic_common.config import Connections, env_addr, env_int, env_metrics_addr, env_str, env_timezone
-
-from .catalog import DEFAULT_CATALOG, Catalog, load
+from clinic_common.catalog import DEFAULT_CATALOG, Catalog, load
+from clinic_common.config import (
+    Connections,
+    env_addr,
+    env_int,
+    env_list,
+    env_metrics_addr,
+    env_str,
+    env_timezone,
+)
 
 # Sagas in flight (PENDING bookings) at which CreateBooking answers RESOURCE_EXHAUSTED instead of
 # queueing: 4-7 s of work at the 140-280 sagas/s measured here. 0 turns shedding off.
@@ -26,6 +33,7 @@ class BookingConfig:
     timeout_s: int
     max_pending: int = 0
     metrics_addr: str = "off"
+    schedule_addrs: tuple[str, ...] = ("127.0.0.1:50064",)  # the registry and doctors (schedule_svc)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
@@ -38,4 +46,5 @@ class BookingConfig:
             timeout_s=env_int(env, "BOOKING_TIMEOUT_SECONDS", 300, minimum=1),
             max_pending=env_int(env, "CLINIC_MAX_PENDING_BOOKINGS", DEFAULT_MAX_PENDING, minimum=0),
             metrics_addr=env_metrics_addr(env, "BOOKING_SVC_METRICS_ADDR", "127.0.0.1:9461"),
+            schedule_addrs=env_list(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
         )

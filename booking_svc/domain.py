@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from clinic.v1 import booking_pb2, common_pb2, saga_pb2
+from clinic.v1 import booking_pb2, common_pb2, doctor_pb2, saga_pb2
 from clinic_common import subjects
-from clinic_common.clock import clinic_day, parse_date
+from clinic_common.catalog import Catalog
+from clinic_common.clock import parse_date
 from clinic_common.errors import FailedPrecondition, InvalidArgument
 from clinic_common.money import format_minor, money
-from clinic_common.timeutil import to_timestamp
-
-from .catalog import Catalog
+from clinic_common.timeutil import parse_hhmm, to_timestamp
 
 S = common_pb2
 PENDING, CONFIRMED, REJECTED, CANCELLED = (
@@ -43,16 +42,16 @@ NOTIFY_ON = frozenset(
 )
 
 
+MIN_DURATION, MAX_DURATION = 15, 480
+
+
 @dataclass
 class Transition:
-    """What to commit: the next record, the messages to publish, the capacity change."""
+    """What to commit: the next record and the messages to publish with it."""
 
     record: saga_pb2.BookingRecord
     outbox: list[saga_pb2.OutboxMessage] = field(default_factory=list)
     leaves_pending: bool = False
-    capacity_op: str = "none"  # "reserve" (all or nothing, else `alternative`), "release", "none"
-    capacity: list[tuple[str, int]] = field(default_factory=list)  # (service_id, daily_capacity)
-    alternative: Transition | None = None  # taken instead when a reservation does not fit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -60,9 +59,17 @@ class Transition:
 
 
 def validate_create(
-    req: booking_pb2.CreateBookingRequest, catalog: Catalog, today: date
+    req: booking_pb2.CreateBookingRequest,
+    catalog: Catalog,
+    today: date,
+    doctor: doctor_pb2.Doctor | None = None,
+    now_minute: int = 0,
 ) -> list[tuple[str, str]]:
-    """Every bad field of the request, named as the proto path; empty when the request is good."""
+    """Every bad field of the request, named as the proto path; empty when the request is good.
+
+    `doctor` is the doctor `req.doctor_id` names (None: unknown, or none named); `now_minute` the
+    clinic's time of day, so a time earlier today is refused.
+    """
     bad: list[tuple[str, str]] = []
     if not req.HasField("patient"):
         bad.append(("patient", "a patient is required"))
@@ -80,7 +87,7 @@ def validate_create(
             if parse_date(p.date_of_birth) > today:
                 bad.append(("patient.date_of_birth", "must not be in the future"))
         except ValueError:
-            bad.append(("patient.date_of_birth", "must be a date as YYYY-MM-DD"))
+            bad.append(("patient.date_of_birth", _bad_date(p.date_of_birth)))
     if not req.service_ids:
         bad.append(("service_ids", "at least one service is required"))
     elif len(req.service_ids) > MAX_SERVICES:
@@ -97,7 +104,10 @@ def validate_create(
                 req.HasField("patient") and req.patient.gender and not service.offered_to(req.patient.gender)
             ):
                 bad.append((f"service_ids[{i}]", "not offered to the patient's gender"))
+            elif doctor is not None and service_id not in doctor.service_ids:
+                bad.append((f"service_ids[{i}]", f"not performed by doctor {doctor.code}"))
             seen.add(service_id)
+    appointment = today
     if req.appointment_date:
         try:
             appointment = parse_date(req.appointment_date)
@@ -106,10 +116,70 @@ def validate_create(
             elif appointment > today + timedelta(days=MAX_DAYS_AHEAD):
                 bad.append(("appointment_date", f"at most {MAX_DAYS_AHEAD} days ahead"))
         except ValueError:
-            bad.append(("appointment_date", "must be a date as YYYY-MM-DD"))
+            bad.append(("appointment_date", _bad_date(req.appointment_date)))
     if len(req.request_id) > MAX_REQUEST_ID_LEN:
         bad.append(("request_id", f"at most {MAX_REQUEST_ID_LEN} characters"))
+    bad += _validate_doctor_fields(req, doctor, appointment == today, now_minute)
     return bad
+
+
+def _validate_doctor_fields(
+    req: booking_pb2.CreateBookingRequest, doctor: doctor_pb2.Doctor | None, today: bool, now_minute: int
+) -> list[tuple[str, str]]:
+    bad: list[tuple[str, str]] = []
+    if req.doctor_id and doctor is None:
+        bad.append(("doctor_id", "unknown doctor" if len(req.doctor_id) <= MAX_ID_LEN else "not a doctor id"))
+    if req.start_time:
+        if not req.doctor_id:
+            bad.append(("start_time", "a time needs a doctor_id"))
+        try:
+            if today and parse_hhmm(req.start_time) < now_minute:
+                bad.append(("start_time", "is already past today"))
+        except ValueError:
+            bad.append(("start_time", "must be a time as HH:MM"))
+    if req.duration_minutes and not MIN_DURATION <= req.duration_minutes <= MAX_DURATION:
+        bad.append(("duration_minutes", f"between {MIN_DURATION} and {MAX_DURATION} minutes"))
+    elif req.duration_minutes and not req.start_time:
+        bad.append(("duration_minutes", "a duration needs a start_time"))
+    return bad
+
+
+def _bad_date(text: str) -> str:
+    if len(text) == 10 and text[4] == "-" and text[7] == "-":
+        return f"{text!r} is not a real date"
+    return "must be a date as YYYY-MM-DD"
+
+
+MAX_PAGE_SIZE = 100
+
+
+def validate_list(req: booking_pb2.ListBookingsRequest) -> list[tuple[str, str]]:
+    bad: list[tuple[str, str]] = []
+    if len(req.patient_id) > MAX_ID_LEN:
+        bad.append(("patient_id", f"at most {MAX_ID_LEN} characters"))
+    if len(req.doctor_id) > MAX_ID_LEN:
+        bad.append(("doctor_id", f"at most {MAX_ID_LEN} characters"))
+    if req.date:
+        try:
+            parse_date(req.date)
+        except ValueError:
+            bad.append(("date", _bad_date(req.date)))
+    if req.status not in common_pb2.BookingStatus.values():
+        bad.append(("status", "not a BookingStatus"))
+    if req.page_size < 0 or req.page_size > MAX_PAGE_SIZE:
+        bad.append(("page_size", f"between 0 and {MAX_PAGE_SIZE}"))
+    if len(req.page_token) > 256:
+        bad.append(("page_token", "not a token from a previous page"))
+    return bad
+
+
+def matches(b: common_pb2.Booking, req: booking_pb2.ListBookingsRequest) -> bool:
+    return (
+        (not req.patient_id or b.patient.id == req.patient_id)
+        and (not req.date or b.appointment_date == req.date)
+        and (not req.doctor_id or b.doctor_id == req.doctor_id)
+        and (not req.status or b.status == req.status)
+    )
 
 
 def fingerprint(req: booking_pb2.CreateBookingRequest, appointment_date: str) -> str:
@@ -131,9 +201,20 @@ def create(
     now: datetime,
     tz: ZoneInfo,
     traceparent: str = "",
+    doctor: doctor_pb2.Doctor | None = None,
+    patient: common_pb2.Patient | None = None,
 ) -> Transition:
-    today = clinic_day(now, tz)
-    bad = validate_create(req, catalog, today)
+    """A new PENDING booking asking for its places. `patient`: the registry's record when the
+    request names a registered patient by id alone; `doctor`: the doctor it names."""
+    local = now.astimezone(tz)
+    today = local.date()
+    if patient is not None:
+        named = booking_pb2.CreateBookingRequest()
+        named.CopyFrom(req)
+        named.patient.CopyFrom(patient)
+    bad = validate_create(
+        named if patient is not None else req, catalog, today, doctor, local.hour * 60 + local.minute
+    )
     if bad:
         raise InvalidArgument(bad)
     appointment = req.appointment_date or today.isoformat()
@@ -142,7 +223,7 @@ def create(
     ts = to_timestamp(now)
     booking = common_pb2.Booking(
         id=booking_id,
-        patient=req.patient,
+        patient=patient or req.patient,
         services=[
             common_pb2.BookedService(
                 service_id=s.id, name=s.name, price=money(s.price_minor, catalog.currency)
@@ -154,9 +235,12 @@ def create(
         status=PENDING,
         base_price=money(base, catalog.currency),
         final_price=money(base, catalog.currency),
-        status_message="Booking received; checking discounts",
+        status_message="Booking received; reserving places",
         created_at=ts,
         updated_at=ts,
+        doctor_id=req.doctor_id,
+        start_time=req.start_time,
+        duration_minutes=(req.duration_minutes or doctor.slot_minutes) if req.start_time and doctor else 0,
     )
     record = saga_pb2.BookingRecord(
         booking=booking,
@@ -167,25 +251,57 @@ def create(
     )
     t = Transition(record=record)
     _event(t, S.EVENT_TYPE_BOOKING_CREATED, f"Booking created: {format_minor(base)}", now)
+    _send(t, subjects.PLACES_REQUESTED, "places.requested", places_request(record, req.waitlist))
+    return t
+
+
+def places_request(record: saga_pb2.BookingRecord, waitlist: bool = False) -> saga_pb2.PlacesRequested:
+    b = record.booking
+    return saga_pb2.PlacesRequested(
+        booking_id=b.id,
+        appointment_date=b.appointment_date,
+        service_ids=[s.service_id for s in b.services],
+        doctor_id=b.doctor_id,
+        start_time=b.start_time,
+        duration_minutes=b.duration_minutes,
+        waitlist=waitlist,
+    )
+
+
+def places_decided(
+    record: saga_pb2.BookingRecord, decided: saga_pb2.PlacesDecided, now: datetime
+) -> Transition | None:
+    """The places step answered: hold them and ask for the discount, or reject (nothing held)."""
+    b = record.booking
+    if b.status != PENDING or _has_event(b, S.EVENT_TYPE_PLACES_RESERVED):
+        return None  # already answered, or the booking ended first (its release closed the places)
+    t = _next(record, now)
+    nb = t.record.booking
+    if not decided.reserved:
+        _reject(
+            t, decided.reason or S.REJECTION_REASON_CAPACITY_UNAVAILABLE, decided.message, now, held=False
+        )
+        return t
+    nb.token = decided.token
+    nb.status_message = "Places reserved; checking discounts"
+    _event(t, S.EVENT_TYPE_PLACES_RESERVED, decided.message or "Places reserved", now)
+    t.record.discount_requested = True
     request = saga_pb2.DiscountRequested(
-        booking_id=booking_id,
-        patient_id=req.patient.id,
-        gender=req.patient.gender,
-        date_of_birth=req.patient.date_of_birth,
-        base_price=booking.base_price,
-        clinic_date=record.clinic_date,
+        booking_id=nb.id,
+        patient_id=nb.patient.id,
+        gender=nb.patient.gender,
+        date_of_birth=nb.patient.date_of_birth,
+        base_price=nb.base_price,
+        clinic_date=t.record.clinic_date,
     )
     _send(t, subjects.DISCOUNT_REQUESTED, "discount.requested", request)
     return t
 
 
 def apply_discount(
-    record: saga_pb2.BookingRecord,
-    decided: saga_pb2.DiscountDecided,
-    capacities: dict[str, int],
-    now: datetime,
+    record: saga_pb2.BookingRecord, decided: saga_pb2.DiscountDecided, now: datetime
 ) -> Transition | None:
-    """The discount decision arrived: reject, or reserve capacity and confirm (else reject)."""
+    """The discount decision arrived (places are held by then): confirm, or reject and give them back."""
     b = record.booking
     if b.status != PENDING or b.discount.outcome != S.DISCOUNT_OUTCOME_UNSPECIFIED:
         return None  # already decided, or no longer waiting: a redelivery or a late answer
@@ -208,17 +324,11 @@ def apply_discount(
         _event(t, S.EVENT_TYPE_DISCOUNT_REJECTED, decided.message, now)
         _reject(t, reason, decided.message, now)
         return t
-
-    confirmed, full = t, _copy(t)
     nb.status = CONFIRMED
     nb.status_message = f"Booking confirmed: {format_minor(nb.final_price.amount_minor)}"
-    _event(confirmed, S.EVENT_TYPE_BOOKING_CONFIRMED, nb.status_message, now)
-    confirmed.leaves_pending = True
-    confirmed.capacity_op = "reserve"
-    confirmed.capacity = [(s.service_id, capacities.get(s.service_id, 0)) for s in nb.services]
-    _reject(full, S.REJECTION_REASON_CAPACITY_UNAVAILABLE, "No capacity left on the appointment date", now)
-    confirmed.alternative = full
-    return confirmed
+    _event(t, S.EVENT_TYPE_BOOKING_CONFIRMED, nb.status_message, now)
+    t.leaves_pending = True
+    return t
 
 
 def cancel(record: saga_pb2.BookingRecord, reason: str, now: datetime) -> Transition:
@@ -229,15 +339,11 @@ def cancel(record: saga_pb2.BookingRecord, reason: str, now: datetime) -> Transi
         raise InvalidArgument([("reason", f"at most {MAX_REASON_LEN} characters")])
     t = _next(record, now)
     nb = t.record.booking
-    was_confirmed = nb.status == CONFIRMED
     nb.status = CANCELLED
     nb.status_message = "Booking cancelled" + (f": {reason}" if reason else "")
     _event(t, S.EVENT_TYPE_BOOKING_CANCELLED, nb.status_message, now)
     t.leaves_pending = True
-    if was_confirmed:
-        t.capacity_op = "release"
-        t.capacity = [(s.service_id, 0) for s in nb.services]
-    _request_release(t, "cancelled")
+    _compensate(t, "cancelled")
     return t
 
 
@@ -246,6 +352,18 @@ def time_out(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None
         return None
     t = _next(record, now)
     _reject(t, S.REJECTION_REASON_TIMED_OUT, "Booking timed out before the saga finished", now)
+    return t
+
+
+def places_released(
+    record: saga_pb2.BookingRecord, released: saga_pb2.PlacesReleased, now: datetime
+) -> Transition | None:
+    if not released.freed or record.places_released:
+        return None  # it held nothing, or this is a redelivery
+    t = _next(record, now)
+    t.record.places_released = True
+    t.record.booking.token = 0
+    _event(t, S.EVENT_TYPE_PLACES_RELEASED, "Places released", now)
     return t
 
 
@@ -285,36 +403,53 @@ def _next(record: saga_pb2.BookingRecord, now: datetime) -> Transition:
     return Transition(record=nxt)
 
 
-def _copy(t: Transition) -> Transition:
-    record = saga_pb2.BookingRecord()
-    record.CopyFrom(t.record)
-    outbox = []
-    for m in t.outbox:
-        c = saga_pb2.OutboxMessage()
-        c.CopyFrom(m)
-        outbox.append(c)
-    return Transition(record=record, outbox=outbox, leaves_pending=t.leaves_pending)
+def _has_event(b: common_pb2.Booking, kind: int) -> bool:
+    return any(e.type == kind for e in b.history)
 
 
-def _reject(t: Transition, reason: int, message: str, now: datetime) -> None:
+def _reject(t: Transition, reason: int, message: str, now: datetime, *, held: bool = True) -> None:
+    """End the booking REJECTED; `held=False` when its places were refused (nothing to give back)."""
     nb = t.record.booking
     nb.status = REJECTED
     nb.rejection_reason = reason
     nb.status_message = message
     _event(t, S.EVENT_TYPE_BOOKING_REJECTED, message, now)
     t.leaves_pending = True
-    _request_release(t, common_pb2.RejectionReason.Name(reason))
+    if not held:
+        t.record.places_release_requested = True  # nothing held: no release to ask for
+    _compensate(t, common_pb2.RejectionReason.Name(reason))
+
+
+def _compensate(t: Transition, reason: str) -> None:
+    _request_places_release(t, reason)
+    _request_release(t, reason)
+
+
+def _request_places_release(t: Transition, reason: str) -> None:
+    """Ask schedule_svc to give back the places this booking holds, or may still be given.
+
+    A booking whose places are not decided yet asks too: schedule_svc then refuses them later.
+    """
+    if t.record.places_release_requested:
+        return
+    t.record.places_release_requested = True
+    release = saga_pb2.PlacesReleaseRequested(
+        booking_id=t.record.booking.id, places=places_request(t.record), reason=reason
+    )
+    _send(t, subjects.PLACES_RELEASE, "places.release", release)
 
 
 def _request_release(t: Transition, reason: str) -> None:
     """Ask discount_svc to give back a unit this booking holds, or may still be granted.
 
-    An undecided booking asks too: discount_svc then refuses any later grant for it.
+    A booking whose discount was asked for but not decided asks too: discount_svc then refuses any
+    later grant for it. One that never got to the discount step never touches the quota.
     """
     outcome = t.record.booking.discount.outcome
-    if t.record.release_requested or outcome not in (
-        S.DISCOUNT_OUTCOME_APPLIED,
-        S.DISCOUNT_OUTCOME_UNSPECIFIED,
+    if (
+        not t.record.discount_requested
+        or t.record.release_requested
+        or outcome not in (S.DISCOUNT_OUTCOME_APPLIED, S.DISCOUNT_OUTCOME_UNSPECIFIED)
     ):
         return
     t.record.release_requested = True

@@ -18,16 +18,20 @@ CONSUMER = ConsumerSpec(
     stream=subjects.SAGA_STREAM,
     durable=subjects.BOOKING_CONSUMER,
     filter_subjects=[
+        f"{subjects.PLACES_DECIDED}.*",
+        f"{subjects.PLACES_RELEASED}.*",
         f"{subjects.DISCOUNT_DECIDED}.*",
         f"{subjects.QUOTA_RELEASED}.*",
         f"{subjects.NOTIFICATION_SENT}.*",
     ],
-    description="booking_svc: discount decisions, released quota and sent notifications",
+    description="booking_svc: places and discount decisions, released places and quota, sent notifications",
 )
 
 
 def make_handler(bookings: Bookings):
     routes = {
+        subjects.PLACES_DECIDED: (saga_pb2.PlacesDecided, bookings.on_places_decided),
+        subjects.PLACES_RELEASED: (saga_pb2.PlacesReleased, bookings.on_places_released),
         subjects.DISCOUNT_DECIDED: (saga_pb2.DiscountDecided, bookings.on_discount_decided),
         subjects.QUOTA_RELEASED: (saga_pb2.QuotaReleased, bookings.on_quota_released),
         subjects.NOTIFICATION_SENT: (saga_pb2.NotificationSent, bookings.on_notification_sent),

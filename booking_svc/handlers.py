@@ -30,9 +30,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
 
     @rpc.unary
     async def ListBookings(self, request, context, who):
-        bookings, token = await self._bookings.list(
-            request.patient_id, request.page_size, request.page_token, who
-        )
+        bookings, token = await self._bookings.list(request, who)
         return booking_pb2.ListBookingsResponse(bookings=bookings, next_page_token=token)
 
     @rpc.unary

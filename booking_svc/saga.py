@@ -8,8 +8,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from zoneinfo import ZoneInfo
 
-from clinic.v1 import booking_pb2, common_pb2, saga_pb2
+from clinic.v1 import booking_pb2, common_pb2, doctor_pb2, saga_pb2
 from clinic_common import metrics, tracing
+from clinic_common.catalog import Catalog
 from clinic_common.clock import Clock
 from clinic_common.errors import (
     AlreadyExists,
@@ -23,14 +24,16 @@ from clinic_common.logs import get_logger
 from clinic_common.principal import Principal
 
 from . import domain
-from .catalog import Catalog
+from . import store as stores
+from .schedule_client import ScheduleClient
 from .store import BookingStore, outbox_id
 
 log = get_logger(__name__)
 
 Publish = Callable[[saga_pb2.OutboxMessage], Awaitable[None]]
 
-MAX_PAGE_SIZE = 100
+MAX_LIST_SCANS = 20
+LIST_CHUNK = 100
 DEFAULT_PAGE_SIZE = 20
 CAS_ATTEMPTS = 20
 RECORD_CACHE = 10_000
@@ -49,6 +52,7 @@ class Bookings:
         max_pending: int = 0,
         clock: Clock | None = None,
         bus_ready: Callable[[], bool] = lambda: True,
+        schedule: ScheduleClient | None = None,
     ) -> None:
         self._store = store
         self._publish = publish
@@ -58,7 +62,7 @@ class Bookings:
         self._max_pending = max_pending
         self._clock = clock or Clock()
         self._bus_ready = bus_ready
-        self._capacities = {s.id: s.daily_capacity for s in catalog.services.values()}
+        self._schedule = schedule
         # Records this instance wrote or read last. Only a hint: every commit is compare-and-set
         # on the stored version, and a "nothing to do" or "cannot apply" verdict is re-checked on
         # the stored record (another instance may have moved the booking on since).
@@ -73,9 +77,10 @@ class Bookings:
     async def create(self, req: booking_pb2.CreateBookingRequest, who: Principal) -> common_pb2.Booking:
         if req.HasField("patient") and req.patient.id:
             who.require_patient_access(req.patient.id)
+        patient, doctor = await self._resolve(req, who)
         now = self._clock.now()
         trace = tracing.current() or tracing.new_traceparent()
-        t = domain.create(req, self._catalog, uuid.uuid4().hex, now, self._tz, trace)
+        t = domain.create(req, self._catalog, uuid.uuid4().hex, now, self._tz, trace, doctor, patient)
         if not self._bus_ready():
             raise Unavailable("NATS unavailable: booking not stored, try again")
         stored_id = await self._store.create(t, _ms(now), self._max_pending)
@@ -104,22 +109,44 @@ class Bookings:
         return record.booking
 
     async def list(
-        self, patient_id: str, page_size: int, page_token: str, who: Principal
+        self, req: booking_pb2.ListBookingsRequest, who: Principal
     ) -> tuple[list[common_pb2.Booking], str]:
-        bad = []
-        if not patient_id:
-            bad.append(("patient_id", "must not be empty"))
-        elif len(patient_id) > domain.MAX_ID_LEN:
-            bad.append(("patient_id", f"at most {domain.MAX_ID_LEN} characters"))
-        if page_size < 0 or page_size > MAX_PAGE_SIZE:
-            bad.append(("page_size", f"between 0 and {MAX_PAGE_SIZE}"))
-        if len(page_token) > 256:
-            bad.append(("page_token", "not a token from a previous page"))
+        """Newest first. Patients list their own; staff and admin may filter by date, doctor, status."""
+        bad = domain.validate_list(req)
+        if not req.patient_id and not (who.is_staff and (req.date or req.doctor_id)):
+            bad.append(
+                (
+                    "patient_id",
+                    "must not be empty" if not who.is_staff else "give patient_id, date or doctor_id",
+                )
+            )
         if bad:
             raise InvalidArgument(bad)
-        who.require_patient_access(patient_id)
-        ids, token = await self._store.page_of_patient(patient_id, page_size or DEFAULT_PAGE_SIZE, page_token)
-        return [r.booking for r in await self._store.load_many(ids)], token
+        if req.patient_id:
+            who.require_patient_access(req.patient_id)
+            index = stores.patient_key(req.patient_id)
+        elif req.doctor_id:
+            index = stores.doctor_key(req.doctor_id)
+        else:
+            index = stores.date_key(req.date)
+        size = req.page_size or DEFAULT_PAGE_SIZE
+        after = stores.after_id(req.page_token)
+        found: list[common_pb2.Booking] = []
+        for _ in range(MAX_LIST_SCANS):  # filters may skip many: read a bounded number of chunks
+            ids = await self._store.ids_after(index, after, LIST_CHUNK)
+            records = {r.booking.id: r.booking for r in await self._store.load_many(ids)}
+            for i, booking_id in enumerate(ids):
+                after = booking_id
+                booking = records.get(booking_id)
+                if booking is None or not domain.matches(booking, req):
+                    continue
+                found.append(booking)
+                if len(found) == size:
+                    more = i < len(ids) - 1 or bool(await self._store.ids_after(index, after, 1))
+                    return found, stores.page_token(after) if more else ""
+            if len(ids) < LIST_CHUNK:
+                return found, ""
+        return found, stores.page_token(after)  # a short page: the caller goes on from here
 
     async def cancel(self, booking_id: str, reason: str, who: Principal) -> common_pb2.Booking:
         record = await self._load(booking_id)
@@ -131,10 +158,21 @@ class Bookings:
 
     # -- saga events ----------------------------------------------------------------------------
 
+    async def on_places_decided(self, decided: saga_pb2.PlacesDecided) -> None:
+        record = await self._transition(
+            decided.booking_id, lambda r: domain.places_decided(r, decided, self._clock.now())
+        )
+        if record is not None:
+            log.info("booking.places", booking_id=decided.booking_id, reserved=decided.reserved)
+
+    async def on_places_released(self, released: saga_pb2.PlacesReleased) -> None:
+        await self._transition(
+            released.booking_id, lambda r: domain.places_released(r, released, self._clock.now())
+        )
+
     async def on_discount_decided(self, decided: saga_pb2.DiscountDecided) -> None:
         record = await self._transition(
-            decided.booking_id,
-            lambda r: domain.apply_discount(r, decided, self._capacities, self._clock.now()),
+            decided.booking_id, lambda r: domain.apply_discount(r, decided, self._clock.now())
         )
         if record is not None:
             b = record.booking
@@ -186,6 +224,33 @@ class Bookings:
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
         return task
+
+    async def _resolve(
+        self, req: booking_pb2.CreateBookingRequest, who: Principal
+    ) -> tuple[common_pb2.Patient | None, doctor_pb2.Doctor | None]:
+        """The registry's patient when the request names one by id alone, and the doctor it names."""
+        patient = doctor = None
+        p = req.patient
+        by_id_alone = p.id and not (p.name or p.gender or p.date_of_birth)
+        if (by_id_alone or req.doctor_id) and self._schedule is None:
+            raise Unavailable("schedule_svc is not configured (SCHEDULE_SVC_ADDR)")
+        if by_id_alone and len(p.id) <= domain.MAX_ID_LEN:
+            found = await self._schedule.patient(p.id, who)
+            if found is None:
+                raise InvalidArgument(
+                    [
+                        (
+                            "patient.id",
+                            "no registered patient has this id (register them, or give name, gender, dob)",
+                        )
+                    ]
+                )
+            patient = common_pb2.Patient(
+                id=found.id, name=found.name, gender=found.gender, date_of_birth=found.date_of_birth
+            )
+        if req.doctor_id and len(req.doctor_id) <= domain.MAX_ID_LEN:
+            doctor = await self._schedule.doctor(req.doctor_id, who)
+        return patient, doctor
 
     async def _same_request(
         self, booking_id: str, candidate: saga_pb2.BookingRecord, who: Principal

@@ -7,18 +7,22 @@ import asyncio
 from clinic.v1 import booking_pb2, booking_pb2_grpc
 from clinic_common import bootstrap, metrics, nats_io, tls
 from clinic_common.consumer import ConsumerLoop
+from clinic_common.grpc_client import open_channel
 from clinic_common.grpc_server import HealthyServer, create_server
 
 from .config import BookingConfig
 from .events import CONSUMER, make_handler
 from .handlers import BookingServicer
 from .saga import Bookings
+from .schedule_client import ScheduleClient
 from .store import BookingStore
 
 SERVICE_NAME = booking_pb2.DESCRIPTOR.services_by_name["BookingService"].full_name
 
 
-def build(config: BookingConfig, deps: bootstrap.Deps) -> tuple[HealthyServer, Bookings]:
+def build(
+    config: BookingConfig, deps: bootstrap.Deps, schedule: ScheduleClient | None = None
+) -> tuple[HealthyServer, Bookings, BookingStore]:
     async def publish(message) -> None:
         await nats_io.publish(
             deps.js, message.subject, message.payload, message.msg_id, headers=dict(message.headers)
@@ -33,6 +37,7 @@ def build(config: BookingConfig, deps: bootstrap.Deps) -> tuple[HealthyServer, B
         timeout_s=config.timeout_s,
         max_pending=config.max_pending,
         bus_ready=lambda: deps.nc.is_connected,
+        schedule=schedule,
     )
     servicer = BookingServicer(bookings)
     server = create_server(
@@ -47,7 +52,8 @@ def build(config: BookingConfig, deps: bootstrap.Deps) -> tuple[HealthyServer, B
 async def main(stop: asyncio.Event, config: BookingConfig) -> None:
     metrics.serve(config.metrics_addr)
     async with bootstrap.connected("booking_svc", config.connections) as deps:
-        server, bookings, store = build(config, deps)
+        schedule_channel = open_channel(config.schedule_addrs, tls=tls.InternalTls.from_env())
+        server, bookings, store = build(config, deps, ScheduleClient(schedule_channel))
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(bookings))
         sweep_period = min(1.0, config.timeout_s / 4)
         await bootstrap.serve(
@@ -59,5 +65,5 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
                 bootstrap.every(0.05, store.flush_done, stop, "outbox-cleanup"),
                 bootstrap.every(sweep_period, bookings.time_out_overdue, stop, "timeout-sweeper"),
             ],
-            after_stop=[bookings.finish_publishing, store.flush_done],
+            after_stop=[bookings.finish_publishing, store.flush_done, schedule_channel.close],
         )

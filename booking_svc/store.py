@@ -1,8 +1,8 @@
-"""Bookings in Redis (append-only file on): records, indexes, capacity and the outbox.
+"""Bookings in Redis (append-only file on): records, indexes and the outbox.
 
-Every change is one Lua script, so a booking, its outbox messages and its capacity counters move
-together or not at all. Updates are compare-and-set on the record's version. (docs/architecture.md
-says why Redis and not JetStream KV: capacity is all-or-nothing across several counters.)
+Every change is one Lua script, so a booking and its outbox messages move together or not at all.
+Updates are compare-and-set on the record's version. (Places — capacity, tokens, time intervals —
+belong to schedule_svc; docs/architecture.md says why.)
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ OUTBOX_KEY = "outbox"
 OUTBOX_DUE_KEY = "outbox:due"
 
 _CREATE = """
--- KEYS: booking, request-id, patient index, pending index, outbox, outbox due
--- ARGV: booking id, record, created ms, outbox id, outbox batch, has request id, max pending (0: none)
+-- KEYS: booking, request-id, patient index, pending index, outbox, outbox due, date index, doctor index
+-- ARGV: booking id, record, created ms, outbox id, outbox batch, has request id, max pending (0: none),
+--       has doctor
 if ARGV[6] == '1' then
   local existing = redis.call('GET', KEYS[2])
   if existing then return existing end
@@ -34,42 +35,24 @@ if ARGV[6] == '1' then redis.call('SET', KEYS[2], ARGV[1]) end
 redis.call('HSET', KEYS[1], 'v', 1, 'data', ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
+if ARGV[8] == '1' then redis.call('ZADD', KEYS[8], ARGV[3], ARGV[1]) end
 redis.call('HSET', KEYS[5], ARGV[4], ARGV[5])
 redis.call('ZADD', KEYS[6], ARGV[3], ARGV[4])
 return ARGV[1]
 """
 
 _COMMIT = """
--- KEYS: booking, pending index, outbox, outbox due, capacity counters...
--- ARGV: expected version, booking id, now ms, capacity op, n counters, n limits,
---       then per branch: record, outbox id, outbox batch, leaves pending ('1'/'0')
+-- KEYS: booking, pending index, outbox, outbox due
+-- ARGV: expected version, booking id, now ms, record, outbox id, outbox batch, leaves pending ('1'/'0')
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
-local n = tonumber(ARGV[5])
-local op = ARGV[4]
-local branch = 1
-if op == 'reserve' then
-  for i = 1, n do
-    if tonumber(redis.call('GET', KEYS[4 + i]) or '0') >= tonumber(ARGV[5 + i]) then
-      branch = 2
-      break
-    end
-  end
-  if branch == 1 then
-    for i = 1, n do redis.call('INCR', KEYS[4 + i]) end
-  end
-elseif op == 'release' then
-  for i = 1, n do
-    if tonumber(redis.call('GET', KEYS[4 + i]) or '0') > 0 then redis.call('DECR', KEYS[4 + i]) end
-  end
+redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[1]) + 1, 'data', ARGV[4])
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])
+  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[5])
 end
-local at = 5 + n + (branch - 1) * 4
-redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[1]) + 1, 'data', ARGV[at + 1])
-if ARGV[at + 3] ~= '' then
-  redis.call('HSET', KEYS[3], ARGV[at + 2], ARGV[at + 3])
-  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[at + 2])
-end
-if ARGV[at + 4] == '1' then redis.call('ZREM', KEYS[2], ARGV[2]) end
-return branch
+if ARGV[7] == '1' then redis.call('ZREM', KEYS[2], ARGV[2]) end
+return 1
 """
 
 
@@ -85,8 +68,12 @@ def patient_key(patient_id: str) -> str:
     return f"bookings:patient:{patient_id}"
 
 
-def capacity_key(appointment_date: str, service_id: str) -> str:
-    return f"capacity:{appointment_date}:{service_id}"
+def date_key(appointment_date: str) -> str:
+    return f"bookings:date:{appointment_date}"
+
+
+def doctor_key(doctor_id: str) -> str:
+    return f"bookings:doctor:{doctor_id}"
 
 
 def outbox_id(record: saga_pb2.BookingRecord) -> str:
@@ -119,6 +106,8 @@ class BookingStore:
                     PENDING_KEY,
                     OUTBOX_KEY,
                     OUTBOX_DUE_KEY,
+                    date_key(b.appointment_date),
+                    doctor_key(b.doctor_id or "-"),
                 ],
                 args=[
                     b.id,
@@ -128,30 +117,29 @@ class BookingStore:
                     _batch(t),
                     "1" if b.request_id else "0",
                     max_pending,
+                    "1" if b.doctor_id else "0",
                 ],
             )
         ).decode()
 
     async def commit(self, t: Transition, now_ms: int) -> Transition:
-        """Apply a transition if nobody changed the booking since it was read; returns the branch taken."""
+        """Apply a transition if nobody changed the booking since it was read (else Conflict)."""
         b = t.record.booking
-        branches = [t] + ([t.alternative] if t.alternative else [])
-        counters = [capacity_key(b.appointment_date, service_id) for service_id, _ in t.capacity]
-        args: list[object] = [t.record.version - 1, b.id, now_ms, t.capacity_op, len(counters)]
-        args += [limit for _, limit in t.capacity]
-        for branch in branches:
-            args += [
-                branch.record.SerializeToString(),
-                outbox_id(branch.record),
-                _batch(branch),
-                "1" if branch.leaves_pending else "0",
-            ]
-        taken = await self._commit(
-            keys=[booking_key(b.id), PENDING_KEY, OUTBOX_KEY, OUTBOX_DUE_KEY, *counters], args=args
+        committed = await self._commit(
+            keys=[booking_key(b.id), PENDING_KEY, OUTBOX_KEY, OUTBOX_DUE_KEY],
+            args=[
+                t.record.version - 1,
+                b.id,
+                now_ms,
+                t.record.SerializeToString(),
+                outbox_id(t.record),
+                _batch(t),
+                "1" if t.leaves_pending else "0",
+            ],
         )
-        if taken == 0:
+        if not committed:
             raise Conflict(f"booking {b.id} changed while being updated")
-        return branches[int(taken) - 1]
+        return t
 
     async def load(self, booking_id: str) -> saga_pb2.BookingRecord | None:
         data = await self._redis.hget(booking_key(booking_id), "data")
@@ -166,26 +154,15 @@ class BookingStore:
             rows = await pipe.execute()
         return [saga_pb2.BookingRecord.FromString(row) for row in rows if row]
 
-    async def page_of_patient(
-        self, patient_id: str, page_size: int, page_token: str
-    ) -> tuple[list[str], str]:
-        """Newest first. The token names the last booking seen, so new bookings never shift a page."""
-        key = patient_key(patient_id)
+    async def ids_after(self, index: str, after_id: str, count: int) -> list[str]:
+        """Up to `count` ids of an index (newest first) after `after_id` ("": from the newest)."""
         start = 0
-        if page_token:
-            try:
-                after = base64.urlsafe_b64decode(page_token.encode()).decode()
-            except (ValueError, UnicodeDecodeError):
-                raise InvalidArgument([("page_token", "not a token from a previous page")]) from None
-            rank = await self._redis.zrevrank(key, after)
+        if after_id:
+            rank = await self._redis.zrevrank(index, after_id)
             if rank is None:
                 raise InvalidArgument([("page_token", "not a token from a previous page")])
             start = rank + 1
-        ids = [raw.decode() for raw in await self._redis.zrevrange(key, start, start + page_size)]
-        more = len(ids) > page_size
-        ids = ids[:page_size]
-        token = base64.urlsafe_b64encode(ids[-1].encode()).decode() if more else ""
-        return ids, token
+        return [raw.decode() for raw in await self._redis.zrevrange(index, start, start + count - 1)]
 
     # -- outbox ---------------------------------------------------------------------------------
 
@@ -229,3 +206,15 @@ class BookingStore:
     async def pending_older_than(self, older_than_ms: int, limit: int) -> list[str]:
         ids = await self._redis.zrangebyscore(PENDING_KEY, "-inf", older_than_ms, start=0, num=limit)
         return [raw.decode() for raw in ids]
+
+
+def page_token(last_id: str) -> str:
+    """A page ends at a booking id, so new bookings never shift a page."""
+    return base64.urlsafe_b64encode(last_id.encode()).decode() if last_id else ""
+
+
+def after_id(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode() if token else ""
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument([("page_token", "not a token from a previous page")]) from None

@@ -17,7 +17,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start NATS, Redis and all services locally (Ctrl-C stops all)")
     token = sub.add_parser("token", help="mint a JWT for the gateway")
-    token.add_argument("--role", choices=["patient", "admin"], required=True)
+    token.add_argument("--role", choices=["patient", "staff", "admin"], required=True)
     token.add_argument("--sub", required=True, help="patient id (or operator name for admins)")
     token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
     services = sub.add_parser("services", help="the medical services on offer")

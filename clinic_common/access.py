@@ -14,7 +14,7 @@ from pathlib import Path
 
 from clinic_common import subjects as s
 
-SERVICES = ("booking_svc", "discount_svc", "notification_svc", "gateway")
+SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "gateway")
 OPS = "ops"
 
 _JS_COMMON = [
@@ -47,6 +47,8 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
     "booking_svc": {
         "publish": [
             s.EVENTS_SUBJECTS,
+            f"{s.PLACES_REQUESTED}.>",
+            f"{s.PLACES_RELEASE}.>",
             f"{s.DISCOUNT_REQUESTED}.>",
             f"{s.QUOTA_RELEASE}.>",
             f"{s.NOTIFY}.>",
@@ -74,11 +76,21 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
         ],
         "subscribe": ["_INBOX.>", s.EVENTS_SUBJECTS, _advisory(s.SAGA_STREAM, s.NOTIFICATION_CONSUMER)],
     },
+    "schedule_svc": {
+        "publish": [
+            f"{s.PLACES_DECIDED}.>",
+            f"{s.PLACES_RELEASED}.>",
+            *_JS_COMMON,
+            *_consumer(s.SAGA_STREAM, s.SCHEDULE_CONSUMER),
+        ],
+        "subscribe": ["_INBOX.>", _advisory(s.SAGA_STREAM, s.SCHEDULE_CONSUMER)],
+    },
     "gateway": {"publish": [], "subscribe": []},  # the gateway never touches NATS
 }
 
 REDIS_KEYS: dict[str, list[str]] = {
-    "booking_svc": ["booking:*", "bookings:*", "capacity:*", "outbox", "outbox:*"],
+    "booking_svc": ["booking:*", "bookings:*", "outbox", "outbox:*"],
+    "schedule_svc": ["{registry}:*", "{doctors}:*", "{places:*"],
     "discount_svc": ["{quota:*"],
     "notification_svc": ["notification:*", "notifications:*"],
     "gateway": [],
@@ -92,12 +104,13 @@ class Credentials:
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Credentials:
         path = data_dir / "credentials.json"
-        if path.exists():
-            return cls(json.loads(path.read_text()))
-        data_dir.mkdir(parents=True, exist_ok=True)
-        passwords = {user: secrets.token_urlsafe(18) for user in (*SERVICES, OPS)}
-        path.write_text(json.dumps(passwords))
-        path.chmod(0o600)
+        passwords = json.loads(path.read_text()) if path.exists() else {}
+        missing = [user for user in (*SERVICES, OPS) if user not in passwords]
+        if missing:  # a new data dir, or one from before a service was added
+            passwords.update({user: secrets.token_urlsafe(18) for user in missing})
+            data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(passwords))
+            path.chmod(0o600)
         return cls(passwords)
 
     def nats_url(self, user: str, port: int) -> str:

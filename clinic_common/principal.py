@@ -12,7 +12,9 @@ ROLE_KEY = "x-clinic-role"
 REQUEST_ID_KEY = "x-request-id"
 
 ADMIN = "admin"
+STAFF = "staff"  # the front desk: any patient's bookings, the registry, check-in, queues, availability
 PATIENT = "patient"
+ROLES = (PATIENT, STAFF, ADMIN)
 
 
 @dataclass(frozen=True)
@@ -24,9 +26,20 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role == ADMIN
 
+    @property
+    def is_staff(self) -> bool:
+        """Front desk or admin: may act for any patient."""
+        return self.role in (STAFF, ADMIN)
+
     def require_patient_access(self, patient_id: str) -> None:
-        if not self.is_admin and self.sub != patient_id:
-            raise PermissionDenied("this booking belongs to another patient")
+        if not self.is_staff and self.sub != patient_id:
+            raise PermissionDenied(
+                f"a patient may only see and change their own data (token is for {self.sub})"
+            )
+
+    def require_staff(self) -> None:
+        if not self.is_staff:
+            raise PermissionDenied("staff or admin role required")
 
     def require_admin(self) -> None:
         if not self.is_admin:

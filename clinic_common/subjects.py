@@ -18,6 +18,10 @@ SAGA_STREAM = "SAGA"
 SAGA_SUBJECTS = "saga.>"
 SAGA_DESCRIPTION = "Saga commands and replies between services, subject saga.<step>.<verb>.<booking_id>"
 
+PLACES_REQUESTED = "saga.places.requested"
+PLACES_DECIDED = "saga.places.decided"
+PLACES_RELEASE = "saga.places.release"
+PLACES_RELEASED = "saga.places.released"
 DISCOUNT_REQUESTED = "saga.discount.requested"
 DISCOUNT_DECIDED = "saga.discount.decided"
 QUOTA_RELEASE = "saga.quota.release"
@@ -34,6 +38,7 @@ DLQ_DESCRIPTION = "Messages a consumer gave up on (max deliveries or terminated)
 DISCOUNT_CONSUMER = "discount-svc"
 BOOKING_CONSUMER = "booking-svc"
 NOTIFICATION_CONSUMER = "notification-svc"
+SCHEDULE_CONSUMER = "schedule-svc"
 
 
 def event_subject(booking_id: str) -> str:

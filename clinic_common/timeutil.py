@@ -17,3 +17,17 @@ def to_timestamp(moment: datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(moment)
     return ts
+
+
+def parse_hhmm(text: str) -> int:
+    """Minutes since midnight from `HH:MM` (00:00-23:59); ValueError otherwise."""
+    if len(text) != 5 or text[2] != ":" or not (text[:2] + text[3:]).isdigit():
+        raise ValueError(f"{text!r} is not a time as HH:MM")
+    hours, minutes = int(text[:2]), int(text[3:])
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"{text!r} is not a time of day")
+    return hours * 60 + minutes
+
+
+def hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"

@@ -10,9 +10,8 @@ import grpc
 import jwt
 
 from clinic_common.errors import ClinicError
-from clinic_common.principal import ADMIN, ANONYMOUS_ADMIN, PATIENT, Principal
+from clinic_common.principal import ANONYMOUS_ADMIN, ROLES, Principal
 
-ROLES = (PATIENT, ADMIN)
 MAX_TOKEN_LEN = 4096
 # The subject travels on as gRPC metadata and names a patient: the same shape as a patient id.
 SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,63}$")
@@ -70,7 +69,7 @@ class JwtAuth:
         if not isinstance(sub, str) or not SUBJECT.match(sub):
             raise Unauthenticated("token 'sub' must be an id of letters, digits or ._@:- (at most 64)")
         if role not in ROLES:
-            raise Unauthenticated("token 'role' must be 'patient' or 'admin'")
+            raise Unauthenticated("token 'role' must be 'patient', 'staff' or 'admin'")
         return Principal(sub=sub, role=role), float(claims["exp"])
 
 

@@ -16,6 +16,7 @@ class GatewayConfig:
     booking_addrs: tuple[str, ...]
     notification_addrs: tuple[str, ...]
     discount_addrs: tuple[str, ...]
+    schedule_addrs: tuple[str, ...]
     auth: str  # "jwt" or "none"
     jwt_secret: str
     patient_rate_per_s: int = 20
@@ -43,6 +44,7 @@ class GatewayConfig:
             booking_addrs=_addrs(env, "BOOKING_SVC_ADDR", "127.0.0.1:50061"),
             notification_addrs=_addrs(env, "NOTIFICATION_SVC_ADDR", "127.0.0.1:50062"),
             discount_addrs=_addrs(env, "DISCOUNT_SVC_ADDR", "127.0.0.1:50063"),
+            schedule_addrs=_addrs(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
             auth=auth,
             jwt_secret=secret,
             patient_rate_per_s=env_int(env, "CLINIC_RATE_LIMIT_RPS", 20),

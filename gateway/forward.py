@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
+from clinic.v1 import admin_pb2, booking_pb2, doctor_pb2, notification_pb2, patient_pb2
 from clinic_common import metrics, tracing
 from clinic_common import principal as principals
 from clinic_common.errors import ClinicError, to_status
@@ -21,7 +21,7 @@ from .limits import Limits, exhausted
 
 log = get_logger(__name__)
 
-FILES = (booking_pb2, notification_pb2, admin_pb2)
+FILES = (booking_pb2, notification_pb2, admin_pb2, patient_pb2, doctor_pb2)
 UNARY_DEADLINE_S = 15.0
 _STRIPPED = {principals.SUB_KEY, principals.ROLE_KEY, "authorization"}
 
@@ -31,6 +31,11 @@ _RETRYABLE = [
     ("clinic.v1.BookingService", "GetBooking"),
     ("clinic.v1.BookingService", "ListBookings"),
     ("clinic.v1.AdminService", "GetQuota"),
+    ("clinic.v1.PatientService", "GetPatient"),
+    ("clinic.v1.PatientService", "FindPatients"),
+    ("clinic.v1.DoctorService", "ListDoctors"),
+    ("clinic.v1.DoctorService", "GetDoctor"),
+    ("clinic.v1.DoctorService", "GetDoctorDay"),
     ("clinic.v1.NotificationService", "WatchBooking"),
     ("clinic.v1.NotificationService", "WatchPatient"),
 ]
@@ -169,11 +174,18 @@ async def _relay_error(context: grpc.aio.ServicerContext, err: grpc.aio.AioRpcEr
     await context.abort(code, details, trailing_metadata=trailing)
 
 
-def build_routes(booking: grpc.aio.Channel, notification: grpc.aio.Channel, discount: grpc.aio.Channel):
+def build_routes(
+    booking: grpc.aio.Channel,
+    notification: grpc.aio.Channel,
+    discount: grpc.aio.Channel,
+    schedule: grpc.aio.Channel,
+):
     backends = {
         "clinic.v1.BookingService": ("booking_svc", booking),
         "clinic.v1.NotificationService": ("notification_svc", notification),
         "clinic.v1.AdminService": ("discount_svc", discount),
+        "clinic.v1.PatientService": ("schedule_svc", schedule),
+        "clinic.v1.DoctorService": ("schedule_svc", schedule),
     }
     routes = {}
     for f in FILES:

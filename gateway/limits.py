@@ -30,7 +30,7 @@ class Limits:
 
     def retry_after(self, who: Principal, now: float | None = None) -> float:
         """0 when the call may go ahead (and takes a token); else seconds until one is free."""
-        rate = self.admin_rate_per_s if who.is_admin else self.patient_rate_per_s
+        rate = self.admin_rate_per_s if who.is_staff else self.patient_rate_per_s
         if rate <= 0:
             return 0.0
         now = time.monotonic() if now is None else now
@@ -47,8 +47,8 @@ class Limits:
         return (1 - bucket.tokens) / rate
 
     def open_watch(self, who: Principal) -> bool:
-        """Patients get at most max_watches open streams; operators' dashboards are not capped."""
-        if who.is_admin:
+        """Patients get at most max_watches open streams; the front desk and operators are not capped."""
+        if who.is_staff:
             return True
         count = self._watches.get(who.sub, 0)
         if count >= self.max_watches:
@@ -57,7 +57,7 @@ class Limits:
         return True
 
     def close_watch(self, who: Principal) -> None:
-        if who.is_admin:
+        if who.is_staff:
             return
         count = self._watches.get(who.sub, 1) - 1
         if count <= 0:

@@ -37,7 +37,12 @@ def build(config: GatewayConfig) -> tuple[HealthyServer, list[grpc.aio.Channel]]
     internal_tls = InternalTls.from_env()
     channels = [
         open_channel(a, SERVICE_CONFIG, CHANNEL_OPTIONS, tls=internal_tls)
-        for a in (config.booking_addrs, config.notification_addrs, config.discount_addrs)
+        for a in (
+            config.booking_addrs,
+            config.notification_addrs,
+            config.discount_addrs,
+            config.schedule_addrs,
+        )
     ]
     if bool(config.tls_cert) != bool(config.tls_key):
         raise SystemExit("configuration error: set both CLINIC_TLS_CERT and CLINIC_TLS_KEY, or neither")

@@ -307,11 +307,15 @@ class Client:
                 return None
             if notified and not any(e.type == common_pb2.EVENT_TYPE_NOTIFICATION_SENT for e in b.history):
                 return None
-            if (
-                b.discount.outcome == common_pb2.DISCOUNT_OUTCOME_APPLIED
-                and b.status != common_pb2.BOOKING_STATUS_CONFIRMED
-            ):
-                return None  # compensation still on its way
+            if b.status != common_pb2.BOOKING_STATUS_CONFIRMED:
+                kinds = {e.type for e in b.history}
+                if b.discount.outcome == common_pb2.DISCOUNT_OUTCOME_APPLIED:
+                    return None  # the quota unit is still on its way back
+                if (
+                    common_pb2.EVENT_TYPE_PLACES_RESERVED in kinds
+                    and common_pb2.EVENT_TYPE_PLACES_RELEASED not in kinds
+                ):
+                    return None  # the places are still on their way back
             return b
 
         return await wait_for(check, timeout_s, f"booking {booking_id} to settle")

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis.asyncio as aioredis
 
-from booking_svc.catalog import DEFAULT_CATALOG, load
+from clinic_common.catalog import DEFAULT_CATALOG, load
 from booking_svc.saga import Bookings
 from booking_svc.store import BookingStore
 from clinic.v1 import booking_pb2, saga_pb2

@@ -37,8 +37,14 @@ async def test_birthday_discount_is_applied_and_confirmed(client: Client, redis)
     assert done.discount.amount.amount_minor == 13800  # 12% of ₹1,150.00
     assert done.final_price.amount_minor == 101200
     assert done.discount.quota_date == today_ist().isoformat()
-    assert types(done) == ["BOOKING_CREATED", "DISCOUNT_APPLIED", "BOOKING_CONFIRMED", "NOTIFICATION_SENT"]
-    assert [e.sequence for e in done.history] == [1, 2, 3, 4]
+    assert types(done) == [
+        "BOOKING_CREATED",
+        "PLACES_RESERVED",
+        "DISCOUNT_APPLIED",
+        "BOOKING_CONFIRMED",
+        "NOTIFICATION_SENT",
+    ]
+    assert [e.sequence for e in done.history] == [1, 2, 3, 4, 5]
     assert (await client.quota()).used == 1
 
 
@@ -49,7 +55,12 @@ async def test_not_eligible_booking_is_confirmed_at_full_price_without_touching_
     assert done.status == c.BOOKING_STATUS_CONFIRMED
     assert done.discount.outcome == c.DISCOUNT_OUTCOME_NOT_ELIGIBLE
     assert done.final_price.amount_minor == 50000
-    assert types(done)[:3] == ["BOOKING_CREATED", "DISCOUNT_NOT_ELIGIBLE", "BOOKING_CONFIRMED"]
+    assert types(done)[:4] == [
+        "BOOKING_CREATED",
+        "PLACES_RESERVED",
+        "DISCOUNT_NOT_ELIGIBLE",
+        "BOOKING_CONFIRMED",
+    ]
     assert (await client.quota()).used == 0
 
 
@@ -71,12 +82,13 @@ async def test_quota_exhausted_rejects_with_the_contract_message(client, redis):
     assert done.rejection_reason == c.REJECTION_REASON_QUOTA_EXHAUSTED
     assert done.status_message == "Daily discount quota reached"
     assert done.discount.outcome == c.DISCOUNT_OUTCOME_QUOTA_EXHAUSTED
-    assert types(done) == ["BOOKING_CREATED", "DISCOUNT_REJECTED", "BOOKING_REJECTED", "NOTIFICATION_SENT"]
+    assert types(done)[:4] == ["BOOKING_CREATED", "PLACES_RESERVED", "DISCOUNT_REJECTED", "BOOKING_REJECTED"]
+    assert sorted(types(done)[4:]) == ["NOTIFICATION_SENT", "PLACES_RELEASED"]  # the places went back
     assert (await client.quota()).used == TEST_QUOTA
     await set_used(redis, 0)
 
 
-async def test_capacity_failure_after_discount_releases_the_quota_unit(client, redis):
+async def test_a_booking_refused_for_places_never_touches_the_quota(client, redis):
     await set_used(redis, 0)
     day = future_date()
     first = await client.create(patient(), ["single-slot"], appointment_date=day)
@@ -87,10 +99,8 @@ async def test_capacity_failure_after_discount_releases_the_quota_unit(client, r
     done = await client.settled(second.id)
     assert done.status == c.BOOKING_STATUS_REJECTED
     assert done.rejection_reason == c.REJECTION_REASON_CAPACITY_UNAVAILABLE
-    await wait_for(lambda: _has(client, second.id, "QUOTA_RELEASED"), what="quota release")
-    final = await client.get(second.id)
-    assert final.discount.outcome == c.DISCOUNT_OUTCOME_RELEASED
-    assert types(final).count("QUOTA_RELEASED") == 1
+    assert done.discount.outcome == c.DISCOUNT_OUTCOME_UNSPECIFIED  # never asked for a discount
+    assert types(done) == ["BOOKING_CREATED", "BOOKING_REJECTED", "NOTIFICATION_SENT"]
     assert (await client.quota()).used == 1  # only the confirmed booking holds a unit
 
 
@@ -101,6 +111,7 @@ async def test_blocklisted_patient_is_rejected_without_taking_quota(client, redi
     assert done.status == c.BOOKING_STATUS_REJECTED
     assert done.rejection_reason == c.REJECTION_REASON_PATIENT_BLOCKED
     assert done.discount.outcome == c.DISCOUNT_OUTCOME_PATIENT_BLOCKED
+    assert types(done).count("PLACES_RELEASED") == 1
     assert (await client.quota()).used == 0
 
 
@@ -114,6 +125,7 @@ async def test_cancel_releases_quota_and_the_place(client, redis):
     cancelled = await client.cancel(booking.id, "patient asked")
     assert cancelled.status == c.BOOKING_STATUS_CANCELLED
     await wait_for(lambda: _has(client, booking.id, "QUOTA_RELEASED"), what="quota release")
+    await wait_for(lambda: _has(client, booking.id, "PLACES_RELEASED"), what="places release")
     assert (await client.quota()).used == 0
     again = await client.create(patient(), ["single-slot"], appointment_date=day)  # the place is free again
     assert (await client.settled(again.id)).status == c.BOOKING_STATUS_CONFIRMED

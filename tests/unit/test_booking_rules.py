@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from booking_svc import domain
-from booking_svc.catalog import parse
+from clinic_common.catalog import parse
 from clinic.v1 import booking_pb2, saga_pb2
 from clinic.v1 import common_pb2 as c
 from clinic_common.config import ConfigError
@@ -60,7 +60,20 @@ def fields(request) -> set[str]:
     return {f for f, _ in caught.value.violations}
 
 
-def test_create_stores_pending_with_the_first_event_and_the_discount_request():
+def places(reserved: bool = True, reason: int = 0, token: int = 0) -> saga_pb2.PlacesDecided:
+    return saga_pb2.PlacesDecided(booking_id="b1", reserved=reserved, reason=reason, token=token, message="p")
+
+
+def held() -> saga_pb2.BookingRecord:
+    """A booking whose places are reserved and whose discount is being decided."""
+    return domain.places_decided(created().record, places(token=3), NOW).record
+
+
+def subjects_of(t: domain.Transition) -> list[str]:
+    return [m.subject for m in t.outbox]
+
+
+def test_create_stores_pending_with_the_first_event_and_asks_for_places_first():
     t = created()
     b = t.record.booking
     assert b.status == c.BOOKING_STATUS_PENDING
@@ -68,9 +81,29 @@ def test_create_stores_pending_with_the_first_event_and_the_discount_request():
     assert [(e.sequence, e.type) for e in b.history] == [(1, c.EVENT_TYPE_BOOKING_CREATED)]
     assert [(m.subject, m.msg_id) for m in t.outbox] == [
         ("booking.events.b1", "b1:1"),
-        ("saga.discount.requested.b1", "b1:discount.requested"),
+        ("saga.places.requested.b1", "b1:places.requested"),
     ]
     assert t.record.clinic_date == "2026-11-22"
+    asked = saga_pb2.PlacesRequested.FromString(t.outbox[1].payload)
+    assert (asked.appointment_date, list(asked.service_ids)) == ("2026-11-25", ["gen", "mammo"])
+
+
+def test_places_reserved_then_the_discount_is_asked_for_once():
+    t = domain.places_decided(created().record, places(token=3), NOW)
+    b = t.record.booking
+    assert b.token == 3 and b.status == c.BOOKING_STATUS_PENDING
+    assert [e.type for e in b.history][-1] == c.EVENT_TYPE_PLACES_RESERVED
+    assert "saga.discount.requested.b1" in subjects_of(t)
+    assert domain.places_decided(t.record, places(token=3), NOW) is None  # a redelivery: nothing
+
+
+def test_places_refused_rejects_without_touching_quota_or_places():
+    t = domain.places_decided(created().record, places(False, c.REJECTION_REASON_SLOT_UNAVAILABLE), NOW)
+    b = t.record.booking
+    assert (b.status, b.rejection_reason) == (c.BOOKING_STATUS_REJECTED, c.REJECTION_REASON_SLOT_UNAVAILABLE)
+    assert not any(
+        s.startswith(("saga.quota", "saga.places.release", "saga.discount")) for s in subjects_of(t)
+    )
 
 
 def test_every_bad_field_is_named():
@@ -90,50 +123,64 @@ def test_every_bad_field_is_named():
     assert fields(req(request_id="r" * 129)) == {"request_id"}
 
 
-def test_discount_applied_then_capacity_decides_between_confirmed_and_rejected():
-    t = domain.apply_discount(created().record, decided(c.DISCOUNT_OUTCOME_APPLIED, 27_600), {"gen": 10}, NOW)
-    assert t.capacity_op == "reserve"
+def test_discount_applied_confirms_and_a_late_decision_changes_nothing():
+    t = domain.apply_discount(held(), decided(c.DISCOUNT_OUTCOME_APPLIED, 27_600), NOW)
     assert t.record.booking.status == c.BOOKING_STATUS_CONFIRMED
     assert t.record.booking.final_price.amount_minor == 230_000 - 27_600
-    alt = t.alternative.record.booking
-    assert alt.status == c.BOOKING_STATUS_REJECTED
-    assert alt.rejection_reason == c.REJECTION_REASON_CAPACITY_UNAVAILABLE
-    assert "saga.quota.release.b1" in {m.subject for m in t.alternative.outbox}
-    assert domain.apply_discount(t.record, decided(c.DISCOUNT_OUTCOME_APPLIED), {}, NOW) is None  # once
+    assert not any(s.startswith(("saga.quota", "saga.places.release")) for s in subjects_of(t))
+    assert domain.apply_discount(t.record, decided(c.DISCOUNT_OUTCOME_APPLIED), NOW) is None  # once
 
 
-def test_quota_exhausted_rejects_without_a_release():
-    t = domain.apply_discount(created().record, decided(c.DISCOUNT_OUTCOME_QUOTA_EXHAUSTED), {}, NOW)
+def test_quota_exhausted_rejects_and_gives_the_places_back_but_no_quota_unit():
+    t = domain.apply_discount(held(), decided(c.DISCOUNT_OUTCOME_QUOTA_EXHAUSTED), NOW)
     b = t.record.booking
     assert (b.status, b.rejection_reason) == (c.BOOKING_STATUS_REJECTED, c.REJECTION_REASON_QUOTA_EXHAUSTED)
-    assert not any(m.subject.startswith("saga.quota.release") for m in t.outbox)
-    assert [e.sequence for e in b.history] == [1, 2, 3]
+    assert not any(s.startswith("saga.quota.release") for s in subjects_of(t))
+    assert "saga.places.release.b1" in subjects_of(t)
+    assert [e.sequence for e in b.history] == [1, 2, 3, 4]
 
 
-def test_cancel_releases_places_of_a_confirmed_booking_and_refuses_final_ones():
-    confirmed = domain.apply_discount(
-        created().record, decided(c.DISCOUNT_OUTCOME_NOT_ELIGIBLE), {}, NOW
-    ).record
+def test_cancel_gives_back_places_and_quota_of_a_confirmed_booking_and_refuses_final_ones():
+    confirmed = domain.apply_discount(held(), decided(c.DISCOUNT_OUTCOME_APPLIED, 1), NOW).record
     t = domain.cancel(confirmed, "ill", NOW)
-    assert t.capacity_op == "release" and t.record.booking.status == c.BOOKING_STATUS_CANCELLED
+    assert t.record.booking.status == c.BOOKING_STATUS_CANCELLED
+    assert {"saga.places.release.b1", "saga.quota.release.b1"} <= set(subjects_of(t))
     with pytest.raises(FailedPrecondition):
         domain.cancel(t.record, "", NOW)
 
 
-def test_timeout_rejects_and_asks_for_a_release_while_the_discount_is_undecided():
+def test_timeout_before_the_discount_step_closes_the_places_and_never_touches_the_quota():
     t = domain.time_out(created().record, NOW)
     assert t.record.booking.rejection_reason == c.REJECTION_REASON_TIMED_OUT
-    assert "saga.quota.release.b1" in {m.subject for m in t.outbox}
+    assert "saga.places.release.b1" in subjects_of(t)
+    assert not any(s.startswith("saga.quota") for s in subjects_of(t))
     assert domain.time_out(t.record, NOW) is None
 
 
+def test_timeout_while_the_discount_is_undecided_asks_for_both_releases():
+    t = domain.time_out(held(), NOW)
+    assert {"saga.places.release.b1", "saga.quota.release.b1"} <= set(subjects_of(t))
+
+
+def test_places_released_recorded_once_and_only_when_something_was_freed():
+    rejected = domain.apply_discount(held(), decided(c.DISCOUNT_OUTCOME_PATIENT_BLOCKED), NOW).record
+    assert (
+        domain.places_released(rejected, saga_pb2.PlacesReleased(booking_id="b1", freed=False), NOW) is None
+    )
+    freed = saga_pb2.PlacesReleased(booking_id="b1", freed=True)
+    t = domain.places_released(rejected, freed, NOW)
+    assert t.record.booking.history[-1].type == c.EVENT_TYPE_PLACES_RELEASED
+    assert t.record.booking.token == 0
+    assert domain.places_released(t.record, freed, NOW) is None
+
+
 def test_quota_released_and_notifications_are_recorded_once():
-    applied = domain.apply_discount(created().record, decided(c.DISCOUNT_OUTCOME_APPLIED, 1), {}, NOW)
-    rejected = applied.alternative.record
-    released = domain.quota_released(rejected, NOW).record
+    applied = domain.apply_discount(held(), decided(c.DISCOUNT_OUTCOME_APPLIED, 1), NOW)
+    cancelled = domain.cancel(applied.record, "", NOW).record
+    released = domain.quota_released(cancelled, NOW).record
     assert released.booking.discount.outcome == c.DISCOUNT_OUTCOME_RELEASED
     assert domain.quota_released(released, NOW) is None
-    final_seq = next(e.sequence for e in released.booking.history if e.type == c.EVENT_TYPE_BOOKING_REJECTED)
+    final_seq = next(e.sequence for e in released.booking.history if e.type == c.EVENT_TYPE_BOOKING_CANCELLED)
     sent = saga_pb2.NotificationSent(booking_id="b1", notified_sequence=final_seq)
     notified = domain.notification_sent(released, sent, NOW).record
     assert domain.notification_sent(notified, sent, NOW) is None

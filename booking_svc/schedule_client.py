@@ -1,0 +1,68 @@
+"""booking_svc asks schedule_svc, over gRPC, about the registered patient and the doctor a request names.
+
+The caller's identity goes along, so the registry applies its own rules (a patient reads only
+their own record). Doctors never change once created, so each one read is kept.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import grpc
+
+from clinic.v1 import common_pb2, doctor_pb2, doctor_pb2_grpc, patient_pb2, patient_pb2_grpc
+from clinic_common import principal as principals
+from clinic_common.errors import PermissionDenied, Unavailable
+
+CALL_TIMEOUT_S = 3.0
+KEEP_DOCTORS = 1000
+
+
+class ScheduleClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._patients = patient_pb2_grpc.PatientServiceStub(channel)
+        self._doctors = doctor_pb2_grpc.DoctorServiceStub(channel)
+        self._known: OrderedDict[str, doctor_pb2.Doctor] = OrderedDict()
+
+    async def patient(self, patient_id: str, who: principals.Principal) -> common_pb2.Patient | None:
+        """The registered patient, or None when no patient has that id."""
+        try:
+            response = await self._patients.GetPatient(
+                patient_pb2.GetPatientRequest(patient_id=patient_id),
+                metadata=_identity(who),
+                timeout=CALL_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as err:
+            return _absent_or_raise(err)
+        return response.patient
+
+    async def doctor(self, doctor_id: str, who: principals.Principal) -> doctor_pb2.Doctor | None:
+        """The doctor, or None when no doctor has that id."""
+        doctor = self._known.get(doctor_id)
+        if doctor is not None:
+            return doctor
+        try:
+            response = await self._doctors.GetDoctor(
+                doctor_pb2.GetDoctorRequest(doctor_id=doctor_id),
+                metadata=_identity(who),
+                timeout=CALL_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as err:
+            return _absent_or_raise(err)
+        self._known[doctor_id] = response.doctor
+        if len(self._known) > KEEP_DOCTORS:
+            self._known.popitem(last=False)
+        return response.doctor
+
+
+def _identity(who: principals.Principal) -> list[tuple[str, str]]:
+    return [(principals.SUB_KEY, who.sub), (principals.ROLE_KEY, who.role)]
+
+
+def _absent_or_raise(err: grpc.aio.AioRpcError) -> None:
+    code = err.code()
+    if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+        return None
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        raise PermissionDenied(err.details() or "permission denied")
+    raise Unavailable(f"schedule_svc unavailable: {code.name} {err.details() or ''}".strip())

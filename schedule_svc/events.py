@@ -1,0 +1,55 @@
+"""schedule_svc on the bus: the durable consumer of place requests and releases."""
+
+from __future__ import annotations
+
+from nats.aio.msg import Msg
+
+from clinic.v1 import saga_pb2
+from clinic_common import subjects
+from clinic_common.clock import parse_date
+from clinic_common.consumer import ConsumerSpec, Poison
+from clinic_common.errors import NotFound
+from clinic_common.timeutil import parse_hhmm
+
+from .schedule import Places
+
+CONSUMER = ConsumerSpec(
+    stream=subjects.SAGA_STREAM,
+    durable=subjects.SCHEDULE_CONSUMER,
+    filter_subjects=[f"{subjects.PLACES_REQUESTED}.*", f"{subjects.PLACES_RELEASE}.*"],
+    description="schedule_svc: reserve a booking's places (services, doctor's token, time), release them",
+)
+
+
+def make_handler(places: Places):
+    async def handle(msg: Msg) -> None:
+        prefix, _, booking_id = msg.subject.rpartition(".")
+        if prefix == subjects.PLACES_REQUESTED:
+            request = saga_pb2.PlacesRequested.FromString(msg.data)
+            _check(request, booking_id)
+            run = places.on_requested(request)
+        elif prefix == subjects.PLACES_RELEASE:
+            release = saga_pb2.PlacesReleaseRequested.FromString(msg.data)
+            if release.booking_id != booking_id:
+                raise Poison(f"payload booking id {release.booking_id!r} does not match the subject")
+            _check(release.places, booking_id)
+            run = places.on_release_requested(release)
+        else:
+            raise Poison(f"no handler for subject {msg.subject}")
+        try:
+            await run
+        except NotFound as exc:  # a doctor or service that is not there will not appear on retry
+            raise Poison(str(exc)) from exc
+
+    return handle
+
+
+def _check(request: saga_pb2.PlacesRequested, subject_id: str) -> None:
+    if not request.booking_id or request.booking_id != subject_id:
+        raise Poison(f"payload booking id {request.booking_id!r} does not match the subject")
+    try:
+        parse_date(request.appointment_date)
+        if request.start_time:
+            parse_hhmm(request.start_time)
+    except ValueError as exc:
+        raise Poison(f"bad date or time: {exc}") from exc

@@ -1,0 +1,259 @@
+"""schedule_svc's use cases: the registry, doctors and their days, and the saga's places step."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from zoneinfo import ZoneInfo
+
+from clinic.v1 import common_pb2, doctor_pb2, patient_pb2, saga_pb2
+from clinic_common import subjects
+from clinic_common.catalog import Catalog
+from clinic_common.clock import Clock, clinic_day
+from clinic_common.errors import AlreadyExists, InvalidArgument, NotFound
+from clinic_common.logs import get_logger
+from clinic_common.principal import Principal
+
+from . import domain
+from .places import PlacesStore, Request
+from .store import DoctorStore, RegistryStore
+
+log = get_logger(__name__)
+
+Publish = Callable[[str, bytes, str], Awaitable[None]]  # subject, payload, msg id
+
+REFUSALS = {
+    "doctor": (common_pb2.REJECTION_REASON_DOCTOR_UNAVAILABLE, "The doctor is not available on that date"),
+    "capacity": (
+        common_pb2.REJECTION_REASON_CAPACITY_UNAVAILABLE,
+        "No capacity left on the appointment date",
+    ),
+    "slot": (
+        common_pb2.REJECTION_REASON_SLOT_UNAVAILABLE,
+        "That time is outside the doctor's hours or taken",
+    ),
+    "closed": (common_pb2.REJECTION_REASON_TIMED_OUT, "The booking ended before its places were reserved"),
+}
+
+
+class Registry:
+    def __init__(self, store: RegistryStore, country_code: str, tz: ZoneInfo, clock: Clock | None = None):
+        self._store = store
+        self._country_code = country_code
+        self._tz = tz
+        self._clock = clock or Clock()
+
+    async def register(
+        self, req: patient_pb2.RegisterPatientRequest, who: Principal
+    ) -> tuple[common_pb2.Patient, bool]:
+        who.require_staff()
+        bad, phone = domain.validate_registration(req, self._country_code, self._today())
+        if bad:
+            raise InvalidArgument(bad)
+        patient = common_pb2.Patient(
+            id=f"p-{uuid.uuid4().hex[:12]}",
+            name=req.name.strip(),
+            gender=req.gender,
+            date_of_birth=req.date_of_birth,
+            phone=phone,
+            email=domain.normalise_email(req.email),
+        )
+        created, patient_id = await self._store.register(patient)
+        if created:
+            log.info("patient.registered", patient_id=patient_id)
+            return patient, True
+        existing = await self._store.get(patient_id)
+        if existing is None:  # the phone index names a patient that is not there: never written so
+            raise NotFound(f"patient {patient_id} not found")
+        return existing, False
+
+    async def get(self, patient_id: str, who: Principal) -> common_pb2.Patient:
+        if not patient_id or len(patient_id) > domain.MAX_ID_LEN:
+            raise InvalidArgument([("patient_id", "must be a patient id")])
+        who.require_patient_access(patient_id)
+        patient = await self._store.get(patient_id)
+        if patient is None:
+            raise NotFound(f"patient {patient_id} not found")
+        return patient
+
+    async def find(self, phone: str, email: str, who: Principal) -> list[common_pb2.Patient]:
+        who.require_staff()
+        if phone and email:
+            raise InvalidArgument([("phone", "give a phone or an email, not both")])
+        if phone:
+            normalised = domain.normalise_phone(phone, self._country_code)
+            if normalised is None:
+                raise InvalidArgument(
+                    [("phone", "is not a phone number (digits, optionally with +country code)")]
+                )
+            return await self._store.by_phone(normalised)
+        if email:
+            if len(email) > domain.MAX_EMAIL_LEN:
+                raise InvalidArgument([("email", f"at most {domain.MAX_EMAIL_LEN} characters")])
+            return await self._store.by_email(domain.normalise_email(email))
+        raise InvalidArgument([("phone", "give a phone or an email to search by")])
+
+    def _today(self):
+        return clinic_day(self._clock.now(), self._tz)
+
+
+class Doctors:
+    def __init__(
+        self,
+        doctors: DoctorStore,
+        places: PlacesStore,
+        catalog: Catalog,
+        tz: ZoneInfo,
+        clock: Clock | None = None,
+    ) -> None:
+        self._doctors = doctors
+        self._places = places
+        self._catalog = catalog
+        self._tz = tz
+        self._clock = clock or Clock()
+
+    async def create(self, req: doctor_pb2.CreateDoctorRequest, who: Principal) -> doctor_pb2.Doctor:
+        who.require_admin()
+        bad, doctor = domain.validate_doctor(req, self._catalog)
+        if bad:
+            raise InvalidArgument(bad)
+        doctor.id = f"d-{uuid.uuid4().hex[:10]}"
+        stored = await self._doctors.create(doctor)
+        if stored != doctor.id:
+            raise AlreadyExists(f"doctor code {req.code!r} is taken (doctor {stored})")
+        log.info("doctor.created", doctor_id=doctor.id)
+        return doctor
+
+    async def list(self, service_id: str, specialty: str) -> list[doctor_pb2.Doctor]:
+        if len(service_id) > domain.MAX_ID_LEN:
+            raise InvalidArgument([("service_id", f"at most {domain.MAX_ID_LEN} characters")])
+        if len(specialty) > domain.MAX_SPECIALTY_LEN:
+            raise InvalidArgument([("specialty", f"at most {domain.MAX_SPECIALTY_LEN} characters")])
+        return [
+            d
+            for d in await self._doctors.all()
+            if (not service_id or service_id in d.service_ids)
+            and (not specialty or d.specialty.lower() == specialty.lower())
+        ]
+
+    async def get(self, doctor_id: str, field: str = "doctor_id") -> doctor_pb2.Doctor:
+        if not doctor_id or len(doctor_id) > domain.MAX_ID_LEN:
+            raise InvalidArgument([(field, "must be a doctor id")])
+        doctor = await self._doctors.get(doctor_id)
+        if doctor is None:
+            raise NotFound(f"doctor {doctor_id} not found")
+        return doctor
+
+    async def set_availability(
+        self, req: doctor_pb2.SetAvailabilityRequest, who: Principal
+    ) -> doctor_pb2.DoctorDay:
+        who.require_staff()
+        bad = domain.validate_availability(req, self._today())
+        if bad:
+            raise InvalidArgument(bad)
+        doctor = await self.get(req.doctor_id)
+        fields: dict[str, str | int] = {
+            "present": "1" if (not req.HasField("present") or req.present) else "0"
+        }
+        if req.note:
+            fields["note"] = req.note
+        if req.HasField("daily_capacity"):
+            fields["capacity"] = req.daily_capacity
+        start = domain.parse_hhmm(req.day_start) if req.HasField("day_start") else None
+        end = domain.parse_hhmm(req.day_end) if req.HasField("day_end") else None
+        effective_start = start if start is not None else domain.parse_hhmm(doctor.day_start)
+        effective_end = end if end is not None else domain.parse_hhmm(doctor.day_end)
+        if effective_end <= effective_start:
+            raise InvalidArgument(
+                [("day_end", f"must be after the day's start ({domain.hhmm(effective_start)})")]
+            )
+        if start is not None:
+            fields["start"] = start
+        if end is not None:
+            fields["end"] = end
+        await self._places.set_day(req.date, doctor.id, fields)
+        log.info("doctor.availability_set", doctor_id=doctor.id, date=req.date, present=fields["present"])
+        return await self._view(doctor, req.date)
+
+    async def day(self, doctor_id: str, day: str) -> doctor_pb2.DoctorDay:
+        day = day or self._today().isoformat()
+        bad = domain.check_day(day, self._today())
+        if bad and "before today" not in bad[0][1]:  # past days can be looked at
+            raise InvalidArgument(bad)
+        return await self._view(await self.get(doctor_id), day)
+
+    async def _view(self, doctor: doctor_pb2.Doctor, day: str) -> doctor_pb2.DoctorDay:
+        state = await self._places.day(day, doctor.id)
+        plan = domain.plan_for(doctor, state.override)
+        return domain.day_view(doctor, day, plan, state.tokens_held, state.intervals)
+
+    def _today(self):
+        return clinic_day(self._clock.now(), self._tz)
+
+
+class Places:
+    """The saga's first step: reserve a booking's places, or give them back (compensation)."""
+
+    def __init__(self, places: PlacesStore, doctors: DoctorStore, catalog: Catalog, publish: Publish) -> None:
+        self._places = places
+        self._doctors = doctors
+        self._catalog = catalog
+        self._publish = publish
+
+    async def on_requested(self, req: saga_pb2.PlacesRequested) -> None:
+        request, defaults = await self._request(req)
+        capacities = [self._catalog.services[s].daily_capacity for s in req.service_ids]
+        outcome = await self._places.reserve(request, capacities, defaults)
+        decided = saga_pb2.PlacesDecided(booking_id=req.booking_id, reserved=outcome.state == "held")
+        if decided.reserved:
+            decided.token = outcome.token
+            decided.message = _reserved_message(outcome.token, req)
+        else:
+            decided.reason, decided.message = REFUSALS.get(outcome.reason, REFUSALS["closed"])
+        log.info("places.decided", booking_id=req.booking_id, state=outcome.state, reason=outcome.reason)
+        await self._publish(
+            subjects.saga_subject(subjects.PLACES_DECIDED, req.booking_id),
+            decided.SerializeToString(),
+            f"{req.booking_id}:places.decided",
+        )
+
+    async def on_release_requested(self, req: saga_pb2.PlacesReleaseRequested) -> None:
+        request, _ = await self._request(req.places)
+        outcome = await self._places.release(request)
+        log.info("places.release", booking_id=req.booking_id, outcome=outcome, reason=req.reason)
+        released = saga_pb2.PlacesReleased(booking_id=req.booking_id, freed=outcome == "released")
+        await self._publish(
+            subjects.saga_subject(subjects.PLACES_RELEASED, req.booking_id),
+            released.SerializeToString(),
+            f"{req.booking_id}:places.released",
+        )
+
+    async def _request(self, req: saga_pb2.PlacesRequested) -> tuple[Request, tuple[int, int, int]]:
+        start = end = -1
+        defaults = (0, 0, 0)
+        if req.doctor_id:
+            doctor = await self._doctors.get(req.doctor_id)
+            if doctor is None:
+                raise NotFound(f"doctor {req.doctor_id} not found")
+            defaults = (
+                doctor.daily_capacity,
+                domain.parse_hhmm(doctor.day_start),
+                domain.parse_hhmm(doctor.day_end),
+            )
+            if req.start_time:
+                start = domain.parse_hhmm(req.start_time)
+                end = start + (req.duration_minutes or doctor.slot_minutes)
+        for service_id in req.service_ids:
+            if service_id not in self._catalog.services:
+                raise NotFound(f"service {service_id} is not in the catalog")
+        request = Request(
+            req.booking_id, req.appointment_date, list(req.service_ids), req.doctor_id, start, end
+        )
+        return request, defaults
+
+
+def _reserved_message(token: int, req: saga_pb2.PlacesRequested) -> str:
+    details = [f"token {token}"] if token else []
+    if req.start_time:
+        details.append(f"at {req.start_time} for {req.duration_minutes} min")
+    return "Places reserved" + (": " + ", ".join(details) if details else "")
