@@ -133,10 +133,12 @@ def _validate_doctor_fields(
         if not req.doctor_id:
             bad.append(("start_time", "a time needs a doctor_id"))
         try:
-            if today and parse_hhmm(req.start_time) < now_minute:
-                bad.append(("start_time", "is already past today"))
+            start = parse_hhmm(req.start_time)
         except ValueError:
             bad.append(("start_time", "must be a time as HH:MM"))
+        else:
+            if today and start < now_minute:
+                bad.append(("start_time", "is already past today"))
     if req.duration_minutes and not MIN_DURATION <= req.duration_minutes <= MAX_DURATION:
         bad.append(("duration_minutes", f"between {MIN_DURATION} and {MAX_DURATION} minutes"))
     elif req.duration_minutes and not req.start_time:

@@ -96,6 +96,15 @@ return state
 """
 
 
+_SET_DAY = """
+-- KEYS: day   ARGV: expire at, then field, value pairs
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIREAT', KEYS[1], ARGV[1])
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class Request:
     """What one booking asks for on one date."""
@@ -150,6 +159,7 @@ class PlacesStore:
         self._redis = redis
         self._reserve = redis.register_script(_RESERVE)
         self._release = redis.register_script(_RELEASE)
+        self._set_day = redis.register_script(_SET_DAY)
 
     def _keys(self, r: Request) -> list[str]:
         return [hold_key(r.day, r.booking_id), *doctor_keys(r.day, r.doctor_id or "-")] + [
@@ -184,7 +194,7 @@ class PlacesStore:
 
     async def day(self, day: str, doctor_id: str) -> DayState:
         day_key, tokens_key, slots_key = doctor_keys(day, doctor_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:  # a view: a moment apart is fine
             pipe.hgetall(day_key)
             pipe.hlen(tokens_key)
             pipe.hvals(slots_key)
@@ -197,12 +207,8 @@ class PlacesStore:
 
     async def set_day(self, day: str, doctor_id: str, fields: dict[str, str | int]) -> None:
         """That date's availability, replaced whole: the last write stands."""
-        day_key = doctor_keys(day, doctor_id)[0]
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(day_key)
-            pipe.hset(day_key, mapping=fields)
-            pipe.expireat(day_key, expire_at(day))
-            await pipe.execute()
+        pairs = [item for field, value in fields.items() for item in (field, value)]
+        await self._set_day(keys=[doctor_keys(day, doctor_id)[0]], args=[expire_at(day), *pairs])
 
     async def service_booked(self, day: str, service_id: str) -> int:
         return await self._redis.scard(service_key(day, service_id))

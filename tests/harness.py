@@ -30,8 +30,11 @@ from clinic.v1 import (
     booking_pb2,
     booking_pb2_grpc,
     common_pb2,
+    doctor_pb2,
+    doctor_pb2_grpc,
     notification_pb2,
     notification_pb2_grpc,
+    patient_pb2_grpc,
 )
 from clinic_common import access, embedded
 from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
@@ -266,6 +269,8 @@ class Client:
         self.bookings = booking_pb2_grpc.BookingServiceStub(self.channel)
         self.notifications = notification_pb2_grpc.NotificationServiceStub(self.channel)
         self.admin_api = admin_pb2_grpc.AdminServiceStub(self.channel)
+        self.patients = patient_pb2_grpc.PatientServiceStub(self.channel)
+        self.doctors = doctor_pb2_grpc.DoctorServiceStub(self.channel)
 
     @staticmethod
     def auth(sub: str = "operator", role: str = "admin") -> list[tuple[str, str]]:
@@ -285,6 +290,17 @@ class Client:
     async def cancel(self, booking_id: str, reason: str = "") -> common_pb2.Booking:
         req = booking_pb2.CancelBookingRequest(booking_id=booking_id, reason=reason)
         return (await self.bookings.CancelBooking(req, metadata=self.auth(), timeout=10)).booking
+
+    async def doctor(self, service_ids=("gen-consult",), **kw) -> doctor_pb2.Doctor:
+        """A new doctor with a unique code (defaults: capacity 10, 09:00-17:00, 15-minute slots)."""
+        req = doctor_pb2.CreateDoctorRequest(
+            code=uid("DR"), name="Dr Test", specialty="general", service_ids=list(service_ids), **kw
+        )
+        return (await self.doctors.CreateDoctor(req, metadata=self.auth(), timeout=10)).doctor
+
+    async def doctor_day(self, doctor_id: str, day: str) -> doctor_pb2.DoctorDay:
+        req = doctor_pb2.GetDoctorDayRequest(doctor_id=doctor_id, date=day)
+        return (await self.doctors.GetDoctorDay(req, metadata=self.auth(), timeout=10)).day
 
     async def quota(self, day: str = "") -> admin_pb2.Quota:
         return (
