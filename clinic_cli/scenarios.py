@@ -115,19 +115,23 @@ async def capacity_compensation(api: Api, tz: ZoneInfo) -> str:
     candidates = [s for s in await _services(api) if s.price.amount_minor > 100_000 and not s.genders]
     small = min(candidates, key=lambda s: s.daily_capacity)
     day = (datetime.now(tz).date() + timedelta(days=random.randint(200, 360))).isoformat()
-    await asyncio.gather(*(_book(api, _patient(), [small.id], day) for _ in range(small.daily_capacity)))
+    full = await asyncio.gather(
+        *(_book(api, _patient(), [small.id], day) for _ in range(small.daily_capacity))
+    )
+    used = (await api.admin.GetQuota(admin_pb2.GetQuotaRequest(), metadata=api.md)).quota.used
     over = await _book(api, _patient(), [small.id], day)
     if over.rejection_reason != c.REJECTION_REASON_CAPACITY_UNAVAILABLE:
         raise Failed(f"expected CAPACITY_UNAVAILABLE, got {c.BookingStatus.Name(over.status)}")
-    if (
-        over.discount.outcome != c.DISCOUNT_OUTCOME_APPLIED
-        and over.discount.outcome != c.DISCOUNT_OUTCOME_RELEASED
-    ):
-        raise Failed("the over-capacity booking was not granted a discount first (quota exhausted?)")
-    released = await _until(api, over.id, c.EVENT_TYPE_QUOTA_RELEASED)
-    if released.discount.outcome != c.DISCOUNT_OUTCOME_RELEASED:
-        raise Failed("discount not marked RELEASED")
-    return f"{small.id} full on {day}; discount granted, booking rejected, quota unit released"
+    if over.discount.outcome != c.DISCOUNT_OUTCOME_UNSPECIFIED:
+        raise Failed("the over-capacity booking reached the discount step (places come first)")
+    if (await api.admin.GetQuota(admin_pb2.GetQuotaRequest(), metadata=api.md)).quota.used != used:
+        raise Failed("the over-capacity booking touched the quota")
+    held = next((b for b in full if b.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED), full[0])
+    await api.bookings.CancelBooking(booking_pb2.CancelBookingRequest(booking_id=held.id), metadata=api.md)
+    if held.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED:
+        await _until(api, held.id, c.EVENT_TYPE_QUOTA_RELEASED)
+    await _until(api, held.id, c.EVENT_TYPE_PLACES_RELEASED)
+    return f"{small.id} full on {day}: refused before the discount; a cancellation gave back places and quota"
 
 
 async def blocklist(api: Api, tz: ZoneInfo) -> str:

@@ -124,7 +124,7 @@ async def test_nats_down_means_unavailable_and_nothing_written(own_servers):
 async def test_a_booking_stuck_pending_times_out_and_a_late_grant_is_refused(own_servers):
     """discount_svc is down: the booking times out; when it comes back it must not take a unit."""
     system = System(own_servers, env={"BOOKING_TIMEOUT_SECONDS": "1"})
-    system.start(only=("booking_svc", "notification_svc", "gateway"))
+    system.start(only=("schedule_svc", "booking_svc", "notification_svc", "gateway"))
     client = Client(system.gateway_addr)
     try:
         quota = await redis_client(own_servers)

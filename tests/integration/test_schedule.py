@@ -69,16 +69,8 @@ async def test_cancelling_frees_the_token_and_the_lowest_free_number_is_taken_ne
 async def test_overlapping_intervals_under_concurrency_exactly_one_wins(client: Client):
     doctor = await client.doctor(daily_capacity=50)
     day = future_date()
-    starts = [
-        "10:00",
-        "10:15",
-        "10:29",
-        "09:45",
-        "10:10",
-        "10:00",
-        "10:20",
-        "09:31",
-    ]  # all overlap 10:00-10:30
+    # Every interval [start, start + 30) contains 10:00, so any two of them overlap.
+    starts = ["10:00", "09:45", "09:31", "09:50", "10:00", "09:35", "09:59", "09:40"]
     made = await asyncio.gather(
         *(book(client, patient(), day, doctor.id, start_time=t, duration_minutes=30) for t in starts)
     )
@@ -89,11 +81,14 @@ async def test_overlapping_intervals_under_concurrency_exactly_one_wins(client: 
         R.Value("REJECTION_REASON_SLOT_UNAVAILABLE")
     }
     view = await client.doctor_day(doctor.id, day)
-    start = winners[0].start_time
-    assert start not in view.free_times and view.booked == 1
+    taken = minutes(winners[0].start_time)
+    free = [minutes(t) for t in view.free_times]
+    assert view.booked == 1 and free  # no free slot overlaps the winner's interval
+    assert not [t for t in free if t < taken + 30 and taken < t + doctor.slot_minutes]
+    blocked = range((taken - 540) // 15, (taken + 29 - 540) // 15 + 1)  # grid slots the winner overlaps
+    assert len(free) == 32 - len(blocked)  # 09:00-17:00 in 15-minute slots
     # A neighbouring interval that only touches the winner's still fits.
-    h, m = map(int, start.split(":"))
-    after = f"{(h * 60 + m + 30) // 60:02d}:{(h * 60 + m + 30) % 60:02d}"
+    after = f"{(taken + 30) // 60:02d}:{(taken + 30) % 60:02d}"
     touching = await client.settled((await book(client, patient(), day, doctor.id, start_time=after)).id)
     assert touching.status == c.BOOKING_STATUS_CONFIRMED and touching.duration_minutes == doctor.slot_minutes
 
@@ -328,6 +323,10 @@ async def test_staff_list_a_doctors_day_by_status(client: Client):
         )
     assert denied.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(bad_fields(denied.value)) == {"patient_id"}
+
+
+def minutes(hhmm: str) -> int:
+    return int(hhmm[:2]) * 60 + int(hhmm[3:])
 
 
 async def _released(client: Client, booking_id: str) -> bool:
