@@ -21,7 +21,21 @@ from clinic.v1 import booking_pb2
 from clinic.v1 import common_pb2 as c
 from clinic_common import nats_io, subjects
 from clinic_common.config import SERVICES
-from tests.harness import FINAL, Client, Servers, System, birthday_patient, future_date, patient, uid
+from schedule_svc.places import doctor_keys, service_key
+from tests.harness import (
+    FINAL,
+    Client,
+    Servers,
+    System,
+    birthday_patient,
+    future_date,
+    patient,
+    redis_client,
+    uid,
+)
+
+DOCTOR_CAPACITY = 8
+STARTS = [f"{h:02d}:{m:02d}" for h in range(9, 12) for m in (0, 15, 30, 45)]  # 30-minute visits overlap
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
 
@@ -37,6 +51,7 @@ class Report:
     retry_reasons: Counter = field(default_factory=Counter)
     lost: int = 0
     doubled: int = 0
+    places_checked: Counter = field(default_factory=Counter)  # places seen held at the end
     problems: list[str] = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)
     load_s: float = 0.0
@@ -74,6 +89,7 @@ class Report:
             f"client retries {self.client_retries} {dict(self.retry_reasons.most_common(4))}",
             f"outcomes {dict(self.outcomes)}",
             f"lost {self.lost}  doubled {self.doubled}  dead letters {self.dead_letters} (1 poison injected)",
+            f"places checked {dict(self.places_checked)} (tokens and intervals held only by CONFIRMED, once)",
             f"load {self.load_s:.1f}s  time to settle {self.settle_s:.1f}s",
             *([f"longest time a stream had no leader {self.leaderless_s}"] if self.leaderless_s else []),
             f"longest time with no booking accepted {self.longest_gap_s:.2f}s"
@@ -122,6 +138,7 @@ class Chaos:
         self.created: dict[str, c.Booking] = {}
         self.patients: dict[str, str] = {}  # booking id -> patient id (each patient books once)
         self.slot_days = [future_date() for _ in range(3)]
+        self.doctor_ids: list[str] = []  # created at start; their days are contested for tokens and times
         self._leaders: dict[str, str | None] = {}  # stream -> its leader, as last seen by _watch_leaders
 
     async def run(self) -> Report:
@@ -139,6 +156,9 @@ class Chaos:
         await asyncio.to_thread(self.system.start)
         client = Client(self.system.gateway_addr)
         try:
+            self.doctor_ids = [
+                (await client.doctor(daily_capacity=DOCTOR_CAPACITY, slot_minutes=30)).id for _ in range(2)
+            ]
             started = time.monotonic()
             done = asyncio.Event()
             chaos = asyncio.create_task(self._chaos(done)) if self.kill_every_s else None
@@ -175,16 +195,30 @@ class Chaos:
 
     async def _one(self, client: Client, i: int) -> None:
         kind = self.rng.random()
-        if kind < 0.35:
+        doctor = start = ""
+        if kind < 0.25:
             who, services, day = patient(), ["gen-consult"], future_date()
-        elif kind < 0.65:
+        elif kind < 0.5:
             who, services, day = (birthday_patient() if i % 2 else patient()), ["ultrasound"], future_date()
-        elif kind < 0.75:
+        elif kind < 0.6:
             who, services, day = patient("fail_test_user"), ["gen-consult"], future_date()
-        else:
+        elif kind < 0.75:
             who, services, day = patient(), ["single-slot"], self.rng.choice(self.slot_days)
+        else:  # a doctor's day: tokens for all, a time interval for half of them
+            who, services, day = (
+                (birthday_patient() if i % 3 == 0 else patient()),
+                ["gen-consult"],
+                self.slot_days[0],
+            )
+            doctor = self.rng.choice(self.doctor_ids)
+            start = self.rng.choice(STARTS) if i % 2 else ""
         req = booking_pb2.CreateBookingRequest(
-            patient=who, service_ids=services, appointment_date=day, request_id=uid("chaos")
+            patient=who,
+            service_ids=services,
+            appointment_date=day,
+            request_id=uid("chaos"),
+            doctor_id=doctor,
+            start_time=start,
         )
         response = await retrying(
             lambda: client.bookings.CreateBooking(req, metadata=client.auth(), timeout=10), self.report
@@ -221,6 +255,9 @@ class Chaos:
         try:
             js = nc.jetstream(timeout=2)
             prefixes = (
+                subjects.PLACES_REQUESTED,
+                subjects.PLACES_DECIDED,
+                subjects.PLACES_RELEASE,
                 subjects.DISCOUNT_REQUESTED,
                 subjects.DISCOUNT_DECIDED,
                 subjects.QUOTA_RELEASE,
@@ -403,7 +440,71 @@ class Chaos:
             if len(listed.bookings) != 1:
                 r.doubled += 1
                 r.problems.append(f"patient {pid} has {len(listed.bookings)} bookings")
+        await self._check_places(final)
         await self._check_dead_letters()
+
+    async def _check_places(self, final: dict[str, c.Booking], deadline_s: float = 30.0) -> None:
+        """What schedule_svc holds equals what the bookings say: every token, time interval and
+        single-slot place is held by exactly the CONFIRMED bookings that name it, each once.
+
+        A release can still be on its way for a booking cancelled before its places were decided
+        (its history shows no reservation to wait for), so this waits, with a deadline, for a quiet
+        moment at which the two agree."""
+        redis = await redis_client(self.servers)
+        try:
+            deadline = time.monotonic() + deadline_s
+            while True:
+                problems, counted = await self._places_problems(redis, final)
+                if not problems or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+        finally:
+            await redis.aclose()
+        self.report.places_checked = counted
+        self.report.doubled += len(problems)
+        self.report.problems += problems
+
+    async def _places_problems(self, redis, final: dict[str, c.Booking]) -> tuple[list[str], Counter]:
+        problems: list[str] = []
+        counted: Counter = Counter()
+        day = self.slot_days[0]
+        for doctor_id in self.doctor_ids:
+            confirmed = [
+                b
+                for b in final.values()
+                if b.doctor_id == doctor_id and b.status == c.BOOKING_STATUS_CONFIRMED
+            ]
+            _, tokens_key, slots_key = doctor_keys(day, doctor_id)
+            tokens = {int(k): v.decode() for k, v in (await redis.hgetall(tokens_key)).items()}
+            slots = {k.decode(): v.decode() for k, v in (await redis.hgetall(slots_key)).items()}
+            expected = {b.token: b.id for b in confirmed}
+            if tokens != expected or len(expected) != len(confirmed):
+                problems.append(f"doctor {doctor_id}: tokens held {tokens} != confirmed {expected}")
+            if not set(tokens) <= set(range(1, DOCTOR_CAPACITY + 1)):
+                problems.append(f"doctor {doctor_id}: a token outside 1..{DOCTOR_CAPACITY}: {sorted(tokens)}")
+            timed = {b.id for b in confirmed if b.start_time}
+            if set(slots) != timed:
+                problems.append(
+                    f"doctor {doctor_id}: intervals held by {sorted(slots)} != confirmed {sorted(timed)}"
+                )
+            spans = sorted(tuple(map(int, v.split(","))) for v in slots.values())
+            if any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
+                problems.append(f"doctor {doctor_id}: overlapping intervals {spans}")
+            counted["tokens"] += len(tokens)
+            counted["intervals"] += len(slots)
+        for slot_day in self.slot_days:
+            holders = {raw.decode() for raw in await redis.smembers(service_key(slot_day, "single-slot"))}
+            confirmed_ids = {
+                b.id
+                for b in final.values()
+                if b.appointment_date == slot_day
+                and b.status == c.BOOKING_STATUS_CONFIRMED
+                and any(s.service_id == "single-slot" for s in b.services)
+            }
+            if holders != confirmed_ids or len(holders) > 1:
+                problems.append(f"single-slot {slot_day}: held by {holders}, confirmed {confirmed_ids}")
+            counted["service places"] += len(holders)
+        return problems, counted
 
     async def _check_dead_letters(self, deadline_s: float = 30.0) -> None:
         """The poison message reaches DEAD_LETTERS (with a deadline: it was injected last), and
@@ -436,6 +537,13 @@ def _settled(b: c.Booking) -> bool:
         return False
     if b.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED and b.status != c.BOOKING_STATUS_CONFIRMED:
         return False  # compensation pending
+    kinds = {e.type for e in b.history}
+    if (
+        b.status != c.BOOKING_STATUS_CONFIRMED
+        and c.EVENT_TYPE_PLACES_RESERVED in kinds
+        and c.EVENT_TYPE_PLACES_RELEASED not in kinds
+    ):
+        return False  # places on their way back
     finals = sum(
         1
         for e in b.history
