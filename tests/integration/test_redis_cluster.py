@@ -15,8 +15,12 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
+from clinic.v1.common_pb2 import Patient
+from clinic.v1.doctor_pb2 import Doctor
 from clinic_common import embedded
 from discount_svc.quota import QuotaStore
+from schedule_svc.places import PlacesStore, Request, hold_key
+from schedule_svc.store import DoctorStore, RegistryStore
 from tests.harness import wait_for
 
 SLOTS = 16384
@@ -116,3 +120,39 @@ async def test_quota_scripts_on_a_three_primary_cluster(cluster):
         winner = f"b{results.index('applied')}"
         assert await quota.grant(day, winner) == "released"  # a finished booking never takes a unit again
         assert await quota.reconcile(day, repair=False) == (0, 0)
+
+
+async def test_place_and_registry_scripts_on_a_three_primary_cluster(cluster):
+    """Every key a places script touches shares its date's tag, so a booking's places are reserved
+    all or nothing on one primary; dates spread over the primaries. The registry and doctors too."""
+    places = PlacesStore(cluster)
+    days = ["2026-12-01", "2026-12-02", "2026-12-05"]
+    slots = {RedisCluster.keyslot(cluster, hold_key(d, "x")) for d in days}
+    assert len(slots) >= 2
+    for day in days:
+        asks = [
+            Request(f"b{i}", day, ["gen", "ecg"], "d-1", 540 + 30 * (i % 4), 570 + 30 * (i % 4))
+            for i in range(12)
+        ]
+        outcomes = await asyncio.gather(*(places.reserve(r, [10, 3], (5, 540, 1020)) for r in asks))
+        held = [o for o in outcomes if o.state == "held"]
+        assert len(held) == 3  # ecg has 3 places that day
+        assert sorted(o.token for o in held) == [1, 2, 3]
+        assert await asyncio.gather(*(places.reserve(r, [10, 3], (5, 540, 1020)) for r in asks)) == outcomes
+        assert (
+            sorted(await asyncio.gather(*(places.release(r) for r in asks)))
+            == ["refused"] * 9 + ["released"] * 3
+        )
+        state = await places.day(day, "d-1")
+        assert (state.tokens_held, state.intervals) == (0, [])
+        await places.set_day(day, "d-1", {"present": "0"})
+        refused = await places.reserve(Request("late", day, ["gen"], "d-1"), [10], (5, 540, 1020))
+        assert (refused.state, refused.reason) == ("refused", "doctor")
+    registry = RegistryStore(cluster)
+    first = await registry.register(Patient(id="p-1", name="A", phone="+919800000001", email="a@x.in"))
+    second = await registry.register(Patient(id="p-2", name="B", phone="+919800000001"))
+    assert first == (True, "p-1") and second == (False, "p-1")
+    assert [p.id for p in await registry.by_email("a@x.in")] == ["p-1"]
+    doctors = DoctorStore(cluster)
+    assert await doctors.create(Doctor(id="d-1", code="DR-A", name="A")) == "d-1"
+    assert await doctors.create(Doctor(id="d-2", code="dr-a", name="B")) == "d-1"  # codes ignore case
