@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis.asyncio as aioredis
 
-from clinic_common.catalog import DEFAULT_CATALOG, load
 from booking_svc.saga import Bookings
 from booking_svc.store import BookingStore
 from clinic.v1 import booking_pb2, saga_pb2
 from clinic.v1 import common_pb2 as c
+from clinic_common.catalog import DEFAULT_CATALOG, load
 from clinic_common.errors import ResourceExhausted
 from clinic_common.principal import ANONYMOUS_ADMIN
 from tests.harness import future_date, patient, uid

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from booking_svc import domain
-from clinic_common.catalog import parse
 from clinic.v1 import booking_pb2, saga_pb2
 from clinic.v1 import common_pb2 as c
+from clinic_common.catalog import parse
 from clinic_common.config import ConfigError
 from clinic_common.errors import FailedPrecondition, InvalidArgument
 
