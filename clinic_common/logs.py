@@ -11,7 +11,7 @@ import structlog
 
 # Keys that could carry a patient's identity beyond their id. They are dropped from every log line
 # whatever the caller passed, so a careless log call cannot leak them.
-_FORBIDDEN_KEYS = frozenset({"name", "patient_name", "date_of_birth", "dob", "patient"})
+_FORBIDDEN_KEYS = frozenset({"name", "patient_name", "date_of_birth", "dob", "patient", "phone", "email"})
 
 
 def _drop_health_data(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
