@@ -331,3 +331,29 @@ def minutes(hhmm: str) -> int:
 
 async def _released(client: Client, booking_id: str) -> bool:
     return any(e.type == c.EVENT_TYPE_PLACES_RELEASED for e in (await client.get(booking_id)).history)
+
+
+async def test_registry_logs_name_no_phone_no_email_no_birth_date(client: Client, system):
+    phone = "9" + uid("")[-9:].translate(str.maketrans("abcdef", "123456"))
+    req = patient_pb2.RegisterPatientRequest(
+        name="Zenobia Quillfeather",
+        phone=phone,
+        email="zenobia.q@example.com",
+        gender=c.GENDER_FEMALE,
+        date_of_birth="1977-07-17",
+    )
+    made = (await client.patients.RegisterPatient(req, metadata=client.auth("desk-1", "staff"))).patient
+    booking = await client.create(c.Patient(id=made.id), ["gen-consult"], appointment_date=future_date())
+    await client.settled(booking.id)
+
+    def logged() -> str:
+        return system.log_tail("schedule_svc", 10**7) + system.log_tail("booking_svc", 10**7)
+
+    await wait_for(lambda: _async(made.id in logged()), what="the registration in schedule_svc's log")
+    text = logged()
+    for secret in ("Zenobia", "Quillfeather", phone, "zenobia.q@example.com", "1977-07-17"):
+        assert secret not in text, secret
+
+
+async def _async(value):
+    return value
