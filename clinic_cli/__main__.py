@@ -9,6 +9,8 @@ import sys
 
 import grpc
 
+from . import people
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clinic", description="Clinic booking system")
@@ -23,11 +25,14 @@ def parser() -> argparse.ArgumentParser:
     services = sub.add_parser("services", help="the medical services on offer")
     services.add_argument("--gender", choices=["female", "male", "other"])
     book = sub.add_parser("book", help="book services and watch the saga live")
-    book.add_argument("--patient", required=True)
+    book.add_argument("--patient", required=True, help="patient id (a registered one needs nothing more)")
     book.add_argument("--name", default="")
-    book.add_argument("--gender", choices=["female", "male", "other"], required=True)
-    book.add_argument("--dob", required=True, help="YYYY-MM-DD")
+    book.add_argument("--gender", choices=["female", "male", "other"], help="with --dob: an inline patient")
+    book.add_argument("--dob", help="YYYY-MM-DD")
     book.add_argument("--date", help="appointment date, YYYY-MM-DD (default today)")
+    book.add_argument("--doctor", default="", help="doctor id: takes a token of the doctor's day")
+    book.add_argument("--at", default="", help="HH:MM (with --doctor): takes that time interval")
+    book.add_argument("--duration", type=int, default=0, help="minutes (default the doctor's slot)")
     book.add_argument("--request-id")
     book.add_argument("services", nargs="+", metavar="SERVICE_ID")
     watch = sub.add_parser("watch", help="a booking's events: replay, then live")
@@ -56,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("-n", type=int, default=200)
     load.add_argument("-c", "--concurrency", type=int, default=16)
     load.add_argument("--service", default="gen-consult")
+    people.add_parsers(sub)
     return p
 
 
@@ -100,6 +106,8 @@ async def _dispatch(api, args) -> int:
             return await scenarios.run(api, ZoneInfo(os.environ.get("CLINIC_TIMEZONE", "Asia/Kolkata")))
         if args.command == "load":
             return await load.run(api, args.n, args.concurrency, args.service)
+        if args.command in people.COMMANDS:
+            return await people.run(api, args)
         return await getattr(commands, args.command)(api, args)
 
 

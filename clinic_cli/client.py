@@ -8,7 +8,13 @@ from pathlib import Path
 
 import grpc
 
-from clinic.v1 import admin_pb2_grpc, booking_pb2_grpc, notification_pb2_grpc
+from clinic.v1 import (
+    admin_pb2_grpc,
+    booking_pb2_grpc,
+    doctor_pb2_grpc,
+    notification_pb2_grpc,
+    patient_pb2_grpc,
+)
 from clinic_common.errors import bad_request_fields
 
 DEFAULT_ADDR = "127.0.0.1:50051"
@@ -47,6 +53,8 @@ class Api:
         self.bookings = booking_pb2_grpc.BookingServiceStub(self.channel)
         self.notifications = notification_pb2_grpc.NotificationServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+        self.patients = patient_pb2_grpc.PatientServiceStub(self.channel)
+        self.doctors = doctor_pb2_grpc.DoctorServiceStub(self.channel)
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -29,13 +29,23 @@ async def services(api: Api, args: argparse.Namespace) -> int:
 
 async def book(api: Api, args: argparse.Namespace) -> int:
     out = console()
-    req = booking_pb2.CreateBookingRequest(
-        patient=c.Patient(
+    require(
+        bool(args.gender) == bool(args.dob),
+        "give --gender and --dob together, or neither for a registered patient",
+    )
+    patient = c.Patient(id=args.patient)
+    if args.gender:
+        patient = c.Patient(
             id=args.patient, name=args.name, gender=GENDERS[args.gender], date_of_birth=args.dob
-        ),
+        )
+    req = booking_pb2.CreateBookingRequest(
+        patient=patient,
         service_ids=args.services,
         appointment_date=args.date or "",
         request_id=args.request_id or "",
+        doctor_id=args.doctor,
+        start_time=args.at,
+        duration_minutes=args.duration,
     )
     created = (await api.bookings.CreateBooking(req, metadata=api.md, timeout=10)).booking
     out.print(f"booking [bold]{created.id}[/] created, the saga runs:")

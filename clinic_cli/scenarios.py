@@ -1,4 +1,4 @@
-"""`clinic scenarios`: the four seed scenarios against a running system, PASS/FAIL each."""
+"""`clinic scenarios`: the seed scenarios against a running system, PASS/FAIL each."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
+from clinic.v1 import admin_pb2, booking_pb2, doctor_pb2, notification_pb2, patient_pb2
 from clinic.v1 import common_pb2 as c
 from clinic_common.money import format_minor
 
@@ -38,8 +38,10 @@ async def _outcome(api: Api, booking_id: str) -> c.Booking:
     ).booking
 
 
-async def _book(api: Api, patient: c.Patient, service_ids, day: str = "") -> c.Booking:
-    req = booking_pb2.CreateBookingRequest(patient=patient, service_ids=service_ids, appointment_date=day)
+async def _book(api: Api, patient: c.Patient, service_ids, day: str = "", **kw) -> c.Booking:
+    req = booking_pb2.CreateBookingRequest(
+        patient=patient, service_ids=service_ids, appointment_date=day, **kw
+    )
     booking = (await api.bookings.CreateBooking(req, metadata=api.md, timeout=10)).booking
     return await _outcome(api, booking.id)
 
@@ -141,11 +143,91 @@ async def blocklist(api: Api, tz: ZoneInfo) -> str:
     return "fail_test_user rejected: PATIENT_BLOCKED"
 
 
+async def _doctor(api: Api, capacity: int = 10) -> doctor_pb2.Doctor:
+    consult = min((x for x in await _services(api) if not x.genders), key=lambda x: x.price.amount_minor)
+    req = doctor_pb2.CreateDoctorRequest(
+        code=f"SCN-{uuid.uuid4().hex[:8]}",
+        name="Dr Scenario",
+        service_ids=[consult.id],
+        daily_capacity=capacity,
+    )
+    return (await api.doctors.CreateDoctor(req, metadata=api.md, timeout=10)).doctor
+
+
+def _later(tz: ZoneInfo) -> str:
+    return (datetime.now(tz).date() + timedelta(days=random.randint(30, 360))).isoformat()
+
+
+async def doctor_tokens(api: Api, tz: ZoneInfo) -> str:
+    doctor, day = await _doctor(api, capacity=10), _later(tz)
+    done = await asyncio.gather(
+        *(_book(api, _patient(), list(doctor.service_ids), day, doctor_id=doctor.id) for _ in range(30))
+    )
+    tokens = sorted(b.token for b in done if b.status == c.BOOKING_STATUS_CONFIRMED)
+    full = [b for b in done if b.rejection_reason == c.REJECTION_REASON_CAPACITY_UNAVAILABLE]
+    if tokens != list(range(1, 11)) or len(full) != 20:
+        raise Failed(f"tokens {tokens}, {len(full)} refused for capacity (expected 1..10 and 20)")
+    return f"30 bookings for {doctor.code}'s 10 tokens: tokens 1..10 once each, 20 CAPACITY_UNAVAILABLE"
+
+
+async def overlapping_time(api: Api, tz: ZoneInfo) -> str:
+    doctor, day = await _doctor(api), _later(tz)
+    services = list(doctor.service_ids)
+    first = await _book(
+        api, _patient(), services, day, doctor_id=doctor.id, start_time="10:00", duration_minutes=30
+    )
+    second = await _book(api, _patient(), services, day, doctor_id=doctor.id, start_time="10:15")
+    if (
+        first.status != c.BOOKING_STATUS_CONFIRMED
+        or second.rejection_reason != c.REJECTION_REASON_SLOT_UNAVAILABLE
+    ):
+        raise Failed(f"10:00-10:30 {_name(first)}, then 10:15 {_name(second)}")
+    return "10:00-10:30 confirmed; 10:15 refused: SLOT_UNAVAILABLE"
+
+
+async def absent_doctor(api: Api, tz: ZoneInfo) -> str:
+    doctor, day = await _doctor(api), _later(tz)
+    req = doctor_pb2.SetAvailabilityRequest(doctor_id=doctor.id, date=day, present=False, note="on leave")
+    await api.doctors.SetAvailability(req, metadata=api.md, timeout=10)
+    b = await _book(api, _patient(), list(doctor.service_ids), day, doctor_id=doctor.id)
+    if b.rejection_reason != c.REJECTION_REASON_DOCTOR_UNAVAILABLE:
+        raise Failed(f"expected DOCTOR_UNAVAILABLE, got {_name(b)}")
+    return f"{doctor.code} absent on {day}: DOCTOR_UNAVAILABLE"
+
+
+async def duplicate_phone(api: Api, tz: ZoneInfo) -> str:
+    digits = "9" + str(random.randint(10**8, 10**9 - 1))
+    spellings = [digits, f"+91 {digits[:5]} {digits[5:]}", f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"]
+
+    async def register(phone: str) -> patient_pb2.RegisterPatientResponse:
+        req = patient_pb2.RegisterPatientRequest(
+            name="Scenario", phone=phone, gender=c.GENDER_FEMALE, date_of_birth="1990-01-01"
+        )
+        return await api.patients.RegisterPatient(req, metadata=api.md, timeout=10)
+
+    answers = await asyncio.gather(*(register(p) for p in spellings))
+    ids = {a.patient.id for a in answers}
+    if len(ids) != 1 or sum(a.created for a in answers) > 1:
+        raise Failed(f"{len(ids)} patients for one phone")
+    return f"{len(spellings)} spellings of {answers[0].patient.phone}: one patient {ids.pop()}"
+
+
+def _name(b: c.Booking) -> str:
+    reason = c.RejectionReason.Name(b.rejection_reason).removeprefix("REJECTION_REASON_")
+    return c.BookingStatus.Name(b.status).removeprefix("BOOKING_STATUS_") + (
+        f" {reason}" if b.rejection_reason else ""
+    )
+
+
 SCENARIOS = [
     ("birthday discount", birthday),
     ("quota exhausted", quota_exhausted),
     ("capacity failure with compensation", capacity_compensation),
     ("blocklist", blocklist),
+    ("doctor tokens: 30 for 10", doctor_tokens),
+    ("overlapping time refused", overlapping_time),
+    ("absent doctor refused", absent_doctor),
+    ("duplicate phone, one patient", duplicate_phone),
 ]
 
 

@@ -14,6 +14,7 @@ STATUS_STYLE = {
     c.BOOKING_STATUS_CONFIRMED: "green",
     c.BOOKING_STATUS_REJECTED: "red",
     c.BOOKING_STATUS_CANCELLED: "magenta",
+    c.BOOKING_STATUS_WAITLISTED: "cyan",
 }
 
 
@@ -40,6 +41,9 @@ def booking_panel(b: c.Booking) -> Panel:
         "services", ", ".join(f"{s.name} ({format_minor(s.price.amount_minor)})" for s in b.services)
     )
     grid.add_row("date", b.appointment_date)
+    if b.doctor_id:
+        at = f" at {b.start_time} for {b.duration_minutes} min" if b.start_time else ""
+        grid.add_row("doctor", f"{b.doctor_id}{at}" + (f", token {b.token}" if b.token else ""))
     grid.add_row("base price", format_minor(b.base_price.amount_minor))
     if b.discount.outcome:
         outcome = c.DiscountOutcome.Name(b.discount.outcome).removeprefix("DISCOUNT_OUTCOME_")

@@ -63,7 +63,7 @@ async def test_book_shows_the_saga_and_the_outcome(system):
 async def test_scenarios_pass_against_the_running_system(system):
     done = await clinic(system, "scenarios")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("PASS") == 4
+    assert done.stdout.count("PASS") == 8 and "FAIL" not in done.stdout
 
 
 async def test_quota_show_and_verify(system):
