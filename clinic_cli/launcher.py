@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clinic_common import access, embedded
-from clinic_common.config import SERVICES
+from clinic_common.config import ADDR_VARS, DEFAULT_ADDRS, SERVICES
 from gateway.auth import mint
 
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
@@ -185,12 +185,8 @@ def _print_ready(console, env: dict[str, str], gateway_addr: str, logs_dir: Path
         env_line = f"export CLINIC_TOKEN={token}"
     else:
         env_line = "# CLINIC_AUTH=none: no token needed"
-    _say(
-        console,
-        f"[green]✓[/] booking_svc {env.get('BOOKING_SVC_ADDR', '127.0.0.1:50061')}  "
-        f"notification_svc {env.get('NOTIFICATION_SVC_ADDR', '127.0.0.1:50062')}  "
-        f"discount_svc {env.get('DISCOUNT_SVC_ADDR', '127.0.0.1:50063')}  (logs in {logs_dir})",
-    )
+    internal = "  ".join(f"{m} {env.get(ADDR_VARS[m]) or DEFAULT_ADDRS[m]}" for m in SERVICES if m != "gateway")
+    _say(console, f"[green]✓[/] {internal}  (logs in {logs_dir})")
     _say(console, f"[bold green]✓ gateway ready on {gateway_addr}[/]  — Ctrl-C stops everything\n")
     console.print("Try it (admin token, valid 12 h):", highlight=False)
     console.print(f"  grpcurl -plaintext {header}{gateway_addr} list", highlight=False, soft_wrap=True)

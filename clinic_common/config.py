@@ -21,6 +21,13 @@ ADDR_VARS = {
     "schedule_svc": "SCHEDULE_SVC_ADDR",
     "gateway": "CLINIC_GATEWAY_ADDR",
 }
+DEFAULT_ADDRS = {
+    "booking_svc": "127.0.0.1:50061",
+    "notification_svc": "127.0.0.1:50062",
+    "discount_svc": "127.0.0.1:50063",
+    "schedule_svc": "127.0.0.1:50064",
+    "gateway": "127.0.0.1:50051",
+}
 # The variable that holds each service's /metrics address.
 METRICS_VARS = {
     "booking_svc": "BOOKING_SVC_METRICS_ADDR",
