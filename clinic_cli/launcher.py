@@ -185,7 +185,9 @@ def _print_ready(console, env: dict[str, str], gateway_addr: str, logs_dir: Path
         env_line = f"export CLINIC_TOKEN={token}"
     else:
         env_line = "# CLINIC_AUTH=none: no token needed"
-    internal = "  ".join(f"{m} {env.get(ADDR_VARS[m]) or DEFAULT_ADDRS[m]}" for m in SERVICES if m != "gateway")
+    internal = "  ".join(
+        f"{m} {env.get(ADDR_VARS[m]) or DEFAULT_ADDRS[m]}" for m in SERVICES if m != "gateway"
+    )
     _say(console, f"[green]✓[/] {internal}  (logs in {logs_dir})")
     _say(console, f"[bold green]✓ gateway ready on {gateway_addr}[/]  — Ctrl-C stops everything\n")
     console.print("Try it (admin token, valid 12 h):", highlight=False)
