@@ -57,6 +57,15 @@ def render(config: GatewayConfig, admin: dict[str, Any]) -> dict[str, Any]:
     return {
         "node": {"id": "clinic-gateway", "cluster": "clinic-gateway"},
         "admin": {"address": admin},
+        # Per-method gRPC stats as one label (Envoy's default tags split "clinic.v1.X.Method" at dots).
+        "stats_config": {
+            "stats_tags": [
+                {
+                    "tag_name": "grpc_method",
+                    "regex": r"^cluster\.[^.]+\.grpc\.(((?:clinic|grpc)\.[\w.]+?\.[A-Z]\w*\.[A-Z]\w*)\.)",
+                }
+            ]
+        },
         "overload_manager": {
             "resource_monitors": [
                 {
@@ -141,7 +150,16 @@ def _public_listener(config: GatewayConfig) -> dict[str, Any]:
 
 
 def _http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
-    filters = [_filter("envoy.filters.http.grpc_web", "extensions.filters.http.grpc_web.v3.GrpcWeb")]
+    filters = [
+        _filter("envoy.filters.http.grpc_web", "extensions.filters.http.grpc_web.v3.GrpcWeb"),
+        # Calls by method and status: envoy_cluster_grpc_<code>{grpc_method="clinic.v1.X.Method"}
+        _filter(
+            "envoy.filters.http.grpc_stats",
+            "extensions.filters.http.grpc_stats.v3.FilterConfig",
+            stats_for_all_methods=True,
+            enable_upstream_stats=True,
+        ),
+    ]
     if config.auth == "jwt":
         filters += [_jwt_filter(config), _rbac_filter()]
     filters += [
@@ -354,12 +372,16 @@ def _route(match: dict[str, Any], backend: str, path: str, *, open_: bool = Fals
     action: dict[str, Any] = {
         "cluster": backend,
         "timeout": "0s" if stream else UNARY_TIMEOUT,
-        # A caller's grpc-timeout is honoured (capped at 15 s for unary calls).
-        "max_stream_duration": {"grpc_timeout_header_max": "0s" if stream else UNARY_TIMEOUT},
         "retry_policy": {"retry_on": retry_on, "num_retries": 2},
     }
     if stream:
-        action["idle_timeout"] = "0s"  # a quiet watch is not a dead one
+        # A quiet watch is not a dead one. Its deadline (grpc-timeout) is the caller's and the
+        # service's to keep: were Envoy to keep it too, the stream it cut would reach the caller as
+        # RST_STREAM (INTERNAL) instead of DEADLINE_EXCEEDED whenever Envoy's timer fired first.
+        action["idle_timeout"] = "0s"
+    else:
+        # A caller's shorter grpc-timeout is honoured; past it Envoy answers DEADLINE_EXCEEDED.
+        action["max_stream_duration"] = {"grpc_timeout_header_max": UNARY_TIMEOUT}
     route: dict[str, Any] = {"name": backend, "match": match, "route": action}
     if open_:
         disabled = _typed("config.route.v3.FilterConfig", disabled=True)
