@@ -78,3 +78,22 @@ def test_logs_never_carry_names_or_birth_dates():
     line = json.loads(buffer.getvalue().strip().splitlines()[-1])
     assert line["patient_id"] == "p1"
     assert "Asha" not in buffer.getvalue() and "1990-01-01" not in buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("details", "says"),
+    [
+        ("failed to connect to all addresses; last error: ECONNREFUSED", "cannot reach the gateway at gw:1"),
+        (
+            "booking_svc unavailable: upstream connect error or disconnect/reset before headers",
+            "UNAVAILABLE: booking_svc unavailable: upstream connect error",
+        ),
+    ],
+)
+def test_the_cli_tells_a_down_gateway_from_a_down_backend(details, says):
+    import grpc
+
+    from clinic_cli.client import describe
+
+    err = grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+    assert str(describe(err, "gw:1")).startswith(says)
