@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import math
 import os
 import secrets
 import statistics
@@ -220,6 +221,10 @@ def run(seconds: float, python_rev: str) -> dict[str, dict[str, float]]:
     return results
 
 
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
+
+
 def table(results: dict[str, dict[str, float]]) -> str:
     lines = [
         "| edge | CPU ms/call unary | CPU ms/call 4-msg stream | calls/s unary c=64 | p50 ms unary c=1"
@@ -228,7 +233,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
     ]
     for name, r in results.items():
         lines.append(
-            f"| {name} | {r['unary_cpu_ms']:.3f} | {r['stream_cpu_ms']:.3f} | {r['unary_per_s']:,.0f}"
+            f"| {name} | {_ms(r['unary_cpu_ms'])} | {_ms(r['stream_cpu_ms'])} | {r['unary_per_s']:,.0f}"
             f" | {r['unary_p50_ms']:.2f} | {r['stream_p50_ms']:.2f} | {r['unary_p99_ms']:.2f} |"
         )
     return "\n".join(lines)
