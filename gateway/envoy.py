@@ -364,7 +364,6 @@ def _is_stream(path: str) -> bool:
 
 
 def _route(match: dict[str, Any], backend: str, path: str, *, open_: bool = False) -> dict[str, Any]:
-    match = {**match, "grpc": {}} if not open_ else match
     stream = _is_stream(path)
     retry_on = "connect-failure,refused-stream"
     if path in routes.RETRYABLE:

@@ -231,3 +231,28 @@ async def test_the_gateway_process_is_envoy_and_stops_cleanly(recorder):
     finally:
         proc.terminate()
     assert proc.wait(10) == 0  # SIGTERM reached envoy itself, which drained and exited
+
+
+async def test_grpc_web_over_http1_reaches_the_service(edge, recorder):
+    """grpc-web (a browser's framing, over HTTP/1.1) is translated to gRPC for the services."""
+    addr, _ = edge
+    mark = uuid.uuid4().hex
+    request = urllib.request.Request(
+        f"http://{addr}{LIST}",
+        data=b"\x00\x00\x00\x00\x00",  # one empty message, grpc-web framed
+        headers={
+            "content-type": "application/grpc-web+proto",
+            "x-grpc-web": "1",
+            "authorization": bearer("p-web")[1],
+            "x-test-mark": mark,
+        },
+        method="POST",
+    )
+
+    def post() -> bytes:  # in a thread: the recording backend runs on this event loop
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return reply.read()
+
+    body = await asyncio.to_thread(post)
+    assert b"grpc-status:0" in body.replace(b" ", b"")  # the trailer frame
+    assert recorder.seen[mark]["x-clinic-sub"] == "p-web"
