@@ -7,8 +7,12 @@
 
 from __future__ import annotations
 
+import getpass
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from clinic_common import logs
 from clinic_common.config import exit_on_config_error
@@ -42,9 +46,28 @@ def envoy_argv(config: GatewayConfig, config_path: str, *extra: str) -> list[str
     ]
 
 
+def admin_socket() -> dict:
+    """Envoy's admin interface on a unix socket only this user can open (0700 directory, 0600 socket).
+
+    The directory is named by pid (envoy keeps ours); those of gateways that are gone are removed.
+    """
+    base = Path(tempfile.gettempdir())
+    for old in base.glob("clinic-gateway-*"):
+        pid = old.name.rpartition("-")[2]
+        gone = pid == str(os.getpid()) or not Path(f"/proc/{pid}").exists()
+        try:
+            if gone and old.owner() == getpass.getuser():
+                shutil.rmtree(old, ignore_errors=True)
+        except (OSError, KeyError):  # another gateway starting now removed it first; an unknown uid
+            continue
+    private = base / f"clinic-gateway-{os.getpid()}"
+    private.mkdir(mode=0o700)
+    return {"pipe": {"path": str(private / "admin.sock"), "mode": 0o600}}
+
+
 def bootstrap_fd(config: GatewayConfig) -> int:
     """The bootstrap in an anonymous in-memory file: the JWT key never touches disk or argv."""
-    admin = {"pipe": {"path": f"@clinic-gateway-admin-{os.getpid()}"}}
+    admin = admin_socket()
     fd = os.memfd_create("clinic-gateway.json", 0)  # inherited across exec, gone with the process
     os.write(fd, to_json(render(config, admin)).encode())
     os.lseek(fd, 0, os.SEEK_SET)
