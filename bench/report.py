@@ -11,6 +11,7 @@ from rich.table import Table
 from .load import Result
 
 SYSTEM_PROCS = ("gateway", "booking_svc", "discount_svc", "notification_svc", "nats-server", "valkey")
+HEADERS = {"gateway": "gateway (envoy)"}  # `python -m gateway` execs envoy: same pid
 REF_PROCS = ("ref-front", "ref-worker-a", "ref-worker-b", "nats-server", "valkey")
 
 TARGET_RATIO = 0.8
@@ -54,7 +55,7 @@ def cpu_table(title: str, results: list[Result], procs: tuple[str, ...]) -> Tabl
     table = Table(title=title, title_justify="left")
     table.add_column("phase")
     for p in (*procs, "loadgen", "sum", "others*"):
-        table.add_column(p, justify="right")
+        table.add_column(HEADERS.get(p, p), justify="right")
     for r in results:
         per = r.cpu_per_saga()
         table.add_row(
@@ -70,7 +71,7 @@ def cpu_table(title: str, results: list[Result], procs: tuple[str, ...]) -> Tabl
 def rss_table(title: str, peaks: dict[str, float | None], procs: tuple[str, ...]) -> Table:
     table = Table(title=title, title_justify="left")
     for p in (*procs, "loadgen"):
-        table.add_column(p, justify="right")
+        table.add_column(HEADERS.get(p, p), justify="right")
     table.add_row(*(_f(peaks.get(p), 1) for p in (*procs, "loadgen")))
     return table
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def resolve_token(explicit: str | None) -> str | None:
     return mint(secret, "operator", "admin", ttl_s=3600)
 
 
+BACKEND_DOWN = re.compile(r"^[a-z_]+ unavailable: ")
+
+
 @dataclass
 class Api:
     addr: str
@@ -66,9 +70,11 @@ class Api:
 
 
 def describe(err: grpc.aio.AioRpcError, addr: str) -> CliError:
-    if err.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (err.details() or "").lower():
-        return CliError(f"cannot reach the gateway at {addr} (is 'make run' running?)", 2)
-    if err.code() == grpc.StatusCode.UNAVAILABLE and "connect" in (err.details() or "").lower():
+    details = err.details() or ""
+    # The gateway names a backend it cannot reach ("booking_svc unavailable: upstream connect
+    # error ..."); anything else about connecting is this command failing to reach the gateway.
+    behind_gateway = BACKEND_DOWN.match(details)
+    if err.code() == grpc.StatusCode.UNAVAILABLE and "connect" in details.lower() and not behind_gateway:
         return CliError(f"cannot reach the gateway at {addr} (is 'make run' running?)", 2)
     fields = bad_request_fields(err) if err.code() == grpc.StatusCode.INVALID_ARGUMENT else []
     suffix = f" (fields: {', '.join(fields)})" if fields else ""

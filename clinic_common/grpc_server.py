@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Sequence
 
 import grpc
@@ -17,6 +19,18 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 ]
 
 Registrar = Callable[[grpc.aio.Server], None]
+
+
+def public_services() -> list[str]:
+    """Every service declared in the generated clinic.v1 modules (imported, so reflection finds them)."""
+    import clinic.v1
+
+    names = []
+    for module in pkgutil.iter_modules(clinic.v1.__path__):
+        if module.name.endswith("_pb2"):
+            pb2 = importlib.import_module(f"clinic.v1.{module.name}")
+            names += [svc.full_name for svc in pb2.DESCRIPTOR.services_by_name.values()]
+    return sorted(names)
 
 
 class HealthyServer:
@@ -55,7 +69,7 @@ def create_server(
     registrars: Sequence[Registrar],
     service_names: Sequence[str],
     *,
-    reflect: bool = False,
+    reflect: bool = True,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     handlers: Sequence[grpc.GenericRpcHandler] = (),
     options: Sequence[tuple[str, int]] = (),
@@ -71,9 +85,9 @@ def create_server(
         register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if reflect:
+    if reflect:  # every public proto, so the edge can route reflection to any one backend
         reflection.enable_server_reflection(
-            [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+            [*public_services(), health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
     port = server.add_secure_port(addr, credentials) if credentials else server.add_insecure_port(addr)
     if port == 0:

@@ -7,26 +7,45 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from clinic_common.config import ConfigError, env_addr, env_int, env_list, env_metrics_addr, env_str
+from clinic_common.config import (
+    ADDR_VARS,
+    DEFAULT_ADDRS,
+    ConfigError,
+    env_addr,
+    env_int,
+    env_list,
+    env_metrics_addr,
+    env_str,
+)
+from clinic_common.tls import DEFAULT_NAME
+
+
+@dataclass(frozen=True)
+class InternalTlsFiles:
+    """Mutual TLS to the backends: Envoy reads the files itself."""
+
+    cert: str
+    key: str
+    ca: str
+    name: str = DEFAULT_NAME
 
 
 @dataclass(frozen=True)
 class GatewayConfig:
     addr: str
-    booking_addrs: tuple[str, ...]
-    notification_addrs: tuple[str, ...]
-    discount_addrs: tuple[str, ...]
-    schedule_addrs: tuple[str, ...]
+    backends: dict[str, tuple[str, ...]]  # backend name -> its instances' host:port
     auth: str  # "jwt" or "none"
     jwt_secret: str
     patient_rate_per_s: int = 20
     admin_rate_per_s: int = 0  # 0: operators' tools are not throttled
     rate_burst: int = 40
-    max_watch_streams: int = 10
     max_request_bytes: int = 64 * 1024
-    tls_cert: bytes | None = None
-    tls_key: bytes | None = None
+    tls_cert: str = ""  # public TLS: PEM file paths
+    tls_key: str = ""
+    internal_tls: InternalTlsFiles | None = None
     metrics_addr: str = "off"
+    workers: int = 1
+    log_level: str = "info"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -39,33 +58,47 @@ class GatewayConfig:
             raise ConfigError(
                 "CLINIC_JWT_SECRET must be set (at least 32 characters, RFC 7518) when CLINIC_AUTH=jwt"
             )
+        tls_cert, tls_key = _path(env, "CLINIC_TLS_CERT"), _path(env, "CLINIC_TLS_KEY")
+        if bool(tls_cert) != bool(tls_key):
+            raise ConfigError("set both CLINIC_TLS_CERT and CLINIC_TLS_KEY, or neither")
+        backends = {
+            name: _addrs(env, var, DEFAULT_ADDRS.get(name, ""))
+            for name, var in ADDR_VARS.items()
+            if name != "gateway"
+        }
         return cls(
             addr=env_addr(env, "CLINIC_GATEWAY_ADDR", "127.0.0.1:50051"),
-            booking_addrs=_addrs(env, "BOOKING_SVC_ADDR", "127.0.0.1:50061"),
-            notification_addrs=_addrs(env, "NOTIFICATION_SVC_ADDR", "127.0.0.1:50062"),
-            discount_addrs=_addrs(env, "DISCOUNT_SVC_ADDR", "127.0.0.1:50063"),
-            schedule_addrs=_addrs(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
+            backends={name: addrs for name, addrs in backends.items() if addrs},
             auth=auth,
             jwt_secret=secret,
             patient_rate_per_s=env_int(env, "CLINIC_RATE_LIMIT_RPS", 20),
             admin_rate_per_s=env_int(env, "CLINIC_ADMIN_RATE_LIMIT_RPS", 0),
             rate_burst=env_int(env, "CLINIC_RATE_LIMIT_BURST", 40, minimum=1),
-            max_watch_streams=env_int(env, "CLINIC_MAX_WATCH_STREAMS", 10, minimum=1),
             max_request_bytes=env_int(env, "CLINIC_MAX_REQUEST_BYTES", 64 * 1024, minimum=1024),
-            tls_cert=_read(env, "CLINIC_TLS_CERT"),
-            tls_key=_read(env, "CLINIC_TLS_KEY"),
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            internal_tls=_internal_tls(env),
             metrics_addr=env_metrics_addr(env, "CLINIC_GATEWAY_METRICS_ADDR", "127.0.0.1:9464"),
+            workers=env_int(env, "CLINIC_GATEWAY_WORKERS", 1, minimum=1),
+            log_level=env_str(env, "CLINIC_LOG_LEVEL", "info").lower(),
         )
 
 
-def _read(env: Mapping[str, str], name: str) -> bytes | None:
+def _path(env: Mapping[str, str], name: str) -> str:
     path = env.get(name, "").strip()
-    if not path:
+    if path and not Path(path).is_file():
+        raise ConfigError(f"{name}={path!r} cannot be read")
+    return str(Path(path).resolve()) if path else ""
+
+
+def _internal_tls(env: Mapping[str, str]) -> InternalTlsFiles | None:
+    names = ("CLINIC_INTERNAL_TLS_CERT", "CLINIC_INTERNAL_TLS_KEY", "CLINIC_INTERNAL_TLS_CA")
+    paths = [_path(env, n) for n in names]
+    if not any(paths):
         return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{name}={path!r} cannot be read: {exc.strerror}") from None
+    if not all(paths):
+        raise ConfigError(f"set all of {', '.join(names)} for internal mutual TLS, or none")
+    return InternalTlsFiles(*paths, name=env_str(env, "CLINIC_INTERNAL_TLS_NAME", DEFAULT_NAME))
 
 
 def _addrs(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:

@@ -25,7 +25,11 @@ async def test_every_service_serves_metrics_with_the_saga_figures(client, system
     assert 'clinic_consumer_messages_total{consumer="booking-svc",result="ack"}' in booking_metrics
     assert "clinic_quota_limit 20.0" in scrape(system, "discount_svc")
     assert 'consumer="notification-svc"' in scrape(system, "notification_svc")
-    assert 'method="/clinic.v1.BookingService/CreateBooking"' in scrape(system, "gateway")
+    gateway = [
+        line for line in scrape(system, "gateway").splitlines() if line.startswith("envoy_cluster_grpc_0{")
+    ]
+    created = [line for line in gateway if 'grpc_method="clinic.v1.BookingService.CreateBooking"' in line]
+    assert created and 'envoy_cluster_name="booking_svc"' in created[0] and float(created[0].split()[-1]) >= 1
 
 
 async def test_one_trace_id_follows_a_booking_across_every_service(client, system):

