@@ -9,6 +9,8 @@ from rich.table import Table
 from clinic.v1 import common_pb2 as c
 from clinic_common.money import format_minor
 
+# Wide enough that no line is ever folded; tables and panels are only as wide as their content.
+NOT_A_TERMINAL_WIDTH = 10_000
 STATUS_STYLE = {
     c.BOOKING_STATUS_PENDING: "yellow",
     c.BOOKING_STATUS_CONFIRMED: "green",
@@ -53,5 +55,9 @@ def booking_panel(b: c.Booking) -> Panel:
     return Panel(grid, title="booking", expand=False)
 
 
-def console() -> Console:
-    return Console(highlight=False)
+def console(stderr: bool = False) -> Console:
+    """A terminal gets rich output at its width; a pipe, a file or CI gets plain lines never wrapped."""
+    out = Console(highlight=False, stderr=stderr)
+    if out.is_terminal:
+        return out
+    return Console(highlight=False, stderr=stderr, width=NOT_A_TERMINAL_WIDTH, no_color=True)

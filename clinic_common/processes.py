@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,14 +52,19 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def pick_port(preferred: int, taken: set[int] = frozenset(), limit: int = EPHEMERAL_LOW) -> int:
-    """`preferred` if it is free, else the next free port above it (below the ephemeral range)."""
-    port = preferred
-    while port < limit:
+def pick_port(preferred: int, taken: Collection[int] = (), fallback: int = 20000) -> int:
+    """`preferred` if it is free, else the first free port from `preferred` (or `fallback`, when
+    `preferred` lies in the ephemeral range) up to the start of that range."""
+    if preferred not in taken and port_free(preferred):
+        return preferred
+    port = preferred if preferred < EPHEMERAL_LOW else fallback
+    while port < EPHEMERAL_LOW:
         if port not in taken and port_free(port):
             return port
         port += 1
-    raise OSError(f"no free port between {preferred} and {limit}")
+    raise OSError(
+        f"no free port between {preferred if preferred < EPHEMERAL_LOW else fallback} and {EPHEMERAL_LOW}"
+    )
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
