@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 
 from clinic.v1 import admin_pb2_grpc, booking_pb2_grpc, notification_pb2_grpc
-from clinic_common.errors import bad_request_fields
+from clinic_common.errors import bad_request_violations
 
 DEFAULT_ADDR = "127.0.0.1:50051"
 
@@ -57,11 +57,25 @@ class Api:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
 
+# What grpc-core says when the connection itself fails (no server answered). A server that answers
+# UNAVAILABLE says which of its dependencies is down ("booking_svc unavailable: ...", "Redis ...").
+_NO_CONNECTION = (
+    "failed to connect to all addresses",
+    "dns resolution failed",
+    "connection refused",
+    "socket closed",
+    "empty address list",
+)
+
+
 def describe(err: grpc.aio.AioRpcError, addr: str) -> CliError:
-    if err.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (err.details() or "").lower():
-        return CliError(f"cannot reach the gateway at {addr} (is 'make run' running?)", 2)
-    if err.code() == grpc.StatusCode.UNAVAILABLE and "connect" in (err.details() or "").lower():
-        return CliError(f"cannot reach the gateway at {addr} (is 'make run' running?)", 2)
-    fields = bad_request_fields(err) if err.code() == grpc.StatusCode.INVALID_ARGUMENT else []
-    suffix = f" (fields: {', '.join(fields)})" if fields else ""
-    return CliError(f"{err.code().name}: {err.details()}{suffix}")
+    details = err.details() or ""
+    if err.code() == grpc.StatusCode.UNAVAILABLE and details.lower().startswith(_NO_CONNECTION):
+        return CliError(f"cannot reach the gateway at {addr} (is 'make run' running?): {details}", 2)
+    if err.code() == grpc.StatusCode.UNAVAILABLE:
+        return CliError(f"UNAVAILABLE: {details}", 2)
+    violations = bad_request_violations(err) if err.code() == grpc.StatusCode.INVALID_ARGUMENT else []
+    if violations:
+        lines = "".join(f"\n  {field}: {description}" for field, description in violations)
+        return CliError(f"INVALID_ARGUMENT: {details}{lines}")
+    return CliError(f"{err.code().name}: {details}")
