@@ -1,4 +1,10 @@
-"""`clinic scenarios`: the four seed scenarios against a running system, PASS/FAIL each."""
+"""`clinic scenarios`: the four seed scenarios, PASS/FAIL each.
+
+By default they run against a throwaway system of their own (clinic_cli.sandbox), so a running
+system is never touched. With `--live` they run against the gateway the CLI points at, after saying
+what they will change. Either way every booking they make is cancelled at the end, which gives its
+quota unit and places back, so a second run finds what the first found.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,11 @@ import asyncio
 import random
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
+
+import grpc
 
 from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
 from clinic.v1 import common_pb2 as c
@@ -17,123 +26,167 @@ from .client import Api
 from .show import console
 
 FINAL = {c.BOOKING_STATUS_CONFIRMED, c.BOOKING_STATUS_REJECTED, c.BOOKING_STATUS_CANCELLED}
+HIGH_VALUE_MINOR = 100_000  # HIGH_VALUE_THRESHOLD's default, 1000.00
 
 
 class Failed(Exception):
     pass
 
 
-def _patient(pid: str | None = None, gender=c.GENDER_MALE, dob="1985-03-10") -> c.Patient:
-    return c.Patient(
-        id=pid or f"scenario-{uuid.uuid4().hex[:10]}", name="Scenario", gender=gender, date_of_birth=dob
-    )
+def summary(b: c.Booking) -> str:
+    """A booking's outcome in names, never enum numbers: 'REJECTED (QUOTA_EXHAUSTED), discount ...'."""
+    text = c.BookingStatus.Name(b.status).removeprefix("BOOKING_STATUS_")
+    if b.rejection_reason:
+        text += f" ({c.RejectionReason.Name(b.rejection_reason).removeprefix('REJECTION_REASON_')})"
+    if b.discount.outcome:
+        text += f", discount {c.DiscountOutcome.Name(b.discount.outcome).removeprefix('DISCOUNT_OUTCOME_')}"
+    return text
 
 
-async def _outcome(api: Api, booking_id: str) -> c.Booking:
-    req = notification_pb2.WatchBookingRequest(booking_id=booking_id)
-    async for _ in api.notifications.WatchBooking(req, metadata=api.md, timeout=30):
-        pass
-    return (
-        await api.bookings.GetBooking(booking_pb2.GetBookingRequest(booking_id=booking_id), metadata=api.md)
-    ).booking
+@dataclass
+class Run:
+    """The API and every booking this run made (cancelled at the end)."""
 
+    api: Api
+    tz: ZoneInfo
+    made: list[str] = field(default_factory=list)
 
-async def _book(api: Api, patient: c.Patient, service_ids, day: str = "") -> c.Booking:
-    req = booking_pb2.CreateBookingRequest(patient=patient, service_ids=service_ids, appointment_date=day)
-    booking = (await api.bookings.CreateBooking(req, metadata=api.md, timeout=10)).booking
-    return await _outcome(api, booking.id)
-
-
-async def _until(api: Api, booking_id: str, kind: int, timeout_s: float = 20) -> c.Booking:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        b = (
-            await api.bookings.GetBooking(
-                booking_pb2.GetBookingRequest(booking_id=booking_id), metadata=api.md
-            )
-        ).booking
-        if any(e.type == kind for e in b.history):
-            return b
-        await asyncio.sleep(0.1)
-    raise Failed(f"{c.EventType.Name(kind)} did not arrive in {timeout_s}s")
-
-
-async def _services(api: Api) -> list[c.MedicalService]:
-    return list(
-        (await api.bookings.ListServices(booking_pb2.ListServicesRequest(), metadata=api.md)).services
-    )
-
-
-async def birthday(api: Api, tz: ZoneInfo) -> str:
-    today = datetime.now(tz).date()
-    dob = today.replace(year=1990) if (today.month, today.day) != (2, 29) else today.replace(year=1992)
-    cheap = min((s for s in await _services(api) if not s.genders), key=lambda s: s.price.amount_minor)
-    b = await _book(api, _patient(gender=c.GENDER_FEMALE, dob=dob.isoformat()), [cheap.id])
-    if b.status != c.BOOKING_STATUS_CONFIRMED or b.discount.outcome != c.DISCOUNT_OUTCOME_APPLIED:
-        raise Failed(
-            f"expected CONFIRMED with APPLIED, got {c.BookingStatus.Name(b.status)} / {b.discount.outcome}"
+    def patient(self, pid: str | None = None, gender=c.GENDER_MALE, dob="1985-03-10") -> c.Patient:
+        return c.Patient(
+            id=pid or f"scenario-{uuid.uuid4().hex[:10]}", name="Scenario", gender=gender, date_of_birth=dob
         )
+
+    async def book(self, patient: c.Patient, service_ids, day: str = "") -> c.Booking:
+        req = booking_pb2.CreateBookingRequest(patient=patient, service_ids=service_ids, appointment_date=day)
+        booking = (await self.api.bookings.CreateBooking(req, metadata=self.api.md, timeout=10)).booking
+        self.made.append(booking.id)
+        return await self.outcome(booking.id)
+
+    async def get(self, booking_id: str) -> c.Booking:
+        req = booking_pb2.GetBookingRequest(booking_id=booking_id)
+        return (await self.api.bookings.GetBooking(req, metadata=self.api.md, timeout=10)).booking
+
+    async def outcome(self, booking_id: str) -> c.Booking:
+        req = notification_pb2.WatchBookingRequest(booking_id=booking_id)
+        async for _ in self.api.notifications.WatchBooking(req, metadata=self.api.md, timeout=30):
+            pass
+        return await self.get(booking_id)
+
+    async def until(self, booking_id: str, kind: int, timeout_s: float = 20) -> c.Booking:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            b = await self.get(booking_id)
+            if any(e.type == kind for e in b.history):
+                return b
+            await asyncio.sleep(0.1)
+        raise Failed(f"{c.EventType.Name(kind)} did not arrive in {timeout_s}s")
+
+    async def services(self) -> list[c.MedicalService]:
+        reply = await self.api.bookings.ListServices(booking_pb2.ListServicesRequest(), metadata=self.api.md)
+        return list(reply.services)
+
+    async def quota(self) -> admin_pb2.Quota:
+        return (await self.api.admin.GetQuota(admin_pb2.GetQuotaRequest(), metadata=self.api.md)).quota
+
+    async def today(self) -> datetime:
+        return datetime.now(self.tz)
+
+    async def give_back(self, used_before: int, timeout_s: float = 30) -> None:
+        """Cancel every booking this run holds; wait until the quota is back where it was."""
+        limit = asyncio.Semaphore(16)
+
+        async def cancel(booking_id: str) -> None:
+            async with limit:
+                req = booking_pb2.CancelBookingRequest(
+                    booking_id=booking_id, reason="clinic scenarios clean-up"
+                )
+                try:
+                    await self.api.bookings.CancelBooking(req, metadata=self.api.md, timeout=10)
+                except grpc.aio.AioRpcError as err:
+                    if err.code() != grpc.StatusCode.FAILED_PRECONDITION:  # already REJECTED/CANCELLED
+                        raise
+
+        made, self.made = self.made, []
+        await asyncio.gather(*(cancel(b) for b in made))
+        deadline = time.monotonic() + timeout_s
+        while (used := (await self.quota()).used) > used_before:
+            if time.monotonic() > deadline:
+                raise Failed(f"quota used is {used} after the clean-up, was {used_before}")
+            await asyncio.sleep(0.1)
+
+
+async def birthday(run: Run) -> str:
+    today = (await run.today()).date()
+    dob = today.replace(year=1990) if (today.month, today.day) != (2, 29) else today.replace(year=1992)
+    cheap = min((s for s in await run.services() if not s.genders), key=lambda s: s.price.amount_minor)
+    b = await run.book(run.patient(gender=c.GENDER_FEMALE, dob=dob.isoformat()), [cheap.id])
+    if b.status != c.BOOKING_STATUS_CONFIRMED or b.discount.outcome != c.DISCOUNT_OUTCOME_APPLIED:
+        raise Failed(f"expected CONFIRMED with discount APPLIED, got {summary(b)}")
     expected = b.base_price.amount_minor - (b.base_price.amount_minor * b.discount.percent * 2 + 100) // 200
     if b.final_price.amount_minor != expected:
-        raise Failed(f"final {b.final_price.amount_minor} != {expected}")
+        raise Failed(f"final {format_minor(b.final_price.amount_minor)} != {format_minor(expected)}")
     base, final = format_minor(b.base_price.amount_minor), format_minor(b.final_price.amount_minor)
     return f"{base} - {b.discount.percent}% = {final}"
 
 
-async def quota_exhausted(api: Api, tz: ZoneInfo) -> str:
-    q = (await api.admin.GetQuota(admin_pb2.GetQuotaRequest(), metadata=api.md)).quota
-    eligible = [s for s in await _services(api) if not s.genders and s.price.amount_minor > 100_000]
+async def quota_exhausted(run: Run) -> str:
+    q = await run.quota()
+    eligible = [s for s in await run.services() if not s.genders and s.price.amount_minor > HIGH_VALUE_MINOR]
     if not eligible:
         raise Failed("no service for everyone costs more than the discount threshold")
     pricey = max(eligible, key=lambda s: s.daily_capacity)
-    today = datetime.now(tz).date()
-    try:
-        results: list[c.Booking] = []
-        limit = asyncio.Semaphore(16)
+    today = (await run.today()).date()
+    results: list[c.Booking] = []
+    limit = asyncio.Semaphore(16)
 
-        async def one(i: int):  # a date each, so capacity never decides
-            async with limit:
-                day = (today + timedelta(days=10 + i % 350)).isoformat()
-                results.append(await _book(api, _patient(), [pricey.id], day))
+    async def one(i: int):  # a date each, so capacity never decides
+        async with limit:
+            day = (today + timedelta(days=10 + i % 350)).isoformat()
+            results.append(await run.book(run.patient(), [pricey.id], day))
 
-        await asyncio.gather(*(one(i) for i in range(q.remaining)))
-        applied = sum(b.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED for b in results)
-        last = await _book(api, _patient(), [pricey.id], (today + timedelta(days=365)).isoformat())
-        if applied != q.remaining:
-            raise Failed(f"{applied} discounts for {q.remaining} remaining units")
-        if (
-            last.rejection_reason != c.REJECTION_REASON_QUOTA_EXHAUSTED
-            or last.status_message != "Daily discount quota reached"
-        ):
-            raise Failed(f"the next booking was {c.BookingStatus.Name(last.status)}: {last.status_message!r}")
-        return f"{applied} granted, then rejected: {last.status_message}"
-    finally:
-        await api.admin.ResetQuota(admin_pb2.ResetQuotaRequest(), metadata=api.md)
-
-
-async def capacity_compensation(api: Api, tz: ZoneInfo) -> str:
-    candidates = [s for s in await _services(api) if s.price.amount_minor > 100_000 and not s.genders]
-    small = min(candidates, key=lambda s: s.daily_capacity)
-    day = (datetime.now(tz).date() + timedelta(days=random.randint(200, 360))).isoformat()
-    await asyncio.gather(*(_book(api, _patient(), [small.id], day) for _ in range(small.daily_capacity)))
-    over = await _book(api, _patient(), [small.id], day)
-    if over.rejection_reason != c.REJECTION_REASON_CAPACITY_UNAVAILABLE:
-        raise Failed(f"expected CAPACITY_UNAVAILABLE, got {c.BookingStatus.Name(over.status)}")
+    await asyncio.gather(*(one(i) for i in range(q.remaining)))
+    applied = sum(b.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED for b in results)
+    last = await run.book(run.patient(), [pricey.id], (today + timedelta(days=365)).isoformat())
+    if applied != q.remaining:
+        raise Failed(f"{applied} discounts for {q.remaining} remaining units")
     if (
-        over.discount.outcome != c.DISCOUNT_OUTCOME_APPLIED
-        and over.discount.outcome != c.DISCOUNT_OUTCOME_RELEASED
+        last.rejection_reason != c.REJECTION_REASON_QUOTA_EXHAUSTED
+        or last.status_message != "Daily discount quota reached"
     ):
-        raise Failed("the over-capacity booking was not granted a discount first (quota exhausted?)")
-    released = await _until(api, over.id, c.EVENT_TYPE_QUOTA_RELEASED)
-    if released.discount.outcome != c.DISCOUNT_OUTCOME_RELEASED:
-        raise Failed("discount not marked RELEASED")
-    return f"{small.id} full on {day}; discount granted, booking rejected, quota unit released"
+        raise Failed(f"the next booking was {summary(last)}: {last.status_message!r}")
+    await run.give_back(q.used)
+    return f"{applied} granted, then rejected: {last.status_message}; all {applied} units given back"
 
 
-async def blocklist(api: Api, tz: ZoneInfo) -> str:
-    b = await _book(api, _patient("fail_test_user"), ["gen-consult"])
+async def capacity_compensation(run: Run) -> str:
+    candidates = [
+        s for s in await run.services() if s.price.amount_minor > HIGH_VALUE_MINOR and not s.genders
+    ]
+    small = min(candidates, key=lambda s: s.daily_capacity)
+    day = ((await run.today()).date() + timedelta(days=random.randint(200, 360))).isoformat()
+    used_before = (await run.quota()).used
+    await asyncio.gather(*(run.book(run.patient(), [small.id], day) for _ in range(small.daily_capacity)))
+    over = await run.book(run.patient(), [small.id], day)
+    if over.rejection_reason != c.REJECTION_REASON_CAPACITY_UNAVAILABLE:
+        raise Failed(f"expected REJECTED (CAPACITY_UNAVAILABLE), got {summary(over)}")
+    if over.discount.outcome in (c.DISCOUNT_OUTCOME_APPLIED, c.DISCOUNT_OUTCOME_RELEASED):
+        # the discount was decided before the places: its unit must come back
+        released = await run.until(over.id, c.EVENT_TYPE_QUOTA_RELEASED)
+        if released.discount.outcome != c.DISCOUNT_OUTCOME_RELEASED:
+            raise Failed(f"discount not marked RELEASED: {summary(released)}")
+        detail = "discount granted, booking rejected, quota unit released"
+    elif over.discount.outcome:
+        raise Failed(f"the over-capacity booking got a discount decision: {summary(over)}")
+    else:  # places before money: no place, so the quota was never touched
+        detail = "booking rejected before any discount; the quota was not touched"
+    await run.give_back(used_before)
+    return f"{small.id} full on {day}; {detail}"
+
+
+async def blocklist(run: Run) -> str:
+    b = await run.book(run.patient("fail_test_user"), ["gen-consult"])
     if b.rejection_reason != c.REJECTION_REASON_PATIENT_BLOCKED:
-        raise Failed(f"expected PATIENT_BLOCKED, got {c.BookingStatus.Name(b.status)}")
+        raise Failed(f"expected REJECTED (PATIENT_BLOCKED), got {summary(b)}")
     return "fail_test_user rejected: PATIENT_BLOCKED"
 
 
@@ -145,14 +198,39 @@ SCENARIOS = [
 ]
 
 
+async def plan(api: Api) -> str:
+    """What a live run will do to the system, in a few lines (read-only calls)."""
+    run = Run(api, ZoneInfo("UTC"))
+    q = await run.quota()
+    services = await run.services()
+    pricey = [s for s in services if s.price.amount_minor > HIGH_VALUE_MINOR and not s.genders]
+    capacity = min((s.daily_capacity for s in pricey), default=0)
+    total = 1 + q.remaining + 1 + capacity + 1 + 1
+    return (
+        f"  - make about {total} real bookings for patients named scenario-… (and fail_test_user),\n"
+        f"    on dates up to a year ahead;\n"
+        f"  - use today's {q.remaining} remaining discount units ({q.used} of {q.limit} used) for a moment,\n"
+        f"    and fill the smallest high-value service ({capacity} places) on one far date;\n"
+        f"  - then cancel every booking it made: the units and places are given back, the cancelled\n"
+        f"    bookings stay in the patients' history."
+    )
+
+
 async def run(api: Api, tz: ZoneInfo) -> int:
     out = console()
+    state = Run(api, tz)
+    used_before = (await state.quota()).used
     failures = 0
     for name, scenario in SCENARIOS:
         try:
-            detail = await scenario(api, tz)
+            detail = await scenario(state)
             out.print(f"[green]PASS[/] {name}: {detail}")
         except Failed as exc:
             failures += 1
             out.print(f"[red]FAIL[/] {name}: {exc}")
+    try:
+        await state.give_back(used_before)
+    except Failed as exc:
+        failures += 1
+        out.print(f"[red]FAIL[/] clean-up: {exc}")
     return 1 if failures else 0

@@ -9,11 +9,12 @@ import pty
 import re
 import subprocess
 import sys
+import urllib.request
 
 import nats
 
 from clinic_common import embedded, nats_io, subjects
-from tests.harness import Client, System, future_date, patient, uid, wait_for
+from tests.harness import Client, Servers, System, future_date, patient, uid, wait_for
 
 
 async def clinic(
@@ -63,17 +64,74 @@ async def test_book_shows_the_saga_and_the_outcome(system):
     assert "CONFIRMED" in done.stdout and "₹500.00" in done.stdout
 
 
-async def test_scenarios_pass_against_the_running_system(system):
-    done = await clinic(system, "scenarios")
+def _creates_seen_by(system) -> float:
+    """CreateBooking calls the system's gateway has answered, from its /metrics."""
+    addr = f"http://127.0.0.1:{system.metrics_ports['gateway']}/metrics"
+    with urllib.request.urlopen(addr, timeout=5) as reply:
+        text = reply.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("clinic_grpc_requests_total{") and "BookingService/CreateBooking" in line
+    )
+
+
+def _passed(done: subprocess.CompletedProcess) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("PASS") == 4
+    verdicts = [line for line in done.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert [v.split()[0] for v in verdicts] == ["PASS"] * 4, done.stdout
+    assert not re.search(r"\b(BOOKING_STATUS|DISCOUNT_OUTCOME)\w* / \d", done.stdout)
+
+
+async def test_scenarios_run_on_a_throwaway_system_twice_and_leave_the_running_one_alone(system, client):
+    quota_before = await client.quota()
+    creates_before = await asyncio.to_thread(_creates_seen_by, system)
+    runs = [await clinic(system, "scenarios") for _ in range(2)]
+    assert (await client.quota()).used == quota_before.used
+    assert await asyncio.to_thread(_creates_seen_by, system) == creates_before
+    for done in runs:
+        _passed(done)
+        assert "throwaway system stopped and removed" in done.stdout
+
+
+async def test_scenarios_live_without_a_terminal_or_yes_refuses_in_one_line(system, client):
+    creates_before = await asyncio.to_thread(_creates_seen_by, system)
+    done = await clinic(system, "scenarios", "--live")
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"clinic: scenarios --live changes the system at {system.gateway_addr}"), line
+    assert "--yes" in line
+    assert await asyncio.to_thread(_creates_seen_by, system) == creates_before
+
+
+async def test_scenarios_live_twice_leave_the_quota_as_they_found_it(tmp_path):
+    own = Servers(tmp_path).start()
+    live = System(own, env={"DAILY_DISCOUNT_QUOTA": "12"})
+    try:
+        live.start()
+        probe = Client(live.gateway_addr)
+        try:
+            await probe.create(patient(), ["gen-consult"], appointment_date=future_date())  # a real patient
+            before = await probe.quota()
+            for _ in range(2):
+                done = await clinic(live, "scenarios", "--live", "--yes")
+                _passed(done)
+                assert "make about" in done.stdout and "then cancel every booking it made" in done.stdout
+            assert (await probe.quota()).used == before.used
+        finally:
+            await probe.close()
+        verified = await clinic(live, "quota", "verify")
+        assert verified.returncode == 0 and ": consistent" in verified.stdout, verified.stdout
+    finally:
+        live.stop()
+        own.stop()
 
 
 async def test_quota_show_and_verify(system):
     shown = await clinic(system, "quota")
     assert shown.returncode == 0 and "of 20" in shown.stdout
-    # ResetQuota (the scenarios call it) sets used to 0 while bookings still hold units: verify
-    # --repair puts the counter back from the bookings, after which it is consistent.
+    # verify --repair puts the counter back from the bookings if anything moved it (nothing should
+    # have: the scenarios run elsewhere), after which it is consistent.
     repaired = await clinic(system, "quota", "verify", "--repair")
     assert repaired.returncode == 0, repaired.stdout
     verified = await clinic(system, "quota", "verify")
