@@ -45,7 +45,7 @@ def build(config: BookingConfig, deps: bootstrap.Deps) -> tuple[HealthyServer, B
 
 
 async def main(stop: asyncio.Event, config: BookingConfig) -> None:
-    metrics.serve(config.metrics_addr)
+    metrics.serve(config.metrics_addr, "booking_svc")
     async with bootstrap.connected("booking_svc", config.connections) as deps:
         server, bookings, store = build(config, deps)
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(bookings))

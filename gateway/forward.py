@@ -103,15 +103,18 @@ class Forwarder(grpc.GenericRpcHandler):
             (k, v) for k, v in out if not k.startswith((":", "grpc-")) and k not in ("user-agent", "te")
         ]
 
-    async def _admit(self, context: grpc.aio.ServicerContext) -> tuple[principals.Principal, list]:
-        """Authenticate and rate-limit, or end the call with the right status."""
+    async def _admit(
+        self, method: str, context: grpc.aio.ServicerContext
+    ) -> tuple[principals.Principal, list]:
+        """Authenticate and rate-limit, or end (and count) the call with the right status."""
         try:
             who, metadata = self._outgoing(context)
         except ClinicError as exc:
-            metrics.GRPC_REQUESTS.labels("gateway", exc.code.name).inc()
+            _count(method, exc.code)
             await context.abort_with_status(to_status(exc))
         wait = self._limits.retry_after(who)
         if wait > 0:
+            _count(method, grpc.StatusCode.RESOURCE_EXHAUSTED)
             await context.abort_with_status(
                 exhausted(f"rate limit exceeded for {who.sub}; retry later", wait)
             )
@@ -121,15 +124,15 @@ class Forwarder(grpc.GenericRpcHandler):
         call = route.channel.unary_unary(method)
 
         async def handler(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            _, metadata = await self._admit(context)
+            _, metadata = await self._admit(method, context)
             remaining = context.time_remaining()
             timeout = min(remaining, UNARY_DEADLINE_S) if remaining else UNARY_DEADLINE_S
             try:
                 response = await call(request, timeout=timeout, metadata=metadata)
             except grpc.aio.AioRpcError as err:
-                metrics.GRPC_REQUESTS.labels(method, err.code().name).inc()
+                _count(method, err.code())
                 await _relay_error(context, err, route.backend)
-            metrics.GRPC_REQUESTS.labels(method, "OK").inc()
+            _count(method, grpc.StatusCode.OK)
             return response
 
         return handler
@@ -138,12 +141,14 @@ class Forwarder(grpc.GenericRpcHandler):
         call_factory = route.channel.unary_stream(method)
 
         async def handler(request: bytes, context: grpc.aio.ServicerContext):
-            who, metadata = await self._admit(context)
+            who, metadata = await self._admit(method, context)
             if not self._limits.open_watch(who):
+                _count(method, grpc.StatusCode.RESOURCE_EXHAUSTED)
                 await context.abort_with_status(
                     exhausted(f"at most {self._limits.max_watches} open watch streams per caller")
                 )
             call = call_factory(request, metadata=metadata, timeout=context.time_remaining())
+            code = grpc.StatusCode.CANCELLED  # unless it ends below: the client went away
             try:
                 initial = await call.initial_metadata()
                 if initial:
@@ -152,13 +157,20 @@ class Forwarder(grpc.GenericRpcHandler):
                     )
                 async for response in call:
                     yield response
+                code = grpc.StatusCode.OK
             except grpc.aio.AioRpcError as err:
+                code = err.code()
                 await _relay_error(context, err, route.backend)
             finally:
+                _count(method, code)
                 call.cancel()  # the client went away: end the internal stream too
                 self._limits.close_watch(who)
 
         return handler
+
+
+def _count(method: str, code: grpc.StatusCode) -> None:
+    metrics.GRPC_REQUESTS.labels(method, code.name).inc()
 
 
 async def _relay_error(context: grpc.aio.ServicerContext, err: grpc.aio.AioRpcError, backend: str) -> None:

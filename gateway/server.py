@@ -65,7 +65,7 @@ def build(config: GatewayConfig) -> tuple[HealthyServer, list[grpc.aio.Channel]]
 
 
 async def main(stop: asyncio.Event, config: GatewayConfig) -> None:
-    metrics.serve(config.metrics_addr)
+    metrics.serve(config.metrics_addr, "gateway")
     server, channels = build(config)
     try:
         await bootstrap.serve(server, stop)
