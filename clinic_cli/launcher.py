@@ -206,7 +206,7 @@ class Supervisor:
                 svc.failures += 1
                 when = "" if svc.ever_ready else " before it was ready"
                 report = svc.exit_report()
-                if svc.failures > GIVE_UP_AFTER and not svc.ever_ready:
+                if svc.failures >= GIVE_UP_AFTER and not svc.ever_ready:
                     self.say(f"[red]✗[/] {svc.module} exited ({svc.proc.returncode}){when}: {report}")
                     return f"{svc.module} failed {svc.failures} times in a row; giving up"
                 quick = time.monotonic() - svc.proc.started_at < 10
