@@ -61,6 +61,7 @@ class Api:
 # UNAVAILABLE says which of its dependencies is down ("booking_svc unavailable: ...", "Redis ...").
 _NO_CONNECTION = (
     "failed to connect to all addresses",
+    "connections to all backends failing",
     "dns resolution failed",
     "connection refused",
     "socket closed",
