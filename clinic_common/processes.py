@@ -75,12 +75,21 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def grpc_serving(addr: str, timeout_s: float = 0.5) -> bool:
-    """True when grpc.health.v1 at addr answers SERVING."""
+def grpc_serving(addr: str, timeout_s: float = 0.5, credentials=None, options: Sequence = ()) -> bool:
+    """True when grpc.health.v1 at addr answers SERVING.
+
+    `credentials` (grpc.ChannelCredentials, e.g. the internal mTLS client's) checks a service that
+    accepts only TLS; `options` may carry ("grpc.ssl_target_name_override", name).
+    """
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(addr) as channel:
+    channel = (
+        grpc.secure_channel(addr, credentials, options=list(options))
+        if credentials is not None
+        else grpc.insecure_channel(addr, options=list(options))
+    )
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=timeout_s
