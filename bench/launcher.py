@@ -8,7 +8,6 @@ environment variables. `stop()` is idempotent and safe to call from any `finally
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import secrets
@@ -61,8 +60,9 @@ class Subprocesses:
 
     async def wait_healthy(self, name: str, addr: str, timeout_s: float = 60.0) -> None:
         """grpc.health.v1 SERVING at addr (readiness is detected, never slept for)."""
-        ready = functools.partial(processes.grpc_serving, addr)
-        await asyncio.to_thread(self.running[name].wait_ready, ready, timeout_s)
+        proc = self.running[name]
+        ready = processes.readiness(name, addr, proc.env or {})
+        await asyncio.to_thread(proc.wait_ready, ready, timeout_s)
 
 
 @dataclass

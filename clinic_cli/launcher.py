@@ -56,6 +56,11 @@ class Supervised:
     ready: bool = False
     ever_ready: bool = False
     restart_at: float | None = None
+    ready_check: Callable[[], bool] | None = None
+
+    def __post_init__(self) -> None:
+        if self.ready_check is None:
+            self.ready_check = processes.readiness(self.module, self.addr, self.proc.env or {})
 
     def exit_report(self) -> str:
         code = self.proc.returncode
@@ -218,7 +223,7 @@ class Supervisor:
                 )
                 svc.restart_at = now + delay
                 continue
-            if not svc.ready and processes.grpc_serving(svc.addr, timeout_s=0.3):
+            if not svc.ready and svc.ready_check():
                 svc.ready, svc.failures = True, 0
                 if svc.ever_ready or svc.restarts:
                     self.say(

@@ -86,7 +86,7 @@ class Throwaway:
             )
         for proc, module in zip(self.procs, SERVICES, strict=True):
             try:
-                proc.wait_ready(lambda addr=addrs[module]: processes.grpc_serving(addr), self.timeout_s)
+                proc.wait_ready(processes.readiness(module, addrs[module], proc.env), self.timeout_s)
             except (processes.ProcessDied, TimeoutError):
                 raise LaunchError(
                     f"{module} of the throwaway system did not start: {proc.error_line()}"

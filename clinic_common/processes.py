@@ -99,6 +99,34 @@ def grpc_serving(addr: str, timeout_s: float = 0.5, credentials=None, options: S
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+PUBLIC_EDGE = "gateway"  # serves the public (plaintext, or CLINIC_TLS_*) port; the rest are internal
+
+
+def readiness(module: str, addr: str, env: Mapping[str, str]) -> Callable[[], bool]:
+    """The one readiness check of a service started with `env`: its health SERVING at `addr`.
+
+    An internal service whose environment turns internal mutual TLS on (CLINIC_INTERNAL_TLS_*)
+    answers only TLS clients with a certificate, so it is checked with the same client identity; a
+    gateway serving public TLS (CLINIC_TLS_*) is ready once its port accepts connections.
+    """
+    if module != PUBLIC_EDGE:
+        from clinic_common.config import ConfigError
+        from clinic_common.tls import InternalTls
+
+        try:
+            tls = InternalTls.from_env(env)
+        except ConfigError:  # the service stops on it with its own one line; the check just fails
+            return lambda: False
+        if tls is not None:
+            credentials, options = tls.channel_credentials(), tls.channel_options()
+            return lambda: grpc_serving(addr, 0.5, credentials, options)
+    elif env.get("CLINIC_TLS_CERT", "").strip():
+        # public TLS with a certificate whose CA we are not told: listening is the best sign we have
+        host, _, port = addr.rpartition(":")
+        return lambda: port_open(int(port), host)
+    return lambda: grpc_serving(addr)
+
+
 @dataclass
 class Process:
     """One child process with its log file (appended to, so restarts keep the history)."""

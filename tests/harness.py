@@ -230,8 +230,10 @@ class System:
         return self
 
     def wait_healthy(self, module: str, timeout_s: float = 30.0) -> None:
-        addr = self.addr_of(module)
-        self.running[module].wait_ready(lambda: processes.grpc_serving(addr), timeout_s)
+        proc = self.running[module]
+        proc.wait_ready(
+            processes.readiness(module.partition("@")[0], self.addr_of(module), proc.env), timeout_s
+        )
 
     def log_tail(self, module: str, chars: int = 3000) -> str:
         path = self.servers.data_dir / "logs" / f"{module}.log"
