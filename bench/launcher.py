@@ -1,4 +1,4 @@
-"""Start the whole system for the benchmark: embedded servers plus the four services as subprocesses.
+"""Start the whole system for the benchmark: embedded servers plus every service, as subprocesses.
 
 Self-contained (does not import tests/): a fresh data directory, free ports, least-privilege NATS
 users and Redis ACLs exactly as `make run` sets them up, and the services configured only by
@@ -11,19 +11,13 @@ import asyncio
 import json
 import os
 import secrets
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from clinic_common import access, embedded
-from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
+from clinic_common import access, embedded, processes
+from clinic_common.config import SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,58 +39,35 @@ class Subprocesses:
     """Processes we started, by name; every one is stopped by `stop()` (SIGTERM, then SIGKILL)."""
 
     def __init__(self) -> None:
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.running: dict[str, processes.Process] = {}
+
+    @property
+    def procs(self) -> dict[str, subprocess.Popen]:
+        return {name: p.popen for name, p in self.running.items()}
 
     def popen(self, name: str, args: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(list(args), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        self.procs[name] = proc
-        return proc
+        self.running[name] = processes.Process(name, args, log, env=env, cwd=ROOT).start()
+        return self.running[name].popen
 
     def stop(self, names: Sequence[str] | None = None, timeout_s: float = 15.0) -> None:
-        chosen = [n for n in (names or list(self.procs)) if n in self.procs]
-        for name in chosen:
-            proc = self.procs[name]
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        for name in chosen:
-            proc = self.procs[name]
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        chosen = [self.running[n].popen for n in (names or list(self.running)) if n in self.running]
+        processes.stop_all(chosen, timeout_s)
 
     def check_alive(self, logs: Path) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                tail = (logs / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+        for name, proc in self.running.items():
+            if not proc.alive():
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{proc.log_tail()}")
 
-
-async def wait_healthy(addr: str, proc: subprocess.Popen, name: str, timeout_s: float = 60.0) -> None:
-    """Poll grpc.health.v1 until SERVING (readiness is detected, never slept for)."""
-    deadline = time.monotonic() + timeout_s
-    async with grpc.aio.insecure_channel(addr) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode} at start")
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.05)
-    raise TimeoutError(f"{name} not healthy at {addr} within {timeout_s}s")
+    async def wait_healthy(self, name: str, addr: str, timeout_s: float = 60.0) -> None:
+        """grpc.health.v1 SERVING at addr (readiness is detected, never slept for)."""
+        proc = self.running[name]
+        ready = processes.readiness(name, addr, proc.env or {})
+        await asyncio.to_thread(proc.wait_ready, ready, timeout_s)
 
 
 @dataclass
 class Stack:
-    """nats-server + valkey + the four services, in `data_dir`."""
+    """nats-server + valkey + the services, in `data_dir`."""
 
     data_dir: Path
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -129,21 +100,22 @@ class Stack:
         return out
 
     def service_env(self, module: str, catalog: Path) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            NATS_URL=self.creds.nats_url(module, self.nats_port),
-            REDIS_URL=self.creds.redis_url(module, self.redis_port),
-            CLINIC_CATALOG=str(catalog),
-            CLINIC_AUTH="jwt",
-            CLINIC_JWT_SECRET=self.jwt_secret,
-            DAILY_DISCOUNT_QUOTA=str(DAILY_QUOTA),
-            CLINIC_LOG_LEVEL="warning",
-            PYTHONPATH=str(ROOT),
+        return processes.service_env(
+            module,
+            os.environ,
+            addrs={name: f"127.0.0.1:{self.ports[name]}" for name in SERVICES},
+            metrics_addr=f"127.0.0.1:{self.metrics_ports.setdefault(module, embedded.free_port())}",
+            nats_url=self.creds.nats_url(module, self.nats_port),
+            redis_url=self.creds.redis_url(module, self.redis_port),
+            overrides={
+                "CLINIC_CATALOG": str(catalog),
+                "CLINIC_AUTH": "jwt",
+                "CLINIC_JWT_SECRET": self.jwt_secret,
+                "DAILY_DISCOUNT_QUOTA": str(DAILY_QUOTA),
+                "CLINIC_LOG_LEVEL": "warning",
+                "PYTHONPATH": str(ROOT),
+            },
         )
-        for name, var in ADDR_VARS.items():
-            env[var] = f"127.0.0.1:{self.ports[name]}"
-        env[METRICS_VARS[module]] = f"127.0.0.1:{self.metrics_ports.setdefault(module, embedded.free_port())}"
-        return env
 
     async def start(self) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -161,15 +133,10 @@ class Stack:
         for name in SERVICES:
             self.ports.setdefault(name, embedded.free_port())
         for name in SERVICES:
-            self.services.popen(
-                name, [sys.executable, "-m", name], self.service_env(name, catalog), self.logs / f"{name}.log"
-            )
-        try:
-            for name in SERVICES:
-                await wait_healthy(f"127.0.0.1:{self.ports[name]}", self.services.procs[name], name)
-        except Exception:
-            self.services.check_alive(self.logs)
-            raise
+            env = self.service_env(name, catalog)
+            self.services.popen(name, processes.python_module(name), env, self.logs / f"{name}.log")
+        for name in SERVICES:
+            await self.services.wait_healthy(name, f"127.0.0.1:{self.ports[name]}")
         return self
 
     def stop(self) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import time
 import uuid
 from collections import Counter
@@ -21,6 +20,7 @@ from datetime import date
 import grpc
 
 from clinic.v1 import booking_pb2, booking_pb2_grpc, common_pb2, notification_pb2, notification_pb2_grpc
+from clinic_common.stats import percentile
 from gateway.auth import mint
 
 from .launcher import BASIC, PREMIUM
@@ -73,10 +73,7 @@ class Result:
         return self.completed / span if span > 0 else 0.0
 
     def pct(self, p: float) -> float | None:
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+        return percentile(self.latencies_ms, p)
 
     def cpu_per_saga(self) -> dict[str, float]:
         n = self.completed or 1

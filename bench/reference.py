@@ -35,7 +35,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from clinic_common import embedded
 
-from .launcher import ROOT, Subprocesses, wait_healthy
+from .launcher import ROOT, Subprocesses
 from .load import CHANNEL_OPTIONS, CHANNELS
 
 STREAM = "REF"
@@ -229,7 +229,7 @@ class ReferenceStack:
         for role in ROLES:
             args = [sys.executable, "-m", "bench.reference", role]
             self.procs.popen(role, args, env, logs / f"ref-{role}.log")
-        await wait_healthy(self.addr, self.procs.procs["front"], "reference front")
+        await self.procs.wait_healthy("front", self.addr)
         await self._wait_consumers()
         return self
 

@@ -86,8 +86,8 @@ def validate_create(
         try:
             if parse_date(p.date_of_birth) > today:
                 bad.append(("patient.date_of_birth", "must not be in the future"))
-        except ValueError:
-            bad.append(("patient.date_of_birth", _bad_date(p.date_of_birth)))
+        except ValueError as exc:
+            bad.append(("patient.date_of_birth", str(exc)))
     if not req.service_ids:
         bad.append(("service_ids", "at least one service is required"))
     elif len(req.service_ids) > MAX_SERVICES:
@@ -115,8 +115,8 @@ def validate_create(
                 bad.append(("appointment_date", "must not be before today"))
             elif appointment > today + timedelta(days=MAX_DAYS_AHEAD):
                 bad.append(("appointment_date", f"at most {MAX_DAYS_AHEAD} days ahead"))
-        except ValueError:
-            bad.append(("appointment_date", _bad_date(req.appointment_date)))
+        except ValueError as exc:
+            bad.append(("appointment_date", str(exc)))
     if len(req.request_id) > MAX_REQUEST_ID_LEN:
         bad.append(("request_id", f"at most {MAX_REQUEST_ID_LEN} characters"))
     bad += _validate_doctor_fields(req, doctor, appointment == today, now_minute)
@@ -146,12 +146,6 @@ def _validate_doctor_fields(
     return bad
 
 
-def _bad_date(text: str) -> str:
-    if len(text) == 10 and text[4] == "-" and text[7] == "-":
-        return f"{text!r} is not a real date"
-    return "must be a date as YYYY-MM-DD"
-
-
 MAX_PAGE_SIZE = 100
 
 
@@ -164,8 +158,8 @@ def validate_list(req: booking_pb2.ListBookingsRequest) -> list[tuple[str, str]]
     if req.date:
         try:
             parse_date(req.date)
-        except ValueError:
-            bad.append(("date", _bad_date(req.date)))
+        except ValueError as exc:
+            bad.append(("date", str(exc)))
     if req.status not in common_pb2.BookingStatus.values():
         bad.append(("status", "not a BookingStatus"))
     if req.page_size < 0 or req.page_size > MAX_PAGE_SIZE:

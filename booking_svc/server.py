@@ -50,7 +50,7 @@ def build(
 
 
 async def main(stop: asyncio.Event, config: BookingConfig) -> None:
-    metrics.serve(config.metrics_addr)
+    metrics.serve(config.metrics_addr, "booking_svc")
     async with bootstrap.connected("booking_svc", config.connections) as deps:
         schedule_channel = open_channel(config.schedule_addrs, tls=tls.InternalTls.from_env())
         server, bookings, store = build(config, deps, ScheduleClient(schedule_channel))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from clinic.v1 import (
     notification_pb2_grpc,
     patient_pb2_grpc,
 )
-from clinic_common.errors import bad_request_fields
+from clinic_common.errors import bad_request_violations
 
 DEFAULT_ADDR = "127.0.0.1:50051"
 
@@ -44,9 +43,6 @@ def resolve_token(explicit: str | None) -> str | None:
     return mint(secret, "operator", "admin", ttl_s=3600)
 
 
-BACKEND_DOWN = re.compile(r"^[a-z_]+ unavailable: ")
-
-
 @dataclass
 class Api:
     addr: str
@@ -69,13 +65,26 @@ class Api:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
 
+# What grpc-core says when the connection itself fails (no server answered). A server that answers
+# UNAVAILABLE says which of its dependencies is down ("booking_svc unavailable: ...", "Redis ...").
+_NO_CONNECTION = (
+    "failed to connect to all addresses",
+    "connections to all backends failing",
+    "dns resolution failed",
+    "connection refused",
+    "socket closed",
+    "empty address list",
+)
+
+
 def describe(err: grpc.aio.AioRpcError, addr: str) -> CliError:
     details = err.details() or ""
-    # The gateway names a backend it cannot reach ("booking_svc unavailable: upstream connect
-    # error ..."); anything else about connecting is this command failing to reach the gateway.
-    behind_gateway = BACKEND_DOWN.match(details)
-    if err.code() == grpc.StatusCode.UNAVAILABLE and "connect" in details.lower() and not behind_gateway:
-        return CliError(f"cannot reach the gateway at {addr} (is 'make run' running?)", 2)
-    fields = bad_request_fields(err) if err.code() == grpc.StatusCode.INVALID_ARGUMENT else []
-    suffix = f" (fields: {', '.join(fields)})" if fields else ""
-    return CliError(f"{err.code().name}: {err.details()}{suffix}")
+    if err.code() == grpc.StatusCode.UNAVAILABLE and details.lower().startswith(_NO_CONNECTION):
+        return CliError(f"cannot reach the gateway at {addr} (is 'make run' running?): {details}", 2)
+    if err.code() == grpc.StatusCode.UNAVAILABLE:
+        return CliError(f"UNAVAILABLE: {details}", 2)
+    violations = bad_request_violations(err) if err.code() == grpc.StatusCode.INVALID_ARGUMENT else []
+    if violations:
+        lines = "".join(f"\n  {field}: {description}" for field, description in violations)
+        return CliError(f"INVALID_ARGUMENT: {details}{lines}")
+    return CliError(f"{err.code().name}: {details}")

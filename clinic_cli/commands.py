@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from rich.table import Table
 
@@ -11,7 +12,7 @@ from clinic.v1 import common_pb2 as c
 from clinic_common.money import format_minor
 
 from .client import Api, CliError
-from .show import booking_panel, console, event_line, status
+from .show import as_dict, booking_panel, console, event_line, id_column, print_json, status
 
 GENDERS = {"female": c.GENDER_FEMALE, "male": c.GENDER_MALE, "other": c.GENDER_OTHER}
 
@@ -19,7 +20,9 @@ GENDERS = {"female": c.GENDER_FEMALE, "male": c.GENDER_MALE, "other": c.GENDER_O
 async def services(api: Api, args: argparse.Namespace) -> int:
     req = booking_pb2.ListServicesRequest(gender=GENDERS.get(args.gender, 0))
     reply = await api.bookings.ListServices(req, metadata=api.md, timeout=10)
-    table = Table("id", "name", "price", "for", "places/day")
+    if args.json:
+        return print_json([as_dict(s) for s in reply.services])
+    table = Table(id_column("id"), "name", "price", "for", "places/day")
     for s in reply.services:
         who = ", ".join(c.Gender.Name(g).removeprefix("GENDER_").lower() for g in s.genders) or "everyone"
         table.add_row(s.id, s.name, format_minor(s.price.amount_minor), who, str(s.daily_capacity))
@@ -57,15 +60,18 @@ async def book(api: Api, args: argparse.Namespace) -> int:
     return 0 if final.status == c.BOOKING_STATUS_CONFIRMED else 1
 
 
-async def _stream(api: Api, booking_id: str, follow: bool) -> None:
+async def _stream(api: Api, booking_id: str, follow: bool, as_json: bool = False) -> None:
     out = console()
     req = notification_pb2.WatchBookingRequest(booking_id=booking_id, follow=follow)
     async for item in api.notifications.WatchBooking(req, metadata=api.md):
-        out.print(event_line(item.event))
+        if as_json:  # one JSON object per line, as each event arrives
+            print(json.dumps(as_dict(item.event), ensure_ascii=False), flush=True)
+        else:
+            out.print(event_line(item.event))
 
 
 async def watch(api: Api, args: argparse.Namespace) -> int:
-    await _stream(api, args.booking_id, args.follow)
+    await _stream(api, args.booking_id, args.follow, args.json)
     return 0
 
 
@@ -75,6 +81,8 @@ async def get(api: Api, args: argparse.Namespace) -> int:
             booking_pb2.GetBookingRequest(booking_id=args.booking_id), metadata=api.md
         )
     ).booking
+    if args.json:
+        return print_json(as_dict(b))
     out = console()
     out.print(booking_panel(b))
     for event in b.history:
@@ -83,21 +91,25 @@ async def get(api: Api, args: argparse.Namespace) -> int:
 
 
 async def bookings(api: Api, args: argparse.Namespace) -> int:
-    table = Table("booking", "created", "date", "status", "final price")
+    found: list[c.Booking] = []
     token = ""
     while True:
         req = booking_pb2.ListBookingsRequest(
             patient_id=args.patient, page_size=args.page_size, page_token=token
         )
         reply = await api.bookings.ListBookings(req, metadata=api.md, timeout=10)
-        for b in reply.bookings:
-            created = b.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M")
-            table.add_row(
-                b.id, created, b.appointment_date, status(b.status), format_minor(b.final_price.amount_minor)
-            )
+        found.extend(reply.bookings)
         token = reply.next_page_token
         if not token:
             break
+    if args.json:
+        return print_json([as_dict(b) for b in found])
+    table = Table(id_column("booking"), "created", "date", "status", "final price")
+    for b in found:
+        created = b.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M")
+        table.add_row(
+            b.id, created, b.appointment_date, status(b.status), format_minor(b.final_price.amount_minor)
+        )
     console().print(table)
     return 0
 
@@ -119,6 +131,9 @@ async def quota(api: Api, args: argparse.Namespace) -> int:
     elif args.action == "verify":
         req = admin_pb2.VerifyQuotaRequest(date=args.date or "", repair=args.repair)
         reply = await api.admin.VerifyQuota(req, metadata=api.md, timeout=60)
+        if args.json:
+            print_json(as_dict(reply))
+            return 0 if reply.consistent or reply.repaired else 1
         verdict = "[green]consistent[/]" if reply.consistent else "[red]inconsistent[/]"
         out.print(
             f"{reply.quota.date}: {verdict} — used {reply.used_before}, bookings holding APPLIED "
@@ -131,6 +146,8 @@ async def quota(api: Api, args: argparse.Namespace) -> int:
         return 0 if reply.consistent or reply.repaired else 1
     else:
         q = (await api.admin.GetQuota(admin_pb2.GetQuotaRequest(date=args.date or ""), metadata=api.md)).quota
+    if args.json:
+        return print_json(as_dict(q))
     out.print(f"{q.date}: used {q.used} of {q.limit}, {q.remaining} remaining")
     return 0
 

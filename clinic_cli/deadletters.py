@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
-from rich.table import Table
+from rich.table import Column, Table
 
 from clinic.v1 import saga_pb2
 from clinic_common import access, nats_io, subjects
 
 from .client import CliError
-from .show import console
+from .show import as_dict, console, print_json
 
 
 def nats_servers(explicit: str | None) -> list[str]:
@@ -48,17 +48,20 @@ async def run(args) -> int:
         js = nc.jetstream(timeout=5)
         if args.action == "replay":
             return await _replay(js, args.seq, keep=args.keep)
-        return await _list(js, args.limit)
+        return await _list(js, args.limit, as_json=args.json)
     finally:
         await nc.close()
 
 
-async def _list(js, limit: int) -> int:
+async def _list(js, limit: int, *, as_json: bool = False) -> int:
     letters = await nats_io.dead_letters(js, newest=limit)
+    if as_json:
+        return print_json([{"seq": seq, **as_dict(letter)} for seq, letter in letters])
     if not letters:
         console().print("DEAD_LETTERS is empty: no consumer gave up on a message.")
         return 0
-    table = Table("seq", "dead at (UTC)", "consumer", "subject", "tries", "reason", "bytes")
+    subject = Column("subject", no_wrap=True, overflow="ignore")  # carries the booking id, pasted whole
+    table = Table("seq", "dead at (UTC)", "consumer", subject, "tries", "reason", "bytes")
     for seq, letter in letters:
         at = datetime.fromtimestamp(letter.dead_at.seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(

@@ -1,56 +1,80 @@
-"""`make run` / `clinic run`: embedded NATS and Redis, the four services, supervised, one Ctrl-C stops all."""
+"""`make run` / `clinic run`: embedded NATS and Redis, every service, supervised, one Ctrl-C stops all.
+
+Supervision covers start-up as well as running: a service that exits, before or after it was ready,
+is restarted with backoff, the reason (the first error line of its log, and which port is taken and
+which variable moves it) is printed with its name, and so is its return to health.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from clinic_common import access, embedded
-from clinic_common.config import ADDR_VARS, DEFAULT_ADDRS, SERVICES
+from clinic_common import access, embedded, processes
+from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
 from gateway.auth import mint
 
+from .show import console as make_console
+
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
+# A service that never became ready and failed this many times in a row is given up on.
+GIVE_UP_AFTER = 8
+GATEWAY = "gateway"
+# Documented defaults (README): used when free; otherwise the launcher picks the next free port
+# below the ephemeral range, so a second `make run` on the machine does not collide.
+DEFAULT_PORTS = {
+    "booking_svc": 50061,
+    "notification_svc": 50062,
+    "discount_svc": 50063,
+    "schedule_svc": 50064,
+}
+DEFAULT_METRICS_PORTS = {
+    "booking_svc": 9461,
+    "notification_svc": 9462,
+    "discount_svc": 9463,
+    "gateway": 9464,
+    "schedule_svc": 9465,
+}
+FALLBACK_PORT_BASE = 20000  # services without a documented default
 
 
 @dataclass
 class Supervised:
+    """One service process, its address, and the ports it binds (variable -> port)."""
+
     module: str
-    env: dict[str, str]
-    log_path: Path
-    process: subprocess.Popen | None = None
+    proc: processes.Process
+    addr: str
+    ports: dict[str, int]
     restarts: int = 0
-    started_at: float = 0.0
-    log_file: object = field(default=None, repr=False)
+    failures: int = 0  # exits in a row without becoming ready
+    ready: bool = False
+    ever_ready: bool = False
+    restart_at: float | None = None
+    ready_check: Callable[[], bool] | None = None
 
-    def start(self) -> None:
-        if self.log_file is None:
-            self.log_file = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT
-        )
-        self.started_at = time.monotonic()
+    def __post_init__(self) -> None:
+        if self.ready_check is None:
+            self.ready_check = processes.readiness(self.module, self.addr, self.proc.env or {})
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+    def exit_report(self) -> str:
+        code = self.proc.returncode
+        if code is not None and code < 0:
             try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def _say(console, text: str) -> None:
-    console.print(text, highlight=False)
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        busy = [
+            f"port {port} is in use (set {var} to move it)"
+            for var, port in self.ports.items()
+            if not processes.port_free(port)
+        ]
+        return "; ".join([self.proc.error_line(), *busy])
 
 
 def dev_secret(data_dir: Path) -> str:
@@ -63,121 +87,230 @@ def dev_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def wait_healthy(addr: str, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(addr) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return True
-            except grpc.RpcError:
-                time.sleep(0.1)
-    return False
+def choose_addresses(env: dict[str, str], say: Callable[[str], None]) -> dict[str, str]:
+    """Each service's listen address and /metrics address not set by the user, written into `env`.
+
+    The public gateway address is the contract's (127.0.0.1:50051) unless set. Internal and metrics
+    ports take their documented default when it is free, else the next free one below 32768.
+    """
+    taken: set[int] = set()
+    for module in SERVICES:
+        for var, defaults in (
+            (ADDR_VARS[module], DEFAULT_PORTS),
+            (METRICS_VARS[module], DEFAULT_METRICS_PORTS),
+        ):
+            if env.get(var) or (var == ADDR_VARS[GATEWAY]):
+                continue
+            preferred = defaults.get(module, FALLBACK_PORT_BASE)
+            port = processes.pick_port(preferred, taken, FALLBACK_PORT_BASE)
+            taken.add(port)
+            env[var] = f"127.0.0.1:{port}"
+            if port != preferred and module in defaults:
+                say(f"[yellow]![/] {module}: port {preferred} is in use, using {port} (set {var} to choose)")
+    env.setdefault(ADDR_VARS[GATEWAY], "127.0.0.1:50051")
+    return env
+
+
+def start_servers(
+    env: dict[str, str], data_dir: Path, say: Callable[[str], None]
+) -> tuple[list[embedded.EmbeddedServer], dict[str, dict[str, str]]]:
+    """The embedded NATS and Redis (unless NATS_URL / REDIS_URL name others), and each service's URLs."""
+    servers: list[embedded.EmbeddedServer] = []
+    urls: dict[str, dict[str, str]] = {module: {} for module in SERVICES}
+    creds = access.Credentials.load_or_create(data_dir)
+    if not env.get("NATS_URL"):
+        port = int(env.get("CLINIC_NATS_PORT") or 4222)
+        monitor = int(env.get("CLINIC_NATS_MONITOR_PORT") or 8222)
+        nodes = int(env.get("CLINIC_NATS_CLUSTER") or 1)
+        config = access.write_nats_config(creds, data_dir / "nats.json")
+        if nodes == 1:
+            node = embedded.nats_server(data_dir, port, monitor, config_file=config)
+            servers.append(_start_server(node, "CLINIC_NATS_PORT"))
+            ports = [port]
+        else:  # make cluster: a JetStream cluster on loopback, streams with 3 replicas
+            ports = [port + i for i in range(nodes)]
+            routes = [port + 2000 + i for i in range(nodes)]
+            cluster = embedded.nats_cluster(
+                data_dir, ports, [monitor + i for i in range(nodes)], routes, config_file=config
+            )
+            for node in cluster:
+                servers.append(_start_server(node, "CLINIC_NATS_PORT"))
+            env["CLINIC_NATS_REPLICAS"] = str(min(3, nodes))
+        for module in SERVICES:
+            urls[module]["NATS_URL"] = ",".join(creds.nats_url(module, p) for p in ports)
+        say(
+            f"[green]✓[/] NATS JetStream  {', '.join(f'nats://127.0.0.1:{p}' for p in ports)}"
+            f"  (monitoring http://127.0.0.1:{monitor}/jsz?streams=true&consumers=true)"
+        )
+        say(
+            f"  operator login: {creds.nats_url(access.OPS, port)}"
+            f"  (one user per service: {data_dir / 'nats.json'})"
+        )
+    else:
+        say(f"[green]✓[/] NATS           {env['NATS_URL']} (external)")
+    if not env.get("REDIS_URL"):
+        port = int(env.get("CLINIC_REDIS_PORT") or 6379)
+        acl = access.write_redis_acl(creds, data_dir / "users.acl")
+        servers.append(
+            _start_server(embedded.redis_server(data_dir, port, acl_file=acl), "CLINIC_REDIS_PORT")
+        )
+        for module in SERVICES:
+            urls[module]["REDIS_URL"] = creds.redis_url(module, port)
+        say(
+            f"[green]✓[/] Redis (valkey)  redis://127.0.0.1:{port}"
+            f"  (append-only file in {data_dir / 'redis'})"
+        )
+    else:
+        say(f"[green]✓[/] Redis          {env['REDIS_URL']} (external)")
+    return servers, urls
+
+
+class LaunchError(Exception):
+    """Printed as one line; `make run` stops."""
+
+
+def _start_server(server: embedded.EmbeddedServer, var: str) -> embedded.EmbeddedServer:
+    if not processes.port_free(server.port):
+        raise LaunchError(f"{server.name}: port {server.port} is in use (set {var} to move it)")
+    try:
+        return server.start()
+    except (processes.ProcessDied, TimeoutError) as exc:
+        first = str(exc).splitlines()[0]
+        raise LaunchError(f"{first} (log: {server.log_path})") from None
+
+
+@dataclass
+class Supervisor:
+    """Starts every service and keeps them up: restart with backoff, say why, say when healthy again."""
+
+    say: Callable[[str], None]
+    services: list[Supervised] = field(default_factory=list)
+    stopping: bool = False
+
+    def start(self) -> None:
+        for svc in self.services:
+            svc.proc.start()
+
+    @property
+    def all_ready(self) -> bool:
+        return all(svc.ready for svc in self.services)
+
+    def tick(self) -> str | None:
+        """One round of supervision; returns a reason to give up, if any."""
+        now = time.monotonic()
+        for svc in self.services:
+            if self.stopping:
+                return None
+            if svc.restart_at is not None:
+                if now >= svc.restart_at:
+                    svc.restart_at = None
+                    svc.proc.start()
+                continue
+            if not svc.proc.alive():
+                svc.ready = False
+                svc.failures += 1
+                when = "" if svc.ever_ready else " before it was ready"
+                report = svc.exit_report()
+                if svc.failures >= GIVE_UP_AFTER and not svc.ever_ready:
+                    self.say(f"[red]✗[/] {svc.module} exited ({svc.proc.returncode}){when}: {report}")
+                    return f"{svc.module} failed {svc.failures} times in a row; giving up"
+                quick = time.monotonic() - svc.proc.started_at < 10
+                delay = RESTART_BACKOFF_S[min(svc.failures - 1, len(RESTART_BACKOFF_S) - 1)] if quick else 0.5
+                svc.restarts += 1
+                self.say(
+                    f"[red]✗[/] {svc.module} exited ({svc.proc.returncode}){when}; "
+                    f"restarting in {delay}s (restart #{svc.restarts}): {report}"
+                )
+                svc.restart_at = now + delay
+                continue
+            if not svc.ready and svc.ready_check():
+                svc.ready, svc.failures = True, 0
+                if svc.ever_ready or svc.restarts:
+                    self.say(
+                        f"[green]✓[/] {svc.module} is back: healthy on {svc.addr}"
+                        f" (after restart #{svc.restarts})"
+                    )
+                svc.ever_ready = True
+        return None
+
+    def stop(self) -> None:
+        processes.stop_all([svc.proc.popen for svc in reversed(self.services) if svc.proc.popen], 10)
 
 
 def run() -> int:
-    from rich.console import Console
+    out = make_console()
 
-    console = Console()
+    def say(text: str) -> None:
+        out.print(text, highlight=False)
+
     env = dict(os.environ)
     data_dir = Path(env.get("CLINIC_DATA_DIR", "./var")).resolve()
     logs_dir = data_dir / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     servers: list[embedded.EmbeddedServer] = []
-    services: list[Supervised] = []
-    stopping = False
+    supervisor = Supervisor(say)
 
     def on_signal(signum, _frame) -> None:
-        nonlocal stopping
-        stopping = True
+        supervisor.stopping = True
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    per_service: dict[str, dict[str, str]] = {module: {} for module in SERVICES}
-    creds = access.Credentials.load_or_create(data_dir)
     try:
-        if not env.get("NATS_URL"):
-            port = int(env.get("CLINIC_NATS_PORT", 4222))
-            monitor = int(env.get("CLINIC_NATS_MONITOR_PORT", 8222))
-            nodes = int(env.get("CLINIC_NATS_CLUSTER", "1") or 1)
-            config = access.write_nats_config(creds, data_dir / "nats.json")
-            if nodes == 1:
-                servers.append(embedded.nats_server(data_dir, port, monitor, config_file=config).start())
-                ports = [port]
-            else:  # make cluster: a JetStream cluster on loopback, streams with 3 replicas
-                ports = [port + i for i in range(nodes)]
-                routes = [port + 2000 + i for i in range(nodes)]
-                cluster = embedded.nats_cluster(
-                    data_dir, ports, [monitor + i for i in range(nodes)], routes, config_file=config
-                )
-                servers.extend(node.start() for node in cluster)
-                env["CLINIC_NATS_REPLICAS"] = str(min(3, nodes))
-            for module in SERVICES:
-                per_service[module]["NATS_URL"] = ",".join(creds.nats_url(module, p) for p in ports)
-            urls = ", ".join(f"nats://127.0.0.1:{p}" for p in ports)
-            _say(console, f"[green]✓[/] NATS JetStream  {urls}  (monitoring http://127.0.0.1:{monitor})")
-            _say(
-                console,
-                f"  operator login: {creds.nats_url(access.OPS, port)}"
-                f"  (one user per service: {data_dir / 'nats.json'})",
-            )
-        else:
-            _say(console, f"[green]✓[/] NATS           {env['NATS_URL']} (external)")
-        if not env.get("REDIS_URL"):
-            port = int(env.get("CLINIC_REDIS_PORT", 6379))
-            acl = access.write_redis_acl(creds, data_dir / "users.acl")
-            servers.append(embedded.redis_server(data_dir, port, acl_file=acl).start())
-            for module in SERVICES:
-                per_service[module]["REDIS_URL"] = creds.redis_url(module, port)
-            _say(
-                console,
-                f"[green]✓[/] Redis (valkey)  redis://127.0.0.1:{port}"
-                f"  (append-only file in {data_dir / 'redis'})",
-            )
-        else:
-            _say(console, f"[green]✓[/] Redis          {env['REDIS_URL']} (external)")
-
+        try:
+            servers, urls = start_servers(env, data_dir, say)
+        except LaunchError as exc:
+            say(f"[red]✗[/] {exc}")
+            return 1
+        choose_addresses(env, say)
         auth = env.setdefault("CLINIC_AUTH", "jwt")
         if auth == "jwt" and not env.get("CLINIC_JWT_SECRET"):
             env["CLINIC_JWT_SECRET"] = dev_secret(data_dir)
-            _say(console, f"[yellow]![/] development JWT secret in {data_dir / 'dev-jwt-secret'}")
-
+            say(f"[yellow]![/] development JWT secret in {data_dir / 'dev-jwt-secret'}")
+        addrs = {module: env[ADDR_VARS[module]] for module in SERVICES}
         for module in SERVICES:
-            svc = Supervised(module, {**env, **per_service[module]}, logs_dir / f"{module}.log")
-            svc.start()
-            services.append(svc)
-        gateway_addr = env.get("CLINIC_GATEWAY_ADDR", "127.0.0.1:50051")
-        if not wait_healthy(gateway_addr):
-            _say(console, f"[red]✗[/] the gateway did not become healthy; see {logs_dir}")
-            return 1
-        _print_ready(console, env, gateway_addr, logs_dir)
-        while not stopping:
-            for svc in services:
-                if svc.process and svc.process.poll() is not None and not stopping:
-                    code = svc.process.returncode
-                    quick = time.monotonic() - svc.started_at < 10
-                    delay = RESTART_BACKOFF_S[min(svc.restarts, len(RESTART_BACKOFF_S) - 1)] if quick else 0.5
-                    svc.restarts += 1
-                    _say(
-                        console,
-                        f"[red]✗[/] {svc.module} exited ({code}); "
-                        f"restarting in {delay}s (restart #{svc.restarts})",
-                    )
-                    time.sleep(delay)
-                    svc.start()
+            service_env = processes.service_env(
+                module, env, addrs=addrs, metrics_addr=env[METRICS_VARS[module]], **_urls(urls[module])
+            )
+            ports = {ADDR_VARS[module]: processes.port_of(addrs[module])}
+            if env[METRICS_VARS[module]] != "off":
+                ports[METRICS_VARS[module]] = processes.port_of(env[METRICS_VARS[module]])
+            proc = processes.Process(
+                module, processes.python_module(module), logs_dir / f"{module}.log", service_env
+            )
+            supervisor.services.append(Supervised(module, proc, addrs[module], ports))
+        supervisor.start()
+        announced = False
+        while not supervisor.stopping:
+            if (reason := supervisor.tick()) is not None:
+                say(f"[red]✗[/] {reason}; see {logs_dir}")
+                return 1
+            if supervisor.all_ready and not announced:
+                announced = True
+                _print_ready(say, env, supervisor.services, logs_dir)
             time.sleep(0.2)
         return 0
     finally:
-        _say(console, "stopping…")
-        for svc in reversed(services):
-            svc.stop()
+        say("stopping…")
+        supervisor.stop()
         for server in reversed(servers):
             server.stop()
-        _say(console, "[green]✓[/] stopped")
+        say("[green]✓[/] stopped")
 
 
-def _print_ready(console, env: dict[str, str], gateway_addr: str, logs_dir: Path) -> None:
+def _urls(found: dict[str, str]) -> dict[str, str]:
+    return {"nats_url": found.get("NATS_URL"), "redis_url": found.get("REDIS_URL")}
+
+
+def _print_ready(
+    say: Callable[[str], None], env: dict[str, str], services: list[Supervised], logs: Path
+) -> None:
+    for svc in services:
+        metrics = env[METRICS_VARS[svc.module]]
+        where = f"metrics http://{metrics}/metrics" if metrics != "off" else "metrics off"
+        say(f"[green]✓[/] {svc.module:<17} {svc.addr:<21} {where}")
+    gateway_addr = env[ADDR_VARS[GATEWAY]]
+    say(f"  logs in {logs}")
+    say(f"[bold green]✓ gateway ready on {gateway_addr}[/]  — Ctrl-C stops everything\n")
     header = ""
     if env.get("CLINIC_AUTH") == "jwt":
         token = mint(env["CLINIC_JWT_SECRET"], "operator", "admin")
@@ -185,17 +318,11 @@ def _print_ready(console, env: dict[str, str], gateway_addr: str, logs_dir: Path
         env_line = f"export CLINIC_TOKEN={token}"
     else:
         env_line = "# CLINIC_AUTH=none: no token needed"
-    internal = "  ".join(
-        f"{m} {env.get(ADDR_VARS[m]) or DEFAULT_ADDRS[m]}" for m in SERVICES if m != "gateway"
-    )
-    _say(console, f"[green]✓[/] {internal}  (logs in {logs_dir})")
-    _say(console, f"[bold green]✓ gateway ready on {gateway_addr}[/]  — Ctrl-C stops everything\n")
-    console.print("Try it (admin token, valid 12 h):", highlight=False)
-    console.print(f"  grpcurl -plaintext {header}{gateway_addr} list", highlight=False, soft_wrap=True)
-    console.print(
+    say("Try it (admin token, valid 12 h; grpcurl is in .venv/bin):")
+    say(f'  export PATH="{Path(".venv/bin").resolve()}:$PATH"')
+    say(f"  grpcurl -plaintext {header}{gateway_addr} list")
+    say(
         f'  grpcurl -plaintext {header}-d \'{{"gender": "GENDER_FEMALE"}}\' '
-        f"{gateway_addr} clinic.v1.BookingService/ListServices",
-        highlight=False,
-        soft_wrap=True,
+        f"{gateway_addr} clinic.v1.BookingService/ListServices"
     )
-    console.print(f"  {env_line}", highlight=False, soft_wrap=True)
+    say(f"  {env_line}")

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from clinic.v1 import booking_pb2, notification_pb2
 from clinic.v1 import common_pb2 as c
+from clinic_common.stats import percentile
 
 from .client import Api
 from .show import console, status
@@ -68,18 +69,13 @@ async def run(api: Api, total: int, concurrency: int, service: str) -> int:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
 
-    latencies.sort()
     table = Table("figure", "value")
     table.add_row("bookings", str(total))
     table.add_row("concurrency", str(concurrency))
     table.add_row("throughput", f"{len(latencies) / elapsed:.1f} sagas/s")
-    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+    for name, p in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100)):
         if latencies:
-            table.add_row(
-                name, f"{latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000:.1f} ms"
-            )
-    if latencies:
-        table.add_row("max", f"{latencies[-1] * 1000:.1f} ms")
+            table.add_row(name, f"{percentile(latencies, p) * 1000:.1f} ms")
     for outcome, n in outcomes.most_common():
         table.add_row(f"outcome {outcome}", str(n))
     for error, n in errors.most_common():

@@ -1,4 +1,10 @@
-"""`clinic scenarios`: the seed scenarios against a running system, PASS/FAIL each."""
+"""`clinic scenarios`: the seed scenarios, PASS/FAIL each.
+
+By default they run against a throwaway system of their own (clinic_cli.sandbox), so a running
+system is never touched. With `--live` they run against the gateway the CLI points at, after saying
+what they will change. Either way every booking they make is cancelled at the end, which gives its
+quota unit and places back, so a second run finds what the first found.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,11 @@ import asyncio
 import random
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
+
+import grpc
 
 from clinic.v1 import admin_pb2, booking_pb2, doctor_pb2, notification_pb2, patient_pb2
 from clinic.v1 import common_pb2 as c
@@ -17,151 +26,192 @@ from .client import Api
 from .show import console
 
 FINAL = {c.BOOKING_STATUS_CONFIRMED, c.BOOKING_STATUS_REJECTED, c.BOOKING_STATUS_CANCELLED}
+HIGH_VALUE_MINOR = 100_000  # HIGH_VALUE_THRESHOLD's default, 1000.00
 
 
 class Failed(Exception):
     pass
 
 
-def _patient(pid: str | None = None, gender=c.GENDER_MALE, dob="1985-03-10") -> c.Patient:
-    return c.Patient(
-        id=pid or f"scenario-{uuid.uuid4().hex[:10]}", name="Scenario", gender=gender, date_of_birth=dob
-    )
+def summary(b: c.Booking) -> str:
+    """A booking's outcome in names, never enum numbers: 'REJECTED (QUOTA_EXHAUSTED), discount ...'."""
+    text = c.BookingStatus.Name(b.status).removeprefix("BOOKING_STATUS_")
+    if b.rejection_reason:
+        text += f" ({c.RejectionReason.Name(b.rejection_reason).removeprefix('REJECTION_REASON_')})"
+    if b.discount.outcome:
+        text += f", discount {c.DiscountOutcome.Name(b.discount.outcome).removeprefix('DISCOUNT_OUTCOME_')}"
+    return text
 
 
-async def _outcome(api: Api, booking_id: str) -> c.Booking:
-    req = notification_pb2.WatchBookingRequest(booking_id=booking_id)
-    async for _ in api.notifications.WatchBooking(req, metadata=api.md, timeout=30):
-        pass
-    return (
-        await api.bookings.GetBooking(booking_pb2.GetBookingRequest(booking_id=booking_id), metadata=api.md)
-    ).booking
+@dataclass
+class Run:
+    """The API and every booking this run made (cancelled at the end)."""
 
+    api: Api
+    tz: ZoneInfo
+    made: list[str] = field(default_factory=list)
 
-async def _book(api: Api, patient: c.Patient, service_ids, day: str = "", **kw) -> c.Booking:
-    req = booking_pb2.CreateBookingRequest(
-        patient=patient, service_ids=service_ids, appointment_date=day, **kw
-    )
-    booking = (await api.bookings.CreateBooking(req, metadata=api.md, timeout=10)).booking
-    return await _outcome(api, booking.id)
-
-
-async def _until(api: Api, booking_id: str, kind: int, timeout_s: float = 20) -> c.Booking:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        b = (
-            await api.bookings.GetBooking(
-                booking_pb2.GetBookingRequest(booking_id=booking_id), metadata=api.md
-            )
-        ).booking
-        if any(e.type == kind for e in b.history):
-            return b
-        await asyncio.sleep(0.1)
-    raise Failed(f"{c.EventType.Name(kind)} did not arrive in {timeout_s}s")
-
-
-async def _services(api: Api) -> list[c.MedicalService]:
-    return list(
-        (await api.bookings.ListServices(booking_pb2.ListServicesRequest(), metadata=api.md)).services
-    )
-
-
-async def birthday(api: Api, tz: ZoneInfo) -> str:
-    today = datetime.now(tz).date()
-    dob = today.replace(year=1990) if (today.month, today.day) != (2, 29) else today.replace(year=1992)
-    cheap = min((s for s in await _services(api) if not s.genders), key=lambda s: s.price.amount_minor)
-    b = await _book(api, _patient(gender=c.GENDER_FEMALE, dob=dob.isoformat()), [cheap.id])
-    if b.status != c.BOOKING_STATUS_CONFIRMED or b.discount.outcome != c.DISCOUNT_OUTCOME_APPLIED:
-        raise Failed(
-            f"expected CONFIRMED with APPLIED, got {c.BookingStatus.Name(b.status)} / {b.discount.outcome}"
+    def patient(self, pid: str | None = None, gender=c.GENDER_MALE, dob="1985-03-10") -> c.Patient:
+        return c.Patient(
+            id=pid or f"scenario-{uuid.uuid4().hex[:10]}", name="Scenario", gender=gender, date_of_birth=dob
         )
+
+    async def book(self, patient: c.Patient, service_ids, day: str = "", **kw) -> c.Booking:
+        req = booking_pb2.CreateBookingRequest(
+            patient=patient, service_ids=service_ids, appointment_date=day, **kw
+        )
+        booking = (await self.api.bookings.CreateBooking(req, metadata=self.api.md, timeout=10)).booking
+        self.made.append(booking.id)
+        return await self.outcome(booking.id)
+
+    async def get(self, booking_id: str) -> c.Booking:
+        req = booking_pb2.GetBookingRequest(booking_id=booking_id)
+        return (await self.api.bookings.GetBooking(req, metadata=self.api.md, timeout=10)).booking
+
+    async def outcome(self, booking_id: str) -> c.Booking:
+        req = notification_pb2.WatchBookingRequest(booking_id=booking_id)
+        async for _ in self.api.notifications.WatchBooking(req, metadata=self.api.md, timeout=30):
+            pass
+        return await self.get(booking_id)
+
+    async def until(self, booking_id: str, kind: int, timeout_s: float = 20) -> c.Booking:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            b = await self.get(booking_id)
+            if any(e.type == kind for e in b.history):
+                return b
+            await asyncio.sleep(0.1)
+        raise Failed(f"{c.EventType.Name(kind)} did not arrive in {timeout_s}s")
+
+    async def services(self) -> list[c.MedicalService]:
+        reply = await self.api.bookings.ListServices(booking_pb2.ListServicesRequest(), metadata=self.api.md)
+        return list(reply.services)
+
+    async def quota(self) -> admin_pb2.Quota:
+        return (await self.api.admin.GetQuota(admin_pb2.GetQuotaRequest(), metadata=self.api.md)).quota
+
+    async def today(self) -> datetime:
+        return datetime.now(self.tz)
+
+    async def give_back(self, used_before: int, timeout_s: float = 30) -> None:
+        """Cancel every booking this run holds; wait until the quota is back where it was."""
+        limit = asyncio.Semaphore(16)
+
+        async def cancel(booking_id: str) -> None:
+            async with limit:
+                req = booking_pb2.CancelBookingRequest(
+                    booking_id=booking_id, reason="clinic scenarios clean-up"
+                )
+                try:
+                    await self.api.bookings.CancelBooking(req, metadata=self.api.md, timeout=10)
+                except grpc.aio.AioRpcError as err:
+                    if err.code() != grpc.StatusCode.FAILED_PRECONDITION:  # already REJECTED/CANCELLED
+                        raise
+
+        made, self.made = self.made, []
+        await asyncio.gather(*(cancel(b) for b in made))
+        deadline = time.monotonic() + timeout_s
+        while (used := (await self.quota()).used) > used_before:
+            if time.monotonic() > deadline:
+                raise Failed(f"quota used is {used} after the clean-up, was {used_before}")
+            await asyncio.sleep(0.1)
+
+
+async def birthday(run: Run) -> str:
+    today = (await run.today()).date()
+    dob = today.replace(year=1990) if (today.month, today.day) != (2, 29) else today.replace(year=1992)
+    cheap = min((s for s in await run.services() if not s.genders), key=lambda s: s.price.amount_minor)
+    b = await run.book(run.patient(gender=c.GENDER_FEMALE, dob=dob.isoformat()), [cheap.id])
+    if b.status != c.BOOKING_STATUS_CONFIRMED or b.discount.outcome != c.DISCOUNT_OUTCOME_APPLIED:
+        raise Failed(f"expected CONFIRMED with discount APPLIED, got {summary(b)}")
     expected = b.base_price.amount_minor - (b.base_price.amount_minor * b.discount.percent * 2 + 100) // 200
     if b.final_price.amount_minor != expected:
-        raise Failed(f"final {b.final_price.amount_minor} != {expected}")
+        raise Failed(f"final {format_minor(b.final_price.amount_minor)} != {format_minor(expected)}")
     base, final = format_minor(b.base_price.amount_minor), format_minor(b.final_price.amount_minor)
     return f"{base} - {b.discount.percent}% = {final}"
 
 
-async def quota_exhausted(api: Api, tz: ZoneInfo) -> str:
-    q = (await api.admin.GetQuota(admin_pb2.GetQuotaRequest(), metadata=api.md)).quota
-    eligible = [s for s in await _services(api) if not s.genders and s.price.amount_minor > 100_000]
+async def quota_exhausted(run: Run) -> str:
+    q = await run.quota()
+    eligible = [s for s in await run.services() if not s.genders and s.price.amount_minor > HIGH_VALUE_MINOR]
     if not eligible:
         raise Failed("no service for everyone costs more than the discount threshold")
     pricey = max(eligible, key=lambda s: s.daily_capacity)
-    today = datetime.now(tz).date()
-    try:
-        results: list[c.Booking] = []
-        limit = asyncio.Semaphore(16)
+    today = (await run.today()).date()
+    results: list[c.Booking] = []
+    limit = asyncio.Semaphore(16)
 
-        async def one(i: int):  # a date each, so capacity never decides
-            async with limit:
-                day = (today + timedelta(days=10 + i % 350)).isoformat()
-                results.append(await _book(api, _patient(), [pricey.id], day))
+    async def one(i: int):  # a date each, so capacity never decides
+        async with limit:
+            day = (today + timedelta(days=10 + i % 350)).isoformat()
+            results.append(await run.book(run.patient(), [pricey.id], day))
 
-        await asyncio.gather(*(one(i) for i in range(q.remaining)))
-        applied = sum(b.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED for b in results)
-        last = await _book(api, _patient(), [pricey.id], (today + timedelta(days=365)).isoformat())
-        if applied != q.remaining:
-            raise Failed(f"{applied} discounts for {q.remaining} remaining units")
-        if (
-            last.rejection_reason != c.REJECTION_REASON_QUOTA_EXHAUSTED
-            or last.status_message != "Daily discount quota reached"
-        ):
-            raise Failed(f"the next booking was {c.BookingStatus.Name(last.status)}: {last.status_message!r}")
-        return f"{applied} granted, then rejected: {last.status_message}"
-    finally:
-        await api.admin.ResetQuota(admin_pb2.ResetQuotaRequest(), metadata=api.md)
+    await asyncio.gather(*(one(i) for i in range(q.remaining)))
+    applied = sum(b.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED for b in results)
+    last = await run.book(run.patient(), [pricey.id], (today + timedelta(days=365)).isoformat())
+    if applied != q.remaining:
+        raise Failed(f"{applied} discounts for {q.remaining} remaining units")
+    if (
+        last.rejection_reason != c.REJECTION_REASON_QUOTA_EXHAUSTED
+        or last.status_message != "Daily discount quota reached"
+    ):
+        raise Failed(f"the next booking was {summary(last)}: {last.status_message!r}")
+    await run.give_back(q.used)
+    return f"{applied} granted, then rejected: {last.status_message}; all {applied} units given back"
 
 
-async def capacity_compensation(api: Api, tz: ZoneInfo) -> str:
-    candidates = [s for s in await _services(api) if s.price.amount_minor > 100_000 and not s.genders]
+async def capacity_compensation(run: Run) -> str:
+    candidates = [
+        s for s in await run.services() if s.price.amount_minor > HIGH_VALUE_MINOR and not s.genders
+    ]
     small = min(candidates, key=lambda s: s.daily_capacity)
-    day = (datetime.now(tz).date() + timedelta(days=random.randint(200, 360))).isoformat()
-    full = await asyncio.gather(
-        *(_book(api, _patient(), [small.id], day) for _ in range(small.daily_capacity))
-    )
-    used = (await api.admin.GetQuota(admin_pb2.GetQuotaRequest(), metadata=api.md)).quota.used
-    over = await _book(api, _patient(), [small.id], day)
+    day = ((await run.today()).date() + timedelta(days=random.randint(200, 360))).isoformat()
+    used_before = (await run.quota()).used
+    await asyncio.gather(*(run.book(run.patient(), [small.id], day) for _ in range(small.daily_capacity)))
+    over = await run.book(run.patient(), [small.id], day)
     if over.rejection_reason != c.REJECTION_REASON_CAPACITY_UNAVAILABLE:
-        raise Failed(f"expected CAPACITY_UNAVAILABLE, got {c.BookingStatus.Name(over.status)}")
-    if over.discount.outcome != c.DISCOUNT_OUTCOME_UNSPECIFIED:
-        raise Failed("the over-capacity booking reached the discount step (places come first)")
-    if (await api.admin.GetQuota(admin_pb2.GetQuotaRequest(), metadata=api.md)).quota.used != used:
-        raise Failed("the over-capacity booking touched the quota")
-    held = next((b for b in full if b.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED), full[0])
-    await api.bookings.CancelBooking(booking_pb2.CancelBookingRequest(booking_id=held.id), metadata=api.md)
-    if held.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED:
-        await _until(api, held.id, c.EVENT_TYPE_QUOTA_RELEASED)
-    await _until(api, held.id, c.EVENT_TYPE_PLACES_RELEASED)
-    return f"{small.id} full on {day}: refused before the discount; a cancellation gave back places and quota"
+        raise Failed(f"expected REJECTED (CAPACITY_UNAVAILABLE), got {summary(over)}")
+    if over.discount.outcome in (c.DISCOUNT_OUTCOME_APPLIED, c.DISCOUNT_OUTCOME_RELEASED):
+        # the discount was decided before the places: its unit must come back
+        released = await run.until(over.id, c.EVENT_TYPE_QUOTA_RELEASED)
+        if released.discount.outcome != c.DISCOUNT_OUTCOME_RELEASED:
+            raise Failed(f"discount not marked RELEASED: {summary(released)}")
+        detail = "discount granted, booking rejected, quota unit released"
+    elif over.discount.outcome:
+        raise Failed(f"the over-capacity booking got a discount decision: {summary(over)}")
+    else:  # places before money: no place, so the quota was never touched
+        detail = "booking rejected before any discount; the quota was not touched"
+    await run.give_back(used_before)
+    return f"{small.id} full on {day}; {detail}"
 
 
-async def blocklist(api: Api, tz: ZoneInfo) -> str:
-    b = await _book(api, _patient("fail_test_user"), ["gen-consult"])
+async def blocklist(run: Run) -> str:
+    b = await run.book(run.patient("fail_test_user"), ["gen-consult"])
     if b.rejection_reason != c.REJECTION_REASON_PATIENT_BLOCKED:
-        raise Failed(f"expected PATIENT_BLOCKED, got {c.BookingStatus.Name(b.status)}")
+        raise Failed(f"expected REJECTED (PATIENT_BLOCKED), got {summary(b)}")
     return "fail_test_user rejected: PATIENT_BLOCKED"
 
 
-async def _doctor(api: Api, capacity: int = 10) -> doctor_pb2.Doctor:
-    consult = min((x for x in await _services(api) if not x.genders), key=lambda x: x.price.amount_minor)
+async def _doctor(run: Run, capacity: int = 10) -> doctor_pb2.Doctor:
+    consult = min((s for s in await run.services() if not s.genders), key=lambda s: s.price.amount_minor)
     req = doctor_pb2.CreateDoctorRequest(
         code=f"SCN-{uuid.uuid4().hex[:8]}",
         name="Dr Scenario",
         service_ids=[consult.id],
         daily_capacity=capacity,
     )
-    return (await api.doctors.CreateDoctor(req, metadata=api.md, timeout=10)).doctor
+    return (await run.api.doctors.CreateDoctor(req, metadata=run.api.md, timeout=10)).doctor
 
 
-def _later(tz: ZoneInfo) -> str:
-    return (datetime.now(tz).date() + timedelta(days=random.randint(30, 360))).isoformat()
+async def _later(run: Run) -> str:
+    return ((await run.today()).date() + timedelta(days=random.randint(30, 360))).isoformat()
 
 
-async def doctor_tokens(api: Api, tz: ZoneInfo) -> str:
-    doctor, day = await _doctor(api, capacity=10), _later(tz)
+async def doctor_tokens(run: Run) -> str:
+    doctor, day = await _doctor(run, capacity=10), await _later(run)
+    services = list(doctor.service_ids)
     done = await asyncio.gather(
-        *(_book(api, _patient(), list(doctor.service_ids), day, doctor_id=doctor.id) for _ in range(30))
+        *(run.book(run.patient(), services, day, doctor_id=doctor.id) for _ in range(30))
     )
     tokens = sorted(b.token for b in done if b.status == c.BOOKING_STATUS_CONFIRMED)
     full = [b for b in done if b.rejection_reason == c.REJECTION_REASON_CAPACITY_UNAVAILABLE]
@@ -170,32 +220,32 @@ async def doctor_tokens(api: Api, tz: ZoneInfo) -> str:
     return f"30 bookings for {doctor.code}'s 10 tokens: tokens 1..10 once each, 20 CAPACITY_UNAVAILABLE"
 
 
-async def overlapping_time(api: Api, tz: ZoneInfo) -> str:
-    doctor, day = await _doctor(api), _later(tz)
+async def overlapping_time(run: Run) -> str:
+    doctor, day = await _doctor(run), await _later(run)
     services = list(doctor.service_ids)
-    first = await _book(
-        api, _patient(), services, day, doctor_id=doctor.id, start_time="10:00", duration_minutes=30
+    first = await run.book(
+        run.patient(), services, day, doctor_id=doctor.id, start_time="10:00", duration_minutes=30
     )
-    second = await _book(api, _patient(), services, day, doctor_id=doctor.id, start_time="10:15")
+    second = await run.book(run.patient(), services, day, doctor_id=doctor.id, start_time="10:15")
     if (
         first.status != c.BOOKING_STATUS_CONFIRMED
         or second.rejection_reason != c.REJECTION_REASON_SLOT_UNAVAILABLE
     ):
-        raise Failed(f"10:00-10:30 {_name(first)}, then 10:15 {_name(second)}")
+        raise Failed(f"10:00-10:30 {summary(first)}, then 10:15 {summary(second)}")
     return "10:00-10:30 confirmed; 10:15 refused: SLOT_UNAVAILABLE"
 
 
-async def absent_doctor(api: Api, tz: ZoneInfo) -> str:
-    doctor, day = await _doctor(api), _later(tz)
+async def absent_doctor(run: Run) -> str:
+    doctor, day = await _doctor(run), await _later(run)
     req = doctor_pb2.SetAvailabilityRequest(doctor_id=doctor.id, date=day, present=False, note="on leave")
-    await api.doctors.SetAvailability(req, metadata=api.md, timeout=10)
-    b = await _book(api, _patient(), list(doctor.service_ids), day, doctor_id=doctor.id)
+    await run.api.doctors.SetAvailability(req, metadata=run.api.md, timeout=10)
+    b = await run.book(run.patient(), list(doctor.service_ids), day, doctor_id=doctor.id)
     if b.rejection_reason != c.REJECTION_REASON_DOCTOR_UNAVAILABLE:
-        raise Failed(f"expected DOCTOR_UNAVAILABLE, got {_name(b)}")
+        raise Failed(f"expected REJECTED (DOCTOR_UNAVAILABLE), got {summary(b)}")
     return f"{doctor.code} absent on {day}: DOCTOR_UNAVAILABLE"
 
 
-async def duplicate_phone(api: Api, tz: ZoneInfo) -> str:
+async def duplicate_phone(run: Run) -> str:
     digits = "9" + str(random.randint(10**8, 10**9 - 1))
     spellings = [digits, f"+91 {digits[:5]} {digits[5:]}", f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"]
 
@@ -203,20 +253,13 @@ async def duplicate_phone(api: Api, tz: ZoneInfo) -> str:
         req = patient_pb2.RegisterPatientRequest(
             name="Scenario", phone=phone, gender=c.GENDER_FEMALE, date_of_birth="1990-01-01"
         )
-        return await api.patients.RegisterPatient(req, metadata=api.md, timeout=10)
+        return await run.api.patients.RegisterPatient(req, metadata=run.api.md, timeout=10)
 
     answers = await asyncio.gather(*(register(p) for p in spellings))
     ids = {a.patient.id for a in answers}
     if len(ids) != 1 or sum(a.created for a in answers) > 1:
         raise Failed(f"{len(ids)} patients for one phone")
     return f"{len(spellings)} spellings of {answers[0].patient.phone}: one patient {ids.pop()}"
-
-
-def _name(b: c.Booking) -> str:
-    reason = c.RejectionReason.Name(b.rejection_reason).removeprefix("REJECTION_REASON_")
-    return c.BookingStatus.Name(b.status).removeprefix("BOOKING_STATUS_") + (
-        f" {reason}" if b.rejection_reason else ""
-    )
 
 
 SCENARIOS = [
@@ -231,14 +274,41 @@ SCENARIOS = [
 ]
 
 
+async def plan(api: Api) -> str:
+    """What a live run will do to the system, in a few lines (read-only calls)."""
+    run = Run(api, ZoneInfo("UTC"))
+    q = await run.quota()
+    services = await run.services()
+    pricey = [s for s in services if s.price.amount_minor > HIGH_VALUE_MINOR and not s.genders]
+    capacity = min((s.daily_capacity for s in pricey), default=0)
+    total = 1 + q.remaining + 1 + capacity + 1 + 1 + 30 + 2 + 1
+    return (
+        f"  - make about {total} real bookings for patients named scenario-… (and fail_test_user),\n"
+        f"    on dates up to a year ahead;\n"
+        f"  - add three doctors coded SCN-… (one marked absent on one date) and register one patient\n"
+        f"    (a random phone); these stay;\n"
+        f"  - use today's {q.remaining} remaining discount units ({q.used} of {q.limit} used) for a moment,\n"
+        f"    and fill the smallest high-value service ({capacity} places) on one far date;\n"
+        f"  - then cancel every booking it made: the units and places are given back, the cancelled\n"
+        f"    bookings stay in the patients' history."
+    )
+
+
 async def run(api: Api, tz: ZoneInfo) -> int:
     out = console()
+    state = Run(api, tz)
+    used_before = (await state.quota()).used
     failures = 0
     for name, scenario in SCENARIOS:
         try:
-            detail = await scenario(api, tz)
+            detail = await scenario(state)
             out.print(f"[green]PASS[/] {name}: {detail}")
         except Failed as exc:
             failures += 1
             out.print(f"[red]FAIL[/] {name}: {exc}")
+    try:
+        await state.give_back(used_before)
+    except Failed as exc:
+        failures += 1
+        out.print(f"[red]FAIL[/] clean-up: {exc}")
     return 1 if failures else 0

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from rich.console import Console
 from rich.panel import Panel
-from rich.table import Table
+from rich.table import Column, Table
 
 from clinic.v1 import common_pb2 as c
 from clinic_common.money import format_minor
 
+# Wide enough that no line is ever folded; tables and panels are only as wide as their content.
+NOT_A_TERMINAL_WIDTH = 10_000
 STATUS_STYLE = {
     c.BOOKING_STATUS_PENDING: "yellow",
     c.BOOKING_STATUS_CONFIRMED: "green",
@@ -29,8 +35,25 @@ def event_line(event: c.BookingEvent) -> str:
     return f"[dim]{when}[/]  {event.sequence:>2}. [{style}]{kind:<22}[/] {event.message}"
 
 
+def id_column(header: str) -> Column:
+    """A column of ids: never cut short or folded, whatever the terminal's width (ids are pasted)."""
+    return Column(header, no_wrap=True, overflow="ignore", min_width=32)
+
+
+def as_dict(message: Message) -> dict:
+    """proto3 JSON (enum names, camelCase), as grpcurl prints it."""
+    return json_format.MessageToDict(message)
+
+
+def print_json(value: object) -> int:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
+    return 0
+
+
 def booking_panel(b: c.Booking) -> Panel:
     grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(min_width=32, overflow="fold")  # the id whole; long text folds, never an ellipsis
     grid.add_row("booking", b.id)
     grid.add_row("status", f"[{STATUS_STYLE.get(b.status, 'white')}]{status(b.status)}[/]")
     if b.status_message:
@@ -57,5 +80,9 @@ def booking_panel(b: c.Booking) -> Panel:
     return Panel(grid, title="booking", expand=False)
 
 
-def console() -> Console:
-    return Console(highlight=False)
+def console(stderr: bool = False) -> Console:
+    """A terminal gets rich output at its width; a pipe, a file or CI gets plain lines never wrapped."""
+    out = Console(highlight=False, stderr=stderr)
+    if out.is_terminal:
+        return out
+    return Console(highlight=False, stderr=stderr, width=NOT_A_TERMINAL_WIDTH, no_color=True)

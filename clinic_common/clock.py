@@ -30,8 +30,20 @@ def clinic_day(moment: datetime, tz: ZoneInfo) -> date:
     return moment.astimezone(tz).date()
 
 
+class DateError(ValueError):
+    """A date field's problem, worded for the caller (its str() is a BadRequest description)."""
+
+
 def parse_date(text: str) -> date:
-    """Strict YYYY-MM-DD (date.fromisoformat also accepts other ISO shapes we do not want)."""
-    if len(text) != 10 or text[4] != "-" or text[7] != "-":
-        raise ValueError(f"{text!r} is not YYYY-MM-DD")
-    return date.fromisoformat(text)
+    """Strict YYYY-MM-DD (date.fromisoformat also accepts other ISO shapes we do not want).
+
+    Tells the two mistakes apart: "must be a date as YYYY-MM-DD" for the shape, "1990-02-30 is
+    not a real date" for a day the calendar does not have.
+    """
+    digits = text[:4] + text[5:7] + text[8:]
+    if len(text) != 10 or text[4] != "-" or text[7] != "-" or not (digits.isascii() and digits.isdigit()):
+        raise DateError("must be a date as YYYY-MM-DD")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise DateError(f"{text} is not a real date") from None

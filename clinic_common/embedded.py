@@ -6,26 +6,15 @@ protocol round trip), never slept for.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from clinic_common.processes import Process, free_port, free_port_below, port_free, port_open
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def free_port_below(limit: int) -> int:
-    while (port := free_port()) >= limit:
-        pass
-    return port
+__all__ = ["EmbeddedServer", "free_port", "free_port_below", "nats_cluster", "nats_server", "redis_server"]
 
 
 def nats_server_binary() -> str:
@@ -44,48 +33,32 @@ def valkey_server_binary() -> str:
 
 @dataclass
 class EmbeddedServer:
+    """A server binary on a known port; ready once the port answers."""
+
     name: str
     args: list[str]
     port: int
     log_path: Path
-    process: subprocess.Popen | None = None
+    proc: Process | None = None
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self.proc.popen if self.proc else None
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedServer:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            self.args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        wait_for_port(self.port, timeout_s, self.process, self.name, self.log_path)
+        if not port_free(self.port):
+            raise OSError(f"{self.name} cannot listen on 127.0.0.1:{self.port}: the port is in use")
+        self.proc = Process(self.name, self.args, self.log_path, new_session=True).start()
+        self.proc.wait_ready(lambda: port_open(self.port), timeout_s)
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.proc:
+            self.proc.stop(timeout_s)
 
     def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen, name: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise RuntimeError(f"{name} exited with {process.returncode} at start:\n{tail}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"{name} did not listen on port {port} within {timeout_s}s")
+        if self.proc:
+            self.proc.kill()
 
 
 def nats_server(
@@ -151,12 +124,6 @@ def redis_server(data_dir: Path, port: int, *, acl_file: Path | None = None) -> 
     if acl_file:
         args += ["--aclfile", str(acl_file)]
     return EmbeddedServer("valkey-server", args, port, data_dir / "logs" / f"redis-{port}.log")
-
-
-def env_with(**overrides: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(overrides)
-    return env
 
 
 def nats_cluster(

@@ -84,13 +84,18 @@ def retry_info(seconds: float) -> any_pb2.Any:
     return packed
 
 
-def bad_request_fields(error: grpc.RpcError) -> list[str]:
-    """The fields named by an INVALID_ARGUMENT's BadRequest detail (for clients and tests)."""
+def bad_request_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
+    """(field, description) of every violation in an INVALID_ARGUMENT's BadRequest detail."""
     status = rpc_status.from_call(error)
-    fields: list[str] = []
+    found: list[tuple[str, str]] = []
     for detail in status.details if status else []:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
-            fields.extend(v.field for v in bad.field_violations)
-    return fields
+            found.extend((v.field, v.description) for v in bad.field_violations)
+    return found
+
+
+def bad_request_fields(error: grpc.RpcError) -> list[str]:
+    """The fields named by an INVALID_ARGUMENT's BadRequest detail (for clients and tests)."""
+    return [field for field, _ in bad_request_violations(error)]

@@ -1,9 +1,16 @@
-"""Prometheus metrics, one registry per process, served on the service's metrics address."""
+"""Prometheus metrics, defined once here, each family owned by the services that update it.
+
+`serve(addr, service)` exposes only that service's families (and the process/Python collectors),
+so no service shows a figure it never updates (notification_svc has no quota gauge reading 0).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import sys
 
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from clinic_common.config import SERVICES
 from clinic_common.logs import get_logger
 
 log = get_logger(__name__)
@@ -34,10 +41,59 @@ DEAD_LETTERS = Counter("clinic_dead_letters_total", "Messages sent to the dead-l
 OUTBOX_RELAYED = Counter("clinic_outbox_relayed_total", "Outbox batches published late by the relay")
 
 
-def serve(addr: str) -> None:
-    """Expose /metrics on host:port; empty or 'off' disables it."""
+EVERY_SERVICE = frozenset(SERVICES)
+WITH_CONSUMERS = EVERY_SERVICE - {"gateway"}  # a consumer family with no samples is left out too
+OWNERS: dict[str, frozenset[str]] = {
+    family.name: frozenset(owners)
+    for metric, owners in (
+        (GRPC_REQUESTS, EVERY_SERVICE),
+        (BOOKINGS, {"booking_svc"}),
+        (BOOKINGS_SHED, {"booking_svc"}),
+        (SAGA_SECONDS, {"booking_svc"}),
+        (OUTBOX_RELAYED, {"booking_svc"}),
+        (QUOTA_USED, {"discount_svc"}),
+        (QUOTA_LIMIT, {"discount_svc"}),
+        (QUOTA_GRANTS, {"discount_svc"}),
+        (CONSUMER_MESSAGES, WITH_CONSUMERS),
+        (CONSUMER_REDELIVERIES, WITH_CONSUMERS),
+        (CONSUMER_PENDING, WITH_CONSUMERS),
+        (DEAD_LETTERS, WITH_CONSUMERS),
+    )
+    for family in metric.describe()
+}
+
+
+class _Owned:
+    """The process's families that `service` owns; labelled families only once they have samples."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def collect(self):
+        for family in REGISTRY.collect():
+            owners = OWNERS.get(family.name)
+            if owners is None or (self.service in owners and family.samples):
+                yield family
+
+
+def registry_for(service: str) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Owned(service))
+    return registry
+
+
+def _running_service() -> str | None:
+    """The package run with `python -m <service>`, when the caller does not say."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = spec.name.partition(".")[0] if spec and spec.name else ""
+    return name or None
+
+
+def serve(addr: str, service: str | None = None) -> None:
+    """Expose `service`'s families on host:port at /metrics; empty or 'off' disables it."""
     if not addr or addr == "off":
         return
+    service = service or _running_service()
     host, _, port = addr.rpartition(":")
-    start_http_server(int(port), addr=host)
-    log.info("metrics.listening", addr=addr)
+    start_http_server(int(port), addr=host, registry=registry_for(service) if service else REGISTRY)
+    log.info("metrics.listening", addr=addr, service=service)

@@ -31,8 +31,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             return clinic_day(self._clock.now(), self._tz).isoformat()
         try:
             return parse_date(text).isoformat()
-        except ValueError:
-            raise InvalidArgument([("date", "must be a date as YYYY-MM-DD")]) from None
+        except ValueError as exc:
+            raise InvalidArgument([("date", str(exc))]) from None
 
     @rpc.unary
     async def GetQuota(self, request, context, who):

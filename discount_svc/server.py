@@ -22,7 +22,7 @@ SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 
 
 async def main(stop: asyncio.Event, config: DiscountConfig) -> None:
-    metrics.serve(config.metrics_addr)
+    metrics.serve(config.metrics_addr, "discount_svc")
     async with bootstrap.connected("discount_svc", config.connections) as deps:
 
         async def publish(subject: str, payload: bytes, msg_id: str) -> None:

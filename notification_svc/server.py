@@ -18,7 +18,7 @@ SERVICE_NAME = notification_pb2.DESCRIPTOR.services_by_name["NotificationService
 
 
 async def main(stop: asyncio.Event, config: NotificationConfig) -> None:
-    metrics.serve(config.metrics_addr)
+    metrics.serve(config.metrics_addr, "notification_svc")
     async with bootstrap.connected("notification_svc", config.connections) as deps:
 
         async def publish(subject: str, payload: bytes, msg_id: str) -> None:

@@ -105,10 +105,8 @@ def check_patient_fields(
 def check_date_of_birth(text: str, today: date, field: str = "date_of_birth") -> Violations:
     try:
         born = parse_date(text)
-    except ValueError:
-        shape = len(text) == 10 and text[4] == "-" and text[7] == "-"
-        why = f"{text!r} is not a real date" if shape else "must be a date as YYYY-MM-DD"
-        return [(field, why)]
+    except ValueError as exc:
+        return [(field, str(exc))]
     return [(field, "must not be in the future")] if born > today else []
 
 
@@ -211,9 +209,8 @@ def check_day(text: str, today: date, field: str = "date") -> Violations:
     """A date for a doctor's day: today or later, at most a year ahead."""
     try:
         day = parse_date(text)
-    except ValueError:
-        shape = len(text) == 10 and text[4] == "-" and text[7] == "-"
-        return [(field, f"{text!r} is not a real date" if shape else "must be a date as YYYY-MM-DD")]
+    except ValueError as exc:
+        return [(field, str(exc))]
     if day < today:
         return [(field, "must not be before today")]
     if day > today + timedelta(days=MAX_DAYS_AHEAD):

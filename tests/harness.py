@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,7 +21,6 @@ from zoneinfo import ZoneInfo
 
 import grpc
 import redis.asyncio as aioredis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clinic.v1 import (
     admin_pb2,
@@ -36,8 +34,8 @@ from clinic.v1 import (
     notification_pb2_grpc,
     patient_pb2_grpc,
 )
-from clinic_common import access, embedded
-from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
+from clinic_common import access, embedded, processes
+from clinic_common.config import ADDR_VARS, SERVICES
 from gateway.auth import mint
 
 T = TypeVar("T")
@@ -167,7 +165,7 @@ class System:
     servers: Servers
     env: dict[str, str] = field(default_factory=dict)
     services: tuple[str, ...] = SERVICES
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    running: dict[str, processes.Process] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     instances: int = 1
     instance_ports: dict[str, int] = field(default_factory=dict)
@@ -194,68 +192,60 @@ class System:
 
     def service_env(self, name: str) -> dict[str, str]:
         module = name.partition("@")[0]
-        env = dict(os.environ)
-        env.update(self.servers.urls_for(module))
-        env.update(
-            CLINIC_CATALOG=str(TEST_CATALOG),
-            CLINIC_AUTH="jwt",
-            CLINIC_JWT_SECRET=SECRET,
-            CLINIC_LOG_LEVEL="info",
-            PYTHONPATH=str(ROOT),
+        urls = self.servers.urls_for(module)
+        # the gateway (and discount_svc) dial every instance; each instance listens on its own
+        addrs = {
+            backend: ",".join(self.addr_of(n) for n in self.names if n.partition("@")[0] == backend)
+            for backend in ADDR_VARS
+        }
+        addrs[module] = self.addr_of(name)
+        return processes.service_env(
+            module,
+            os.environ,
+            addrs=addrs,
+            metrics_addr=f"127.0.0.1:{self.metrics_ports.setdefault(name, embedded.free_port())}",
+            nats_url=urls["NATS_URL"],
+            redis_url=urls["REDIS_URL"],
+            overrides={
+                "CLINIC_CATALOG": str(TEST_CATALOG),
+                "CLINIC_AUTH": "jwt",
+                "CLINIC_JWT_SECRET": SECRET,
+                "CLINIC_LOG_LEVEL": "info",
+                "PYTHONPATH": str(ROOT),
+                **self.env,
+            },
         )
-        for backend, var in ADDR_VARS.items():  # the gateway (and discount_svc) dial every instance
-            env[var] = ",".join(self.addr_of(n) for n in self.names if n.partition("@")[0] == backend)
-        env[ADDR_VARS[module]] = self.addr_of(name)
-        env[METRICS_VARS[module]] = f"127.0.0.1:{self.metrics_ports.setdefault(name, embedded.free_port())}"
-        env.update(self.env)
-        return env
+
+    @property
+    def procs(self) -> dict[str, subprocess.Popen]:
+        return {name: proc.popen for name, proc in self.running.items()}
 
     def start(self, only: tuple[str, ...] | None = None) -> System:
         logs = self.servers.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
         names = only or tuple(self.names)
         for name in names:
-            log = open(logs / f"{name}.log", "ab")
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", name.partition("@")[0]],
-                env=self.service_env(name),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
+            module = name.partition("@")[0]
+            self.running[name] = processes.Process(
+                name, processes.python_module(module), logs / f"{name}.log", self.service_env(name), ROOT
+            ).start()
         for name in names:
             self.wait_healthy(name)
         return self
 
     def wait_healthy(self, module: str, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(self.addr_of(module)) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                proc = self.procs[module]
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{module} exited with {proc.returncode}:\n{self.log_tail(module)}")
-                try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == 1:
-                        return
-                except grpc.RpcError:
-                    time.sleep(0.05)
-        raise TimeoutError(f"{module} not healthy in {timeout_s}s:\n{self.log_tail(module)}")
+        proc = self.running[module]
+        proc.wait_ready(
+            processes.readiness(module.partition("@")[0], self.addr_of(module), proc.env), timeout_s
+        )
 
     def log_tail(self, module: str, chars: int = 3000) -> str:
         path = self.servers.data_dir / "logs" / f"{module}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def stop(self, modules: tuple[str, ...] | None = None, sig: int = signal.SIGTERM) -> None:
-        for module in modules or tuple(self.procs):
-            proc = self.procs.get(module)
-            if proc and proc.poll() is None:
-                proc.send_signal(sig)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        for module in modules or tuple(self.running):
+            if module in self.running:
+                self.running[module].stop(15, sig)
 
     def kill(self, module: str) -> None:
         self.stop((module,), sig=signal.SIGKILL)

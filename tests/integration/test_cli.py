@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import pty
+import re
 import subprocess
 import sys
+import urllib.request
 
 import nats
 
-from clinic_common import nats_io, subjects
-from tests.harness import Client, future_date, uid, wait_for
+from clinic_common import embedded, nats_io, subjects
+from tests.harness import Client, Servers, System, future_date, patient, uid, wait_for
 
 
 async def clinic(
@@ -21,7 +25,7 @@ async def clinic(
         **(extra_env or {}),
         "CLINIC_GATEWAY_ADDR": addr or system.gateway_addr,
         "CLINIC_TOKEN": Client.auth()[0][1].removeprefix("Bearer "),
-        "COLUMNS": "200",
+        "COLUMNS": "30",  # a narrow terminal's setting: output to a pipe must still not wrap
     }
     return await asyncio.to_thread(
         subprocess.run,
@@ -60,17 +64,74 @@ async def test_book_shows_the_saga_and_the_outcome(system):
     assert "CONFIRMED" in done.stdout and "₹500.00" in done.stdout
 
 
-async def test_scenarios_pass_against_the_running_system(system):
-    done = await clinic(system, "scenarios")
+def _creates_seen_by(system) -> float:
+    """CreateBooking calls the system's gateway has answered, from its /metrics."""
+    addr = f"http://127.0.0.1:{system.metrics_ports['gateway']}/metrics"
+    with urllib.request.urlopen(addr, timeout=5) as reply:
+        text = reply.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("clinic_grpc_requests_total{") and "BookingService/CreateBooking" in line
+    )
+
+
+def _passed(done: subprocess.CompletedProcess) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("PASS") == 8 and "FAIL" not in done.stdout
+    verdicts = [line for line in done.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert [v.split()[0] for v in verdicts] == ["PASS"] * 8, done.stdout
+    assert not re.search(r"\b(BOOKING_STATUS|DISCOUNT_OUTCOME)\w* / \d", done.stdout)
+
+
+async def test_scenarios_run_on_a_throwaway_system_twice_and_leave_the_running_one_alone(system, client):
+    quota_before = await client.quota()
+    creates_before = await asyncio.to_thread(_creates_seen_by, system)
+    runs = [await clinic(system, "scenarios") for _ in range(2)]
+    assert (await client.quota()).used == quota_before.used
+    assert await asyncio.to_thread(_creates_seen_by, system) == creates_before
+    for done in runs:
+        _passed(done)
+        assert "throwaway system stopped and removed" in done.stdout
+
+
+async def test_scenarios_live_without_a_terminal_or_yes_refuses_in_one_line(system, client):
+    creates_before = await asyncio.to_thread(_creates_seen_by, system)
+    done = await clinic(system, "scenarios", "--live")
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"clinic: scenarios --live changes the system at {system.gateway_addr}"), line
+    assert "--yes" in line
+    assert await asyncio.to_thread(_creates_seen_by, system) == creates_before
+
+
+async def test_scenarios_live_twice_leave_the_quota_as_they_found_it(tmp_path):
+    own = Servers(tmp_path).start()
+    live = System(own, env={"DAILY_DISCOUNT_QUOTA": "12"})
+    try:
+        live.start()
+        probe = Client(live.gateway_addr)
+        try:
+            await probe.create(patient(), ["gen-consult"], appointment_date=future_date())  # a real patient
+            before = await probe.quota()
+            for _ in range(2):
+                done = await clinic(live, "scenarios", "--live", "--yes")
+                _passed(done)
+                assert "make about" in done.stdout and "then cancel every booking it made" in done.stdout
+            assert (await probe.quota()).used == before.used
+        finally:
+            await probe.close()
+        verified = await clinic(live, "quota", "verify")
+        assert verified.returncode == 0 and ": consistent" in verified.stdout, verified.stdout
+    finally:
+        live.stop()
+        own.stop()
 
 
 async def test_quota_show_and_verify(system):
     shown = await clinic(system, "quota")
     assert shown.returncode == 0 and "of 20" in shown.stdout
-    # ResetQuota (the scenarios call it) sets used to 0 while bookings still hold units: verify
-    # --repair puts the counter back from the bookings, after which it is consistent.
+    # verify --repair puts the counter back from the bookings if anything moved it (nothing should
+    # have: the scenarios run elsewhere), after which it is consistent.
     repaired = await clinic(system, "quota", "verify", "--repair")
     assert repaired.returncode == 0, repaired.stdout
     verified = await clinic(system, "quota", "verify")
@@ -126,3 +187,101 @@ async def test_dlq_lists_dead_letters_and_replays_one(system, servers):
 
 async def _first_other(letters, old: int) -> int | None:
     return next((seq for seq in await letters() if seq != old), None)
+
+
+async def test_unavailable_names_the_service_that_is_down(servers):
+    """A gateway whose booking_svc is down answers UNAVAILABLE naming it; the CLI prints that, and
+    says the gateway is unreachable only when the connection to the gateway itself fails."""
+    nobody = f"127.0.0.1:{embedded.free_port()}"
+    lonely = System(servers, services=("gateway",), env={"BOOKING_SVC_ADDR": nobody}).start()
+    try:
+        done = await clinic(lonely, "services")
+    finally:
+        lonely.stop()
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("clinic: UNAVAILABLE: booking_svc unavailable"), line
+    assert "cannot reach the gateway" not in line
+
+
+async def test_bad_input_shows_every_field_with_its_description(system):
+    done = await clinic(
+        system, "book", "--patient", uid("cli"), "--gender", "male", "--dob", "1990-13-01", "mammography"
+    )
+    assert done.returncode == 1, done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith("clinic: INVALID_ARGUMENT: "), lines
+    assert "  service_ids[0]: not offered to the patient's gender" in lines
+    assert any(line.startswith("  patient.date_of_birth: ") for line in lines), lines
+
+
+async def _booked(system, client) -> tuple[str, str]:
+    pid = uid("cli")
+    booking = await client.create(patient(pid), ["gen-consult"], appointment_date=future_date())
+    await client.settled(booking.id)
+    return pid, booking.id
+
+
+async def test_listings_print_full_ids_unwrapped_and_json(system, client):
+    pid, booking_id = await _booked(system, client)
+    listed = await clinic(system, "bookings", "--patient", pid)
+    assert listed.returncode == 0, listed.stderr
+    assert booking_id in listed.stdout and "…" not in listed.stdout
+
+    got = await clinic(system, "get", booking_id)
+    assert got.returncode == 0, got.stderr
+    [created] = [line for line in got.stdout.splitlines() if "BOOKING_CREATED" in line]
+    assert "Booking created: ₹500.00" in created  # the saga line is whole, not wrapped at 30 columns
+
+    as_json = json.loads((await clinic(system, "bookings", "--patient", pid, "--json")).stdout)
+    assert [(b["id"], b["status"]) for b in as_json] == [(booking_id, "BOOKING_STATUS_CONFIRMED")]
+    one = json.loads((await clinic(system, "get", booking_id, "--json")).stdout)
+    assert one["id"] == booking_id and one["patient"]["id"] == pid
+    services = json.loads((await clinic(system, "services", "--json")).stdout)
+    assert "gen-consult" in {s["id"] for s in services}
+    quota = json.loads((await clinic(system, "quota", "--json")).stdout)
+    assert set(quota) >= {"date", "limit"}
+
+
+def test_a_narrow_terminal_still_shows_whole_ids(system):
+    """On a real terminal (a pty) 60 columns wide, the id column is never cut with an ellipsis."""
+    pid = uid("tty")
+    booking_id = asyncio.run(_book_one(system.gateway_addr, pid))
+    env = {
+        **os.environ,
+        "CLINIC_GATEWAY_ADDR": system.gateway_addr,
+        "CLINIC_TOKEN": Client.auth()[0][1].removeprefix("Bearer "),
+        "COLUMNS": "60",
+        "TERM": "xterm",
+    }
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clinic_cli", "bookings", "--patient", pid],
+        env=env,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(60) == 0
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode(errors="replace"))
+    assert booking_id in shown, shown
+
+
+async def _book_one(addr: str, pid: str) -> str:
+    client = Client(addr)
+    try:
+        booking = await client.create(patient(pid), ["gen-consult"], appointment_date=future_date())
+        await client.settled(booking.id)
+        return booking.id
+    finally:
+        await client.close()

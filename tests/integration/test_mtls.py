@@ -81,7 +81,6 @@ async def test_internal_mutual_tls_and_public_tls(pki, tmp_path):
         "CLINIC_TLS_KEY": str(pki / "localhost.key"),
     }
     system = System(servers, env=env)
-    system.wait_healthy = lambda module, timeout_s=30.0: None  # plaintext health checks cannot connect now
     system.start()
     try:
         ca = (pki / "ca.pem").read_bytes()

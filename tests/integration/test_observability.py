@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from tests.harness import future_date, patient
+from prometheus_client.parser import text_string_to_metric_families
+
+from clinic.v1 import common_pb2 as c
+from tests.harness import Client, Servers, System, birthday_patient, future_date, patient, wait_for
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 
@@ -13,6 +16,89 @@ TRACE = "0af7651916cd43dd8448eb211c80319c"
 def scrape(system, name: str) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{system.metrics_ports[name]}/metrics", timeout=5) as r:
         return r.read().decode()
+
+
+def figures(system, name: str) -> dict[tuple[str, frozenset], float]:
+    """(sample name, labels) -> value of every clinic_* sample a service exports."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(scrape(system, name))
+        for sample in family.samples
+        if sample.name.startswith("clinic_")
+    }
+
+
+def families(found: dict) -> set[str]:
+    return {name for name, _ in found}
+
+
+def value(found: dict, name: str, **labels: str) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+async def test_each_service_exports_only_its_figures_and_they_match_the_system(tmp_path):
+    """After three bookings (one discounted, one plain, one blocked) on a fresh system, each
+    service's /metrics shows exactly what happened, and nothing it does not update."""
+    own = Servers(tmp_path).start()
+    fresh = System(own, env={"DAILY_DISCOUNT_QUOTA": "20"})
+    client = None
+    try:
+        fresh.start()
+        client = Client(fresh.gateway_addr)
+        people = [birthday_patient(), patient(), patient("fail_test_user")]
+        made = [await client.create(p, ["gen-consult"], appointment_date=future_date()) for p in people]
+        for booking in made:
+            assert await client.watch(booking.id)  # a server stream through the gateway, to its end
+        settled = [await client.settled(b.id) for b in made]
+        assert [b.status for b in settled] == [
+            c.BOOKING_STATUS_CONFIRMED,
+            c.BOOKING_STATUS_CONFIRMED,
+            c.BOOKING_STATUS_REJECTED,
+        ]
+        quota = await client.quota()
+        assert quota.used == 1
+
+        booking = figures(fresh, "booking_svc")
+        assert value(booking, "clinic_bookings_total", status="CONFIRMED", reason="UNSPECIFIED") == 2
+        assert value(booking, "clinic_bookings_total", status="REJECTED", reason="PATIENT_BLOCKED") == 1
+        assert value(booking, "clinic_saga_duration_seconds_count") == 3
+        assert value(booking, "clinic_grpc_requests_total", method="CreateBooking", code="OK") == 3
+
+        async def quota_gauge() -> dict | None:
+            found = figures(fresh, "discount_svc")
+            return found if value(found, "clinic_quota_used") == quota.used else None
+
+        discount = await wait_for(quota_gauge, what="discount_svc's clinic_quota_used to equal GetQuota.used")
+        assert value(discount, "clinic_quota_limit") == 20
+
+        gateway = figures(fresh, "gateway")
+        watch = "/clinic.v1.NotificationService/WatchBooking"
+        assert value(gateway, "clinic_grpc_requests_total", method=watch, code="OK") == 3
+        create = "/clinic.v1.BookingService/CreateBooking"
+        assert value(gateway, "clinic_grpc_requests_total", method=create, code="OK") == 3
+
+        notification = figures(fresh, "notification_svc")
+        assert (
+            value(notification, "clinic_consumer_messages_total", consumer="notification-svc", result="ack")
+            >= 2
+        )
+
+        saga_only = {
+            "clinic_bookings_total",
+            "clinic_saga_duration_seconds_count",
+            "clinic_bookings_shed_total",
+        }
+        quota_only = {"clinic_quota_used", "clinic_quota_limit"}
+        consumers = {"clinic_consumer_messages_total", "clinic_consumer_pending"}
+        assert not families(discount) & saga_only
+        assert not families(notification) & (saga_only | quota_only)
+        assert not families(gateway) & (saga_only | quota_only | consumers)
+        assert not families(booking) & quota_only
+    finally:
+        if client is not None:
+            await client.close()
+        fresh.stop()
+        own.stop()
 
 
 async def test_every_service_serves_metrics_with_the_saga_figures(client, system):

@@ -8,12 +8,29 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from tests.harness import ROOT, Client, future_date, patient
 
-GRPCURL = str(Path(sys.executable).parent / "grpcurl")
-BUF = str(Path(sys.executable).parent / "buf")
+VENV_BIN = Path(sys.executable).parent
+
+
+def as_a_reader(token: str) -> dict[str, str]:
+    """The environment of a reader's shell: .venv/bin is not on PATH until the README's line puts it there."""
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != VENV_BIN)
+    return {**os.environ, "PATH": path, "CLINIC_TOKEN": token}
+
+
+def path_line() -> str:
+    """The README's line that puts .venv/bin on PATH for the session."""
+    [line] = [
+        line
+        for block in re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+        for line in block.splitlines()
+        if line.startswith("export PATH=") and ".venv/bin" in line
+    ]
+    return line
 
 
 def readme_commands(tool: str = "grpcurl") -> list[str]:
@@ -61,17 +78,23 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
     booking = await client.create(patient("p-123"), ["gen-consult"], appointment_date=future_date())
     await client.settled(booking.id)
     await redis.delete("{doctors}:code:dr-rao")  # the README's doctor code, free for this run
-    token = Client.auth()[0][1].removeprefix("Bearer ")
-    env = {**os.environ, "CLINIC_TOKEN": token}
+    env = as_a_reader(Client.auth()[0][1].removeprefix("Bearer "))
     filled = {"<id>": booking.id, "<date>": future_date()}
     for command in readme_commands():
         command = command.replace("127.0.0.1:50051", system.gateway_addr)
         for placeholder, value in filled.items():
             command = command.replace(placeholder, value)
         endless = "WatchPatient" in command
-        command = command.replace("grpcurl ", f"{GRPCURL} " + ("-max-time 1 " if endless else ""), 1)
+        if endless:
+            command = command.replace("grpcurl ", "grpcurl -max-time 1 ", 1)
         done = await asyncio.to_thread(
-            subprocess.run, ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30
+            subprocess.run,
+            ["bash", "-c", f"{path_line()}\n{command}"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         if endless:
             assert "DeadlineExceeded" in done.stderr, (command, done.stderr)
@@ -84,16 +107,41 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
 
 
 async def test_readme_buf_curl_commands_work_as_printed(client, system):
-    token = Client.auth()[0][1].removeprefix("Bearer ")
-    env = {**os.environ, "CLINIC_TOKEN": token}
+    env = as_a_reader(Client.auth()[0][1].removeprefix("Bearer "))
     commands = readme_commands("buf curl")
     assert len(commands) == 2
     for command in commands:
-        command = command.replace("127.0.0.1:50051", system.gateway_addr).replace(
-            "buf curl", f"{BUF} curl", 1
-        )
+        command = command.replace("127.0.0.1:50051", system.gateway_addr)
         done = await asyncio.to_thread(
-            subprocess.run, ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60
+            subprocess.run,
+            ["bash", "-c", f"{path_line()}\n{command}"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert done.returncode == 0, (command, done.stdout, done.stderr)
         assert done.stdout.strip().startswith("{")
+
+
+def test_readme_nats_monitoring_urls_answer_with_the_embedded_server_alone(servers):
+    """Every monitoring URL the README gives works against the embedded nats-server (no nats CLI)."""
+    text = (ROOT / "README.md").read_text()
+    urls = sorted(set(re.findall(r"http://127\.0\.0\.1:8222/[^\s`)]*", text)))
+    assert len(urls) >= 4, urls
+    for url in urls:
+        url = url.replace(":8222/", f":{servers.monitor_port}/")
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            assert reply.status == 200, url
+            body = json.loads(reply.read())
+        if "/jsz" in url:
+            streams = {s["name"] for a in body["account_details"] for s in a["stream_detail"]}
+            assert {"BOOKING_EVENTS", "SAGA", "DEAD_LETTERS"} <= streams, url
+
+
+def test_readme_says_the_nats_cli_is_the_readers_to_install():
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Monitoring NATS") :]
+    assert "The `nats` CLI is **not** installed by `make run` or `make test`" in section
+    assert not (VENV_BIN / "nats").exists()  # so the README must not pretend otherwise

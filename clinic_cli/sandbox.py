@@ -1,0 +1,102 @@
+"""A throwaway system: embedded NATS and valkey plus every service, on free ports in a temporary
+directory, started and stopped by the caller (`clinic scenarios` by default), as the tests do.
+
+Nothing of the user's running system is used: its addresses, URLs and data directory are dropped
+from the environment the services get.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from clinic_common import processes
+from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
+from gateway.auth import mint
+
+from .launcher import LaunchError, start_servers
+
+# Variables that point at a live system; a throwaway one must never inherit them.
+_LIVE_VARS = (
+    "NATS_URL",
+    "REDIS_URL",
+    "CLINIC_DATA_DIR",
+    "CLINIC_JWT_SECRET",
+    "CLINIC_TOKEN",
+    "CLINIC_NATS_REPLICAS",
+    *ADDR_VARS.values(),
+    *METRICS_VARS.values(),
+)
+
+
+class Throwaway:
+    """`with Throwaway(say, quota=10) as system:` ... `system.gateway_addr`, `system.token`."""
+
+    def __init__(self, say: Callable[[str], None], *, quota: int = 10, timeout_s: float = 60.0) -> None:
+        self.say = say
+        self.quota = quota
+        self.timeout_s = timeout_s
+        self.dir: Path | None = None
+        self.servers: list = []
+        self.procs: list[processes.Process] = []
+        self.gateway_addr = ""
+        self.token = ""
+
+    def __enter__(self) -> Throwaway:
+        self.dir = Path(tempfile.mkdtemp(prefix="clinic-throwaway-"))
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in _LIVE_VARS}
+        secret = secrets.token_urlsafe(32)
+        env.update(
+            CLINIC_DATA_DIR=str(self.dir),
+            CLINIC_NATS_PORT=str(processes.free_port()),
+            CLINIC_NATS_MONITOR_PORT=str(processes.free_port()),
+            CLINIC_REDIS_PORT=str(processes.free_port()),
+            CLINIC_NATS_CLUSTER="1",
+            CLINIC_AUTH="jwt",
+            CLINIC_JWT_SECRET=secret,
+            DAILY_DISCOUNT_QUOTA=str(self.quota),
+            CLINIC_LOG_LEVEL="warning",
+        )
+        self.servers, urls = start_servers(env, self.dir, lambda _text: None)
+        addrs = {module: f"127.0.0.1:{processes.free_port()}" for module in SERVICES}
+        for module in SERVICES:
+            service_env = processes.service_env(
+                module,
+                env,
+                addrs=addrs,
+                metrics_addr="off",
+                nats_url=urls[module].get("NATS_URL"),
+                redis_url=urls[module].get("REDIS_URL"),
+            )
+            log = self.dir / "logs" / f"{module}.log"
+            self.procs.append(
+                processes.Process(module, processes.python_module(module), log, service_env).start()
+            )
+        for proc, module in zip(self.procs, SERVICES, strict=True):
+            try:
+                proc.wait_ready(processes.readiness(module, addrs[module], proc.env), self.timeout_s)
+            except (processes.ProcessDied, TimeoutError):
+                raise LaunchError(
+                    f"{module} of the throwaway system did not start: {proc.error_line()}"
+                ) from None
+        self.gateway_addr = addrs["gateway"]
+        self.token = mint(secret, "scenarios", "admin", 3600)
+
+    def __exit__(self, *_exc) -> None:
+        processes.stop_all([p.popen for p in reversed(self.procs) if p.popen], 10)
+        for server in reversed(self.servers):
+            server.stop()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
