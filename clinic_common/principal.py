@@ -33,9 +33,7 @@ class Principal:
 
     def require_patient_access(self, patient_id: str) -> None:
         if not self.is_staff and self.sub != patient_id:
-            raise PermissionDenied(
-                f"a patient may only see and change their own data (token is for {self.sub})"
-            )
+            raise PermissionDenied("a patient may see and change only their own bookings and records")
 
     def require_staff(self) -> None:
         if not self.is_staff:
