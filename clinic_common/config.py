@@ -12,13 +12,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 T = TypeVar("T")
 
-SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "gateway")
+SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "frontdesk_svc", "gateway")
 # The variable that holds each service's listen address (and, for the gateway, its backends').
 ADDR_VARS = {
     "booking_svc": "BOOKING_SVC_ADDR",
     "notification_svc": "NOTIFICATION_SVC_ADDR",
     "discount_svc": "DISCOUNT_SVC_ADDR",
     "schedule_svc": "SCHEDULE_SVC_ADDR",
+    "frontdesk_svc": "FRONTDESK_SVC_ADDR",
     "gateway": "CLINIC_GATEWAY_ADDR",
 }
 # The variable that holds each service's /metrics address.
@@ -27,6 +28,7 @@ METRICS_VARS = {
     "notification_svc": "NOTIFICATION_SVC_METRICS_ADDR",
     "discount_svc": "DISCOUNT_SVC_METRICS_ADDR",
     "schedule_svc": "SCHEDULE_SVC_METRICS_ADDR",
+    "frontdesk_svc": "FRONTDESK_SVC_METRICS_ADDR",
     "gateway": "CLINIC_GATEWAY_METRICS_ADDR",
 }
 

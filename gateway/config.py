@@ -17,6 +17,7 @@ class GatewayConfig:
     notification_addrs: tuple[str, ...]
     discount_addrs: tuple[str, ...]
     schedule_addrs: tuple[str, ...]
+    frontdesk_addrs: tuple[str, ...]
     auth: str  # "jwt" or "none"
     jwt_secret: str
     patient_rate_per_s: int = 20
@@ -45,6 +46,7 @@ class GatewayConfig:
             notification_addrs=_addrs(env, "NOTIFICATION_SVC_ADDR", "127.0.0.1:50062"),
             discount_addrs=_addrs(env, "DISCOUNT_SVC_ADDR", "127.0.0.1:50063"),
             schedule_addrs=_addrs(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
+            frontdesk_addrs=_addrs(env, "FRONTDESK_SVC_ADDR", "127.0.0.1:50065"),
             auth=auth,
             jwt_secret=secret,
             patient_rate_per_s=env_int(env, "CLINIC_RATE_LIMIT_RPS", 20),

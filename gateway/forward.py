@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from clinic.v1 import admin_pb2, booking_pb2, doctor_pb2, notification_pb2, patient_pb2
+from clinic.v1 import admin_pb2, booking_pb2, doctor_pb2, frontdesk_pb2, notification_pb2, patient_pb2
 from clinic_common import metrics, tracing
 from clinic_common import principal as principals
 from clinic_common.errors import ClinicError, to_status
@@ -21,7 +21,7 @@ from .limits import Limits, exhausted
 
 log = get_logger(__name__)
 
-FILES = (booking_pb2, notification_pb2, admin_pb2, patient_pb2, doctor_pb2)
+FILES = (booking_pb2, notification_pb2, admin_pb2, patient_pb2, doctor_pb2, frontdesk_pb2)
 UNARY_DEADLINE_S = 15.0
 _STRIPPED = {principals.SUB_KEY, principals.ROLE_KEY, "authorization"}
 
@@ -38,6 +38,8 @@ _RETRYABLE = [
     ("clinic.v1.DoctorService", "GetDoctorDay"),
     ("clinic.v1.NotificationService", "WatchBooking"),
     ("clinic.v1.NotificationService", "WatchPatient"),
+    ("clinic.v1.FrontDeskService", "GetQueue"),
+    ("clinic.v1.FrontDeskService", "WatchQueue"),
 ]
 SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
@@ -179,6 +181,7 @@ def build_routes(
     notification: grpc.aio.Channel,
     discount: grpc.aio.Channel,
     schedule: grpc.aio.Channel,
+    frontdesk: grpc.aio.Channel,
 ):
     backends = {
         "clinic.v1.BookingService": ("booking_svc", booking),
@@ -186,6 +189,7 @@ def build_routes(
         "clinic.v1.AdminService": ("discount_svc", discount),
         "clinic.v1.PatientService": ("schedule_svc", schedule),
         "clinic.v1.DoctorService": ("schedule_svc", schedule),
+        "clinic.v1.FrontDeskService": ("frontdesk_svc", frontdesk),
     }
     routes = {}
     for f in FILES:

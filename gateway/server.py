@@ -42,6 +42,7 @@ def build(config: GatewayConfig) -> tuple[HealthyServer, list[grpc.aio.Channel]]
             config.notification_addrs,
             config.discount_addrs,
             config.schedule_addrs,
+            config.frontdesk_addrs,
         )
     ]
     if bool(config.tls_cert) != bool(config.tls_key):
