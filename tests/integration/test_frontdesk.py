@@ -108,30 +108,40 @@ async def _collect(desk, doctor_id: str, until: int, after: int = 0) -> list[f.W
     return items
 
 
-async def test_a_watcher_started_mid_burst_sees_every_change_exactly_once_in_order(client, desk):
-    doctor_id = await doctor_today(client)
-    bookings = await asyncio.gather(*(confirmed_today(client, doctor_id) for _ in range(20)))
-    first, rest = bookings[:5], bookings[5:]
-    for b in first:
+async def test_watchers_started_mid_burst_see_every_change_exactly_once_in_order(client, desk):
+    doctor_id = await doctor_today(client, capacity=40)
+    bookings = await asyncio.gather(*(confirmed_today(client, doctor_id) for _ in range(30)))
+    for b in bookings[:5]:
         await check_in(desk, b.id)
-    # The watcher starts while 15 more check in concurrently.
-    watching = asyncio.create_task(_collect(desk, doctor_id, until=20))
-    await asyncio.gather(*(check_in(desk, b.id) for b in rest))
-    items = await asyncio.wait_for(watching, 30)
-    snapshot, changes = items[0], items[1:]
-    assert snapshot.WhichOneof("item") == "snapshot"
-    assert all(i.WhichOneof("item") == "change" for i in changes)
-    start = snapshot.snapshot.sequence
-    assert start >= 5
-    assert [i.change.sequence for i in changes] == list(range(start + 1, 21))
-    positions = [v.position for v in snapshot.snapshot.visits] + [i.change.visit.position for i in changes]
-    assert sorted(positions) == list(range(1, 21))  # every check-in once: none missed, none twice
-    assert {i.change.kind for i in changes} <= {f.QueueChange.KIND_CHECKED_IN}
+    # Watchers start one after another while 25 more check in concurrently, so some of them
+    # read their snapshot while changes are in flight.
+    burst = asyncio.gather(*(check_in(desk, b.id) for b in bookings[5:]))
+    watchers = []
+    while not burst.done():
+        watchers.append(asyncio.create_task(_collect(desk, doctor_id, until=30)))
+        await asyncio.sleep(0.005)
+    await burst
+    watchers.append(asyncio.create_task(_collect(desk, doctor_id, until=30)))
+    assert len(watchers) >= 3
+    snapshots = []
+    for items in await asyncio.wait_for(asyncio.gather(*watchers), 30):
+        snapshot, changes = items[0], items[1:]
+        assert snapshot.WhichOneof("item") == "snapshot"
+        assert all(i.WhichOneof("item") == "change" for i in changes)
+        start = snapshot.snapshot.sequence
+        snapshots.append(start)
+        assert [i.change.sequence for i in changes] == list(range(start + 1, 31))
+        positions = [v.position for v in snapshot.snapshot.visits] + [
+            i.change.visit.position for i in changes
+        ]
+        assert sorted(positions) == list(range(1, 31))  # every check-in once: none missed, none twice
+        assert {i.change.kind for i in changes} <= {f.QueueChange.KIND_CHECKED_IN}
+    assert min(snapshots) < 30  # at least one watcher really started mid-burst
 
     # A client that lost its stream resumes after the last sequence it saw, replayed from VISITS.
     called = await desk.CallNext(f.CallNextRequest(doctor_id=doctor_id), metadata=staff(), timeout=10)
-    resumed = await _collect(desk, doctor_id, until=21, after=12)
-    assert [i.change.sequence for i in resumed] == list(range(13, 22))
+    resumed = await _collect(desk, doctor_id, until=31, after=12)
+    assert [i.change.sequence for i in resumed] == list(range(13, 32))
     assert resumed[-1].change.kind == f.QueueChange.KIND_CALLED
     assert resumed[-1].change.visit.booking_id == called.visit.booking_id
 
