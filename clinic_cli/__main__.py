@@ -56,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("-n", type=int, default=200)
     load.add_argument("-c", "--concurrency", type=int, default=16)
     load.add_argument("--service", default="gen-consult")
+    from . import frontdesk  # checkin, queue, call-next, done, no-show
+
+    frontdesk.register(sub)
     return p
 
 
@@ -100,6 +103,8 @@ async def _dispatch(api, args) -> int:
             return await scenarios.run(api, ZoneInfo(os.environ.get("CLINIC_TIMEZONE", "Asia/Kolkata")))
         if args.command == "load":
             return await load.run(api, args.n, args.concurrency, args.service)
+        if hasattr(args, "frontdesk"):
+            return await args.frontdesk(api, args)
         return await getattr(commands, args.command)(api, args)
 
 

@@ -4,6 +4,10 @@ machine and every refusal, through the gateway against the real services."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 
 import grpc
 import nats
@@ -309,3 +313,55 @@ async def _queue_or_none(desk, doctor_id: str):
         return await queue(desk, doctor_id)
     except grpc.aio.AioRpcError:
         return None
+
+
+def _clinic_env(system) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CLINIC_GATEWAY_ADDR": system.gateway_addr,
+        "CLINIC_TOKEN": staff()[0][1].removeprefix("Bearer "),
+        "COLUMNS": "200",
+    }
+
+
+async def clinic(system, *args: str) -> subprocess.CompletedProcess:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "clinic_cli", *args],
+        env=_clinic_env(system),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_the_clinic_command_runs_the_front_desk(client, system):
+    doctor_id = await doctor_today(client)
+    one, two = [await confirmed_today(client, doctor_id) for _ in range(2)]
+    follow = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "clinic_cli", "queue", "--doctor", doctor_id, "--follow"),
+        env=_clinic_env(system),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for b, position in ((one, 1), (two, 2)):
+            done = await clinic(system, "checkin", b.id)
+            assert done.returncode == 0, done.stderr
+            assert f"#{position} WAITING booking {b.id}" in done.stdout
+        done = await clinic(system, "call-next", "--doctor", doctor_id)
+        assert done.returncode == 0 and f"#1 IN_CONSULTATION booking {one.id}" in done.stdout, done
+        done = await clinic(system, "done", one.id)
+        assert done.returncode == 0 and "#1 DONE" in done.stdout, done
+        done = await clinic(system, "no-show", two.id)
+        assert done.returncode == 0 and "#2 NO_SHOW" in done.stdout, done
+        again = await clinic(system, "call-next", "--doctor", doctor_id)
+        assert again.returncode == 1 and "FAILED_PRECONDITION" in again.stderr, again
+        shown = await clinic(system, "queue", "--doctor", doctor_id)
+        assert shown.returncode == 0 and "change 5" in shown.stdout, shown
+        assert one.id in shown.stdout and "NO_SHOW" in shown.stdout
+    finally:
+        await asyncio.sleep(1.0)
+        follow.send_signal(signal.SIGINT)  # Ctrl-C: the live table is left as it last was
+        out, err = await asyncio.wait_for(follow.communicate(), 20)
+    assert "change 5" in out.decode() and "NO_SHOW" in out.decode(), (out, err)
