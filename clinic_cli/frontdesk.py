@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+from datetime import UTC
+from zoneinfo import ZoneInfo
 
 from rich.live import Live
 from rich.table import Table
@@ -57,7 +60,11 @@ def visit_line(v: f.Visit) -> str:
 
 
 def _time(ts) -> str:
-    return ts.ToDatetime().strftime("%H:%M:%S") if ts.seconds else ""
+    """HH:MM:SS in the clinic's time zone (CLINIC_TIMEZONE), blank when unset."""
+    if not ts.seconds:
+        return ""
+    clinic_tz = ZoneInfo(os.environ.get("CLINIC_TIMEZONE", "Asia/Kolkata"))
+    return ts.ToDatetime(tzinfo=UTC).astimezone(clinic_tz).strftime("%H:%M:%S")
 
 
 def table(doctor_id: str, day: str, visits, sequence: int) -> Table:

@@ -82,7 +82,7 @@ class CheckIns:
         if sequences != list(range(1, shown.sequence + 1)):
             self._report.problems.append(f"VISITS holds changes {sequences}, the queue {shown.sequence}")
         low, high = min(positions, default=0), max(positions, default=0)
-        return f"check-ins {n}: positions {low}..{high} each once, VISITS changes {len(sequences)}"
+        return f"check-ins {n}: positions {low}..{high}, VISITS changes {len(sequences)} (each once)"
 
     async def _stream_sequences(self, servers: Servers) -> list[int]:
         """The queue's change sequences as stored in VISITS, in stream order (once the outbox is empty)."""
