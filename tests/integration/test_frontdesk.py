@@ -4,10 +4,12 @@ machine and every refusal, through the gateway against the real services."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import grpc
 import nats
@@ -365,3 +367,37 @@ async def test_the_clinic_command_runs_the_front_desk(client, system):
         follow.send_signal(signal.SIGINT)  # Ctrl-C: the live table is left as it last was
         out, err = await asyncio.wait_for(follow.communicate(), 20)
     assert "change 5" in out.decode() and "NO_SHOW" in out.decode(), (out, err)
+
+
+def _frontdesk_subscriptions(servers) -> list[str]:
+    url = f"http://127.0.0.1:{servers.monitor_port}/connz?subs=1"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        conns = json.load(reply)["connections"]
+    return [
+        s for conn in conns if conn.get("name") == "frontdesk_svc" for s in conn.get("subscriptions_list", [])
+    ]
+
+
+async def test_many_watchers_of_a_queue_cost_one_subscription(client, desk, servers):
+    doctor_id = await doctor_today(client)
+    before = _frontdesk_subscriptions(servers)
+    assert before.count(subjects.VISITS_SUBJECTS) == 1
+    calls = [
+        desk.WatchQueue(
+            f.WatchQueueRequest(doctor_id=doctor_id), metadata=Client.auth(f"screen-{i}", "staff")
+        )
+        for i in range(8)
+    ]
+    try:
+        for call in calls:
+            first = await asyncio.wait_for(call.read(), 10)
+            assert first.WhichOneof("item") == "snapshot"
+        during = _frontdesk_subscriptions(servers)
+        assert sorted(during) == sorted(before)  # no subscription per watcher
+        visit = await check_in(desk, (await confirmed_today(client, doctor_id)).id)
+        for call in calls:  # and every watcher hears the change through the one subscription
+            change = await asyncio.wait_for(call.read(), 10)
+            assert (change.change.sequence, change.change.visit.booking_id) == (1, visit.booking_id)
+    finally:
+        for call in calls:
+            call.cancel()
