@@ -20,6 +20,8 @@ from clinic.v1 import common_pb2 as c
 from clinic.v1 import frontdesk_pb2 as f
 from clinic.v1 import frontdesk_pb2_grpc, notification_pb2
 from clinic_common import subjects
+from frontdesk_svc.domain import QueueId
+from frontdesk_svc.store import QueueStore
 from tests.harness import Client, future_date, patient, today_ist, uid, wait_for
 
 S = f.VisitState
@@ -401,3 +403,44 @@ async def test_many_watchers_of_a_queue_cost_one_subscription(client, desk, serv
     finally:
         for call in calls:
             call.cancel()
+
+
+async def test_a_change_stored_but_not_published_is_published_once_by_the_sweep(client, desk, redis, servers):
+    """As if frontdesk_svc died between its script and the publish: the change is in the queue's
+    outbox only. The running instance's sweep publishes it, once, and watchers get it in order."""
+    doctor_id = await doctor_today(client)
+    first = await check_in(desk, (await confirmed_today(client, doctor_id)).id)
+    watch = desk.WatchQueue(f.WatchQueueRequest(doctor_id=doctor_id), metadata=staff(), timeout=30)
+    try:
+        assert (await watch.read()).snapshot.sequence == 1
+        orphan = await confirmed_today(client, doctor_id)
+        store = QueueStore(redis)  # the service's own script, run as the dead instance ran it
+        visit = f.Visit(
+            booking_id=orphan.id,
+            patient_id=orphan.patient.id,
+            doctor_id=doctor_id,
+            date=orphan.appointment_date,
+        )
+        stored = await store.check_in(QueueId(doctor_id, orphan.appointment_date), visit, uid("op"), 1)
+        assert (stored.changed, stored.visit.position, stored.sequence) == (True, 2, 2)
+        change = await asyncio.wait_for(watch.read(), 10)
+        assert (change.change.sequence, change.change.visit.booking_id) == (2, orphan.id)
+        assert first.position == 1
+    finally:
+        watch.cancel()
+    nc = await nats.connect(servers.nats_url)
+    try:
+        js, found, seq = nc.jetstream(), [], 1
+        while True:
+            try:
+                msg = await js.get_msg(
+                    subjects.VISITS_STREAM, seq=seq, subject=f"visits.*.*.{orphan.id}", next=True
+                )
+            except NotFoundError:
+                break
+            found.append(msg.seq)
+            seq = msg.seq + 1
+        assert len(found) == 1
+    finally:
+        await nc.close()
+    assert await redis.hlen(f"{{queue:{doctor_id}:{orphan.appointment_date}}}:outbox") == 0
