@@ -9,7 +9,7 @@ import sys
 
 import grpc
 
-from . import people
+from . import frontdesk, people
 
 
 def parser() -> argparse.ArgumentParser:
@@ -74,6 +74,7 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("-c", "--concurrency", type=int, default=16)
     load.add_argument("--service", default="gen-consult")
     people.add_parsers(sub)
+    frontdesk.register(sub)  # checkin, queue, call-next, done, no-show
     return p
 
 
@@ -174,6 +175,8 @@ async def _dispatch(api, args) -> int:
     async with api:
         if args.command == "load":
             return await load.run(api, args.n, args.concurrency, args.service)
+        if hasattr(args, "frontdesk"):
+            return await args.frontdesk(api, args)
         if args.command in people.COMMANDS:
             return await people.run(api, args)
         return await getattr(commands, args.command)(api, args)

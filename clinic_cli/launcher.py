@@ -32,6 +32,7 @@ DEFAULT_PORTS = {
     "notification_svc": 50062,
     "discount_svc": 50063,
     "schedule_svc": 50064,
+    "frontdesk_svc": 50065,
 }
 DEFAULT_METRICS_PORTS = {
     "booking_svc": 9461,
@@ -39,6 +40,7 @@ DEFAULT_METRICS_PORTS = {
     "discount_svc": 9463,
     "gateway": 9464,
     "schedule_svc": 9465,
+    "frontdesk_svc": 9466,
 }
 FALLBACK_PORT_BASE = 20000  # services without a documented default
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from clinic_common import subjects as s
 
-SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "gateway")
+SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "frontdesk_svc", "gateway")
 OPS = "ops"
 
 _JS_COMMON = [
@@ -22,7 +22,7 @@ _JS_COMMON = [
     *[
         f"$JS.API.STREAM.{verb}.{stream}"
         for verb in ("CREATE", "UPDATE", "INFO")
-        for stream in (s.EVENTS_STREAM, s.SAGA_STREAM, s.DLQ_STREAM)
+        for stream in (s.EVENTS_STREAM, s.SAGA_STREAM, s.VISITS_STREAM, s.DLQ_STREAM)
     ],
     f"$JS.API.STREAM.MSG.GET.{s.SAGA_STREAM}",
     f"{s.DLQ_SUBJECTS}",
@@ -73,8 +73,24 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"$JS.API.DIRECT.GET.{s.EVENTS_STREAM}.>",
             *_JS_COMMON,
             *_consumer(s.SAGA_STREAM, s.NOTIFICATION_CONSUMER),
+            *_consumer(s.VISITS_STREAM, s.VISIT_NOTIFY_CONSUMER),
         ],
-        "subscribe": ["_INBOX.>", s.EVENTS_SUBJECTS, _advisory(s.SAGA_STREAM, s.NOTIFICATION_CONSUMER)],
+        "subscribe": [
+            "_INBOX.>",
+            s.EVENTS_SUBJECTS,
+            s.VISITS_SUBJECTS,
+            _advisory(s.SAGA_STREAM, s.NOTIFICATION_CONSUMER),
+            _advisory(s.VISITS_STREAM, s.VISIT_NOTIFY_CONSUMER),
+        ],
+    },
+    "frontdesk_svc": {  # publishes queue changes, reads them back by subject, hears them live
+        "publish": [
+            s.VISITS_SUBJECTS,
+            f"$JS.API.DIRECT.GET.{s.VISITS_STREAM}",
+            f"$JS.API.DIRECT.GET.{s.VISITS_STREAM}.>",
+            *_JS_COMMON,
+        ],
+        "subscribe": ["_INBOX.>", s.VISITS_SUBJECTS],
     },
     "schedule_svc": {
         "publish": [
@@ -93,6 +109,7 @@ REDIS_KEYS: dict[str, list[str]] = {
     "schedule_svc": ["{registry}:*", "{doctors}:*", "{places:*"],
     "discount_svc": ["{quota:*"],
     "notification_svc": ["notification:*", "notifications:*"],
+    "frontdesk_svc": ["{queue:*", "frontdesk:*"],  # one hash tag per queue: {queue:<doctor|general>:<date>}
     "gateway": [],
 }
 

@@ -12,13 +12,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 T = TypeVar("T")
 
-SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "gateway")
+SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "frontdesk_svc", "gateway")
 # The variable that holds each service's listen address (and, for the gateway, its backends').
 ADDR_VARS = {
     "booking_svc": "BOOKING_SVC_ADDR",
     "notification_svc": "NOTIFICATION_SVC_ADDR",
     "discount_svc": "DISCOUNT_SVC_ADDR",
     "schedule_svc": "SCHEDULE_SVC_ADDR",
+    "frontdesk_svc": "FRONTDESK_SVC_ADDR",
     "gateway": "CLINIC_GATEWAY_ADDR",
 }
 DEFAULT_ADDRS = {
@@ -26,6 +27,7 @@ DEFAULT_ADDRS = {
     "notification_svc": "127.0.0.1:50062",
     "discount_svc": "127.0.0.1:50063",
     "schedule_svc": "127.0.0.1:50064",
+    "frontdesk_svc": "127.0.0.1:50065",
     "gateway": "127.0.0.1:50051",
 }
 # The variable that holds each service's /metrics address.
@@ -34,6 +36,7 @@ METRICS_VARS = {
     "notification_svc": "NOTIFICATION_SVC_METRICS_ADDR",
     "discount_svc": "DISCOUNT_SVC_METRICS_ADDR",
     "schedule_svc": "SCHEDULE_SVC_METRICS_ADDR",
+    "frontdesk_svc": "FRONTDESK_SVC_METRICS_ADDR",
     "gateway": "CLINIC_GATEWAY_METRICS_ADDR",
 }
 

@@ -103,6 +103,13 @@ def stream_configs() -> list[js_api.StreamConfig]:
             **common,
         ),
         js_api.StreamConfig(
+            name=subjects.VISITS_STREAM,
+            description=subjects.VISITS_DESCRIPTION,
+            subjects=[subjects.VISITS_SUBJECTS],
+            max_age=30 * DAY_S,
+            **common,
+        ),
+        js_api.StreamConfig(
             name=subjects.DLQ_STREAM,
             description=subjects.DLQ_DESCRIPTION,
             subjects=[subjects.DLQ_SUBJECTS],

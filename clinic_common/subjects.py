@@ -34,11 +34,21 @@ DLQ_STREAM = "DEAD_LETTERS"
 DLQ_SUBJECTS = "dlq.>"
 DLQ_DESCRIPTION = "Messages a consumer gave up on (max deliveries or terminated), with the reason"
 
+# The check-in queues (clinic.v1.QueueChange): every check-in, call, completion and no-show,
+# subject visits.<doctor_id or "general">.<date>.<booking_id>; `nats sub 'visits.*.<date>.>'` follows a day.
+VISITS_STREAM = "VISITS"
+VISITS_SUBJECTS = "visits.>"
+VISITS_DESCRIPTION = (
+    "Check-in queue changes (clinic.v1.QueueChange), subject visits.<doctor_id|general>.<date>.<booking_id>"
+)
+GENERAL_QUEUE = "general"  # the subject token of the clinic's general queue (no doctor)
+
 # Durable consumers.
 DISCOUNT_CONSUMER = "discount-svc"
 BOOKING_CONSUMER = "booking-svc"
 NOTIFICATION_CONSUMER = "notification-svc"
 SCHEDULE_CONSUMER = "schedule-svc"
+VISIT_NOTIFY_CONSUMER = "notification-svc-visits"  # on VISITS: tells a patient they are called in
 
 
 def event_subject(booking_id: str) -> str:
@@ -55,3 +65,16 @@ def booking_id_of(subject: str) -> str:
 
 def dlq_subject(stream: str, consumer: str) -> str:
     return f"dlq.{stream}.{consumer}"
+
+
+def queue_token(doctor_id: str) -> str:
+    return doctor_id or GENERAL_QUEUE
+
+
+def visit_subject(doctor_id: str, day: str, booking_id: str) -> str:
+    return f"visits.{queue_token(doctor_id)}.{day}.{booking_id}"
+
+
+def queue_subjects(doctor_id: str, day: str) -> str:
+    """Every change of one queue (doctor and date)."""
+    return f"visits.{queue_token(doctor_id)}.{day}.*"

@@ -13,7 +13,7 @@ SERVICES = {
     "clinic.v1.AdminService": "discount_svc",
     "clinic.v1.PatientService": "schedule_svc",
     "clinic.v1.DoctorService": "schedule_svc",
-    "clinic.v1.FrontDeskService": "booking_svc",
+    "clinic.v1.FrontDeskService": "frontdesk_svc",
 }
 
 # Answered without a token, by one backend that knows every public proto (reflection cannot be
@@ -39,4 +39,6 @@ RETRYABLE = (
     "/clinic.v1.AdminService/GetQuota",
     "/clinic.v1.NotificationService/WatchBooking",
     "/clinic.v1.NotificationService/WatchPatient",
+    "/clinic.v1.FrontDeskService/GetQueue",
+    "/clinic.v1.FrontDeskService/WatchQueue",
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 
-from clinic.v1 import notification_pb2, notification_pb2_grpc
+from clinic.v1 import common_pb2, notification_pb2, notification_pb2_grpc
 from clinic_common import rpc
 from clinic_common.errors import InvalidArgument
 
@@ -41,5 +41,8 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             # Initial metadata tells the client the watch is registered: events from here on arrive.
             await context.send_initial_metadata((("x-clinic-watch", "live"),))
 
-        async for event in watch.watch_patient(self._hub, request.patient_id, on_live=live):
-            yield notification_pb2.WatchPatientResponse(event=event)
+        async for item in watch.watch_patient(self._hub, request.patient_id, on_live=live):
+            if isinstance(item, common_pb2.BookingEvent):
+                yield notification_pb2.WatchPatientResponse(event=item)
+            else:
+                yield notification_pb2.WatchPatientResponse(visit=item)

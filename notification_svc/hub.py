@@ -1,7 +1,8 @@
 """Live fan-out: one core NATS subscription on every booking event, routed to local watchers.
 
 Any instance can serve any watcher: each instance hears every event. The durable history lives in
-the BOOKING_EVENTS stream; this hub only carries what happens from now on.
+the BOOKING_EVENTS stream; this hub only carries what happens from now on. A second subscription
+hears the check-in queues (VISITS) and hands each visit change to its patient's watchers.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections import OrderedDict, defaultdict
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from clinic.v1 import common_pb2
+from clinic.v1 import common_pb2, frontdesk_pb2
 from clinic_common import subjects
 from clinic_common.logs import get_logger
 
@@ -21,17 +22,19 @@ log = get_logger(__name__)
 WATCHER_BUFFER = 10_000
 RECENT_BOOKINGS = 20_000  # bookings whose events this instance keeps for fast replays
 
+Item = common_pb2.BookingEvent | frontdesk_pb2.QueueChange  # what a patient's watcher receives
+
 
 class Watcher:
     """A queue of live events for one stream; `None` means the hub is closing."""
 
     def __init__(self, index: dict[str, set[Watcher]], key: str) -> None:
-        self.queue: asyncio.Queue[common_pb2.BookingEvent | None] = asyncio.Queue(WATCHER_BUFFER)
+        self.queue: asyncio.Queue[Item | None] = asyncio.Queue(WATCHER_BUFFER)
         self.overflowed = False
         self.index = index
         self.key = key
 
-    def offer(self, event: common_pb2.BookingEvent | None) -> None:
+    def offer(self, event: Item | None) -> None:
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -43,6 +46,7 @@ class EventHub:
         self._by_booking: dict[str, set[Watcher]] = defaultdict(set)
         self._by_patient: dict[str, set[Watcher]] = defaultdict(set)
         self._sub = None
+        self._visits_sub = None
         self.closed = False
         # booking id -> events heard live, in arrival order. A replay may use it only when it holds
         # the booking's whole history from sequence 1 (this instance was listening all along).
@@ -50,6 +54,18 @@ class EventHub:
 
     async def start(self, nc: NATS) -> None:
         self._sub = await nc.subscribe(subjects.EVENTS_SUBJECTS, cb=self._on_message)
+        self._visits_sub = await nc.subscribe(subjects.VISITS_SUBJECTS, cb=self._on_visit)
+
+    async def _on_visit(self, msg: Msg) -> None:
+        if not self._by_patient:
+            return
+        try:
+            change = frontdesk_pb2.QueueChange.FromString(msg.data)
+        except Exception:
+            log.warning("hub.undecodable_visit", subject=msg.subject)
+            return
+        for watcher in self._by_patient.get(change.visit.patient_id, ()):
+            watcher.offer(change)
 
     async def _on_message(self, msg: Msg) -> None:
         try:
@@ -118,5 +134,6 @@ class EventHub:
                     watcher.offer(None)
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            await self._sub.unsubscribe()
+        for sub in (self._sub, self._visits_sub):
+            if sub is not None:
+                await sub.unsubscribe()

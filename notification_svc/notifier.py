@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 from nats.aio.msg import Msg
 
-from clinic.v1 import common_pb2, saga_pb2
+from clinic.v1 import common_pb2, frontdesk_pb2, saga_pb2
 from clinic_common import subjects
 from clinic_common.consumer import ConsumerSpec, Poison
 from clinic_common.logs import get_logger
@@ -35,6 +35,13 @@ CONSUMER = ConsumerSpec(
     durable=subjects.NOTIFICATION_CONSUMER,
     filter_subjects=[f"{subjects.NOTIFY}.*"],
     description="notification_svc: tells patients each booking's final outcome (saga.notify.<id>)",
+)
+
+VISIT_CONSUMER = ConsumerSpec(
+    stream=subjects.VISITS_STREAM,
+    durable=subjects.VISIT_NOTIFY_CONSUMER,
+    filter_subjects=[subjects.VISITS_SUBJECTS],
+    description="notification_svc: tells a patient they are called to the consultation room (VISITS)",
 )
 
 _RECORD_ONCE = """
@@ -78,3 +85,32 @@ class Notifier:
             sent.SerializeToString(),
             f"{event.booking_id}:notified:{event.sequence}",
         )
+
+
+class CallNotifier:
+    """Tells the patient, once per visit, that the doctor calls them in (KIND_CALLED on VISITS),
+    in the same per-patient notification records as the booking outcomes."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._record_once = redis.register_script(_RECORD_ONCE)
+
+    async def handle(self, msg: Msg) -> None:
+        change = frontdesk_pb2.QueueChange.FromString(msg.data)
+        visit = change.visit
+        if not visit.booking_id or not visit.patient_id or change.sequence < 1:
+            raise Poison("queue change without booking, patient or sequence")
+        if change.kind != frontdesk_pb2.QueueChange.KIND_CALLED:
+            return
+        first = await self._record_once(
+            keys=[
+                f"notification:{visit.booking_id}:called",
+                f"notifications:patient:{visit.patient_id}",
+            ],
+            args=[
+                f"{visit.booking_id}: Please go to the consultation room (queue position {visit.position})",
+                RECORD_TTL_S,
+                KEEP_PER_PATIENT,
+            ],
+        )
+        if first:
+            log.info("notification.called_in", booking_id=visit.booking_id, patient_id=visit.patient_id)

@@ -12,7 +12,7 @@ from clinic_common.grpc_server import create_server
 from .config import NotificationConfig
 from .handlers import NotificationServicer
 from .hub import EventHub
-from .notifier import CONSUMER, Notifier
+from .notifier import CONSUMER, VISIT_CONSUMER, CallNotifier, Notifier
 
 SERVICE_NAME = notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
 
@@ -35,7 +35,8 @@ async def main(stop: asyncio.Event, config: NotificationConfig) -> None:
         )
         notifier = Notifier(deps.redis, publish)
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, notifier.handle)
+        calls = ConsumerLoop(deps.nc, deps.js, VISIT_CONSUMER, CallNotifier(deps.redis).handle)
         try:
-            await bootstrap.serve(server, stop, consumers=[consumer], on_stopping=[hub.close])
+            await bootstrap.serve(server, stop, consumers=[consumer, calls], on_stopping=[hub.close])
         finally:
             await hub.stop()

@@ -17,7 +17,7 @@ from clinic.v1 import common_pb2
 from clinic_common import subjects
 from clinic_common.errors import NotFound, ResourceExhausted
 
-from .hub import EventHub, Watcher
+from .hub import EventHub, Item, Watcher
 
 FINAL = frozenset(
     {
@@ -115,9 +115,7 @@ async def _next_live(
         return None
 
 
-async def watch_patient(
-    hub: EventHub, patient_id: str, on_live=None
-) -> AsyncIterator[common_pb2.BookingEvent]:
+async def watch_patient(hub: EventHub, patient_id: str, on_live=None) -> AsyncIterator[Item]:
     watcher = hub.watch_patient(patient_id)
     try:
         if on_live is not None:

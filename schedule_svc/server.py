@@ -23,7 +23,7 @@ SERVICE_NAMES = [
 
 
 async def main(stop: asyncio.Event, config: ScheduleConfig) -> None:
-    metrics.serve(config.metrics_addr)
+    metrics.serve(config.metrics_addr, "schedule_svc")
     async with bootstrap.connected("schedule_svc", config.connections) as deps:
 
         async def publish(subject: str, payload: bytes, msg_id: str) -> None:

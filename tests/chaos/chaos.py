@@ -22,6 +22,7 @@ from clinic.v1 import common_pb2 as c
 from clinic_common import nats_io, subjects
 from clinic_common.config import SERVICES
 from schedule_svc.places import doctor_keys, service_key
+from tests.chaos.checkins import CheckIns
 from tests.harness import (
     FINAL,
     Client,
@@ -60,6 +61,7 @@ class Report:
     successes: list[float] = field(default_factory=list)
     faults: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, what was hit)
     leaderless_s: dict[str, float] = field(default_factory=dict)  # stream -> longest time without a leader
+    queue: str = ""  # check-ins through the faults: positions 1..n, each once
 
     def longest_gap_after(self) -> dict[str, float]:
         """The longest time with no booking accepted, by the fault that came just before (or at)
@@ -91,6 +93,7 @@ class Report:
             f"lost {self.lost}  doubled {self.doubled}  dead letters {self.dead_letters} (1 poison injected)",
             f"places checked {dict(self.places_checked)} (tokens and intervals held only by CONFIRMED, once)",
             f"load {self.load_s:.1f}s  time to settle {self.settle_s:.1f}s",
+            *([self.queue] if self.queue else []),
             *([f"longest time a stream had no leader {self.leaderless_s}"] if self.leaderless_s else []),
             f"longest time with no booking accepted {self.longest_gap_s:.2f}s"
             f" (by the fault before it: {self.longest_gap_after()})",
@@ -163,7 +166,12 @@ class Chaos:
             done = asyncio.Event()
             chaos = asyncio.create_task(self._chaos(done)) if self.kill_every_s else None
             leaders = asyncio.create_task(self._watch_leaders(done)) if self.nats_nodes > 1 else None
+            checkins = CheckIns(
+                client, self.report, max(5, self.total // 12), self.interval_s * 12, self._retry
+            )
+            queue = asyncio.create_task(checkins.run())
             await self._load(client)
+            await queue
             done.set()
             if chaos:
                 await chaos
@@ -175,6 +183,7 @@ class Chaos:
             final = await self._settle(client)
             self.report.settle_s = time.monotonic() - settle_started
             await self._verify(client, final)
+            self.report.queue = await checkins.verify(self.servers)
             return self.report
         finally:
             await client.close()
@@ -232,6 +241,9 @@ class Chaos:
             await self._cancel(client, booking.id)
         if self.rng.random() < 0.05:
             await self._duplicate(booking.id)
+
+    def _retry(self, call):
+        return retrying(call, self.report)
 
     async def _cancel(self, client: Client, booking_id: str) -> None:
         req = booking_pb2.CancelBookingRequest(booking_id=booking_id, reason="chaos")

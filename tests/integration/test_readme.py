@@ -11,6 +11,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from clinic.v1 import frontdesk_pb2, frontdesk_pb2_grpc
 from tests.harness import ROOT, Client, future_date, patient
 
 VENV_BIN = Path(sys.executable).parent
@@ -70,6 +71,8 @@ def test_the_readme_has_a_grpcurl_command_for_every_rpc():
         "GetDoctor",
         "SetAvailability",
         "GetDoctorDay",
+        *(f"FrontDeskService/{m}" for m in ("CheckIn", "GetQueue", "WatchQueue", "CallNext")),
+        *(f"FrontDeskService/{m}" for m in ("CompleteVisit", "MarkNoShow")),
     ):
         assert rpc in text, rpc
 
@@ -78,13 +81,27 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
     booking = await client.create(patient("p-123"), ["gen-consult"], appointment_date=future_date())
     await client.settled(booking.id)
     await redis.delete("{doctors}:code:dr-rao")  # the README's doctor code, free for this run
+    # The front desk's commands need today's bookings: one checks in (README), one is a no-show.
+    doctor = await client.doctor()
+    today = [
+        (await client.settled((await client.create(patient(), ["gen-consult"], doctor_id=doctor.id)).id))
+        for _ in range(2)
+    ]
+    desk = frontdesk_pb2_grpc.FrontDeskServiceStub(client.channel)
+    await desk.CheckIn(frontdesk_pb2.CheckInRequest(booking_id=today[1].id), metadata=client.auth())
     env = as_a_reader(Client.auth()[0][1].removeprefix("Bearer "))
-    filled = {"<id>": booking.id, "<date>": future_date()}
+    filled = {
+        "<id>": booking.id,
+        "<date>": future_date(),
+        "<doctor_id>": doctor.id,
+        "<booking_id>": today[0].id,
+        "<other_booking_id>": today[1].id,
+    }
     for command in readme_commands():
         command = command.replace("127.0.0.1:50051", system.gateway_addr)
         for placeholder, value in filled.items():
             command = command.replace(placeholder, value)
-        endless = "WatchPatient" in command
+        endless = "WatchPatient" in command or "WatchQueue" in command
         if endless:
             command = command.replace("grpcurl ", "grpcurl -max-time 1 ", 1)
         done = await asyncio.to_thread(
@@ -102,8 +119,8 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
         assert done.returncode == 0, (command, done.stdout, done.stderr)
         if "RegisterPatient" in command:  # later commands name the patient and the doctor made here
             filled["<patient_id>"] = json.loads(done.stdout)["patient"]["id"]
-        elif "CreateDoctor" in command:
-            filled["<doctor_id>"] = json.loads(done.stdout)["doctor"]["id"]
+        elif "CreateDoctor" in command:  # the doctor made above keeps <doctor_id>: today's queue is theirs
+            assert json.loads(done.stdout)["doctor"]["code"] == "DR-RAO"
 
 
 async def test_readme_buf_curl_commands_work_as_printed(client, system):

@@ -17,8 +17,12 @@ from redis.asyncio.cluster import RedisCluster
 
 from clinic.v1.common_pb2 import Patient
 from clinic.v1.doctor_pb2 import Doctor
+from clinic.v1.frontdesk_pb2 import Visit
 from clinic_common import embedded
 from discount_svc.quota import QuotaStore
+from frontdesk_svc import domain
+from frontdesk_svc.domain import QueueId
+from frontdesk_svc.store import QueueStore, tag
 from schedule_svc.places import PlacesStore, Request, hold_key
 from schedule_svc.store import DoctorStore, RegistryStore
 from tests.harness import wait_for
@@ -156,3 +160,22 @@ async def test_place_and_registry_scripts_on_a_three_primary_cluster(cluster):
     doctors = DoctorStore(cluster)
     assert await doctors.create(Doctor(id="d-1", code="DR-A", name="A")) == "d-1"
     assert await doctors.create(Doctor(id="d-2", code="dr-a", name="B")) == "d-1"  # codes ignore case
+
+
+async def test_check_in_queue_scripts_on_a_three_primary_cluster(cluster):
+    """A queue's keys share its `{queue:<doctor>:<date>}` tag: positions, moves and snapshots run
+    on a cluster, queues spread over the primaries."""
+    store = QueueStore(cluster)
+    queues = [QueueId("", "2026-12-01"), QueueId("d-1", "2026-12-01"), QueueId("d-2", "2026-12-03")]
+    assert len({RedisCluster.keyslot(cluster, f"{tag(q)}:visits") for q in queues}) >= 2
+    for queue in queues:
+        visits = [
+            Visit(booking_id=f"b{i}", patient_id=f"p{i}", doctor_id=queue.doctor_id, date=queue.day)
+            for i in range(12)
+        ]
+        done = await asyncio.gather(*(store.check_in(queue, v, f"op-{i}", 1) for i, v in enumerate(visits)))
+        assert sorted(o.visit.position for o in done) == list(range(1, 13))
+        called = await store.transition(queue, "", domain.CALL, "op-call", 2)
+        assert (called.changed, called.visit.position) == (True, 1)
+        sequence, shown = await store.snapshot(queue)
+        assert (sequence, len(shown), len(await store.pending(tag(queue)))) == (13, 12, 13)

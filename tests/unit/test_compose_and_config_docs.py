@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "gateway")
+SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "frontdesk_svc", "gateway")
 READ = re.compile(r"""(?:env_\w+\(env,\s*|env\.get\(|os\.environ\.get\()\s*["']([A-Z][A-Z0-9_]+)["']""")
 
 
@@ -48,6 +48,7 @@ def test_compose_configures_every_service_the_way_the_code_reads_it():
             "discount_svc": "DISCOUNT_SVC_ADDR",
             "notification_svc": "NOTIFICATION_SVC_ADDR",
             "schedule_svc": "SCHEDULE_SVC_ADDR",
+            "frontdesk_svc": "FRONTDESK_SVC_ADDR",
             "gateway": "CLINIC_GATEWAY_ADDR",
         }[name]
         host, port = env[own].rsplit(":", 1)
@@ -59,6 +60,7 @@ def test_compose_configures_every_service_the_way_the_code_reads_it():
         ("discount_svc", "DISCOUNT_SVC_ADDR"),
         ("notification_svc", "NOTIFICATION_SVC_ADDR"),
         ("schedule_svc", "SCHEDULE_SVC_ADDR"),
+        ("frontdesk_svc", "FRONTDESK_SVC_ADDR"),
     ):
         host, port = gateway[var].rsplit(":", 1)
         assert host == backend

@@ -1,0 +1,128 @@
+"""The front desk from a terminal: check in, the queue (live with --follow), call, done, no-show."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import UTC
+from zoneinfo import ZoneInfo
+
+from rich.live import Live
+from rich.table import Table
+
+from clinic.v1 import frontdesk_pb2 as f
+from clinic.v1 import frontdesk_pb2_grpc
+
+from .client import Api
+from .show import console
+
+STATE_STYLE = {
+    f.VISIT_STATE_WAITING: "yellow",
+    f.VISIT_STATE_IN_CONSULTATION: "cyan",
+    f.VISIT_STATE_DONE: "green",
+    f.VISIT_STATE_NO_SHOW: "magenta",
+}
+
+
+def register(sub) -> None:
+    """Adds checkin, queue, call-next, done and no-show to the `clinic` parser."""
+    checkin = sub.add_parser("checkin", help="check a booking in on its appointment date")
+    checkin.add_argument("booking_id")
+    checkin.set_defaults(frontdesk=check_in)
+    show = sub.add_parser("queue", help="a doctor's queue of the day (--follow: a live table)")
+    show.add_argument("--doctor", default="", help="doctor id (default: the clinic's general queue)")
+    show.add_argument("--date", default="", help="YYYY-MM-DD (default today)")
+    show.add_argument("--follow", action="store_true", help="keep the table up to date until Ctrl-C")
+    show.set_defaults(frontdesk=queue)
+    call = sub.add_parser("call-next", help="call the first waiting patient in (staff)")
+    call.add_argument("--doctor", default="")
+    call.add_argument("--date", default="")
+    call.set_defaults(frontdesk=call_next)
+    done = sub.add_parser("done", help="the consultation is over (staff)")
+    done.add_argument("booking_id")
+    done.set_defaults(frontdesk=complete)
+    absent = sub.add_parser("no-show", help="the patient did not come (staff)")
+    absent.add_argument("booking_id")
+    absent.set_defaults(frontdesk=no_show)
+
+
+def _stub(api: Api) -> frontdesk_pb2_grpc.FrontDeskServiceStub:
+    return frontdesk_pb2_grpc.FrontDeskServiceStub(api.channel)
+
+
+def state(value: int) -> str:
+    return f.VisitState.Name(value).removeprefix("VISIT_STATE_")
+
+
+def visit_line(v: f.Visit) -> str:
+    style = STATE_STYLE.get(v.state, "white")
+    return f"#{v.position} [{style}]{state(v.state)}[/] booking {v.booking_id} (patient {v.patient_id})"
+
+
+def _time(ts) -> str:
+    """HH:MM:SS in the clinic's time zone (CLINIC_TIMEZONE), blank when unset."""
+    if not ts.seconds:
+        return ""
+    clinic_tz = ZoneInfo(os.environ.get("CLINIC_TIMEZONE", "Asia/Kolkata"))
+    return ts.ToDatetime(tzinfo=UTC).astimezone(clinic_tz).strftime("%H:%M:%S")
+
+
+def table(doctor_id: str, day: str, visits, sequence: int) -> Table:
+    title = f"queue of {doctor_id or 'the clinic (general)'}{' on ' + day if day else ''} · change {sequence}"
+    grid = Table("#", "state", "booking", "patient", "token", "checked in", "called", "done", title=title)
+    for v in sorted(visits, key=lambda v: v.position):
+        style = STATE_STYLE.get(v.state, "white")
+        grid.add_row(
+            str(v.position),
+            f"[{style}]{state(v.state)}[/]",
+            v.booking_id,
+            v.patient_id,
+            str(v.token or ""),
+            _time(v.checked_in_at),
+            _time(v.called_at),
+            _time(v.done_at),
+        )
+    return grid
+
+
+async def check_in(api: Api, args: argparse.Namespace) -> int:
+    visit = (await _stub(api).CheckIn(f.CheckInRequest(booking_id=args.booking_id), metadata=api.md)).visit
+    console().print(f"checked in: {visit_line(visit)}")
+    return 0
+
+
+async def queue(api: Api, args: argparse.Namespace) -> int:
+    stub = _stub(api)
+    if not args.follow:
+        reply = await stub.GetQueue(f.GetQueueRequest(doctor_id=args.doctor, date=args.date), metadata=api.md)
+        console().print(table(args.doctor, args.date, reply.visits, reply.sequence))
+        return 0
+    visits: dict[int, f.Visit] = {}
+    req = f.WatchQueueRequest(doctor_id=args.doctor, date=args.date)
+    with Live(table(args.doctor, args.date, [], 0), console=console(), auto_refresh=False) as live:
+        async for item in stub.WatchQueue(req, metadata=api.md):
+            if item.WhichOneof("item") == "snapshot":
+                visits = {v.position: v for v in item.snapshot.visits}
+            else:
+                visits[item.change.visit.position] = item.change.visit
+            live.update(table(args.doctor, args.date, visits.values(), item.sequence), refresh=True)
+    return 0
+
+
+async def call_next(api: Api, args: argparse.Namespace) -> int:
+    req = f.CallNextRequest(doctor_id=args.doctor, date=args.date)
+    visit = (await _stub(api).CallNext(req, metadata=api.md)).visit
+    console().print(f"called in: {visit_line(visit)}")
+    return 0
+
+
+async def complete(api: Api, args: argparse.Namespace) -> int:
+    req = f.CompleteVisitRequest(booking_id=args.booking_id)
+    console().print(f"done: {visit_line((await _stub(api).CompleteVisit(req, metadata=api.md)).visit)}")
+    return 0
+
+
+async def no_show(api: Api, args: argparse.Namespace) -> int:
+    req = f.MarkNoShowRequest(booking_id=args.booking_id)
+    console().print(f"no-show: {visit_line((await _stub(api).MarkNoShow(req, metadata=api.md)).visit)}")
+    return 0

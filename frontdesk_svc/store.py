@@ -1,0 +1,229 @@
+"""The queues in Redis, each under its own hash tag `{queue:<doctor_id|general>:<date>}`.
+
+Every change of a queue is one Lua script that updates the visit, takes the queue's next change
+sequence and leaves the change in the queue's outbox, so a change is never stored without its event
+(the relay publishes the outbox to VISITS). Visits are JSON (cjson) so the scripts can read them.
+Requests carry an operation id: a script that redis-py runs again after a lost reply returns the
+first answer instead of making a second change.
+
+Keys of one queue (one slot, so it runs on Redis Cluster):
+  <tag>:visits   hash  booking_id -> visit JSON
+  <tag>:waiting  zset  booking_id scored by position (who CallNext takes next)
+  <tag>:pos      the last position handed out
+  <tag>:seq      the last change sequence
+  <tag>:outbox   hash  sequence -> change JSON not yet known to be in the stream
+  <tag>:ops      hash  operation id -> booking id (answers a retried script)
+Outside the queues: frontdesk:visit:<booking_id> -> the queue's tag (CompleteVisit and MarkNoShow
+name only the booking) and frontdesk:outboxes, the queues whose outbox may hold something.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from clinic.v1 import frontdesk_pb2
+from clinic_common import subjects
+
+from .domain import QueueId, Transition
+
+OPS_TTL_S = 2 * 24 * 3600
+OUTBOXES = "frontdesk:outboxes"
+
+_CHECK_IN = """
+-- KEYS: visits, waiting, pos, seq, outbox, ops   ARGV: booking id, op id, visit JSON, now ms, ops ttl
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then
+  if redis.call('HGET', KEYS[6], ARGV[2]) == ARGV[1] then return {1, existing} end
+  return {0, existing}
+end
+local v = cjson.decode(ARGV[3])
+v.position = redis.call('INCR', KEYS[3])
+v.state = 1
+local visit = cjson.encode(v)
+redis.call('HSET', KEYS[1], ARGV[1], visit)
+redis.call('ZADD', KEYS[2], v.position, ARGV[1])
+local seq = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[5], seq, cjson.encode({sequence = seq, kind = 1, at = ARGV[4], visit = v}))
+redis.call('HSET', KEYS[6], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[6], ARGV[5])
+return {1, visit, seq}
+"""
+
+_TRANSITION = """
+-- KEYS: visits, waiting, pos, seq, outbox, ops
+-- ARGV: booking id ('' = the first waiting), op id, ',from states,', to state, kind, now ms,
+--       time field, ops ttl
+local done = redis.call('HGET', KEYS[6], ARGV[2])
+if done then return {1, redis.call('HGET', KEYS[1], done)} end
+local booking = ARGV[1]
+if booking == '' then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0)
+  if #first == 0 then return {-1} end
+  booking = first[1]
+end
+local raw = redis.call('HGET', KEYS[1], booking)
+if not raw then return {-2} end
+local v = cjson.decode(raw)
+if not string.find(ARGV[3], ',' .. v.state .. ',', 1, true) then return {0, raw} end
+v.state = tonumber(ARGV[4])
+v[ARGV[7]] = ARGV[6]
+local visit = cjson.encode(v)
+redis.call('HSET', KEYS[1], booking, visit)
+redis.call('ZREM', KEYS[2], booking)
+local seq = redis.call('INCR', KEYS[4])
+local change = {sequence = seq, kind = tonumber(ARGV[5]), at = ARGV[6], visit = v}
+redis.call('HSET', KEYS[5], seq, cjson.encode(change))
+redis.call('HSET', KEYS[6], ARGV[2], booking)
+redis.call('EXPIRE', KEYS[6], ARGV[8])
+return {1, visit, seq}
+"""
+
+_SNAPSHOT = """
+-- KEYS: visits, seq   -> {last change sequence, visit JSON ...}, read in one step
+local out = {tonumber(redis.call('GET', KEYS[2]) or '0')}
+for _, visit in ipairs(redis.call('HVALS', KEYS[1])) do out[#out + 1] = visit end
+return out
+"""
+
+
+def tag(queue: QueueId) -> str:
+    return f"{{queue:{subjects.queue_token(queue.doctor_id)}:{queue.day}}}"
+
+
+def index_key(booking_id: str) -> str:
+    return f"frontdesk:visit:{booking_id}"
+
+
+def _keys(queue_tag: str) -> list[str]:
+    return [f"{queue_tag}:{part}" for part in ("visits", "waiting", "pos", "seq", "outbox", "ops")]
+
+
+def queue_of_tag(queue_tag: str) -> QueueId:
+    token, _, day = queue_tag.strip("{}").removeprefix("queue:").rpartition(":")
+    return QueueId("" if token == subjects.GENERAL_QUEUE else token, day)
+
+
+def _ts(ms: str | None) -> Timestamp | None:
+    if not ms:
+        return None
+    ts = Timestamp()
+    ts.FromMilliseconds(int(ms))
+    return ts
+
+
+def visit_from_json(raw: bytes | str) -> frontdesk_pb2.Visit:
+    v = json.loads(raw)
+    return frontdesk_pb2.Visit(
+        booking_id=v["booking_id"],
+        patient_id=v["patient_id"],
+        doctor_id=v["doctor_id"],
+        date=v["date"],
+        position=int(v["position"]),
+        state=int(v["state"]),
+        token=int(v.get("token") or 0),
+        checked_in_at=_ts(v.get("checked_in_at")),
+        called_at=_ts(v.get("called_at")),
+        done_at=_ts(v.get("done_at")),
+    )
+
+
+def change_from_json(raw: bytes | str) -> frontdesk_pb2.QueueChange:
+    c = json.loads(raw)
+    return frontdesk_pb2.QueueChange(
+        sequence=int(c["sequence"]),
+        kind=int(c["kind"]),
+        visit=visit_from_json(json.dumps(c["visit"])),
+        occurred_at=_ts(c["at"]),
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A script's answer: `changed` False means the compare-and-set found another state."""
+
+    changed: bool
+    visit: frontdesk_pb2.Visit | None
+    sequence: int = 0  # the change made (0: none, or a retried script's first answer)
+
+
+def _outcome(answer: list) -> Outcome:
+    sequence = int(answer[2]) if len(answer) > 2 else 0
+    return Outcome(bool(answer[0]), visit_from_json(answer[1]), sequence)
+
+
+class QueueStore:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._check_in = redis.register_script(_CHECK_IN)
+        self._transition = redis.register_script(_TRANSITION)
+        self._snapshot = redis.register_script(_SNAPSHOT)
+
+    async def check_in(self, queue: QueueId, visit: frontdesk_pb2.Visit, op_id: str, now_ms: int) -> Outcome:
+        """Stores the visit with the queue's next position, or answers the booking's existing visit."""
+        queue_tag = tag(queue)
+        record = {
+            "booking_id": visit.booking_id,
+            "patient_id": visit.patient_id,
+            "doctor_id": visit.doctor_id,
+            "date": visit.date,
+            "token": visit.token,
+            "checked_in_at": str(now_ms),
+        }
+        await self._redis.set(index_key(visit.booking_id), queue_tag)
+        await self._redis.sadd(OUTBOXES, queue_tag)
+        answer = await self._check_in(
+            keys=_keys(queue_tag), args=[visit.booking_id, op_id, json.dumps(record), now_ms, OPS_TTL_S]
+        )
+        return _outcome(answer)
+
+    async def queue_of(self, booking_id: str) -> QueueId | None:
+        queue_tag = await self._redis.get(index_key(booking_id))
+        return queue_of_tag(queue_tag.decode()) if queue_tag else None
+
+    async def transition(
+        self, queue: QueueId, booking_id: str, move: Transition, op_id: str, now_ms: int
+    ) -> Outcome | None:
+        """The compare-and-set; None when there is no such visit (or, for '' , nobody waits)."""
+        queue_tag = tag(queue)
+        await self._redis.sadd(OUTBOXES, queue_tag)
+        allowed = "," + ",".join(str(s) for s in move.from_states) + ","
+        answer = await self._transition(
+            keys=_keys(queue_tag),
+            args=[booking_id, op_id, allowed, move.to, move.kind, now_ms, move.stamp, OPS_TTL_S],
+        )
+        if answer[0] < 0:
+            return None
+        return _outcome(answer)
+
+    async def snapshot(self, queue: QueueId) -> tuple[int, list[frontdesk_pb2.Visit]]:
+        """(last change sequence, visits by position), read in one step."""
+        queue_tag = tag(queue)
+        answer = await self._snapshot(keys=[f"{queue_tag}:visits", f"{queue_tag}:seq"])
+        visits = sorted((visit_from_json(raw) for raw in answer[1:]), key=lambda v: v.position)
+        return int(answer[0]), visits
+
+    # The outbox: changes stored but not yet known to be in the stream.
+    async def outbox_queues(self) -> list[str]:
+        return [raw.decode() for raw in await self._redis.smembers(OUTBOXES)]
+
+    async def pending_one(self, queue_tag: str, sequence: int) -> frontdesk_pb2.QueueChange | None:
+        raw = await self._redis.hget(f"{queue_tag}:outbox", str(sequence))
+        return change_from_json(raw) if raw else None
+
+    async def pending(self, queue_tag: str) -> list[frontdesk_pb2.QueueChange]:
+        rows = await self._redis.hgetall(f"{queue_tag}:outbox")
+        return sorted((change_from_json(raw) for raw in rows.values()), key=lambda c: c.sequence)
+
+    async def published(self, queue_tag: str, sequence: int) -> None:
+        await self._redis.hdel(f"{queue_tag}:outbox", str(sequence))
+
+    async def mark_pending(self, queue_tag: str) -> None:
+        await self._redis.sadd(OUTBOXES, queue_tag)
+
+    async def forget_if_empty(self, queue_tag: str) -> None:
+        if not await self._redis.hlen(f"{queue_tag}:outbox"):
+            await self._redis.srem(OUTBOXES, queue_tag)

@@ -1,0 +1,106 @@
+"""Check-ins for today's queue of one doctor while the faults run; afterwards the queue must hold
+positions 1..n, each given once, and VISITS every change once (frontdesk_svc, issue 11)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import nats
+from nats.js.errors import NotFoundError
+
+from clinic.v1 import booking_pb2, frontdesk_pb2, frontdesk_pb2_grpc
+from clinic.v1 import common_pb2 as c
+from clinic_common import subjects
+from tests.harness import Client, Servers, patient, today_ist, uid
+
+
+class CheckIns:
+    def __init__(self, client: Client, report, count: int, spacing_s: float, retrying) -> None:
+        self._client = client
+        self._report = report
+        self._count = count
+        self._spacing_s = spacing_s
+        self._retrying = retrying
+        self._desk = frontdesk_pb2_grpc.FrontDeskServiceStub(client.channel)
+        self.doctor_id = ""
+        self.checked_in: set[str] = set()
+
+    async def run(self) -> None:
+        doctor = await self._client.doctor(daily_capacity=self._count + 5)
+        self.doctor_id = doctor.id
+        tasks = []
+        for _ in range(self._count):
+            tasks.append(asyncio.create_task(self._one()))
+            await asyncio.sleep(self._spacing_s)
+        await asyncio.gather(*tasks)
+
+    async def _one(self) -> None:
+        md = self._client.auth()
+        req = booking_pb2.CreateBookingRequest(
+            patient=patient(), service_ids=["gen-consult"], doctor_id=self.doctor_id, request_id=uid("queue")
+        )
+        booking = (
+            await self._retrying(lambda: self._client.bookings.CreateBooking(req, metadata=md, timeout=10))
+        ).booking
+        deadline = time.monotonic() + 120
+        get = booking_pb2.GetBookingRequest(booking_id=booking.id)
+        while booking.status != c.BOOKING_STATUS_CONFIRMED:
+            if booking.status in (c.BOOKING_STATUS_REJECTED, c.BOOKING_STATUS_CANCELLED):
+                self._report.problems.append(f"queue booking {booking.id} ended {booking.status}")
+                return
+            if time.monotonic() > deadline:
+                self._report.problems.append(f"queue booking {booking.id} was not confirmed in time")
+                return
+            await asyncio.sleep(0.3)
+            booking = (
+                await self._retrying(lambda: self._client.bookings.GetBooking(get, metadata=md, timeout=10))
+            ).booking
+        check_in = frontdesk_pb2.CheckInRequest(booking_id=booking.id)
+        try:
+            await self._retrying(lambda: self._desk.CheckIn(check_in, metadata=md, timeout=10))
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.ALREADY_EXISTS:  # a retry after a lost reply: it is in
+                raise
+        self.checked_in.add(booking.id)
+
+    async def verify(self, servers: Servers) -> str:
+        """Adds what is wrong to the report's problems; returns the figures line."""
+        n = len(self.checked_in)
+        req = frontdesk_pb2.GetQueueRequest(doctor_id=self.doctor_id)
+        shown = await self._retrying(
+            lambda: self._desk.GetQueue(req, metadata=self._client.auth(), timeout=10)
+        )
+        positions = [v.position for v in shown.visits]
+        if (
+            sorted(positions) != list(range(1, n + 1))
+            or {v.booking_id for v in shown.visits} != self.checked_in
+        ):
+            self._report.problems.append(f"queue positions {sorted(positions)} for {n} check-ins")
+        sequences = await asyncio.wait_for(self._stream_sequences(servers), 60)
+        if sequences != list(range(1, shown.sequence + 1)):
+            self._report.problems.append(f"VISITS holds changes {sequences}, the queue {shown.sequence}")
+        low, high = min(positions, default=0), max(positions, default=0)
+        return f"check-ins {n}: positions {low}..{high}, VISITS changes {len(sequences)} (each once)"
+
+    async def _stream_sequences(self, servers: Servers) -> list[int]:
+        """The queue's change sequences as stored in VISITS, in stream order (once the outbox is empty)."""
+        nc = await nats.connect(servers=servers.nats_servers)
+        try:
+            js = nc.jetstream()
+            subject = subjects.queue_subjects(self.doctor_id, today_ist().isoformat())
+            while True:
+                found, seq = [], 1
+                while True:
+                    try:
+                        msg = await js.get_msg(subjects.VISITS_STREAM, seq=seq, subject=subject, next=True)
+                    except NotFoundError:
+                        break
+                    found.append(frontdesk_pb2.QueueChange.FromString(msg.data).sequence)
+                    seq = msg.seq + 1
+                if len(found) >= len(self.checked_in):
+                    return found
+                await asyncio.sleep(0.5)  # a change still in an outbox: the sweep publishes it
+        finally:
+            await nc.close()
