@@ -22,8 +22,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clinic_common import access, embedded
+from clinic_common import access, embedded, tls
 from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
+from clinic_common.grpc_client import open_channel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,10 +77,16 @@ class Subprocesses:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
 
 
-async def wait_healthy(addr: str, proc: subprocess.Popen, name: str, timeout_s: float = 60.0) -> None:
+async def wait_healthy(
+    addr: str,
+    proc: subprocess.Popen,
+    name: str,
+    timeout_s: float = 60.0,
+    internal: tls.InternalTls | None = None,
+) -> None:
     """Poll grpc.health.v1 until SERVING (readiness is detected, never slept for)."""
     deadline = time.monotonic() + timeout_s
-    async with grpc.aio.insecure_channel(addr) as channel:
+    async with open_channel([addr], tls=internal) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -139,6 +146,7 @@ class Stack:
             DAILY_DISCOUNT_QUOTA=str(DAILY_QUOTA),
             CLINIC_LOG_LEVEL="warning",
             PYTHONPATH=str(ROOT),
+            **tls.ensure_dev_pki(self.data_dir),  # internal mutual TLS, as in production
         )
         for name, var in ADDR_VARS.items():
             env[var] = f"127.0.0.1:{self.ports[name]}"
@@ -166,7 +174,12 @@ class Stack:
             )
         try:
             for name in SERVICES:
-                await wait_healthy(f"127.0.0.1:{self.ports[name]}", self.services.procs[name], name)
+                internal = (
+                    None if name == "gateway" else tls.InternalTls.from_env(self.service_env(name, catalog))
+                )
+                await wait_healthy(
+                    f"127.0.0.1:{self.ports[name]}", self.services.procs[name], name, internal=internal
+                )
         except Exception:
             self.services.check_alive(self.logs)
             raise

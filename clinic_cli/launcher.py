@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clinic_common import access, embedded
+from clinic_common import access, embedded, tls
 from clinic_common.config import SERVICES
 from gateway.auth import mint
 
@@ -96,6 +96,8 @@ def run() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     per_service: dict[str, dict[str, str]] = {module: {} for module in SERVICES}
     creds = access.Credentials.load_or_create(data_dir)
+    if not any(env.get(var) for var in tls.VARS):  # internal mutual TLS by default, with a development CA
+        env.update(tls.ensure_dev_pki(data_dir))
     try:
         if not env.get("NATS_URL"):
             port = int(env.get("CLINIC_NATS_PORT", 4222))

@@ -8,6 +8,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from clinic_common.config import cannot_listen
+
 SERVER_OPTIONS: list[tuple[str, int]] = [
     # Clients may ping every 10 s; without this the server answers them with too_many_pings.
     ("grpc.keepalive_permit_without_calls", 1),
@@ -75,7 +77,10 @@ def create_server(
         reflection.enable_server_reflection(
             [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
-    port = server.add_secure_port(addr, credentials) if credentials else server.add_insecure_port(addr)
+    try:
+        port = server.add_secure_port(addr, credentials) if credentials else server.add_insecure_port(addr)
+    except RuntimeError:  # grpc: "Failed to bind to address"
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {addr}")
+        raise cannot_listen(addr, "gRPC")
     return HealthyServer(server, health_servicer, service_names, port)

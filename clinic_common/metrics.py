@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from clinic_common.config import cannot_listen
 from clinic_common.logs import get_logger
 
 log = get_logger(__name__)
@@ -39,5 +40,8 @@ def serve(addr: str) -> None:
     if not addr or addr == "off":
         return
     host, _, port = addr.rpartition(":")
-    start_http_server(int(port), addr=host)
+    try:
+        start_http_server(int(port), addr=host)
+    except OSError:
+        raise cannot_listen(addr, "metrics") from None
     log.info("metrics.listening", addr=addr)

@@ -33,7 +33,7 @@ from clinic.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
-from clinic_common import access, embedded
+from clinic_common import access, embedded, tls
 from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
 from gateway.auth import mint
 
@@ -199,6 +199,7 @@ class System:
             CLINIC_JWT_SECRET=SECRET,
             CLINIC_LOG_LEVEL="info",
             PYTHONPATH=str(ROOT),
+            **tls.ensure_dev_pki(self.servers.data_dir),  # internal mutual TLS, as in production
         )
         for backend, var in ADDR_VARS.items():  # the gateway (and discount_svc) dial every instance
             env[var] = ",".join(self.addr_of(n) for n in self.names if n.partition("@")[0] == backend)
@@ -226,7 +227,10 @@ class System:
 
     def wait_healthy(self, module: str, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(self.addr_of(module)) as channel:
+        internal = (
+            None if module.startswith("gateway") else tls.InternalTls.from_env(self.service_env(module))
+        )
+        with tls.channel(self.addr_of(module), internal) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 proc = self.procs[module]
