@@ -101,23 +101,39 @@ def running_service() -> str:
     return spec.name.partition(".")[0] if spec and spec.name else ""
 
 
+def _bind_error(addr: str) -> str:
+    """Why `addr` cannot be listened on now ('' if it can), judged the way grpc binds (SO_REUSEADDR)."""
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]")
+    try:
+        family = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0][0]
+    except (OSError, ValueError):
+        return ""  # a name this machine cannot resolve: leave the verdict to the server itself
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            return "is already in use by another process" if exc.errno == errno.EADDRINUSE else exc.strerror
+    return ""
+
+
 def cannot_listen(addr: str, kind: str) -> ConfigError:
     """The one line for a listen address this process cannot take, naming the variable that moves it."""
     table = METRICS_VARS if kind == "metrics" else ADDR_VARS
     var = table.get(running_service())
-    fix = (
-        f"set {var} to another host:port{' (or off)' if kind == 'metrics' else ''}" if var else "use another"
-    )
-    host, _, port = addr.rpartition(":")
-    try:
-        with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as probe:
-            probe.bind((host.strip("[]"), int(port)))
-        reason = "cannot be bound"
-    except OSError as exc:
-        reason = "is already in use by another process" if exc.errno == errno.EADDRINUSE else exc.strerror
-    except ValueError:
-        reason = "is not a valid address"
-    return ConfigError(f"{kind} port {addr} {reason}: {fix}")
+    off = " (or off)" if kind == "metrics" else ""
+    fix = f"set {var} to another host:port{off}" if var else "use another address"
+    return ConfigError(f"{kind} port {addr} {_bind_error(addr) or 'cannot be bound'}: {fix}")
+
+
+def check_listen_addrs(config: object) -> None:
+    """A config's listen addresses (`addr`, `metrics_addr`) are free now: a port another process holds
+    is one line before the process connects to anything, not a failure halfway through start-up."""
+    for attr, kind in (("addr", "gRPC"), ("metrics_addr", "metrics")):
+        addr = getattr(config, attr, None)
+        if isinstance(addr, str) and addr != "off" and _bind_error(addr):
+            raise cannot_listen(addr, kind)
 
 
 def env_timezone(env: Mapping[str, str], name: str = "CLINIC_TIMEZONE") -> ZoneInfo:
@@ -169,12 +185,15 @@ class Connections:
 
 
 def exit_on_config_error(load: Callable[[], T]) -> Callable[[], T]:
-    """Wrap a config loader so a bad variable ends the process with one line, not a traceback."""
+    """Wrap a config loader so a bad variable, or a listen address another process holds, ends the
+    process with one line, not a traceback."""
 
     @wraps(load)
     def wrapper() -> T:
         try:
-            return load()
+            config = load()
+            check_listen_addrs(config)
+            return config
         except ConfigError as exc:
             exit_with(exc)
 

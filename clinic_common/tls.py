@@ -94,7 +94,8 @@ def _load(var: str, path: str, parse, blob: bytes):
         return parse(blob)
     except (ValueError, TypeError) as exc:
         reason = str(exc).split("\n")[0][:120] or type(exc).__name__
-        raise ConfigError(f"{var}={path!r} is not a PEM {var.rsplit('_', 1)[1].lower()}: {reason}") from None
+        what = {"CERT": "certificate", "KEY": "private key", "CA": "CA certificate"}[var.rsplit("_", 1)[1]]
+        raise ConfigError(f"{var}={path!r} is not a PEM {what}: {reason}") from None
 
 
 def development_mode(env: Mapping[str, str] | None = None) -> bool:
