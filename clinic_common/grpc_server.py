@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from clinic_common import reflection
 from clinic_common.config import cannot_listen
 
 SERVER_OPTIONS: list[tuple[str, int]] = [
@@ -74,9 +74,7 @@ def create_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflect:
-        reflection.enable_server_reflection(
-            [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-        )
+        reflection.add_to_server(server)  # the whole public API, whatever this process serves
     try:
         port = server.add_secure_port(addr, credentials) if credentials else server.add_insecure_port(addr)
     except RuntimeError:  # grpc: "Failed to bind to address"
