@@ -111,3 +111,17 @@ async def test_a_plaintext_service_believes_no_one_unless_started_for_developmen
         assert code == grpc.StatusCode.UNAUTHENTICATED  # even there, no identity is no access
     finally:
         dev.stop()
+
+
+def test_the_container_health_probe_dials_with_the_internal_certificate(system):
+    import subprocess
+    import sys
+
+    from tests.harness import ROOT
+
+    def probe(*args: str) -> int:
+        cmd = [sys.executable, "-m", "clinic_common.probe", system.addr_of("booking_svc"), *args]
+        return subprocess.run(cmd, env=system.service_env("booking_svc"), cwd=ROOT, timeout=30).returncode
+
+    assert probe("--internal") == 0
+    assert probe() == 1  # plaintext: refused

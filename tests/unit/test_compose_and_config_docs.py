@@ -13,6 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("booking_svc", "discount_svc", "notification_svc", "gateway")
+TLS_VARS = ("CLINIC_INTERNAL_TLS_CERT", "CLINIC_INTERNAL_TLS_KEY", "CLINIC_INTERNAL_TLS_CA")
 READ = re.compile(r"""(?:env_\w+\(env,\s*|env\.get\(|os\.environ\.get\()\s*["']([A-Z][A-Z0-9_]+)["']""")
 
 
@@ -59,6 +60,14 @@ def test_compose_configures_every_service_the_way_the_code_reads_it():
         assert host == backend
         assert spec[backend]["environment"][var].endswith(f":{port}")
     assert "CLINIC_JWT_SECRET" in gateway and gateway["CLINIC_AUTH"] == "jwt"
+    # Listening on all interfaces is safe only with internal mutual TLS: every process has the files
+    # the pki step makes, and the internal health checks dial with them.
+    assert spec["pki"]["command"] == ["python", "-m", "clinic_common.tls", "/pki"]
+    for name in SERVICES:
+        env = spec[name]["environment"]
+        assert {v: env.get(v, "").startswith("/pki/") for v in TLS_VARS} == dict.fromkeys(TLS_VARS, True)
+        assert spec[name]["depends_on"]["pki"] == {"condition": "service_completed_successfully"}
+        assert ("--internal" in spec[name]["healthcheck"]["test"]) == (name != "gateway")
     assert "50051:50051" in spec["gateway"]["ports"]
 
 
