@@ -39,6 +39,12 @@ class Supervised:
         )
         self.started_at = time.monotonic()
 
+    def why(self, code: int | None) -> str:
+        """Exit code 2 is a configuration error: one line, the last of the service's log."""
+        if code != 2:
+            return ""
+        return ": " + self.log_path.read_text(errors="replace").strip().rpartition("\n")[2][:300]
+
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -152,6 +158,9 @@ def run() -> int:
         gateway_addr = env.get("CLINIC_GATEWAY_ADDR", "127.0.0.1:50051")
         if not wait_healthy(gateway_addr):
             _say(console, f"[red]✗[/] the gateway did not become healthy; see {logs_dir}")
+            for svc in services:
+                if svc.process and svc.process.poll() is not None:
+                    _say(console, f"  {svc.module} exited ({svc.process.returncode}){svc.why(2)}")
             return 1
         _print_ready(console, env, gateway_addr, logs_dir)
         while not stopping:
@@ -163,7 +172,7 @@ def run() -> int:
                     svc.restarts += 1
                     _say(
                         console,
-                        f"[red]✗[/] {svc.module} exited ({code}); "
+                        f"[red]✗[/] {svc.module} exited ({code}){svc.why(code)}; "
                         f"restarting in {delay}s (restart #{svc.restarts})",
                     )
                     time.sleep(delay)
