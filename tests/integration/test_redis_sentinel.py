@@ -35,7 +35,7 @@ def sentinel(tmp_path):
         "replica": server(replica, "--replicaof", "127.0.0.1", str(primary)),
         "sentinel": subprocess.Popen([binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL),
     }
-    yield f"redis+sentinel://127.0.0.1:{sentinel_port}/clinic", procs, (primary, replica)
+    yield f"redis+sentinel://127.0.0.1:{sentinel_port}/clinic", procs, (primary, replica, sentinel_port)
     for proc in procs.values():
         proc.kill()
         proc.wait()
@@ -49,7 +49,7 @@ async def _answers(call):
 
 
 async def test_quota_scripts_through_sentinel_and_across_a_failover(sentinel):
-    url, procs, (primary, replica) = sentinel
+    url, procs, (primary, replica, sentinel_port) = sentinel
     client = redis_io.connect(url)
     quota = QuotaStore(client, limit=2)
     day = "2026-11-22"
@@ -61,6 +61,21 @@ async def test_quota_scripts_through_sentinel_and_across_a_failover(sentinel):
     finally:
         await direct.aclose()
 
+    # Sentinel learns of replicas from the primary's INFO, every 10 s: a failover before that has no
+    # replica to promote. Wait until it knows this one, linked and up.
+    watcher = aioredis.Redis(port=sentinel_port, decode_responses=True)
+
+    async def replica_known() -> bool:
+        replicas = await _answers(lambda: watcher.sentinel_slaves("clinic")) or []
+        return any(
+            int(r["port"]) == replica and r.get("master-link-status") == "ok" and not r.get("is_sdown")
+            for r in replicas
+        )
+
+    try:
+        await wait_for(replica_known, timeout_s=30, what="Sentinel to know the replica")
+    finally:
+        await watcher.aclose()
     procs["primary"].kill()
     procs["primary"].wait()
 
