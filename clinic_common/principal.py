@@ -36,6 +36,11 @@ class Principal:
         if not self.is_admin and self.sub != patient_id:
             raise PermissionDenied(f"patient {self.sub} may only see or change their own bookings")
 
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """This caller as identity metadata: for a call made to another internal service on its behalf
+        (over mutual TLS, which is what makes the receiving service believe it)."""
+        return ((SUB_KEY, self.sub), (ROLE_KEY, self.role))
+
     def require_admin(self) -> None:
         if not self.is_admin:
             raise PermissionDenied("admin role required")

@@ -34,14 +34,15 @@ class QuotaVerifier:
 
     async def verify(self, day: str, repair: bool, caller: principal.Principal) -> Verdict:
         """Check `day`; bookings are read as `caller` (booking_svc decides what they may see)."""
-        as_caller = ((principal.SUB_KEY, caller.sub), (principal.ROLE_KEY, caller.role))
         used, _ = await self._quota.reconcile(day, repair=False)
         verdict = Verdict(used_before=used)
         leaked: list[str] = []
         for booking_id in await self._quota.holders(day):
             try:
                 response = await self._bookings.GetBooking(
-                    booking_pb2.GetBookingRequest(booking_id=booking_id), metadata=as_caller, timeout=5
+                    booking_pb2.GetBookingRequest(booking_id=booking_id),
+                    metadata=caller.metadata(),
+                    timeout=5,
                 )
             except grpc.aio.AioRpcError as err:
                 if err.code() != grpc.StatusCode.NOT_FOUND:
