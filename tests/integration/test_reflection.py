@@ -56,3 +56,19 @@ def test_an_unknown_symbol_is_not_found(system):
         timeout=30,
     )
     assert proc.returncode != 0 and "Symbol not found: clinic.v1.NoSuchThing" in proc.stderr
+
+
+@pytest.mark.parametrize("service", ["booking_svc", "discount_svc", "notification_svc"])
+def test_every_internal_service_answers_for_the_whole_api_over_mutual_tls(system, service):
+    """An edge that routes reflection to one upstream (Envoy cannot merge several) gets every symbol."""
+    env = system.service_env(service)
+    mtls = [
+        *("-cacert", env["CLINIC_INTERNAL_TLS_CA"], "-cert", env["CLINIC_INTERNAL_TLS_CERT"]),
+        *("-key", env["CLINIC_INTERNAL_TLS_KEY"], "-servername", env["CLINIC_INTERNAL_TLS_NAME"]),
+    ]
+    addr = system.addr_of(service)
+    for symbol in ("clinic.v1.BookingService.CreateBooking", "clinic.v1.AdminService.GetQuota"):
+        proc = subprocess.run(
+            [str(GRPCURL), *mtls, addr, "describe", symbol], capture_output=True, text=True, timeout=30
+        )
+        assert proc.returncode == 0 and SYMBOLS[symbol] in proc.stdout, proc.stderr
