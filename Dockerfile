@@ -12,7 +12,7 @@ COPY discount_svc ./discount_svc
 COPY notification_svc ./notification_svc
 COPY gateway ./gateway
 COPY clinic_cli ./clinic_cli
-RUN pip install --no-cache-dir . && useradd --system clinic
+RUN pip install --no-cache-dir . && useradd --system clinic && mkdir /pki && chown clinic /pki
 USER clinic
 ENV CLINIC_LOG_FORMAT=json
 CMD ["python", "-m", "gateway"]

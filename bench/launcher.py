@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clinic_common import access, embedded, processes
+from clinic_common import access, embedded, processes, tls
 from clinic_common.config import SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,6 +114,7 @@ class Stack:
                 "DAILY_DISCOUNT_QUOTA": str(DAILY_QUOTA),
                 "CLINIC_LOG_LEVEL": "warning",
                 "PYTHONPATH": str(ROOT),
+                **tls.ensure_dev_pki(self.data_dir),  # internal mutual TLS, as in production
             },
         )
 

@@ -45,6 +45,7 @@ def build(
         [lambda s: booking_pb2_grpc.add_BookingServiceServicer_to_server(servicer, s)],
         [SERVICE_NAME],
         credentials=tls.server_credentials_from_env(),
+        reflect=True,  # the whole public API: an edge may route reflection to any one upstream
     )
     return server, bookings, store
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clinic_common import access, embedded, processes
+from clinic_common import access, embedded, processes, tls
 from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
 from gateway.auth import mint
 
@@ -268,6 +268,8 @@ def run() -> int:
         if auth == "jwt" and not env.get("CLINIC_JWT_SECRET"):
             env["CLINIC_JWT_SECRET"] = dev_secret(data_dir)
             say(f"[yellow]![/] development JWT secret in {data_dir / 'dev-jwt-secret'}")
+        if not any(env.get(var) for var in tls.VARS):  # internal mutual TLS by default, a development CA
+            env.update(tls.ensure_dev_pki(data_dir))
         addrs = {module: env[ADDR_VARS[module]] for module in SERVICES}
         for module in SERVICES:
             service_env = processes.service_env(

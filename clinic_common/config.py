@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import wraps
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 T = TypeVar("T")
@@ -67,6 +69,85 @@ def env_list(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]
     return tuple(item.strip() for item in env_str(env, name, default).split(",") if item.strip())
 
 
+def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value >= minimum or value == float("inf"):
+        raise ConfigError(f"{name}={raw} must be a finite number of at least {minimum:g}")
+    return value
+
+
+def ack_wait_seconds(env: Mapping[str, str] | None = None) -> float:
+    """How long a consumer may hold a message before it is redelivered (CLINIC_ACK_WAIT_SECONDS)."""
+    return env_float(os.environ if env is None else env, "CLINIC_ACK_WAIT_SECONDS", 10.0, minimum=0.1)
+
+
+def nats_replicas(env: Mapping[str, str] | None = None) -> int:
+    """Stream replicas (CLINIC_NATS_REPLICAS): JetStream allows 1 to 5."""
+    env = os.environ if env is None else env
+    value = env_int(env, "CLINIC_NATS_REPLICAS", 1, minimum=1)
+    if value > 5:
+        raise ConfigError(f"CLINIC_NATS_REPLICAS={value} must be between 1 and 5")
+    return value
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    value = env_str(env, "CLINIC_LOG_LEVEL", "info").lower()
+    if value not in LOG_LEVELS:
+        raise ConfigError(f"CLINIC_LOG_LEVEL={value!r} must be one of {', '.join(LOG_LEVELS)}")
+    return value
+
+
+def running_service() -> str:
+    """The service this process runs (`python -m booking_svc` -> booking_svc), or ''."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec.name.partition(".")[0] if spec and spec.name else ""
+
+
+def _bind_error(addr: str) -> str:
+    """Why `addr` cannot be listened on now ('' if it can), judged the way grpc binds (SO_REUSEADDR)."""
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]")
+    try:
+        family = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0][0]
+    except (OSError, ValueError):
+        return ""  # a name this machine cannot resolve: leave the verdict to the server itself
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            return "is already in use by another process" if exc.errno == errno.EADDRINUSE else exc.strerror
+    return ""
+
+
+def cannot_listen(addr: str, kind: str) -> ConfigError:
+    """The one line for a listen address this process cannot take, naming the variable that moves it."""
+    table = METRICS_VARS if kind == "metrics" else ADDR_VARS
+    var = table.get(running_service())
+    off = " (or off)" if kind == "metrics" else ""
+    fix = f"set {var} to another host:port{off}" if var else "use another address"
+    return ConfigError(f"{kind} port {addr} {_bind_error(addr) or 'cannot be bound'}: {fix}")
+
+
+def check_listen_addrs(config: object) -> None:
+    """A config's listen addresses (`addr`, `metrics_addr`) are free now: a port another process holds
+    is one line before the process connects to anything, not a failure halfway through start-up."""
+    for attr, kind in (("addr", "gRPC"), ("metrics_addr", "metrics")):
+        addr = getattr(config, attr, None)
+        if isinstance(addr, str) and addr != "off" and _bind_error(addr):
+            raise cannot_listen(addr, kind)
+
+
 def env_timezone(env: Mapping[str, str], name: str = "CLINIC_TIMEZONE") -> ZoneInfo:
     raw = env_str(env, name, "Asia/Kolkata")
     try:
@@ -116,14 +197,21 @@ class Connections:
 
 
 def exit_on_config_error(load: Callable[[], T]) -> Callable[[], T]:
-    """Wrap a config loader so a bad variable ends the process with one line, not a traceback."""
+    """Wrap a config loader so a bad variable, or a listen address another process holds, ends the
+    process with one line, not a traceback."""
 
     @wraps(load)
     def wrapper() -> T:
         try:
-            return load()
+            config = load()
+            check_listen_addrs(config)
+            return config
         except ConfigError as exc:
-            print(f"configuration error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            exit_with(exc)
 
     return wrapper
+
+
+def exit_with(exc: ConfigError) -> NoReturn:
+    print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None

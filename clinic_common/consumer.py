@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 
 from clinic_common import metrics, nats_io, tracing
+from clinic_common.config import ack_wait_seconds
 from clinic_common.logs import get_logger
 
 log = get_logger(__name__)
@@ -42,7 +42,7 @@ class ConsumerSpec:
     description: str
     # A handler takes milliseconds, or a few seconds while Redis or NATS restarts; a message held by a
     # process that died comes back after ack_wait. CLINIC_ACK_WAIT_SECONDS tunes it.
-    ack_wait_s: float = field(default_factory=lambda: float(os.environ.get("CLINIC_ACK_WAIT_SECONDS", "10")))
+    ack_wait_s: float = 0.0  # 0: CLINIC_ACK_WAIT_SECONDS, read when the consumer is created
     max_deliver: int = 10
     backoff_s: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 5.0, 10.0, 30.0])
     max_ack_pending: int = 2000
@@ -50,15 +50,16 @@ class ConsumerSpec:
     fetch_timeout_s: float = 1.0
 
     def config(self) -> js_api.ConsumerConfig:
+        ack_wait_s = self.ack_wait_s or ack_wait_seconds()
         return js_api.ConsumerConfig(
             durable_name=self.durable,
             description=self.description,
             deliver_policy=js_api.DeliverPolicy.ALL,
             ack_policy=js_api.AckPolicy.EXPLICIT,
-            ack_wait=self.ack_wait_s,
+            ack_wait=ack_wait_s,
             max_deliver=self.max_deliver,
             # Redelivery after an unacked delivery (the holder died): never sooner than ack_wait.
-            backoff=[self.ack_wait_s * k for k in (1, 1, 2, 3, 6)],
+            backoff=[ack_wait_s * k for k in (1, 1, 2, 3, 6)],
             max_ack_pending=self.max_ack_pending,
             filter_subjects=self.filter_subjects,
         )

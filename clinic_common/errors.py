@@ -35,6 +35,10 @@ class FailedPrecondition(ClinicError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Unauthenticated(ClinicError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
 class PermissionDenied(ClinicError):
     code = grpc.StatusCode.PERMISSION_DENIED
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+
+from clinic_common import reflection
+from clinic_common.config import cannot_listen
 
 SERVER_OPTIONS: list[tuple[str, int]] = [
     # Clients may ping every 10 s; without this the server answers them with too_many_pings.
@@ -19,18 +19,6 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 ]
 
 Registrar = Callable[[grpc.aio.Server], None]
-
-
-def public_services() -> list[str]:
-    """Every service declared in the generated clinic.v1 modules (imported, so reflection finds them)."""
-    import clinic.v1
-
-    names = []
-    for module in pkgutil.iter_modules(clinic.v1.__path__):
-        if module.name.endswith("_pb2"):
-            pb2 = importlib.import_module(f"clinic.v1.{module.name}")
-            names += [svc.full_name for svc in pb2.DESCRIPTOR.services_by_name.values()]
-    return sorted(names)
 
 
 class HealthyServer:
@@ -85,11 +73,12 @@ def create_server(
         register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if reflect:  # every public proto, so the edge can route reflection to any one backend
-        reflection.enable_server_reflection(
-            [*public_services(), health.SERVICE_NAME, reflection.SERVICE_NAME], server
-        )
-    port = server.add_secure_port(addr, credentials) if credentials else server.add_insecure_port(addr)
+    if reflect:
+        reflection.add_to_server(server)  # the whole public API, whatever this process serves
+    try:
+        port = server.add_secure_port(addr, credentials) if credentials else server.add_insecure_port(addr)
+    except RuntimeError:  # grpc: "Failed to bind to address"
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {addr}")
+        raise cannot_listen(addr, "gRPC")
     return HealthyServer(server, health_servicer, service_names, port)

@@ -9,6 +9,8 @@ from typing import Any
 
 import structlog
 
+from clinic_common.config import ConfigError, exit_with, log_level
+
 # Keys that could carry a patient's identity beyond their id. They are dropped from every log line
 # whatever the caller passed, so a careless log call cannot leak them.
 _FORBIDDEN_KEYS = frozenset({"name", "patient_name", "date_of_birth", "dob", "patient", "phone", "email"})
@@ -21,7 +23,10 @@ def _drop_health_data(_logger: Any, _method: str, event_dict: dict[str, Any]) ->
 
 
 def configure(service: str, level: str | None = None) -> None:
-    level_name = (level or os.environ.get("CLINIC_LOG_LEVEL", "info")).upper()
+    try:
+        level_name = (level or log_level()).upper()
+    except ConfigError as exc:
+        exit_with(exc)
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level_name)
     renderer: Any
     if os.environ.get("CLINIC_LOG_FORMAT", "json") == "console":

@@ -10,7 +10,7 @@ import sys
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from clinic_common.config import SERVICES
+from clinic_common.config import SERVICES, cannot_listen
 from clinic_common.logs import get_logger
 
 log = get_logger(__name__)
@@ -95,5 +95,8 @@ def serve(addr: str, service: str | None = None) -> None:
         return
     service = service or _running_service()
     host, _, port = addr.rpartition(":")
-    start_http_server(int(port), addr=host, registry=registry_for(service) if service else REGISTRY)
+    try:
+        start_http_server(int(port), addr=host, registry=registry_for(service) if service else REGISTRY)
+    except OSError:
+        raise cannot_listen(addr, "metrics") from None
     log.info("metrics.listening", addr=addr, service=service)

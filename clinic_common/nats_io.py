@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping, Sequence
 
 import nats
@@ -14,6 +13,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from clinic.v1 import saga_pb2
 from clinic_common import metrics, subjects, tracing
+from clinic_common.config import nats_replicas
 from clinic_common.errors import Unavailable
 from clinic_common.logs import get_logger
 from clinic_common.timeutil import now_timestamp
@@ -76,7 +76,7 @@ async def connect(urls: Sequence[str], name: str, *, connect_deadline_s: float =
 
 
 def replicas() -> int:
-    return max(1, int(os.environ.get("CLINIC_NATS_REPLICAS", "1") or 1))
+    return nats_replicas()
 
 
 def stream_configs() -> list[js_api.StreamConfig]:

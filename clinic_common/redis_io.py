@@ -16,9 +16,9 @@ def connect(url: str, *, max_connections: int = 64) -> aioredis.Redis:
 
     - `redis+sentinel://[user:pass@]host:port[,host:port...]/<master name>[/db]`: the current
       primary, found through Sentinel (followed across a failover).
-    - `redis+cluster://[user:pass@]host:port`: Redis Cluster. The quota and notification scripts
-      keep their keys in one hash slot; booking_svc's scripts span several key prefixes, so it
-      needs a single primary (plain or Sentinel).
+    - `redis+cluster://[user:pass@]host:port`: Redis Cluster. Only the quota scripts keep their
+      keys in one hash slot; booking_svc's and notification_svc's scripts span several key
+      prefixes, so those services need a single primary (plain or Sentinel).
 
     Plain servers use a BlockingConnectionPool (waits for a free connection rather than raising).
     Retries are few and short so a dead Redis turns into UNAVAILABLE quickly; every Lua script is

@@ -35,7 +35,7 @@ def _bind(context: grpc.aio.ServicerContext) -> principals.Principal:
         request_id=principals.request_id(metadata) or uuid.uuid4().hex[:16]
     )
     tracing.bind(next((v for k, v in metadata if k == tracing.HEADER and isinstance(v, str)), ""))
-    return principals.from_metadata(metadata)
+    return principals.from_context(context)
 
 
 def _count(name: str, code: grpc.StatusCode) -> None:
@@ -47,9 +47,8 @@ def unary(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     async def wrapper(self, request, context: grpc.aio.ServicerContext):
-        who = _bind(context)
         try:
-            response = await fn(self, request, context, who)
+            response = await fn(self, request, context, _bind(context))
             _count(fn.__name__, grpc.StatusCode.OK)
             return response
         except Exception as exc:
@@ -71,9 +70,8 @@ def server_stream(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     async def wrapper(self, request, context: grpc.aio.ServicerContext) -> AsyncIterator:
-        who = _bind(context)
         try:
-            async for item in fn(self, request, context, who):
+            async for item in fn(self, request, context, _bind(context)):
                 yield item
             _count(fn.__name__, grpc.StatusCode.OK)
         except Exception as exc:

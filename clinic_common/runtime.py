@@ -7,6 +7,8 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 
+from clinic_common import tls
+from clinic_common.config import ConfigError, ack_wait_seconds, exit_with, nats_replicas
 from clinic_common.logs import get_logger
 
 log = get_logger(__name__)
@@ -15,13 +17,33 @@ Main = Callable[[asyncio.Event], Awaitable[None]]
 
 
 def run(main: Main) -> None:
-    """Run `main(stop)`; the first SIGTERM/SIGINT sets `stop`, a second one exits at once."""
+    """Run `main(stop)`; the first SIGTERM/SIGINT sets `stop`, a second one exits at once.
+
+    A configuration error, found before start or while starting (a port another process holds),
+    ends the process with one line on stderr and exit code 2, never a traceback.
+    """
     runner = asyncio.run
     if os.environ.get("CLINIC_UVLOOP", "1") != "0":
         import uvloop
 
         runner = uvloop.run
-    runner(_with_signals(main))
+    try:
+        check_shared_settings()
+        runner(_with_signals(main))
+    except ConfigError as exc:
+        exit_with(exc)
+
+
+def check_shared_settings() -> None:
+    """What every process reads later, checked before it connects to anything."""
+    ack_wait_seconds()
+    nats_replicas()
+    if tls.required_from_env() is None:
+        log.warning(
+            "internal.plaintext",
+            detail="CLINIC_AUTH=none and no internal TLS: identity metadata from any local caller is "
+            "believed; development only",
+        )
 
 
 async def _with_signals(main: Main) -> None:

@@ -48,7 +48,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def VerifyQuota(self, request, context, who):
         who.require_admin()
         day = self._day(request.date)
-        verdict = await self._verifier.verify(day, request.repair)
+        verdict = await self._verifier.verify(day, request.repair, who)
         return admin_pb2.VerifyQuotaResponse(
             quota=_quota(await self._quota.state(day)),
             used_before=verdict.used_before,

@@ -38,6 +38,7 @@ async def main(stop: asyncio.Event, config: DiscountConfig) -> None:
             [lambda s: admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, s)],
             [SERVICE_NAME],
             credentials=tls.server_credentials_from_env(),
+            reflect=True,  # the whole public API: an edge may route reflection to any one upstream
         )
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(discounts))
         metrics.QUOTA_LIMIT.set(config.daily_quota)

@@ -13,7 +13,6 @@ from .decisions import Discounts
 from .quota import QuotaStore
 
 FINAL = {common_pb2.BOOKING_STATUS_REJECTED, common_pb2.BOOKING_STATUS_CANCELLED}
-AS_ADMIN = ((principal.SUB_KEY, "discount_svc"), (principal.ROLE_KEY, principal.ADMIN))
 
 
 @dataclass
@@ -33,14 +32,17 @@ class QuotaVerifier:
         self._discounts = discounts
         self._bookings = bookings
 
-    async def verify(self, day: str, repair: bool) -> Verdict:
+    async def verify(self, day: str, repair: bool, caller: principal.Principal) -> Verdict:
+        """Check `day`; bookings are read as `caller` (booking_svc decides what they may see)."""
         used, _ = await self._quota.reconcile(day, repair=False)
         verdict = Verdict(used_before=used)
         leaked: list[str] = []
         for booking_id in await self._quota.holders(day):
             try:
                 response = await self._bookings.GetBooking(
-                    booking_pb2.GetBookingRequest(booking_id=booking_id), metadata=AS_ADMIN, timeout=5
+                    booking_pb2.GetBookingRequest(booking_id=booking_id),
+                    metadata=caller.metadata(),
+                    timeout=5,
                 )
             except grpc.aio.AioRpcError as err:
                 if err.code() != grpc.StatusCode.NOT_FOUND:

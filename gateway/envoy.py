@@ -17,7 +17,7 @@ from typing import Any
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from clinic_common.principal import ADMIN, REQUEST_ID_KEY, ROLE_KEY, SUB_KEY
+from clinic_common.principal import ADMIN, ANONYMOUS_ADMIN, REQUEST_ID_KEY, ROLE_KEY, SUB_KEY
 
 from . import routes
 from .auth import ROLES, SUBJECT
@@ -354,8 +354,14 @@ def _route_config(config: GatewayConfig) -> dict[str, Any]:
                 "routes": route_list,
             }
         ],
-        # With CLINIC_AUTH=none nobody is verified, so no caller may name itself either.
-        "request_headers_to_remove": [SUB_KEY, ROLE_KEY] if config.auth == "none" else [],
+        # With CLINIC_AUTH=none nobody is verified: every call is stamped with the explicit
+        # development identity (the services refuse a call that carries none), whatever the caller sent.
+        "request_headers_to_add": [
+            {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for key, value in ((SUB_KEY, ANONYMOUS_ADMIN.sub), (ROLE_KEY, ANONYMOUS_ADMIN.role))
+        ]
+        if config.auth == "none"
+        else [],
     }
 
 

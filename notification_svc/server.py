@@ -32,6 +32,7 @@ async def main(stop: asyncio.Event, config: NotificationConfig) -> None:
             [lambda s: notification_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, s)],
             [SERVICE_NAME],
             credentials=tls.server_credentials_from_env(),
+            reflect=True,  # the whole public API: an edge may route reflection to any one upstream
         )
         notifier = Notifier(deps.redis, publish)
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, notifier.handle)

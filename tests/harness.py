@@ -34,7 +34,7 @@ from clinic.v1 import (
     notification_pb2_grpc,
     patient_pb2_grpc,
 )
-from clinic_common import access, embedded, processes
+from clinic_common import access, embedded, processes, tls
 from clinic_common.config import ADDR_VARS, SERVICES
 from gateway.auth import mint
 
@@ -212,6 +212,7 @@ class System:
                 "CLINIC_JWT_SECRET": SECRET,
                 "CLINIC_LOG_LEVEL": "info",
                 "PYTHONPATH": str(ROOT),
+                **tls.ensure_dev_pki(self.servers.data_dir),  # internal mutual TLS, as in production
                 **self.env,
             },
         )

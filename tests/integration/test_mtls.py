@@ -105,10 +105,12 @@ async def test_internal_mutual_tls_and_public_tls(pki, tmp_path):
         async with grpc.aio.secure_channel(
             system.addr_of("booking_svc"), server_only, options=options
         ) as anon:
-            with pytest.raises(grpc.aio.AioRpcError):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await booking_pb2_grpc.BookingServiceStub(anon).GetBooking(
                     booking_pb2.GetBookingRequest(booking_id=booking.id), timeout=3
                 )
+            # Refused in the handshake (the server requires a client certificate): no call is made.
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         system.stop()
         servers.stop()

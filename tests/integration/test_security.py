@@ -14,7 +14,10 @@ from grpc_status import rpc_status
 
 from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
 from clinic.v1 import common_pb2 as c
-from tests.harness import SECRET, Client, future_date, patient, uid
+from clinic_common import subjects
+from discount_svc import quota
+from tests.footprint import Footprint
+from tests.harness import SECRET, Client, future_date, patient, uid, wait_for
 
 OK = grpc.StatusCode.OK
 DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -52,18 +55,26 @@ async def two_bookings(client):
     return alice, a, bob, b
 
 
-async def test_authorization_matrix(client, two_bookings):
+async def test_authorization_matrix(client, two_bookings, redis, servers):
     alice, a, bob, b = two_bookings
     as_alice = Client.auth(alice.id, "patient")
     as_admin = Client.auth()
     api, notes, admin = client.bookings, client.notifications, client.admin_api
+    footprint = await Footprint(redis, servers.nats_url).start()
+    denied_marks: list[str] = []
 
     def calls(md, booking_id, patient_id, who):
+        request_id = uid(f"matrix-{who}")
+        if who == "alice" and patient_id != alice.id:
+            denied_marks.append(request_id)
         return {
             "ListServices": lambda: api.ListServices(booking_pb2.ListServicesRequest(), metadata=md),
             "CreateBooking": lambda: api.CreateBooking(
                 booking_pb2.CreateBookingRequest(
-                    patient=patient(patient_id), service_ids=["gen-consult"], appointment_date=future_date()
+                    patient=patient(patient_id),
+                    service_ids=["gen-consult"],
+                    appointment_date=future_date(),
+                    request_id=request_id,
                 ),
                 metadata=md,
             ),
@@ -96,51 +107,85 @@ async def test_authorization_matrix(client, two_bookings):
     assert other == {**{k: DENIED for k in other}, "ListServices": OK}
     assert operator == {k: OK for k in operator}
 
-    # Cancelling: someone else's booking is denied, one's own works.
+    # Cancelling: someone else's booking is denied and stays as it was; one's own works.
     def cancel(bid):
         return api.CancelBooking(booking_pb2.CancelBookingRequest(booking_id=bid), metadata=as_alice)
 
+    before = await client.get(b.id)
     assert await _code(cancel(b.id)) == DENIED
     assert await _code(cancel(a.id)) in (OK, grpc.StatusCode.FAILED_PRECONDITION)
-    assert (
-        await _code(admin.ResetQuota(admin_pb2.ResetQuotaRequest(date="2000-01-01"), metadata=as_alice))
-        == DENIED
-    )
+    # A patient cannot reset the quota: a day with units used keeps them.
+    day = "2000-01-01"
+    await redis.set(quota.used_key(day), 3)
+    assert await _code(admin.ResetQuota(admin_pb2.ResetQuotaRequest(date=day), metadata=as_alice)) == DENIED
+    assert await redis.get(quota.used_key(day)) == b"3"
+    # Alice's bookings for Bob were stored and published nowhere; Bob's booking is as it was.
+    await footprint.assert_untouched(denied_marks)
+    assert await client.get(b.id) == before
+    assert not [s for s in await footprint.published([b.id])]
 
 
-def _token(**claims) -> str:
-    base = {"sub": "p1", "role": "patient", "exp": int(time.time()) + 60}
-    base.update(claims)
-    return jwt.encode({k: v for k, v in base.items() if v is not None}, SECRET, algorithm="HS256")
+def _bad_tokens() -> dict[str, str | None]:
+    """Minted when the test runs, so each fails for its own reason only (not for having expired)."""
+    now = int(time.time())
+
+    def token(**claims) -> str:
+        base = {"sub": "p1", "role": "patient", "exp": now + 60}
+        base.update(claims)
+        return jwt.encode({k: v for k, v in base.items() if v is not None}, SECRET, algorithm="HS256")
+
+    return {
+        "none": None,
+        "expired": token(exp=now - 10),
+        "other key": jwt.encode(
+            {"sub": "p1", "role": "admin", "exp": now + 60},
+            "another-secret-of-at-least-32-bytes!!",
+            algorithm="HS256",
+        ),
+        "alg none": jwt.encode({"sub": "p1", "role": "admin", "exp": now + 60}, None, algorithm="none"),
+        "malformed": "not.a.jwt",
+        "no role": token(role=None),
+        "bad role": token(role="root"),
+        "no exp": token(exp=None),
+        "bad sub": token(sub="p1 OR 1=1"),
+        "sub too long": token(sub="p" * 65),
+        "basic scheme": "Basic YWRtaW46YWRtaW4=",
+    }
 
 
-BAD_TOKENS = {
-    "none": None,
-    "expired": _token(exp=int(time.time()) - 10),
-    "other key": jwt.encode(
-        {"sub": "p1", "role": "admin", "exp": int(time.time()) + 60},
-        "another-secret-of-at-least-32-bytes!!",
-        algorithm="HS256",
-    ),
-    "alg none": jwt.encode(
-        {"sub": "p1", "role": "admin", "exp": int(time.time()) + 60}, None, algorithm="none"
-    ),
-    "malformed": "not.a.jwt",
-    "basic scheme": "Basic YWRtaW46YWRtaW4=",
-    "bad sub": _token(sub="ä"),
-    "sub too long": _token(sub="p" * 65),
-    "no role": _token(role=None),
-    "bad role": _token(role="root"),
-    "no exp": _token(exp=None),
+# What the edge (Envoy: jwt_authn, then RBAC on the role and the subject's shape) answers for each:
+# the reason under test, not another one met on the way.
+BAD_TOKEN_DETAILS = {
+    "none": "Jwt is missing",
+    "expired": "Jwt is expired",
+    "other key": "Jwt verification fails",
+    "alg none": "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+    "malformed": "Jwt header is an invalid JSON",
+    "basic scheme": "Jwt is missing",
+    "no exp": "Jwt verification fails",  # jwt_authn requires exp
+    "no role": "invalid token: unknown role or malformed subject",  # RBAC after jwt_authn
+    "bad role": "invalid token: unknown role or malformed subject",
+    "bad sub": "invalid token: unknown role or malformed subject",
+    "sub too long": "invalid token: unknown role or malformed subject",
 }
 
 
-@pytest.mark.parametrize("kind", list(BAD_TOKENS))
-async def test_bad_tokens_are_unauthenticated(client, kind):
-    token = BAD_TOKENS[kind]
+@pytest.mark.parametrize("kind", list(BAD_TOKEN_DETAILS))
+async def test_bad_tokens_are_unauthenticated(client, kind, redis, servers):
+    token = _bad_tokens()[kind]
     md = [("authorization", token if token.startswith("Basic ") else f"Bearer {token}")] if token else []
-    code = await _code(client.bookings.ListServices(booking_pb2.ListServicesRequest(), metadata=md))
-    assert code == grpc.StatusCode.UNAUTHENTICATED
+    footprint = await Footprint(redis, servers.nats_url).start()
+    who, request_id = patient(uid("p1")), uid("bad-token")
+    req = booking_pb2.CreateBookingRequest(
+        patient=who, service_ids=["gen-consult"], appointment_date=future_date(), request_id=request_id
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.bookings.CreateBooking(req, metadata=md, timeout=10)
+    assert (caught.value.code(), caught.value.details()) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        BAD_TOKEN_DETAILS[kind],
+    )
+    await footprint.assert_untouched([who.id, request_id])
 
 
 async def test_health_and_reflection_need_no_token(system):
@@ -177,17 +222,20 @@ async def test_patient_rate_limit_answers_resource_exhausted_with_retry_info(cli
     assert retry is not None and retry.retry_delay.ToTimedelta().total_seconds() > 0
 
 
-async def test_oversized_request_is_refused(client):
+async def test_oversized_request_is_refused(client, redis, servers):
+    footprint = await Footprint(redis, servers.nats_url).start()
     req = booking_pb2.CreateBookingRequest(
         patient=c.Patient(
             id=uid("big"), name="x" * 200_000, gender=c.GENDER_MALE, date_of_birth="1980-01-01"
         ),
         service_ids=["gen-consult"],
+        request_id=uid("big-req"),
     )
     assert (
         await _code(client.bookings.CreateBooking(req, metadata=client.auth()))
         == grpc.StatusCode.RESOURCE_EXHAUSTED
     )
+    await footprint.assert_untouched([req.patient.id, req.request_id])
 
 
 @pytest.mark.xfail(
@@ -217,15 +265,32 @@ async def test_open_watch_streams_per_caller_are_capped(client):
 
 
 async def test_a_service_cannot_publish_outside_its_subjects(servers):
-    nc = await nats.connect(servers.creds.nats_url("discount_svc", servers.nats_port))
-    errors: list[Exception] = []
+    """discount_svc's NATS user forging a booking event: the server answers with a permissions
+    violation, and the stream never holds the message."""
+    violations: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        violations.append(str(exc))
+
+    async def violated() -> bool:
+        return bool(violations)
+
+    subject = f"booking.events.{uid('forged')}"
+    nc = await nats.connect(servers.creds.nats_url("discount_svc", servers.nats_port), error_cb=on_error)
     try:
-        js = nc.jetstream(timeout=1)
-        with pytest.raises(Exception):  # noqa: B017 - NATS drops it; the publish never gets an ack
-            await js.publish("booking.events.forged", b"forged")
+        with pytest.raises(nats.errors.TimeoutError):  # dropped by the server: no ack ever comes
+            await nc.jetstream(timeout=1).publish(subject, b"forged")
+        await wait_for(violated, 5, "the server's permissions violation")
     finally:
         await nc.close()
-    del errors
+    expected = f'permissions violation for publish to "{subject}"'
+    assert any(expected in v.lower() for v in violations), violations
+    ops = await nats.connect(servers.nats_url)
+    try:
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await ops.jetstream().get_msg(subjects.EVENTS_STREAM, subject=subject)
+    finally:
+        await ops.close()
 
 
 async def test_logs_of_a_full_saga_name_no_patient_and_no_birth_date(client, system):

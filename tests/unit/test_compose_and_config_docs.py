@@ -13,6 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "frontdesk_svc", "gateway")
+TLS_VARS = ("CLINIC_INTERNAL_TLS_CERT", "CLINIC_INTERNAL_TLS_KEY", "CLINIC_INTERNAL_TLS_CA")
 READ = re.compile(r"""(?:env_\w+\(env,\s*|env\.get\(|os\.environ\.get\()\s*["']([A-Z][A-Z0-9_]+)["']""")
 
 
@@ -69,6 +70,17 @@ def test_compose_configures_every_service_the_way_the_code_reads_it():
     assert "50051:50051" in spec["gateway"]["ports"]
     assert spec["gateway"]["command"][:3] == ["envoy", "-c", "/etc/clinic-gateway/envoy.json"]
     assert spec["gateway-config"]["volumes"][0].split(":")[0] == spec["gateway"]["volumes"][0].split(":")[0]
+    # Listening on all interfaces is safe only with internal mutual TLS: every process has the files
+    # the pki step makes, and the internal health checks dial with them. The edge (Envoy) presents
+    # them to the services: the bootstrap its config step renders names them, both mount them.
+    assert spec["pki"]["command"] == ["python", "-m", "clinic_common.tls", "/pki"]
+    for name in SERVICES:
+        source = "gateway-config" if name == "gateway" else name
+        env = spec[source]["environment"]
+        assert {v: env.get(v, "").startswith("/pki/") for v in TLS_VARS} == dict.fromkeys(TLS_VARS, True)
+        assert spec[source]["depends_on"]["pki"] == {"condition": "service_completed_successfully"}
+        assert ("--internal" in spec[name]["healthcheck"]["test"]) == (name != "gateway")
+        assert "pki:/pki:ro" in spec[name]["volumes"]
 
 
 def test_compose_images_are_pinned_and_servers_are_durable():

@@ -1,0 +1,29 @@
+"""`python -m clinic_common.probe HOST:PORT [--internal]`: exit 0 if the server's health is SERVING.
+
+For container health checks. `--internal` dials with the process's internal mutual-TLS certificate
+(CLINIC_INTERNAL_TLS_*), as an internal service takes no other connection.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clinic_common import tls
+
+
+def serving(addr: str, internal: tls.InternalTls | None, timeout_s: float = 2.0) -> bool:
+    with tls.channel(addr, internal) as channel:
+        try:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+if __name__ == "__main__":
+    internal = tls.InternalTls.from_env() if "--internal" in sys.argv[2:] else None
+    sys.exit(0 if serving(sys.argv[1], internal) else 1)
