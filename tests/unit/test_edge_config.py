@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from clinic_common import tls
 from clinic_common.config import ADDR_VARS
 from gateway import routes
 from gateway.config import GatewayConfig
@@ -19,8 +21,12 @@ SECRET = "unit-test-secret-0123456789abcdefghij"
 ADMIN = {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}
 
 
+# The edge presents internal TLS files to the services, as every process does (unless CLINIC_AUTH=none).
+PKI = tls.ensure_dev_pki(Path(tempfile.mkdtemp(prefix="edge-unit-pki-")))
+
+
 def bootstrap(**env: str) -> dict:
-    return render(GatewayConfig.from_env({"CLINIC_JWT_SECRET": SECRET, **env}), ADMIN)
+    return render(GatewayConfig.from_env({"CLINIC_JWT_SECRET": SECRET, **PKI, **env}), ADMIN)
 
 
 def public_routes(boot: dict) -> list[dict]:
@@ -118,7 +124,7 @@ def certs(tmp_path_factory):
 
 @pytest.mark.parametrize("variant", ["jwt", "none", "tls"])
 def test_envoy_accepts_the_rendered_bootstrap(variant, certs):
-    env = {**os.environ, "CLINIC_JWT_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "CLINIC_JWT_SECRET": SECRET, "PYTHONPATH": str(ROOT), **PKI}
     if variant == "none":
         env["CLINIC_AUTH"] = "none"
     if variant == "tls":
@@ -161,5 +167,5 @@ def test_internal_tls_presents_a_certificate_and_checks_the_name(certs):
         assert context["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {
             "exact": "svc.clinic"
         }
-    plain = bootstrap()
+    plain = bootstrap(CLINIC_AUTH="none", **dict.fromkeys(tls.VARS, ""))  # a development machine only
     assert all("transport_socket" not in c for c in plain["static_resources"]["clusters"])
