@@ -160,9 +160,9 @@ def test_internal_tls_presents_a_certificate_and_checks_the_name(certs):
         if cluster["name"] == "admin":
             assert "transport_socket" not in cluster
             continue
-        tls = cluster["transport_socket"]["typed_config"]
-        assert tls["sni"] == "svc.clinic"
-        context = tls["common_tls_context"]
+        upstream = cluster["transport_socket"]["typed_config"]
+        assert upstream["sni"] == "svc.clinic"
+        context = upstream["common_tls_context"]
         assert context["tls_certificates"][0]["certificate_chain"]["filename"] == cert
         assert context["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {
             "exact": "svc.clinic"
