@@ -17,7 +17,7 @@ import pytest
 
 from clinic.v1 import booking_pb2, notification_pb2
 from clinic.v1 import common_pb2 as c
-from schedule_svc.places import doctor_keys
+from schedule_svc.places import PlacesStore, Request, doctor_keys
 from tests.conftest import TEST_QUOTA
 from tests.harness import Client, Servers, System, future_date, patient, redis_client, uid, wait_for
 
@@ -258,7 +258,7 @@ async def short(short_system):
 
 
 async def test_an_offer_that_expires_rejects_offer_expired_and_passes_the_place_on(
-    short: Client, short_servers
+    short: Client, short_servers, short_system: System
 ):
     doctor_id, day, (taken,) = await full_day(short)
     first, second, third = await queue(short, day, doctor_id, 3)
@@ -270,13 +270,16 @@ async def test_an_offer_that_expires_rejects_offer_expired_and_passes_the_place_
         R.Value("REJECTION_REASON_OFFER_EXPIRED"),
     )
     assert kinds(lapsed)[-2:] == ["BOOKING_REJECTED", "NOTIFICATION_SENT"]
-    # The next in line: AcceptOffer after the offer's time is refused and ends it the same way.
+    # The next in line: AcceptOffer after the offer's time is refused and ends it the same way. With
+    # schedule_svc (and its sweeper) stopped, booking_svc alone must see that the offer ran out.
     late = await offered(short, second.id)
+    short_system.stop(("schedule_svc",))
     wait = late.offer_expires_at.ToDatetime(tzinfo=UTC) - datetime.now(UTC)
     await asyncio.sleep(max(wait.total_seconds(), 0) + 0.05)
     with pytest.raises(grpc.aio.AioRpcError) as expired:
         await short.accept_offer(second.id)
     assert expired.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    await asyncio.to_thread(short_system.start, ("schedule_svc",))
     refused = await short.settled(second.id)
     assert refused.rejection_reason == R.Value("REJECTION_REASON_OFFER_EXPIRED")
     await offered(short, third.id)
@@ -350,3 +353,22 @@ async def test_patients_accept_only_their_own_offer_and_unknown_bookings_are_not
     with pytest.raises(grpc.aio.AioRpcError) as not_waiting:
         await client.accept_offer(confirmed.id, client.auth(confirmed.patient.id, "patient"))
     assert not_waiting.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_an_offer_made_by_a_schedule_svc_that_died_before_publishing_it_still_arrives(
+    short: Client, short_servers
+):
+    """The script that frees a place records the offer to announce; the sweeper publishes what a
+    crash left unpublished. Here the test runs the release script itself and publishes nothing."""
+    doctor_id, day, (taken,) = await full_day(short)
+    (first,) = await queue(short, day, doctor_id, 1)
+    redis = await redis_client(short_servers)
+    try:
+        request = Request(taken.id, day, ["gen-consult"], doctor_id)
+        now_ms = int(time.time() * 1000)
+        state, offered_to = await PlacesStore(redis).release_offering(request, now_ms, 60_000)
+        assert (state, offered_to) == ("released", first.id)
+        offer = await offered(short, first.id)
+        assert offer.offer_expires_at.ToMilliseconds() == now_ms + 60_000
+    finally:
+        await redis.aclose()
