@@ -56,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("-n", type=int, default=200)
     load.add_argument("-c", "--concurrency", type=int, default=16)
     load.add_argument("--service", default="gen-consult")
+    from . import offers
+
+    offers.register(sub)
     return p
 
 
@@ -93,13 +96,15 @@ def main(argv: list[str] | None = None) -> int:
 async def _dispatch(api, args) -> int:
     from zoneinfo import ZoneInfo
 
-    from . import commands, load, scenarios
+    from . import commands, load, offers, scenarios
 
     async with api:
         if args.command == "scenarios":
             return await scenarios.run(api, ZoneInfo(os.environ.get("CLINIC_TIMEZONE", "Asia/Kolkata")))
         if args.command == "load":
             return await load.run(api, args.n, args.concurrency, args.service)
+        if args.command == "offers":
+            return await offers.run(api, args)
         return await getattr(commands, args.command)(api, args)
 
 

@@ -20,6 +20,7 @@ from clinic.v1 import common_pb2 as c
 from schedule_svc.places import PlacesStore, Request, doctor_keys
 from tests.conftest import TEST_QUOTA
 from tests.harness import Client, Servers, System, future_date, patient, redis_client, uid, wait_for
+from tests.integration.test_cli import clinic
 
 R = c.RejectionReason
 WAITLISTED = c.BOOKING_STATUS_WAITLISTED
@@ -372,3 +373,16 @@ async def test_an_offer_made_by_a_schedule_svc_that_died_before_publishing_it_st
         assert offer.offer_expires_at.ToMilliseconds() == now_ms + 60_000
     finally:
         await redis.aclose()
+
+
+async def test_clinic_offers_accept_takes_the_offer_and_follows_the_saga_to_confirmed(client: Client, system):
+    doctor_id, day, (taken,) = await full_day(client)
+    first, second = await queue(client, day, doctor_id, 2)
+    refused = await clinic(system, "offers", "accept", second.id)
+    assert refused.returncode == 1 and "FAILED_PRECONDITION" in refused.stderr
+    await client.cancel(taken.id)
+    await offered(client, first.id)
+    done = await clinic(system, "offers", "accept", first.id)
+    assert done.returncode == 0, done.stderr
+    assert f"offer accepted: booking {first.id} goes on" in done.stdout
+    assert "BOOKING_CONFIRMED" in done.stdout and "CONFIRMED" in done.stdout

@@ -1,0 +1,124 @@
+"""Waitlist traffic for the fault run: one doctor's day with few tokens, bookings that ask to wait,
+cancellations that free places, offers accepted (half of them) or left to run out.
+
+Checked at a quiet moment after the faults: no token held by two bookings, the tokens held are
+exactly the CONFIRMED bookings', no offer lost (never a free token while a booking still waits),
+and every expired offer was passed on (the same check, plus each OFFER_EXPIRED booking had an offer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import grpc
+
+from clinic.v1 import booking_pb2
+from clinic.v1 import common_pb2 as c
+from schedule_svc.places import doctor_keys
+from tests.harness import Client, future_date, patient, redis_client, uid
+
+CAPACITY = 3
+OFFER_S = 3  # WAITLIST_OFFER_SECONDS of the fault run
+EVERY = 8  # one booking in EVERY is waitlist traffic
+WAITLISTED = c.BOOKING_STATUS_WAITLISTED
+TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
+
+
+class WaitlistTraffic:
+    def __init__(self) -> None:
+        self.day = future_date()
+        self.doctor_id = ""
+        self.ids: list[str] = []
+        self.done: set[str] = set()  # final: the acceptor stops looking at them
+        self.answered: set[str] = set()  # offers the acceptor dealt with
+        self.figures: Counter = Counter()
+
+    async def setup(self, client: Client) -> None:
+        self.doctor_id = (await client.doctor(daily_capacity=CAPACITY)).id
+
+    def request(self) -> booking_pb2.CreateBookingRequest:
+        """Not R1-eligible (no quota unit ever), so the run's quota check is not affected."""
+        return booking_pb2.CreateBookingRequest(
+            patient=patient(),
+            service_ids=["gen-consult"],
+            appointment_date=self.day,
+            request_id=uid("chaos-wl"),
+            doctor_id=self.doctor_id,
+            waitlist=True,
+        )
+
+    async def accept_offers(self, addr: str, stop: asyncio.Event) -> None:
+        """Accept every other offer as it appears; leave the rest to run out. On a channel of its
+        own: its calls while the gateway is down must not put the run's channel into backoff."""
+        client = Client(addr)
+        try:
+            await self._accept_offers(client, stop)
+        finally:
+            await client.close()
+
+    async def _accept_offers(self, client: Client, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            for booking_id in [i for i in self.ids if i not in self.done]:
+                try:
+                    b = await client.get(booking_id)
+                    if b.status not in (WAITLISTED, c.BOOKING_STATUS_PENDING):
+                        self.done.add(booking_id)
+                    elif b.HasField("offer_expires_at") and booking_id not in self.answered:
+                        self.answered.add(booking_id)
+                        if int(booking_id, 16) % 2 == 0:
+                            await client.accept_offer(booking_id)
+                            self.figures["accepted"] += 1
+                except grpc.aio.AioRpcError as err:
+                    if err.code() in TRANSIENT:
+                        self.answered.discard(booking_id)  # try again on the next pass
+                    elif err.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                        self.figures["accepted too late"] += 1
+                    elif err.code() != grpc.StatusCode.NOT_FOUND:
+                        raise
+            await asyncio.sleep(0.3)
+
+    async def check(self, client: Client, servers, deadline_s: float = 60.0) -> list[str]:
+        """Wait (with a deadline) for a quiet moment, then compare the tokens with the bookings."""
+        redis = await redis_client(servers)
+        try:
+            deadline = time.monotonic() + deadline_s
+            while True:
+                problems = await self._problems(client, redis)
+                if not problems or time.monotonic() > deadline:
+                    return problems
+                await asyncio.sleep(0.5)
+        finally:
+            await redis.aclose()
+
+    async def _problems(self, client: Client, redis) -> list[str]:
+        bookings = [await client.get(i) for i in self.ids]
+        offered = [b for b in bookings if b.status == WAITLISTED and b.HasField("offer_expires_at")]
+        waiting = [b for b in bookings if b.status == WAITLISTED and not b.HasField("offer_expires_at")]
+        pending = [b for b in bookings if b.status == c.BOOKING_STATUS_PENDING]
+        if offered or pending:
+            return [f"waitlist not quiet: {len(offered)} offers out, {len(pending)} pending"]
+        _, tokens_key, _ = doctor_keys(self.day, self.doctor_id)
+        tokens = {int(k): v.decode() for k, v in (await redis.hgetall(tokens_key)).items()}
+        confirmed = {b.token: b.id for b in bookings if b.status == c.BOOKING_STATUS_CONFIRMED}
+        problems = []
+        if len(set(tokens.values())) != len(tokens) or tokens != confirmed or len(tokens) > CAPACITY:
+            problems.append(f"waitlist day: tokens held {tokens} != confirmed {confirmed}")
+        if waiting and len(tokens) < CAPACITY:
+            problems.append(f"offer lost: {CAPACITY - len(tokens)} free token(s) while {len(waiting)} wait")
+        expired = [b for b in bookings if b.rejection_reason == c.REJECTION_REASON_OFFER_EXPIRED]
+        never_offered = [
+            b.id for b in expired if c.EVENT_TYPE_WAITLIST_OFFERED not in {e.type for e in b.history}
+        ]
+        if never_offered:
+            problems.append(f"OFFER_EXPIRED without an offer: {never_offered}")
+        self.figures |= Counter(
+            bookings=len(bookings),
+            waited=sum(1 for b in bookings if c.EVENT_TYPE_WAITLISTED in {e.type for e in b.history}),
+            offers=sum(1 for b in bookings if c.EVENT_TYPE_WAITLIST_OFFERED in {e.type for e in b.history}),
+            expired=len(expired),
+            still_waiting=len(waiting),
+            tokens_held=len(tokens),
+        )
+        return problems
