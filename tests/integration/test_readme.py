@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.harness import ROOT, Client, future_date, patient
+from tests.integration.test_waitlist import full_day, offered, queue
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 BUF = str(Path(sys.executable).parent / "buf")
@@ -39,6 +40,7 @@ def test_the_readme_has_a_grpcurl_command_for_every_rpc():
         "GetBooking",
         "ListBookings",
         "CancelBooking",
+        "AcceptOffer",
         "WatchBooking",
         "WatchPatient",
         "GetQuota",
@@ -51,10 +53,12 @@ def test_the_readme_has_a_grpcurl_command_for_every_rpc():
 async def test_readme_grpcurl_commands_work_as_printed(client, system):
     booking = await client.create(patient("p-123"), ["gen-consult"], appointment_date=future_date())
     await client.settled(booking.id)
+    offered = await _an_offered_booking(client)
     token = Client.auth()[0][1].removeprefix("Bearer ")
     env = {**os.environ, "CLINIC_TOKEN": token}
     for command in readme_commands():
         command = command.replace("127.0.0.1:50051", system.gateway_addr).replace("<id>", booking.id)
+        command = command.replace("<offered-id>", offered)
         endless = "WatchPatient" in command
         command = command.replace("grpcurl ", f"{GRPCURL} " + ("-max-time 1 " if endless else ""), 1)
         done = await asyncio.to_thread(
@@ -64,6 +68,14 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system):
             assert "DeadlineExceeded" in done.stderr, (command, done.stderr)
         else:
             assert done.returncode == 0, (command, done.stdout, done.stderr)
+
+
+async def _an_offered_booking(client: Client) -> str:
+    """A WAITLISTED booking with a place offered to it (for AcceptOffer)."""
+    doctor_id, day, (taken,) = await full_day(client)
+    (waiting,) = await queue(client, day, doctor_id, 1)
+    await client.cancel(taken.id)
+    return (await offered(client, waiting.id)).id
 
 
 async def test_readme_buf_curl_commands_work_as_printed(client, system):
