@@ -246,7 +246,13 @@ class Places:
     async def on_release_requested(self, req: saga_pb2.PlacesReleaseRequested) -> None:
         request, _ = await self._request(req.places)
         outcome, offered = await self._places.release_offering(request, self._now_ms(), self._offer_ms)
-        log.info("places.release", booking_id=req.booking_id, outcome=outcome, reason=req.reason)
+        log.info(
+            "places.release",
+            booking_id=req.booking_id,
+            outcome=outcome,
+            reason=req.reason,
+            offered_to=offered,
+        )
         released = saga_pb2.PlacesReleased(booking_id=req.booking_id, freed=outcome == "released")
         await self._publish(
             subjects.saga_subject(subjects.PLACES_RELEASED, req.booking_id),

@@ -184,10 +184,10 @@ class Chaos:
             final = await self._settle(client)
             self.report.settle_s = time.monotonic() - settle_started
             await self._verify(client, final)
+            accepting.set()  # no more accepts or cancellations: offers still out run out
+            await acceptor
             self.report.problems += await self.waitlist.check(client, self.servers)
             self.report.waitlist = self.waitlist.figures
-            accepting.set()
-            await acceptor
             return self.report
         finally:
             await client.close()

@@ -60,28 +60,48 @@ class WaitlistTraffic:
 
     async def _accept_offers(self, client: Client, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            for booking_id in [i for i in self.ids if i not in self.done]:
+            try:
+                current = [await client.get(i) for i in self.ids if i not in self.done]
+            except grpc.aio.AioRpcError as err:
+                if err.code() not in TRANSIENT:
+                    raise
+                current = []
+            someone_waits = any(
+                b.status == WAITLISTED and not b.HasField("offer_expires_at") for b in current
+            )
+            for b in current:
                 try:
-                    b = await client.get(booking_id)
-                    if b.status == c.BOOKING_STATUS_CONFIRMED and int(booking_id, 16) % 3 == 0:
-                        self.done.add(booking_id)  # a third of the confirmed cancel: places free up
-                        await client.cancel(booking_id, "chaos: frees a place")
-                        self.figures["confirmed then cancelled"] += 1
-                    elif b.status not in (WAITLISTED, c.BOOKING_STATUS_PENDING):
-                        self.done.add(booking_id)
-                    elif b.HasField("offer_expires_at") and booking_id not in self.answered:
-                        self.answered.add(booking_id)
-                        if int(booking_id, 16) % 2 == 0:
-                            await client.accept_offer(booking_id)
-                            self.figures["accepted"] += 1
+                    await self._act(client, b, someone_waits)
                 except grpc.aio.AioRpcError as err:
-                    if err.code() in TRANSIENT:
-                        self.answered.discard(booking_id)  # try again on the next pass
-                    elif err.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                        self.figures["accepted too late"] += 1
-                    elif err.code() != grpc.StatusCode.NOT_FOUND:
+                    if err.code() not in TRANSIENT:
                         raise
+                    self.answered.discard(b.id)  # try again on the next pass
+                    self.done.discard(b.id)
             await asyncio.sleep(0.3)
+
+    async def _act(self, client: Client, b: c.Booking, someone_waits: bool) -> None:
+        pick = int(b.id, 16)
+        if b.status == c.BOOKING_STATUS_CONFIRMED:
+            if pick % 3 == 0:
+                self.done.add(b.id)  # keeps its place
+            elif someone_waits:  # two in three give their place up, once someone waits for one
+                self.done.add(b.id)
+                await client.cancel(b.id, "chaos: frees a place for the line")
+                self.figures["cancelled to free a place"] += 1
+        elif b.status in (c.BOOKING_STATUS_REJECTED, c.BOOKING_STATUS_CANCELLED):
+            self.done.add(b.id)
+        elif b.HasField("offer_expires_at") and b.id not in self.answered:
+            self.answered.add(b.id)
+            if pick % 2:
+                self.figures["left to expire"] += 1
+                return
+            try:
+                await client.accept_offer(b.id)
+                self.figures["accepted"] += 1
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                self.figures["accepted too late"] += 1
 
     async def check(self, client: Client, servers, deadline_s: float = 60.0) -> list[str]:
         """Wait (with a deadline) for a quiet moment, then compare the tokens with the bookings."""

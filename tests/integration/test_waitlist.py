@@ -386,3 +386,16 @@ async def test_clinic_offers_accept_takes_the_offer_and_follows_the_saga_to_conf
     assert done.returncode == 0, done.stderr
     assert f"offer accepted: booking {first.id} goes on" in done.stdout
     assert "BOOKING_CONFIRMED" in done.stdout and "CONFIRMED" in done.stdout
+
+
+async def test_each_freed_place_goes_to_the_next_in_line_in_order(client: Client, redis):
+    doctor_id, day, taken = await full_day(client, capacity=3)
+    line = await queue(client, day, doctor_id, 3)
+    await client.cancel(taken[1].id)
+    await offered(client, line[0].id)
+    await client.cancel(taken[2].id)
+    await offered(client, line[1].id)
+    assert not (await client.get(line[2].id)).HasField("offer_expires_at")
+    assert sorted((await holders(redis, day, doctor_id)).values()) == sorted(
+        [taken[0].id, line[0].id, line[1].id]
+    )
