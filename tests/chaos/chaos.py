@@ -400,8 +400,8 @@ class Chaos:
         waiting = set(self.created)
         while waiting and time.monotonic() < deadline:
             for booking_id in list(waiting):
-                try:
-                    b = await client.get(booking_id)
+                try:  # retried: a channel that saw the gateway killed may still be in reconnect backoff
+                    b = await retrying(lambda booking_id=booking_id: client.get(booking_id), self.report)
                 except grpc.aio.AioRpcError as err:
                     if err.code() == grpc.StatusCode.NOT_FOUND:
                         continue
