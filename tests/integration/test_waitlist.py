@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 
-from clinic.v1 import booking_pb2, notification_pb2
+from clinic.v1 import booking_pb2, doctor_pb2, notification_pb2
 from clinic.v1 import common_pb2 as c
 from schedule_svc.places import PlacesStore, Request, doctor_keys
 from tests.conftest import TEST_QUOTA
@@ -65,6 +65,27 @@ async def queue(client: Client, day: str, doctor_id: str, n: int) -> list[c.Book
 
 def kinds(b: c.Booking) -> list[str]:
     return [c.EventType.Name(e.type).removeprefix("EVENT_TYPE_") for e in b.history]
+
+
+async def reachable(client: Client) -> None:
+    """After a restart, until the gateway answers and reaches booking_svc and schedule_svc again
+    (channels that saw a service go away reconnect with a backoff)."""
+
+    async def check() -> bool:
+        try:
+            await client.bookings.ListServices(
+                booking_pb2.ListServicesRequest(), metadata=client.auth(), timeout=2
+            )
+            await client.doctors.ListDoctors(
+                doctor_pb2.ListDoctorsRequest(), metadata=client.auth(), timeout=2
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise
+            return False
+        return True
+
+    await wait_for(check, 30, "the gateway to reach the services again")
 
 
 async def holders(redis, day: str, doctor_id: str) -> dict[int, str]:
@@ -281,6 +302,7 @@ async def test_an_offer_that_expires_rejects_offer_expired_and_passes_the_place_
         await short.accept_offer(second.id)
     assert expired.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     await asyncio.to_thread(short_system.start, ("schedule_svc",))
+    await reachable(short)
     refused = await short.settled(second.id)
     assert refused.rejection_reason == R.Value("REJECTION_REASON_OFFER_EXPIRED")
     await offered(short, third.id)
@@ -340,6 +362,7 @@ async def test_the_offer_timer_survives_a_restart_of_every_process(short: Client
     started = time.monotonic()
     await asyncio.sleep(SHORT_OFFER_S + 0.5)
     await asyncio.to_thread(short_system.start)
+    await reachable(short)
     lapsed = await short.settled(first.id, timeout_s=30)
     assert lapsed.rejection_reason == R.Value("REJECTION_REASON_OFFER_EXPIRED")
     await offered(short, second.id)
