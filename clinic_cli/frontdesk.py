@@ -14,7 +14,7 @@ from clinic.v1 import frontdesk_pb2 as f
 from clinic.v1 import frontdesk_pb2_grpc
 
 from .client import Api
-from .show import console
+from .show import console, id_column
 
 STATE_STYLE = {
     f.VISIT_STATE_WAITING: "yellow",
@@ -69,7 +69,9 @@ def _time(ts) -> str:
 
 def table(doctor_id: str, day: str, visits, sequence: int) -> Table:
     title = f"queue of {doctor_id or 'the clinic (general)'}{' on ' + day if day else ''} · change {sequence}"
-    grid = Table("#", "state", "booking", "patient", "token", "checked in", "called", "done", title=title)
+    grid = Table(
+        "#", "state", id_column("booking"), "patient", "token", "checked in", "called", "done", title=title
+    )
     for v in sorted(visits, key=lambda v: v.position):
         style = STATE_STYLE.get(v.state, "white")
         grid.add_row(

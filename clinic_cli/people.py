@@ -10,7 +10,7 @@ from clinic.v1 import common_pb2 as c
 from clinic.v1 import doctor_pb2, patient_pb2
 
 from .client import Api
-from .show import console
+from .show import console, id_column
 
 GENDERS = {"female": c.GENDER_FEMALE, "male": c.GENDER_MALE, "other": c.GENDER_OTHER}
 COMMANDS = ("patients", "doctors", "availability")
@@ -95,7 +95,7 @@ async def _find(api: Api, args) -> int:
 
 
 def _patients_table(patients) -> Table:
-    table = Table("patient", "name", "gender", "born", "phone", "email")
+    table = Table(id_column("patient"), "name", "gender", "born", "phone", "email")
     for p in patients:
         gender = c.Gender.Name(p.gender).removeprefix("GENDER_").lower()
         table.add_row(p.id, p.name, gender, p.date_of_birth, p.phone, p.email)
@@ -126,7 +126,7 @@ async def _list_doctors(api: Api, args) -> int:
 
 
 def _doctors_table(doctors) -> Table:
-    table = Table("doctor", "code", "name", "specialty", "services", "tokens/day", "hours", "slot")
+    table = Table(id_column("doctor"), "code", "name", "specialty", "services", "tokens/day", "hours", "slot")
     for d in doctors:
         table.add_row(
             d.id,
