@@ -33,6 +33,9 @@ _LIVE_VARS = (
 )
 
 
+OFFER_SECONDS = 3
+
+
 class Throwaway:
     """`with Throwaway(say, quota=10) as system:` ... `system.gateway_addr`, `system.token`."""
 
@@ -67,6 +70,7 @@ class Throwaway:
             CLINIC_AUTH="jwt",
             CLINIC_JWT_SECRET=secret,
             DAILY_DISCOUNT_QUOTA=str(self.quota),
+            WAITLIST_OFFER_SECONDS=str(OFFER_SECONDS),  # short, so the expiry scenario runs in seconds
             CLINIC_LOG_LEVEL="warning",
             **tls.ensure_dev_pki(self.dir),  # internal mutual TLS, as make run does
         )

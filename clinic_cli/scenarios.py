@@ -18,7 +18,15 @@ from zoneinfo import ZoneInfo
 
 import grpc
 
-from clinic.v1 import admin_pb2, booking_pb2, doctor_pb2, notification_pb2, patient_pb2
+from clinic.v1 import (
+    admin_pb2,
+    booking_pb2,
+    doctor_pb2,
+    frontdesk_pb2,
+    frontdesk_pb2_grpc,
+    notification_pb2,
+    patient_pb2,
+)
 from clinic.v1 import common_pb2 as c
 from clinic_common.money import format_minor
 
@@ -55,6 +63,15 @@ class Run:
         return c.Patient(
             id=pid or f"scenario-{uuid.uuid4().hex[:10]}", name="Scenario", gender=gender, date_of_birth=dob
         )
+
+    async def create(self, patient: c.Patient, service_ids, day: str = "", **kw) -> c.Booking:
+        """CreateBooking without waiting for an outcome (a waitlisted booking has none yet)."""
+        req = booking_pb2.CreateBookingRequest(
+            patient=patient, service_ids=service_ids, appointment_date=day, **kw
+        )
+        booking = (await self.api.bookings.CreateBooking(req, metadata=self.api.md, timeout=10)).booking
+        self.made.append(booking.id)
+        return booking
 
     async def book(self, patient: c.Patient, service_ids, day: str = "", **kw) -> c.Booking:
         req = booking_pb2.CreateBookingRequest(
@@ -203,6 +220,28 @@ async def _doctor(run: Run, capacity: int = 10) -> doctor_pb2.Doctor:
     return (await run.api.doctors.CreateDoctor(req, metadata=run.api.md, timeout=10)).doctor
 
 
+async def _until_status(run: Run, booking_id: str, status: int, timeout_s: float = 30) -> c.Booking:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        b = await run.get(booking_id)
+        if b.status == status:
+            return b
+        await asyncio.sleep(0.1)
+    raise Failed(f"{booking_id} is {summary(b)}, not {c.BookingStatus.Name(status)} after {timeout_s:.0f}s")
+
+
+async def _until_offered(run: Run, booking_id: str, timeout_s: float = 30) -> c.Booking:
+    return await run.until(booking_id, c.EVENT_TYPE_WAITLIST_OFFERED, timeout_s)
+
+
+async def _code(call) -> str:
+    try:
+        await call
+    except grpc.aio.AioRpcError as err:
+        return err.code().name
+    return "OK"
+
+
 async def _later(run: Run) -> str:
     return ((await run.today()).date() + timedelta(days=random.randint(30, 360))).isoformat()
 
@@ -262,15 +301,82 @@ async def duplicate_phone(run: Run) -> str:
     return f"{len(spellings)} spellings of {answers[0].patient.phone}: one patient {ids.pop()}"
 
 
+async def queue_positions(run: Run) -> str:
+    doctor = await _doctor(run)
+    desk = frontdesk_pb2_grpc.FrontDeskServiceStub(run.api.channel)
+    today = [await run.book(run.patient(), list(doctor.service_ids), doctor_id=doctor.id) for _ in range(3)]
+    positions = []
+    for b in today:
+        req = frontdesk_pb2.CheckInRequest(booking_id=b.id)
+        positions.append((await desk.CheckIn(req, metadata=run.api.md, timeout=10)).visit.position)
+    if positions != [1, 2, 3]:
+        raise Failed(f"check-ins got positions {positions}")
+    again = await _code(
+        desk.CheckIn(frontdesk_pb2.CheckInRequest(booking_id=today[0].id), metadata=run.api.md)
+    )
+    tomorrow = await run.book(run.patient(), list(doctor.service_ids), await _later(run), doctor_id=doctor.id)
+    early = await _code(
+        desk.CheckIn(frontdesk_pb2.CheckInRequest(booking_id=tomorrow.id), metadata=run.api.md)
+    )
+    if (again, early) != ("ALREADY_EXISTS", "FAILED_PRECONDITION"):
+        raise Failed(f"a second check-in answered {again}, a check-in on the wrong day {early}")
+    return "positions 1, 2, 3 in check-in order; again: ALREADY_EXISTS; wrong day: FAILED_PRECONDITION"
+
+
+async def waitlist_offer_accepted(run: Run) -> str:
+    doctor, day = await _doctor(run, capacity=1), await _later(run)
+    services = list(doctor.service_ids)
+    first = await run.book(run.patient(), services, day, doctor_id=doctor.id)
+    waiting = await run.create(run.patient(), services, day, doctor_id=doctor.id, waitlist=True)
+    waiting = await _until_status(run, waiting.id, c.BOOKING_STATUS_WAITLISTED)
+    if first.status != c.BOOKING_STATUS_CONFIRMED or waiting.status != c.BOOKING_STATUS_WAITLISTED:
+        raise Failed(f"first {summary(first)}, second {summary(waiting)} (expected CONFIRMED, WAITLISTED)")
+    cancel = booking_pb2.CancelBookingRequest(booking_id=first.id, reason="scenario")
+    await run.api.bookings.CancelBooking(cancel, metadata=run.api.md, timeout=10)
+    await _until_offered(run, waiting.id)
+    accept = booking_pb2.AcceptOfferRequest(booking_id=waiting.id)
+    await run.api.bookings.AcceptOffer(accept, metadata=run.api.md, timeout=10)
+    done = await _until_status(run, waiting.id, c.BOOKING_STATUS_CONFIRMED)
+    place = f"waitlisted #{waiting.waitlist_position}; a cancellation offered the place"
+    return f"{place}; accepted: CONFIRMED, token {done.token}"
+
+
+async def waitlist_offer_expires(run: Run) -> str:
+    doctor, day = await _doctor(run, capacity=1), await _later(run)
+    services = list(doctor.service_ids)
+    first = await run.book(run.patient(), services, day, doctor_id=doctor.id)
+    second = await run.create(run.patient(), services, day, doctor_id=doctor.id, waitlist=True)
+    await _until_status(run, second.id, c.BOOKING_STATUS_WAITLISTED)
+    third = await run.create(run.patient(), services, day, doctor_id=doctor.id, waitlist=True)
+    await _until_status(run, third.id, c.BOOKING_STATUS_WAITLISTED)
+    cancel = booking_pb2.CancelBookingRequest(booking_id=first.id, reason="scenario")
+    await run.api.bookings.CancelBooking(cancel, metadata=run.api.md, timeout=10)
+    offered = await _until_offered(run, second.id)
+    wait_s = offered.offer_expires_at.seconds - time.time()
+    if wait_s > 60:
+        return (
+            f"offer made, expiring in {wait_s:.0f}s: not waited for here (WAITLIST_OFFER_SECONDS is long on "
+            "this system; the throwaway system uses 3 s)"
+        )
+    expired = await _until_status(run, second.id, c.BOOKING_STATUS_REJECTED, timeout_s=wait_s + 30)
+    if expired.rejection_reason != c.REJECTION_REASON_OFFER_EXPIRED:
+        raise Failed(f"the unanswered offer ended {summary(expired)}")
+    await _until_offered(run, third.id)
+    return "the first in line let the offer expire (REJECTED OFFER_EXPIRED); the place went to the next"
+
+
 SCENARIOS = [
     ("birthday discount", birthday),
     ("quota exhausted", quota_exhausted),
-    ("capacity failure with compensation", capacity_compensation),
+    ("capacity: refused before the discount", capacity_compensation),
     ("blocklist", blocklist),
     ("doctor tokens: 30 for 10", doctor_tokens),
     ("overlapping time refused", overlapping_time),
     ("absent doctor refused", absent_doctor),
     ("duplicate phone, one patient", duplicate_phone),
+    ("check-in queue", queue_positions),
+    ("waitlist: offer accepted", waitlist_offer_accepted),
+    ("waitlist: offer expired, next in line", waitlist_offer_expires),
 ]
 
 
@@ -281,12 +387,12 @@ async def plan(api: Api) -> str:
     services = await run.services()
     pricey = [s for s in services if s.price.amount_minor > HIGH_VALUE_MINOR and not s.genders]
     capacity = min((s.daily_capacity for s in pricey), default=0)
-    total = 1 + q.remaining + 1 + capacity + 1 + 1 + 30 + 2 + 1
+    total = 1 + q.remaining + 1 + capacity + 1 + 1 + 30 + 2 + 1 + 4 + 2 + 3
     return (
         f"  - make about {total} real bookings for patients named scenario-… (and fail_test_user),\n"
         f"    on dates up to a year ahead;\n"
-        f"  - add three doctors coded SCN-… (one marked absent on one date) and register one patient\n"
-        f"    (a random phone); these stay;\n"
+        f"  - add six doctors coded SCN-… (one marked absent on one date) and register one patient\n"
+        f"    (a random phone); these stay; check three of today's bookings in to one new doctor's queue;\n"
         f"  - use today's {q.remaining} remaining discount units ({q.used} of {q.limit} used) for a moment,\n"
         f"    and fill the smallest high-value service ({capacity} places) on one far date;\n"
         f"  - then cancel every booking it made: the units and places are given back, the cancelled\n"
