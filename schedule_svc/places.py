@@ -218,6 +218,9 @@ _EXPIRE = (
 local h = redis.call('HMGET', KEYS[1], 'state', 'expires', 'token')
 local tag, now = ARGV[2], tonumber(ARGV[3])
 if h[1] ~= 'offered' or tonumber(h[2]) > now then return {h[1] or '', ''} end
+-- An offer nobody has been told of yet (its announcement still waits, e.g. NATS without a stream
+-- leader) does not run out: its time starts when it is published (see _OFFER_ANNOUNCED).
+if redis.call('ZSCORE', tag .. ':announce', 'o:' .. ARGV[1]) then return {'offered', ''} end
 local w = load_w(KEYS[1])
 free(tag, ARGV[1], w, tonumber(h[3] or '0'))
 redis.call('ZREM', tag .. ':offers', ARGV[1])
@@ -227,6 +230,18 @@ redis.call('ZADD', tag .. ':announce', now, 'x:' .. ARGV[1])
 return {'expired', offer_next(tag, now, tonumber(ARGV[4]), ARGV[5])}
 """
 )
+
+_OFFER_ANNOUNCED = """
+-- KEYS: hold   ARGV: booking, tag, now ms, offer ms
+-- About to publish an offer: it runs for offer ms from now (never less than it had), so a patient
+-- told late still gets the whole time. Returns the state, token and the offer's end.
+local h = redis.call('HMGET', KEYS[1], 'state', 'token', 'expires')
+if h[1] ~= 'offered' then return {h[1] or '', 0, 0} end
+local until_ms = math.max(tonumber(h[3] or '0'), tonumber(ARGV[3]) + tonumber(ARGV[4]))
+redis.call('HSET', KEYS[1], 'expires', until_ms)
+redis.call('ZADD', ARGV[2] .. ':offers', until_ms, ARGV[1])
+return {'offered', tonumber(h[2] or '0'), until_ms}
+"""
 
 _ACCEPT = """
 -- KEYS: hold   ARGV: booking, tag, now ms
@@ -338,6 +353,7 @@ class PlacesStore:
         self._set_day = redis.register_script(_SET_DAY)
         self._expire = redis.register_script(_EXPIRE)
         self._accept = redis.register_script(_ACCEPT)
+        self._offer_announced = redis.register_script(_OFFER_ANNOUNCED)
 
     def _keys(self, r: Request) -> list[str]:
         return [hold_key(r.day, r.booking_id), *doctor_keys(r.day, r.doctor_id or "-")] + [
@@ -403,10 +419,12 @@ class PlacesStore:
         )
         return state.decode(), int(token)
 
-    async def offer(self, day: str, booking_id: str) -> Offer:
-        hold = hold_key(day, booking_id)
-        state, token, expires = await self._redis.hmget(hold, "state", "token", "expires")
-        return Offer(booking_id, (state or b"").decode(), int(token or 0), int(expires or 0))
+    async def offer_to_announce(self, day: str, booking_id: str, now_ms: int, offer_ms: int) -> Offer:
+        """The offer as it will be published: its time starts now (see _OFFER_ANNOUNCED)."""
+        state, token, expires = await self._offer_announced(
+            keys=[hold_key(day, booking_id)], args=[booking_id, _tag(day), now_ms, offer_ms]
+        )
+        return Offer(booking_id, state.decode(), int(token), int(expires))
 
     async def waitlist_days(self) -> list[str]:
         return sorted(raw.decode() for raw in await self._redis.smembers(WAITLIST_DAYS_KEY))

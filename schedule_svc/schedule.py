@@ -312,7 +312,7 @@ class Places:
                 f"{booking_id}:places.expired",
             )
         else:
-            offer = await self._places.offer(day, booking_id)
+            offer = await self._places.offer_to_announce(day, booking_id, self._now_ms(), self._offer_ms)
             if offer.state == "offered":  # accepted (held) or ended since: nothing left to tell
                 expires = datetime.fromtimestamp(offer.expires_ms / 1000, UTC)
                 message = saga_pb2.PlacesOffered(

@@ -135,7 +135,13 @@ async def _waitlist_on_the_cluster(places: PlacesStore, day: str) -> None:
     outcomes = [await places.reserve(r, [10], (1, 540, 1020), waitlist=True) for r in waiting]
     assert [(o.state, o.position) for o in outcomes] == [("waiting", 1), ("waiting", 2)]
     assert await places.release_offering(one, 1_000, 5_000) == ("released", "w-0")
-    assert await places.expire_offer(day, "w-0", 6_000, 5_000) == ("expired", "w-1")
+    # Nobody has been told of the offer yet: it does not run out (its time starts when it is published).
+    assert await places.expire_offer(day, "w-0", 6_000, 5_000) == ("offered", "")
+    told = await places.offer_to_announce(day, "w-0", 2_000, 5_000)  # published at 2 s: runs to 7 s
+    assert (told.state, told.expires_ms) == ("offered", 7_000)
+    await places.announced(day, "o:w-0")
+    assert await places.expire_offer(day, "w-0", 6_000, 5_000) == ("offered", "")
+    assert await places.expire_offer(day, "w-0", 7_000, 5_000) == ("expired", "w-1")
     assert await places.accept(day, "w-1", 7_000) == ("held", 1)
     assert await places.waitlisted(day, "d-2") == 0
 
