@@ -20,7 +20,8 @@ ADMIN = {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}
 
 
 def bootstrap(**env: str) -> dict:
-    return render(GatewayConfig.from_env({"CLINIC_JWT_SECRET": SECRET, **env}), ADMIN)
+    env = {"CLINIC_JWT_SECRET": SECRET, "CLINIC_WEB_DIR": "off", **env}  # the page: test_edge_page.py
+    return render(GatewayConfig.from_env(env), ADMIN)
 
 
 def public_routes(boot: dict) -> list[dict]:
