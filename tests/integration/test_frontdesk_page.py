@@ -78,6 +78,7 @@ async def signed_in(
 ):
     """A new tab (its own sessionStorage) on the page, signed in with `token`."""
     context = await browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(DEADLINE_MS)  # clicks and fills wait as long as expectations, no longer
     page = await context.new_page()
     url = f"http://{desk_system.gateway_addr}/" + (f"#doctor={doctor_id}" if doctor_id else "")
     await page.goto(url)
@@ -123,6 +124,9 @@ async def test_check_in_on_one_page_shows_on_another_live_and_survives_an_edge_r
     await expect(board_page.locator(f'#waiting li[data-booking="{second.id}"]')).to_contain_text("2.")
     await expect(board_page.locator("#live")).to_contain_text("Live")
     await expect(waiting).to_have_count(2)
+    live = board_page.locator("#live")
+    await expect(live).to_have_attribute("data-changes", "2")  # each check-in applied once
+    await expect(live).to_have_attribute("data-snapshots", "1")  # resumed after its sequence, no new snapshot
 
     # Call next from the board page: the first patient moves to the consultation room on both pages.
     await board_page.get_by_role("button", name="Call next").click()

@@ -12,6 +12,8 @@ export interface BoardView {
 export class QueueWatch {
   readonly visits = new Map<string, Visit>();
   sequence = 0n;
+  snapshots = 0; // how many snapshots arrived: 1 for a watch resumed by sequence, whatever dropped
+  changes = 0; // changes applied (a replayed one is not counted twice)
   private abort = new AbortController();
 
   constructor(
@@ -33,11 +35,13 @@ export class QueueWatch {
       this.visits.clear();
       for (const v of item.snapshot.visits) this.visits.set(v.bookingId, v);
       this.sequence = item.sequence;
+      this.snapshots += 1;
       return true;
     }
     if (item.sequence <= this.sequence || !item.change?.visit) return false;
     this.visits.set(item.change.visit.bookingId, item.change.visit);
     this.sequence = item.sequence;
+    this.changes += 1;
     return true;
   }
 

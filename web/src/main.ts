@@ -64,13 +64,16 @@ function chooseDoctor(id: string): void {
   if (!id) return;
   history.replaceState(null, "", `#doctor=${encodeURIComponent(id)}`);
   $("board-doctor").textContent = `· ${chosen()?.name ?? ""}`;
-  watch = new QueueWatch(id, {
-    render: renderBoard,
+  const current = (watch = new QueueWatch(id, {
+    render(visits) {
+      renderBoard(visits);
+      Object.assign($("live").dataset, { snapshots: current.snapshots, changes: current.changes });
+    },
     status(text, live) {
       $("live").textContent = text;
       $("live").classList.toggle("ok", live);
     },
-  });
+  }));
   watch.start();
   void refreshDay().then(refreshBookings);
   desk.doctorChanged();
