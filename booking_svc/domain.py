@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from clinic.v1 import booking_pb2, common_pb2, doctor_pb2, saga_pb2
@@ -20,11 +20,12 @@ from clinic_common.money import format_minor, money
 from clinic_common.timeutil import parse_hhmm, to_timestamp
 
 S = common_pb2
-PENDING, CONFIRMED, REJECTED, CANCELLED = (
+PENDING, CONFIRMED, REJECTED, CANCELLED, WAITLISTED = (
     S.BOOKING_STATUS_PENDING,
     S.BOOKING_STATUS_CONFIRMED,
     S.BOOKING_STATUS_REJECTED,
     S.BOOKING_STATUS_CANCELLED,
+    S.BOOKING_STATUS_WAITLISTED,
 )
 FINAL_STATUSES = frozenset({CONFIRMED, REJECTED, CANCELLED})
 
@@ -37,8 +38,15 @@ MAX_DAYS_AHEAD = 366
 PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
 
 QUOTA_EXHAUSTED_MESSAGE = "Daily discount quota reached"
+OFFER_EXPIRED_MESSAGE = "The waitlist offer expired before it was accepted"
+# What the notifier hears: the outcomes, and a waitlist offer (the patient must act on it in time).
 NOTIFY_ON = frozenset(
-    {S.EVENT_TYPE_BOOKING_CONFIRMED, S.EVENT_TYPE_BOOKING_REJECTED, S.EVENT_TYPE_BOOKING_CANCELLED}
+    {
+        S.EVENT_TYPE_BOOKING_CONFIRMED,
+        S.EVENT_TYPE_BOOKING_REJECTED,
+        S.EVENT_TYPE_BOOKING_CANCELLED,
+        S.EVENT_TYPE_WAITLIST_OFFERED,
+    }
 )
 
 
@@ -52,6 +60,7 @@ class Transition:
     record: saga_pb2.BookingRecord
     outbox: list[saga_pb2.OutboxMessage] = field(default_factory=list)
     leaves_pending: bool = False
+    enters_pending: bool = False  # back under the booking timeout (an accepted waitlist offer)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,12 +276,22 @@ def places_request(record: saga_pb2.BookingRecord, waitlist: bool = False) -> sa
 def places_decided(
     record: saga_pb2.BookingRecord, decided: saga_pb2.PlacesDecided, now: datetime
 ) -> Transition | None:
-    """The places step answered: hold them and ask for the discount, or reject (nothing held)."""
+    """The places step answered: hold them and ask for the discount, wait in line, or reject
+    (nothing held). After an accepted offer it answers again: the offered places held, or expired."""
     b = record.booking
     if b.status != PENDING or _has_event(b, S.EVENT_TYPE_PLACES_RESERVED):
         return None  # already answered, or the booking ended first (its release closed the places)
+    if decided.waitlisted and record.offer_accepted:
+        return None  # a late copy of the first answer: the booking has moved on since
     t = _next(record, now)
     nb = t.record.booking
+    if decided.waitlisted:
+        nb.status = WAITLISTED
+        nb.waitlist_position = decided.waitlist_position
+        nb.status_message = decided.message or f"Waiting in line at position {decided.waitlist_position}"
+        _event(t, S.EVENT_TYPE_WAITLISTED, nb.status_message, now)
+        t.leaves_pending = True  # holds nothing and waits as long as it takes: no booking timeout
+        return t
     if not decided.reserved:
         _reject(
             t, decided.reason or S.REJECTION_REASON_CAPACITY_UNAVAILABLE, decided.message, now, held=False
@@ -324,6 +343,60 @@ def apply_discount(
     nb.status_message = f"Booking confirmed: {format_minor(nb.final_price.amount_minor)}"
     _event(t, S.EVENT_TYPE_BOOKING_CONFIRMED, nb.status_message, now)
     t.leaves_pending = True
+    return t
+
+
+def offer(
+    record: saga_pb2.BookingRecord, offered: saga_pb2.PlacesOffered, now: datetime
+) -> Transition | None:
+    """A freed place is held for this waitlisted booking until `offered.offer_expires_at`.
+
+    It may arrive before the answer that put the booking in line (they travel separately)."""
+    b = record.booking
+    if b.HasField("offer_expires_at") or record.offer_accepted:
+        return None  # a redelivery
+    if b.status != WAITLISTED and (b.status != PENDING or _has_event(b, S.EVENT_TYPE_PLACES_RESERVED)):
+        return None  # ended (its release gives the place on) or never waited
+    t = _next(record, now)
+    nb = t.record.booking
+    t.leaves_pending = nb.status == PENDING
+    nb.status = WAITLISTED
+    nb.offer_expires_at.CopyFrom(offered.offer_expires_at)
+    nb.status_message = offered.message or "A place is offered: accept it before the offer expires"
+    _event(t, S.EVENT_TYPE_WAITLIST_OFFERED, nb.status_message, now)
+    return t
+
+
+def accept_offer(record: saga_pb2.BookingRecord, now: datetime) -> tuple[Transition, bool]:
+    """The patient takes the offered place: (transition, True) and the saga goes on (schedule_svc
+    turns the offer into held places, then the discount decision); after the offer's time,
+    (REJECTED OFFER_EXPIRED, False), its places given back and on to the next in line."""
+    b = record.booking
+    if b.status != WAITLISTED or not b.HasField("offer_expires_at"):
+        status = common_pb2.BookingStatus.Name(b.status)
+        raise FailedPrecondition(f"booking is {status} with no waitlist offer to accept")
+    t = _next(record, now)
+    if now >= b.offer_expires_at.ToDatetime(tzinfo=UTC):
+        _reject(t, S.REJECTION_REASON_OFFER_EXPIRED, OFFER_EXPIRED_MESSAGE, now)
+        return t, False
+    nb = t.record.booking
+    nb.status = PENDING
+    nb.status_message = "Offer accepted; reserving the offered places"
+    t.record.offer_accepted = True
+    _event(t, S.EVENT_TYPE_OFFER_ACCEPTED, nb.status_message, now)
+    accept = saga_pb2.PlacesAccept(booking_id=nb.id, appointment_date=nb.appointment_date)
+    _send(t, subjects.PLACES_ACCEPT, "places.accept", accept)
+    t.enters_pending = True
+    return t, True
+
+
+def offer_expired(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None:
+    """schedule_svc ended the offer (its places already went on to the next in line)."""
+    b = record.booking
+    if b.status not in (WAITLISTED, PENDING) or _has_event(b, S.EVENT_TYPE_PLACES_RESERVED):
+        return None  # ended already, or accepted in time (then this cannot come: the hold is held)
+    t = _next(record, now)
+    _reject(t, S.REJECTION_REASON_OFFER_EXPIRED, OFFER_EXPIRED_MESSAGE, now, held=False)
     return t
 
 
@@ -383,7 +456,8 @@ def notification_sent(
     t = _next(record, now)
     t.record.notified_sequences.append(sent.notified_sequence)
     outcome = common_pb2.BookingStatus.Name(notified.status).removeprefix("BOOKING_STATUS_").lower()
-    _event(t, S.EVENT_TYPE_NOTIFICATION_SENT, f"Patient notified: booking {outcome}", now)
+    told = "a place is offered" if notified.type == S.EVENT_TYPE_WAITLIST_OFFERED else f"booking {outcome}"
+    _event(t, S.EVENT_TYPE_NOTIFICATION_SENT, f"Patient notified: {told}", now)
     return t
 
 
@@ -475,7 +549,7 @@ def _event(t: Transition, kind: int, message: str, now: datetime) -> common_pb2.
             headers=_trace(t.record),
         )
     )
-    if kind in NOTIFY_ON:  # the notifier hears only outcomes, not every step
+    if kind in NOTIFY_ON:  # the notifier hears outcomes and offers, not every step
         t.outbox.append(
             saga_pb2.OutboxMessage(
                 subject=subjects.saga_subject(subjects.NOTIFY, b.id),

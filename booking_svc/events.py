@@ -20,11 +20,16 @@ CONSUMER = ConsumerSpec(
     filter_subjects=[
         f"{subjects.PLACES_DECIDED}.*",
         f"{subjects.PLACES_RELEASED}.*",
+        f"{subjects.PLACES_OFFERED}.*",
+        f"{subjects.PLACES_EXPIRED}.*",
         f"{subjects.DISCOUNT_DECIDED}.*",
         f"{subjects.QUOTA_RELEASED}.*",
         f"{subjects.NOTIFICATION_SENT}.*",
     ],
-    description="booking_svc: places and discount decisions, released places and quota, sent notifications",
+    description=(
+        "booking_svc: places and discount decisions, waitlist offers and their expiry, released places "
+        "and quota, sent notifications"
+    ),
 )
 
 
@@ -32,6 +37,8 @@ def make_handler(bookings: Bookings):
     routes = {
         subjects.PLACES_DECIDED: (saga_pb2.PlacesDecided, bookings.on_places_decided),
         subjects.PLACES_RELEASED: (saga_pb2.PlacesReleased, bookings.on_places_released),
+        subjects.PLACES_OFFERED: (saga_pb2.PlacesOffered, bookings.on_places_offered),
+        subjects.PLACES_EXPIRED: (saga_pb2.OfferExpired, bookings.on_offer_expired),
         subjects.DISCOUNT_DECIDED: (saga_pb2.DiscountDecided, bookings.on_discount_decided),
         subjects.QUOTA_RELEASED: (saga_pb2.QuotaReleased, bookings.on_quota_released),
         subjects.NOTIFICATION_SENT: (saga_pb2.NotificationSent, bookings.on_notification_sent),

@@ -38,3 +38,9 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         structlog.contextvars.bind_contextvars(booking_id=request.booking_id)
         booking = await self._bookings.cancel(request.booking_id, request.reason, who)
         return booking_pb2.CancelBookingResponse(booking=booking)
+
+    @rpc.unary
+    async def AcceptOffer(self, request, context, who):
+        structlog.contextvars.bind_contextvars(booking_id=request.booking_id)
+        booking = await self._bookings.accept_offer(request.booking_id, who)
+        return booking_pb2.AcceptOfferResponse(booking=booking)

@@ -15,6 +15,7 @@ from clinic_common.clock import Clock
 from clinic_common.errors import (
     AlreadyExists,
     Conflict,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
@@ -156,7 +157,35 @@ class Bookings:
         assert committed is not None
         return committed.booking
 
+    async def accept_offer(self, booking_id: str, who: Principal) -> common_pb2.Booking:
+        """A waitlisted booking takes its offered place; past the offer's time it ends REJECTED
+        (OFFER_EXPIRED) and the caller gets FAILED_PRECONDITION."""
+        record = await self._load(booking_id)
+        who.require_patient_access(record.booking.patient.id)
+        in_time: list[bool] = []
+
+        def step(r: saga_pb2.BookingRecord) -> domain.Transition:
+            t, ok = domain.accept_offer(r, self._clock.now())
+            in_time[:] = [ok]
+            return t
+
+        committed = await self._transition(booking_id, step)
+        assert committed is not None
+        if not in_time[0]:
+            log.info("booking.offer_expired", booking_id=booking_id, via="accept")
+            raise FailedPrecondition("the waitlist offer expired before it was accepted")
+        log.info("booking.offer_accepted", booking_id=booking_id)
+        return committed.booking
+
     # -- saga events ----------------------------------------------------------------------------
+
+    async def on_places_offered(self, offered: saga_pb2.PlacesOffered) -> None:
+        if await self._transition(offered.booking_id, lambda r: domain.offer(r, offered, self._clock.now())):
+            log.info("booking.offered", booking_id=offered.booking_id)
+
+    async def on_offer_expired(self, expired: saga_pb2.OfferExpired) -> None:
+        if await self._transition(expired.booking_id, lambda r: domain.offer_expired(r, self._clock.now())):
+            log.info("booking.offer_expired", booking_id=expired.booking_id, via="sweeper")
 
     async def on_places_decided(self, decided: saga_pb2.PlacesDecided) -> None:
         record = await self._transition(
@@ -316,7 +345,7 @@ class Bookings:
 
     def _observe_outcome(self, before: saga_pb2.BookingRecord, after: saga_pb2.BookingRecord) -> None:
         b = after.booking
-        if before.booking.status != domain.PENDING:
+        if before.booking.status != domain.PENDING or b.status not in domain.FINAL_STATUSES:
             return
         reason = common_pb2.RejectionReason.Name(b.rejection_reason).removeprefix("REJECTION_REASON_")
         metrics.BOOKINGS.labels(

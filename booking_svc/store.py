@@ -44,7 +44,8 @@ return ARGV[1]
 
 _COMMIT = """
 -- KEYS: booking, pending index, outbox, outbox due
--- ARGV: expected version, booking id, now ms, record, outbox id, outbox batch, leaves pending ('1'/'0')
+-- ARGV: expected version, booking id, now ms, record, outbox id, outbox batch, leaves pending ('1'/'0'),
+--       enters pending ('1'/'0': under the booking timeout again, from now)
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[1]) + 1, 'data', ARGV[4])
 if ARGV[6] ~= '' then
@@ -52,6 +53,7 @@ if ARGV[6] ~= '' then
   redis.call('ZADD', KEYS[4], ARGV[3], ARGV[5])
 end
 if ARGV[7] == '1' then redis.call('ZREM', KEYS[2], ARGV[2]) end
+if ARGV[8] == '1' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
 return 1
 """
 
@@ -135,6 +137,7 @@ class BookingStore:
                 outbox_id(t.record),
                 _batch(t),
                 "1" if t.leaves_pending else "0",
+                "1" if t.enters_pending else "0",
             ],
         )
         if not committed:

@@ -9,7 +9,7 @@ import sys
 
 import grpc
 
-from . import frontdesk, people
+from . import frontdesk, offers, people
 
 
 def parser() -> argparse.ArgumentParser:
@@ -75,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--service", default="gen-consult")
     people.add_parsers(sub)
     frontdesk.register(sub)  # checkin, queue, call-next, done, no-show
+    offers.register(sub)  # offers accept
     return p
 
 
@@ -158,7 +159,7 @@ async def _confirm_live(api, args, scenarios) -> bool:
             file=sys.stderr,
         )
         return False
-    print(f"clinic scenarios --live runs the four seed scenarios against the system at {args.addr}. It will:")
+    print(f"clinic scenarios --live runs the seed scenarios against the system at {args.addr}. It will:")
     print(await scenarios.plan(api))
     if args.yes:
         return True
@@ -179,6 +180,8 @@ async def _dispatch(api, args) -> int:
             return await args.frontdesk(api, args)
         if args.command in people.COMMANDS:
             return await people.run(api, args)
+        if args.command == "offers":
+            return await offers.run(api, args)
         return await getattr(commands, args.command)(api, args)
 
 

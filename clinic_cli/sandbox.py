@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from clinic_common import processes
+from clinic_common import processes, tls
 from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
 from gateway.auth import mint
 
@@ -68,6 +68,7 @@ class Throwaway:
             CLINIC_JWT_SECRET=secret,
             DAILY_DISCOUNT_QUOTA=str(self.quota),
             CLINIC_LOG_LEVEL="warning",
+            **tls.ensure_dev_pki(self.dir),  # internal mutual TLS, as make run does
         )
         self.servers, urls = start_servers(env, self.dir, lambda _text: None)
         addrs = {module: f"127.0.0.1:{processes.free_port()}" for module in SERVICES}

@@ -49,6 +49,7 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
             s.EVENTS_SUBJECTS,
             f"{s.PLACES_REQUESTED}.>",
             f"{s.PLACES_RELEASE}.>",
+            f"{s.PLACES_ACCEPT}.>",
             f"{s.DISCOUNT_REQUESTED}.>",
             f"{s.QUOTA_RELEASE}.>",
             f"{s.NOTIFY}.>",
@@ -96,6 +97,8 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "publish": [
             f"{s.PLACES_DECIDED}.>",
             f"{s.PLACES_RELEASED}.>",
+            f"{s.PLACES_OFFERED}.>",
+            f"{s.PLACES_EXPIRED}.>",
             *_JS_COMMON,
             *_consumer(s.SAGA_STREAM, s.SCHEDULE_CONSUMER),
         ],

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from clinic_common import tls
 from clinic_common.config import (
     ADDR_VARS,
     DEFAULT_ADDRS,
@@ -16,6 +17,7 @@ from clinic_common.config import (
     env_list,
     env_metrics_addr,
     env_str,
+    log_level,
 )
 from clinic_common.tls import DEFAULT_NAME
 
@@ -83,7 +85,7 @@ class GatewayConfig:
             internal_tls=_internal_tls(env),
             metrics_addr=env_metrics_addr(env, "CLINIC_GATEWAY_METRICS_ADDR", "127.0.0.1:9464"),
             workers=env_int(env, "CLINIC_GATEWAY_WORKERS", 1, minimum=1),
-            log_level=env_str(env, "CLINIC_LOG_LEVEL", "info").lower(),
+            log_level=log_level(env),
             web_dir=str(web.page_dir(env) or ""),
         )
 
@@ -96,13 +98,13 @@ def _path(env: Mapping[str, str], name: str) -> str:
 
 
 def _internal_tls(env: Mapping[str, str]) -> InternalTlsFiles | None:
-    names = ("CLINIC_INTERNAL_TLS_CERT", "CLINIC_INTERNAL_TLS_KEY", "CLINIC_INTERNAL_TLS_CA")
-    paths = [_path(env, n) for n in names]
-    if not any(paths):
-        return None
-    if not all(paths):
-        raise ConfigError(f"set all of {', '.join(names)} for internal mutual TLS, or none")
-    return InternalTlsFiles(*paths, name=env_str(env, "CLINIC_INTERNAL_TLS_NAME", DEFAULT_NAME))
+    """The files Envoy presents to the services; checked here as every service checks its own (the
+    services take only mutual TLS, so without it the edge could reach none of them)."""
+    if tls.required_from_env(env) is None:
+        return None  # CLINIC_AUTH=none: a declared development machine
+    return InternalTlsFiles(
+        *(_path(env, n) for n in tls.VARS), name=env_str(env, "CLINIC_INTERNAL_TLS_NAME", DEFAULT_NAME)
+    )
 
 
 def _addrs(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:

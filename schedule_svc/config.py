@@ -13,6 +13,7 @@ from clinic_common.config import (
     ConfigError,
     Connections,
     env_addr,
+    env_int,
     env_metrics_addr,
     env_str,
     env_timezone,
@@ -27,6 +28,7 @@ class ScheduleConfig:
     catalog: Catalog
     country_code: str = "91"
     metrics_addr: str = "off"
+    offer_s: int = 900  # how long a freed place is held for the waitlisted booking it is offered to
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ScheduleConfig:
@@ -38,6 +40,7 @@ class ScheduleConfig:
             catalog=load(Path(env_str(env, "CLINIC_CATALOG", str(DEFAULT_CATALOG)))),
             country_code=_country_code(env),
             metrics_addr=env_metrics_addr(env, "SCHEDULE_SVC_METRICS_ADDR", "127.0.0.1:9465"),
+            offer_s=env_int(env, "WAITLIST_OFFER_SECONDS", 900, minimum=1),
         )
 
 

@@ -16,8 +16,15 @@ from .schedule import Places
 CONSUMER = ConsumerSpec(
     stream=subjects.SAGA_STREAM,
     durable=subjects.SCHEDULE_CONSUMER,
-    filter_subjects=[f"{subjects.PLACES_REQUESTED}.*", f"{subjects.PLACES_RELEASE}.*"],
-    description="schedule_svc: reserve a booking's places (services, doctor's token, time), release them",
+    filter_subjects=[
+        f"{subjects.PLACES_REQUESTED}.*",
+        f"{subjects.PLACES_RELEASE}.*",
+        f"{subjects.PLACES_ACCEPT}.*",
+    ],
+    description=(
+        "schedule_svc: reserve a booking's places (services, doctor's token, time) or queue it on the "
+        "waitlist, release them, take an accepted waitlist offer"
+    ),
 )
 
 
@@ -34,6 +41,15 @@ def make_handler(places: Places):
                 raise Poison(f"payload booking id {release.booking_id!r} does not match the subject")
             _check(release.places, booking_id)
             run = places.on_release_requested(release)
+        elif prefix == subjects.PLACES_ACCEPT:
+            accept = saga_pb2.PlacesAccept.FromString(msg.data)
+            if accept.booking_id != booking_id:
+                raise Poison(f"payload booking id {accept.booking_id!r} does not match the subject")
+            try:
+                parse_date(accept.appointment_date)
+            except ValueError as exc:
+                raise Poison(f"bad date: {exc}") from exc
+            run = places.on_accept(accept)
         else:
             raise Poison(f"no handler for subject {msg.subject}")
         try:

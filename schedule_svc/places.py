@@ -3,12 +3,24 @@
 Every key of one appointment date shares the hash tag `{places:DATE}` — a booking's places are all
 on its date — so both scripts touch one slot and run on Redis Cluster:
 
-- `{places:D}:hold:<booking>`        what the booking got: state held | refused | released | closed,
-                                      its token, reason; makes both scripts idempotent per booking
+- `{places:D}:hold:<booking>`        what the booking got: state held | refused | released | closed |
+                                      waiting | offered | expired | left, its token, reason, waitlist
+                                      position, offer expiry and its request; makes every script
+                                      idempotent per booking
 - `{places:D}:svc:<service>`         set of bookings holding a place of that service
 - `{places:D}:doc:<doctor>:tokens`   token -> booking (the lowest free number is taken)
 - `{places:D}:doc:<doctor>:slots`    booking -> "start,end" minutes (no two overlap)
 - `{places:D}:doc:<doctor>:day`      that date's availability: present, note, capacity, start, end
+- `{places:D}:waitlist`              waitlisted bookings of the date, in arrival order (`waitseq`)
+- `{places:D}:doc:<doctor>:waiting`  that doctor's line (`-`: bookings without a doctor): waiting or
+                                      offered bookings; positions and GetDoctorDay.waitlisted count it
+- `{places:D}:offers`                offered bookings by offer expiry (ms): the expiry sweeper's work
+- `{places:D}:announce`              offers (`o:<id>`) and expiries (`x:<id>`) not yet published
+- `{places:waitlist}:days`           dates that ever had a waitlisted booking (the sweeper's index)
+
+The script that frees a place (release, offer expiry) offers it in the same step to the first
+waitlisted booking of the date that fits: the places are taken for it (state `offered`), so one
+place is never held by two bookings, whatever is redelivered or swept twice.
 
 A release that finds no hold records `closed`, so a reservation that arrives after the booking
 ended (a timeout racing the request) is refused instead of holding places nobody will free.
@@ -26,75 +38,211 @@ from clinic_common.clock import parse_date
 
 KEEP_AFTER_DATE = timedelta(days=30)
 
-_RESERVE = """
--- KEYS: hold, day, tokens, slots, service sets...
--- ARGV: booking, doctor ('1'/'0'), capacity, day start, day end, start (-1: none), end, expire at,
---       then one capacity per service set
-local prior = redis.call('HMGET', KEYS[1], 'state', 'token', 'reason')
-if prior[1] then return {prior[1], tonumber(prior[2] or '0'), prior[3] or ''} end
-local function refuse(reason)
-  redis.call('HSET', KEYS[1], 'state', 'refused', 'reason', reason)
-  redis.call('EXPIREAT', KEYS[1], ARGV[8])
-  return {'refused', 0, reason}
+# Shared by the scripts below. `tag` is the date's hash tag; every key is built from it, so a script
+# can take places for a booking other than the one it was called for (the first in the waitlist)
+# and still touch one slot. A booking's request (w) is kept in its hold hash for that purpose.
+_HELPERS = """
+local function doc_key(tag, doctor, part) return tag .. ':doc:' .. doctor .. ':' .. part end
+local function line_key(tag, doctor)
+  if doctor == '' then doctor = '-' end
+  return doc_key(tag, doctor, 'waiting')
 end
-local token, s, e = 0, tonumber(ARGV[6]), tonumber(ARGV[7])
-if ARGV[2] == '1' then
-  local day = redis.call('HMGET', KEYS[2], 'present', 'capacity', 'start', 'end')
-  if day[1] == '0' then return refuse('doctor') end
-  local capacity = tonumber(day[2] or ARGV[3])
-  for i = 1, capacity do
-    if redis.call('HEXISTS', KEYS[3], i) == 0 then token = i break end
-  end
-  if token == 0 then return refuse('capacity') end
-  if s >= 0 then
-    if s < tonumber(day[3] or ARGV[4]) or e > tonumber(day[4] or ARGV[5]) then return refuse('slot') end
-    for _, taken in ipairs(redis.call('HVALS', KEYS[4])) do
-      local ts, te = string.match(taken, '(%d+),(%d+)')
-      if s < tonumber(te) and tonumber(ts) < e then return refuse('slot') end
+local function split(text)
+  local out = {}
+  for item in string.gmatch(text or '', '[^,]+') do out[#out + 1] = item end
+  return out
+end
+local function load_w(hold)
+  local h = redis.call('HMGET', hold, 'doctor', 'cap', 'dstart', 'dend', 's', 'e', 'svcs', 'caps')
+  return {doctor = h[1] or '', capacity = h[2], dstart = h[3], dend = h[4], s = tonumber(h[5] or '-1'),
+          e = tonumber(h[6] or '-1'), services = split(h[7]), caps = split(h[8])}
+end
+-- The token w would get (0: no doctor), or nil and why not: doctor | capacity | hours | slot.
+local function fits(tag, w)
+  local token = 0
+  if w.doctor ~= '' then
+    local day = redis.call('HMGET', doc_key(tag, w.doctor, 'day'), 'present', 'capacity', 'start', 'end')
+    if day[1] == '0' then return nil, 'doctor' end
+    local tokens = doc_key(tag, w.doctor, 'tokens')
+    for i = 1, tonumber(day[2] or w.capacity) do
+      if redis.call('HEXISTS', tokens, i) == 0 then token = i break end
+    end
+    if token == 0 then return nil, 'capacity' end
+    if w.s >= 0 then
+      if w.s < tonumber(day[3] or w.dstart) or w.e > tonumber(day[4] or w.dend) then return nil, 'hours' end
+      for _, taken in ipairs(redis.call('HVALS', doc_key(tag, w.doctor, 'slots'))) do
+        local ts, te = string.match(taken, '(%d+),(%d+)')
+        if w.s < tonumber(te) and tonumber(ts) < w.e then return nil, 'slot' end
+      end
     end
   end
+  for i, service in ipairs(w.services) do
+    if redis.call('SCARD', tag .. ':svc:' .. service) >= tonumber(w.caps[i]) then return nil, 'capacity' end
+  end
+  return token
 end
-for i = 5, #KEYS do
-  if redis.call('SCARD', KEYS[i]) >= tonumber(ARGV[4 + i]) then return refuse('capacity') end
+local function take(tag, id, w, token, expire)
+  for _, service in ipairs(w.services) do
+    redis.call('SADD', tag .. ':svc:' .. service, id)
+    redis.call('EXPIREAT', tag .. ':svc:' .. service, expire)
+  end
+  if token > 0 then
+    redis.call('HSET', doc_key(tag, w.doctor, 'tokens'), token, id)
+    redis.call('EXPIREAT', doc_key(tag, w.doctor, 'tokens'), expire)
+  end
+  if w.doctor ~= '' and w.s >= 0 then
+    redis.call('HSET', doc_key(tag, w.doctor, 'slots'), id, w.s .. ',' .. w.e)
+    redis.call('EXPIREAT', doc_key(tag, w.doctor, 'slots'), expire)
+  end
 end
-for i = 5, #KEYS do
-  redis.call('SADD', KEYS[i], ARGV[1])
-  redis.call('EXPIREAT', KEYS[i], ARGV[8])
+local function free(tag, id, w, token)
+  if w.doctor ~= '' then
+    local tokens = doc_key(tag, w.doctor, 'tokens')
+    if token > 0 and redis.call('HGET', tokens, token) == id then redis.call('HDEL', tokens, token) end
+    redis.call('HDEL', doc_key(tag, w.doctor, 'slots'), id)
+  end
+  for _, service in ipairs(w.services) do redis.call('SREM', tag .. ':svc:' .. service, id) end
 end
-if token > 0 then
-  redis.call('HSET', KEYS[3], token, ARGV[1])
-  redis.call('EXPIREAT', KEYS[3], ARGV[8])
+-- The first waitlisted booking that fits now gets the places, held for it until now + offer_ms;
+-- returns its id ('' when none fits). 'o:<id>' in announce until the offer is published.
+local function offer_next(tag, now, offer_ms, expire)
+  local queue = tag .. ':waitlist'
+  for _, id in ipairs(redis.call('ZRANGE', queue, 0, 199)) do
+    local hold = tag .. ':hold:' .. id
+    if redis.call('HGET', hold, 'state') ~= 'waiting' then
+      redis.call('ZREM', queue, id)
+    else
+      local w = load_w(hold)
+      local token = fits(tag, w)
+      if token then
+        take(tag, id, w, token, expire)
+        local until_ms = now + offer_ms
+        redis.call('HSET', hold, 'state', 'offered', 'token', token, 'expires', until_ms)
+        redis.call('ZREM', queue, id)
+        redis.call('ZADD', tag .. ':offers', until_ms, id)
+        redis.call('ZADD', tag .. ':announce', now, 'o:' .. id)
+        redis.call('EXPIREAT', tag .. ':offers', expire)
+        redis.call('EXPIREAT', tag .. ':announce', expire)
+        return id
+      end
+    end
+  end
+  return ''
 end
-if ARGV[2] == '1' and s >= 0 then
-  redis.call('HSET', KEYS[4], ARGV[1], s .. ',' .. e)
-  redis.call('EXPIREAT', KEYS[4], ARGV[8])
-end
-redis.call('HSET', KEYS[1], 'state', 'held', 'token', token)
-redis.call('EXPIREAT', KEYS[1], ARGV[8])
-return {'held', token, ''}
 """
 
-_RELEASE = """
--- KEYS: hold, day, tokens, slots, service sets...   ARGV: booking, expire at
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'held' then
-  local token = redis.call('HGET', KEYS[1], 'token')
-  if token and token ~= '0' and redis.call('HGET', KEYS[3], token) == ARGV[1] then
-    redis.call('HDEL', KEYS[3], token)
+_RESERVE = (
+    _HELPERS
+    + """
+-- KEYS: hold, day, tokens, slots, service sets... (named for the cluster; built again from the tag)
+-- ARGV: booking, doctor ('' none), capacity, day start, day end, start (-1: none), end, expire at,
+--       waitlist ('1'/'0'), service ids (a,b), their capacities (n,m), tag
+local prior = redis.call('HMGET', KEYS[1], 'state', 'token', 'reason', 'position')
+if prior[1] then return {prior[1], tonumber(prior[2] or '0'), prior[3] or '', tonumber(prior[4] or '0')} end
+local tag, expire = ARGV[12], ARGV[8]
+local w = {doctor = ARGV[2], capacity = ARGV[3], dstart = ARGV[4], dend = ARGV[5], s = tonumber(ARGV[6]),
+           e = tonumber(ARGV[7]), services = split(ARGV[10]), caps = split(ARGV[11])}
+local request = {'doctor', ARGV[2], 'cap', ARGV[3], 'dstart', ARGV[4], 'dend', ARGV[5], 's', ARGV[6],
+                 'e', ARGV[7], 'svcs', ARGV[10], 'caps', ARGV[11]}
+local token, reason = fits(tag, w)
+if token then
+  take(tag, ARGV[1], w, token, expire)
+  redis.call('HSET', KEYS[1], 'state', 'held', 'token', token, unpack(request))
+  redis.call('EXPIREAT', KEYS[1], expire)
+  return {'held', token, '', 0}
+end
+-- Full, or the time taken: a place like that can free up, so a booking that asked waits for it.
+-- An absent doctor or a time outside the doctor's hours will not, so those are refused.
+if ARGV[9] == '1' and (reason == 'capacity' or reason == 'slot') then
+  local seq = redis.call('INCR', tag .. ':waitseq')
+  redis.call('ZADD', tag .. ':waitlist', seq, ARGV[1])
+  local line = line_key(tag, ARGV[2])
+  redis.call('SADD', line, ARGV[1])
+  local position = redis.call('SCARD', line)
+  redis.call('HSET', KEYS[1], 'state', 'waiting', 'reason', reason, 'position', position, unpack(request))
+  for _, key in ipairs({KEYS[1], tag .. ':waitseq', tag .. ':waitlist', line}) do
+    redis.call('EXPIREAT', key, expire)
   end
-  redis.call('HDEL', KEYS[4], ARGV[1])
-  for i = 5, #KEYS do redis.call('SREM', KEYS[i], ARGV[1]) end
+  return {'waiting', 0, reason, position}
+end
+if reason == 'hours' then reason = 'slot' end
+redis.call('HSET', KEYS[1], 'state', 'refused', 'reason', reason)
+redis.call('EXPIREAT', KEYS[1], expire)
+return {'refused', 0, reason, 0}
+"""
+)
+
+_RELEASE = (
+    _HELPERS
+    + """
+-- KEYS: hold, day, tokens, slots, service sets...   ARGV: booking, expire at, tag, now ms, offer ms
+-- Returns {state, the booking now offered the freed places or ''}.
+local state = redis.call('HGET', KEYS[1], 'state')
+local tag, now, offer_ms = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+if state == 'held' or state == 'offered' then
+  local token = tonumber(redis.call('HGET', KEYS[1], 'token') or '0')
+  if state == 'held' then  -- a hold from before requests were kept in it names its keys in KEYS
+    if token > 0 and redis.call('HGET', KEYS[3], token) == ARGV[1] then redis.call('HDEL', KEYS[3], token) end
+    redis.call('HDEL', KEYS[4], ARGV[1])
+    for i = 5, #KEYS do redis.call('SREM', KEYS[i], ARGV[1]) end
+  else
+    local w = load_w(KEYS[1])
+    free(tag, ARGV[1], w, token)
+    redis.call('ZREM', tag .. ':offers', ARGV[1])
+    redis.call('SREM', line_key(tag, w.doctor), ARGV[1])
+  end
   redis.call('HSET', KEYS[1], 'state', 'released')
-  return 'released'
+  return {'released', offer_next(tag, now, offer_ms, ARGV[2])}
+end
+if state == 'waiting' then
+  redis.call('ZREM', tag .. ':waitlist', ARGV[1])
+  redis.call('SREM', line_key(tag, redis.call('HGET', KEYS[1], 'doctor') or ''), ARGV[1])
+  redis.call('HSET', KEYS[1], 'state', 'left')
+  return {'left', ''}
 end
 if not state then
   redis.call('HSET', KEYS[1], 'state', 'closed')
   redis.call('EXPIREAT', KEYS[1], ARGV[2])
-  return 'closed'
+  return {'closed', ''}
 end
-return state
+return {state, ''}
 """
+)
 
+_EXPIRE = (
+    _HELPERS
+    + """
+-- KEYS: hold   ARGV: booking, tag, now ms, offer ms, expire at
+-- An offer past its time gives its places back and on to the next in line, once: compare-and-set
+-- on the hold's state, so instances sweeping together (or an AcceptOffer racing) cannot both win.
+local h = redis.call('HMGET', KEYS[1], 'state', 'expires', 'token')
+local tag, now = ARGV[2], tonumber(ARGV[3])
+if h[1] ~= 'offered' or tonumber(h[2]) > now then return {h[1] or '', ''} end
+local w = load_w(KEYS[1])
+free(tag, ARGV[1], w, tonumber(h[3] or '0'))
+redis.call('ZREM', tag .. ':offers', ARGV[1])
+redis.call('SREM', line_key(tag, w.doctor), ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'expired')
+redis.call('ZADD', tag .. ':announce', now, 'x:' .. ARGV[1])
+return {'expired', offer_next(tag, now, tonumber(ARGV[4]), ARGV[5])}
+"""
+)
+
+_ACCEPT = """
+-- KEYS: hold   ARGV: booking, tag, now ms
+-- The offered places become held, unless the offer ran out first (even if not swept yet).
+local h = redis.call('HMGET', KEYS[1], 'state', 'token', 'expires', 'doctor')
+if h[1] == 'held' then return {'held', tonumber(h[2] or '0')} end
+if h[1] == 'offered' and tonumber(h[3]) > tonumber(ARGV[3]) then
+  local doctor = h[4] or ''
+  if doctor == '' then doctor = '-' end
+  redis.call('HSET', KEYS[1], 'state', 'held')
+  redis.call('ZREM', ARGV[2] .. ':offers', ARGV[1])
+  redis.call('SREM', ARGV[2] .. ':doc:' .. doctor .. ':waiting', ARGV[1])
+  return {'held', tonumber(h[2] or '0')}
+end
+return {h[1] or 'none', 0}
+"""
 
 _SET_DAY = """
 -- KEYS: day   ARGV: expire at, then field, value pairs
@@ -117,11 +265,23 @@ class Request:
     end: int = -1
 
 
+WAITLIST_DAYS_KEY = "{places:waitlist}:days"
+
+
 @dataclass(frozen=True)
 class Outcome:
-    state: str  # held | refused | released | closed
+    state: str  # held | refused | waiting (and, from a prior call: released | closed | offered ...)
     token: int = 0
-    reason: str = ""  # when refused: doctor | capacity | slot | closed
+    reason: str = ""  # when refused (or waiting): doctor | capacity | slot | closed
+    position: int = 0  # when waiting: its place in line
+
+
+@dataclass(frozen=True)
+class Offer:
+    booking_id: str
+    state: str  # offered, or what it became since (held, expired, released)
+    token: int
+    expires_ms: int
 
 
 @dataclass(frozen=True)
@@ -137,6 +297,22 @@ def _tag(day: str) -> str:
 
 def hold_key(day: str, booking_id: str) -> str:
     return f"{_tag(day)}:hold:{booking_id}"
+
+
+def tag_of(day: str) -> str:
+    return _tag(day)
+
+
+def offers_key(day: str) -> str:
+    return f"{_tag(day)}:offers"
+
+
+def announce_key(day: str) -> str:
+    return f"{_tag(day)}:announce"
+
+
+def line_key(day: str, doctor_id: str) -> str:
+    return f"{_tag(day)}:doc:{doctor_id or '-'}:waiting"
 
 
 def service_key(day: str, service_id: str) -> str:
@@ -160,6 +336,8 @@ class PlacesStore:
         self._reserve = redis.register_script(_RESERVE)
         self._release = redis.register_script(_RELEASE)
         self._set_day = redis.register_script(_SET_DAY)
+        self._expire = redis.register_script(_EXPIRE)
+        self._accept = redis.register_script(_ACCEPT)
 
     def _keys(self, r: Request) -> list[str]:
         return [hold_key(r.day, r.booking_id), *doctor_keys(r.day, r.doctor_id or "-")] + [
@@ -167,30 +345,90 @@ class PlacesStore:
         ]
 
     async def reserve(
-        self, r: Request, service_capacities: Sequence[int], doctor_defaults: tuple[int, int, int] = (0, 0, 0)
+        self,
+        r: Request,
+        service_capacities: Sequence[int],
+        doctor_defaults: tuple[int, int, int] = (0, 0, 0),
+        waitlist: bool = False,
     ) -> Outcome:
-        """All the places of `r` or none. doctor_defaults: (capacity, day start, day end) of the doctor."""
+        """All the places of `r` or none. doctor_defaults: (capacity, day start, day end) of the doctor.
+        With `waitlist`, a booking that finds the day full (or its time taken) waits in line."""
         capacity, day_start, day_end = doctor_defaults
-        state, token, reason = await self._reserve(
+        if waitlist:  # before the script: any date with an offer is in the sweeper's index
+            await self._redis.sadd(WAITLIST_DAYS_KEY, r.day)
+        state, token, reason, position = await self._reserve(
             keys=self._keys(r),
             args=[
                 r.booking_id,
-                "1" if r.doctor_id else "0",
+                r.doctor_id,
                 capacity,
                 day_start,
                 day_end,
                 r.start,
                 r.end,
                 expire_at(r.day),
-                *service_capacities,
+                "1" if waitlist else "0",
+                ",".join(r.service_ids),
+                ",".join(str(c) for c in service_capacities),
+                _tag(r.day),
             ],
         )
-        return Outcome(state.decode(), int(token), reason.decode())
+        return Outcome(state.decode(), int(token), reason.decode(), int(position))
 
-    async def release(self, r: Request) -> str:
-        """released (it held places, now free), closed (it held none: later reservations refused), or
-        the state already recorded (a redelivery)."""
-        return (await self._release(keys=self._keys(r), args=[r.booking_id, expire_at(r.day)])).decode()
+    async def release(self, r: Request, now_ms: int = 0, offer_ms: int = 0) -> str:
+        """released (it held places, now free), closed (it held none: later reservations refused),
+        left (it was waiting), or the state already recorded (a redelivery)."""
+        return (await self.release_offering(r, now_ms, offer_ms))[0]
+
+    async def release_offering(self, r: Request, now_ms: int, offer_ms: int) -> tuple[str, str]:
+        """As `release`, plus the booking the freed places were offered to ('' none)."""
+        state, offered = await self._release(
+            keys=self._keys(r), args=[r.booking_id, expire_at(r.day), _tag(r.day), now_ms, offer_ms]
+        )
+        return state.decode(), offered.decode()
+
+    async def expire_offer(self, day: str, booking_id: str, now_ms: int, offer_ms: int) -> tuple[str, str]:
+        """('expired', next offered id or '') if the offer ran out and this call ended it, else the
+        hold's state and ''."""
+        state, offered = await self._expire(
+            keys=[hold_key(day, booking_id)],
+            args=[booking_id, _tag(day), now_ms, offer_ms, expire_at(day)],
+        )
+        return state.decode(), offered.decode()
+
+    async def accept(self, day: str, booking_id: str, now_ms: int) -> tuple[str, int]:
+        """('held', token) when the offer was taken in time (or already was), else (state, 0)."""
+        state, token = await self._accept(
+            keys=[hold_key(day, booking_id)], args=[booking_id, _tag(day), now_ms]
+        )
+        return state.decode(), int(token)
+
+    async def offer(self, day: str, booking_id: str) -> Offer:
+        hold = hold_key(day, booking_id)
+        state, token, expires = await self._redis.hmget(hold, "state", "token", "expires")
+        return Offer(booking_id, (state or b"").decode(), int(token or 0), int(expires or 0))
+
+    async def waitlist_days(self) -> list[str]:
+        return sorted(raw.decode() for raw in await self._redis.smembers(WAITLIST_DAYS_KEY))
+
+    async def forget_days(self, days: Sequence[str]) -> None:
+        if days:
+            await self._redis.srem(WAITLIST_DAYS_KEY, *days)
+
+    async def offers_due(self, day: str, now_ms: int, limit: int = 100) -> list[str]:
+        ids = await self._redis.zrangebyscore(offers_key(day), "-inf", now_ms, start=0, num=limit)
+        return [raw.decode() for raw in ids]
+
+    async def unannounced(self, day: str, older_than_ms: int, limit: int = 100) -> list[str]:
+        found = await self._redis.zrangebyscore(announce_key(day), "-inf", older_than_ms, start=0, num=limit)
+        return [raw.decode() for raw in found]
+
+    async def announced(self, day: str, *members: str) -> None:
+        if members:
+            await self._redis.zrem(announce_key(day), *members)
+
+    async def waitlisted(self, day: str, doctor_id: str) -> int:
+        return await self._redis.scard(line_key(day, doctor_id))
 
     async def day(self, day: str, doctor_id: str) -> DayState:
         day_key, tokens_key, slots_key = doctor_keys(day, doctor_id)

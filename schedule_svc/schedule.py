@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from clinic.v1 import common_pb2, doctor_pb2, patient_pb2, saga_pb2
@@ -13,6 +14,7 @@ from clinic_common.clock import Clock, clinic_day
 from clinic_common.errors import AlreadyExists, InvalidArgument, NotFound
 from clinic_common.logs import get_logger
 from clinic_common.principal import Principal
+from clinic_common.timeutil import to_timestamp
 
 from . import domain
 from .places import PlacesStore, Request
@@ -34,6 +36,9 @@ REFUSALS = {
     ),
     "closed": (common_pb2.REJECTION_REASON_TIMED_OUT, "The booking ended before its places were reserved"),
 }
+WAITING_STATES = frozenset({"waiting", "offered", "expired", "left"})  # a waitlisted booking's holds
+ANNOUNCE_AFTER_MS = 2000  # an offer or expiry still unpublished after this is published by the sweeper
+KEEP_SWEEPING_DAYS = 2  # a date leaves the sweeper's index this many days after it
 
 
 class Registry:
@@ -185,29 +190,50 @@ class Doctors:
     async def _view(self, doctor: doctor_pb2.Doctor, day: str) -> doctor_pb2.DoctorDay:
         state = await self._places.day(day, doctor.id)
         plan = domain.plan_for(doctor, state.override)
-        return domain.day_view(doctor, day, plan, state.tokens_held, state.intervals)
+        waitlisted = await self._places.waitlisted(day, doctor.id)
+        return domain.day_view(doctor, day, plan, state.tokens_held, state.intervals, waitlisted)
 
     def _today(self):
         return clinic_day(self._clock.now(), self._tz)
 
 
 class Places:
-    """The saga's first step: reserve a booking's places, or give them back (compensation)."""
+    """The saga's first step: reserve a booking's places, or give them back (compensation); and the
+    waitlist: a freed place is offered to the first waiting booking that fits, which accepts it in
+    time or loses it to the next in line."""
 
-    def __init__(self, places: PlacesStore, doctors: DoctorStore, catalog: Catalog, publish: Publish) -> None:
+    def __init__(
+        self,
+        places: PlacesStore,
+        doctors: DoctorStore,
+        catalog: Catalog,
+        publish: Publish,
+        *,
+        offer_s: int = 900,
+        tz: ZoneInfo | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self._places = places
         self._doctors = doctors
         self._catalog = catalog
         self._publish = publish
+        self._offer_ms = offer_s * 1000
+        self._tz = tz or ZoneInfo("Asia/Kolkata")
+        self._clock = clock or Clock()
 
     async def on_requested(self, req: saga_pb2.PlacesRequested) -> None:
         request, defaults = await self._request(req)
         capacities = [self._catalog.services[s].daily_capacity for s in req.service_ids]
-        outcome = await self._places.reserve(request, capacities, defaults)
+        outcome = await self._places.reserve(request, capacities, defaults, waitlist=req.waitlist)
         decided = saga_pb2.PlacesDecided(booking_id=req.booking_id, reserved=outcome.state == "held")
         if decided.reserved:
             decided.token = outcome.token
             decided.message = _reserved_message(outcome.token, req)
+        elif outcome.state in WAITING_STATES:  # a redelivery finds it further on: booking_svc ignores it
+            decided.waitlisted = True
+            decided.waitlist_position = outcome.position
+            decided.reason = REFUSALS.get(outcome.reason, REFUSALS["capacity"])[0]
+            decided.message = f"No place free: waiting in line at position {outcome.position}"
         else:
             decided.reason, decided.message = REFUSALS.get(outcome.reason, REFUSALS["closed"])
         log.info("places.decided", booking_id=req.booking_id, state=outcome.state, reason=outcome.reason)
@@ -219,14 +245,94 @@ class Places:
 
     async def on_release_requested(self, req: saga_pb2.PlacesReleaseRequested) -> None:
         request, _ = await self._request(req.places)
-        outcome = await self._places.release(request)
-        log.info("places.release", booking_id=req.booking_id, outcome=outcome, reason=req.reason)
+        outcome, offered = await self._places.release_offering(request, self._now_ms(), self._offer_ms)
+        log.info(
+            "places.release",
+            booking_id=req.booking_id,
+            outcome=outcome,
+            reason=req.reason,
+            offered_to=offered,
+        )
         released = saga_pb2.PlacesReleased(booking_id=req.booking_id, freed=outcome == "released")
         await self._publish(
             subjects.saga_subject(subjects.PLACES_RELEASED, req.booking_id),
             released.SerializeToString(),
             f"{req.booking_id}:places.released",
         )
+        if offered:
+            await self._announce(request.day, f"o:{offered}")
+
+    async def on_accept(self, req: saga_pb2.PlacesAccept) -> None:
+        """The patient took the offer: its places become held unless it ran out first."""
+        state, token = await self._places.accept(req.appointment_date, req.booking_id, self._now_ms())
+        decided = saga_pb2.PlacesDecided(booking_id=req.booking_id, reserved=state == "held", token=token)
+        if decided.reserved:
+            decided.message = "Offered places reserved" + (f": token {token}" if token else "")
+        else:
+            decided.reason = common_pb2.REJECTION_REASON_OFFER_EXPIRED
+            decided.message = "The waitlist offer expired before it was accepted"
+        log.info("places.accept", booking_id=req.booking_id, state=state)
+        await self._publish(
+            subjects.saga_subject(subjects.PLACES_DECIDED, req.booking_id),
+            decided.SerializeToString(),
+            f"{req.booking_id}:places.decided.accept",
+        )
+
+    async def sweep(self) -> int:
+        """End offers past their time (passing the places on) and publish what a crash left
+        unpublished. Run by every instance: each step is compare-and-set in a script."""
+        now_ms = self._now_ms()
+        today = self._clock.now().astimezone(self._tz).date()
+        days = await self._places.waitlist_days()
+        await self._places.forget_days(
+            [d for d in days if d < (today - timedelta(days=KEEP_SWEEPING_DAYS)).isoformat()]
+        )
+        expired = 0
+        for day in days:
+            for booking_id in await self._places.offers_due(day, now_ms):
+                state, offered = await self._places.expire_offer(day, booking_id, now_ms, self._offer_ms)
+                if state != "expired":
+                    continue  # accepted, cancelled or swept by another instance meanwhile
+                expired += 1
+                log.info("places.offer_expired", booking_id=booking_id, offered_next=offered)
+                await self._announce(day, f"x:{booking_id}")
+                if offered:
+                    await self._announce(day, f"o:{offered}")
+            for member in await self._places.unannounced(day, now_ms - ANNOUNCE_AFTER_MS):
+                await self._announce(day, member)
+        return expired
+
+    async def _announce(self, day: str, member: str) -> None:
+        """Publish an offer (`o:<id>`) or an expiry (`x:<id>`), then strike it from the day's list."""
+        kind, _, booking_id = member.partition(":")
+        if kind == "x":
+            await self._publish(
+                subjects.saga_subject(subjects.PLACES_EXPIRED, booking_id),
+                saga_pb2.OfferExpired(booking_id=booking_id).SerializeToString(),
+                f"{booking_id}:places.expired",
+            )
+        else:
+            offer = await self._places.offer(day, booking_id)
+            if offer.state == "offered":  # accepted (held) or ended since: nothing left to tell
+                expires = datetime.fromtimestamp(offer.expires_ms / 1000, UTC)
+                message = saga_pb2.PlacesOffered(
+                    booking_id=booking_id,
+                    offer_expires_at=to_timestamp(expires),
+                    token=offer.token,
+                    message="A place is free for you"
+                    + (f" (token {offer.token})" if offer.token else "")
+                    + f"; accept it before {expires.astimezone(self._tz):%H:%M} (clinic time)",
+                )
+                await self._publish(
+                    subjects.saga_subject(subjects.PLACES_OFFERED, booking_id),
+                    message.SerializeToString(),
+                    f"{booking_id}:places.offered",
+                )
+                log.info("places.offered", booking_id=booking_id, token=offer.token)
+        await self._places.announced(day, member)
+
+    def _now_ms(self) -> int:
+        return int(self._clock.now().timestamp() * 1000)
 
     async def _request(self, req: saga_pb2.PlacesRequested) -> tuple[Request, tuple[int, int, int]]:
         start = end = -1

@@ -32,7 +32,9 @@ async def main(stop: asyncio.Event, config: ScheduleConfig) -> None:
         doctor_store, places_store = DoctorStore(deps.redis), PlacesStore(deps.redis)
         registry = Registry(RegistryStore(deps.redis), config.country_code, config.timezone)
         doctors = Doctors(doctor_store, places_store, config.catalog, config.timezone)
-        places = Places(places_store, doctor_store, config.catalog, publish)
+        places = Places(
+            places_store, doctor_store, config.catalog, publish, offer_s=config.offer_s, tz=config.timezone
+        )
         patient_servicer, doctor_servicer = PatientServicer(registry), DoctorServicer(doctors)
         server = create_server(
             config.addr,
@@ -44,4 +46,10 @@ async def main(stop: asyncio.Event, config: ScheduleConfig) -> None:
             credentials=tls.server_credentials_from_env(),
         )
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(places))
-        await bootstrap.serve(server, stop, consumers=[consumer])
+        sweep_period = min(1.0, config.offer_s / 4)
+        await bootstrap.serve(
+            server,
+            stop,
+            consumers=[consumer],
+            duties=[bootstrap.every(sweep_period, places.sweep, stop, "offer-sweeper")],
+        )

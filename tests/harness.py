@@ -49,6 +49,11 @@ FINAL = {
     common_pb2.BOOKING_STATUS_REJECTED,
     common_pb2.BOOKING_STATUS_CANCELLED,
 }
+FINAL_EVENTS = (
+    common_pb2.EVENT_TYPE_BOOKING_CONFIRMED,
+    common_pb2.EVENT_TYPE_BOOKING_REJECTED,
+    common_pb2.EVENT_TYPE_BOOKING_CANCELLED,
+)
 
 
 async def wait_for(check: Callable[[], Awaitable[T]], timeout_s: float = 15.0, what: str = "condition") -> T:
@@ -282,6 +287,10 @@ class Client:
         req = booking_pb2.CancelBookingRequest(booking_id=booking_id, reason=reason)
         return (await self.bookings.CancelBooking(req, metadata=self.auth(), timeout=10)).booking
 
+    async def accept_offer(self, booking_id: str, metadata=None) -> common_pb2.Booking:
+        req = booking_pb2.AcceptOfferRequest(booking_id=booking_id)
+        return (await self.bookings.AcceptOffer(req, metadata=metadata or self.auth(), timeout=10)).booking
+
     async def doctor(self, service_ids=("gen-consult",), **kw) -> doctor_pb2.Doctor:
         """A new doctor with a unique code (defaults: capacity 10, 09:00-17:00, 15-minute slots)."""
         req = doctor_pb2.CreateDoctorRequest(
@@ -312,7 +321,7 @@ class Client:
             b = await self.get(booking_id)
             if b.status not in FINAL:
                 return None
-            if notified and not any(e.type == common_pb2.EVENT_TYPE_NOTIFICATION_SENT for e in b.history):
+            if notified and not fully_notified(b):
                 return None
             if b.status != common_pb2.BOOKING_STATUS_CONFIRMED:
                 kinds = {e.type for e in b.history}
@@ -326,6 +335,15 @@ class Client:
             return b
 
         return await wait_for(check, timeout_s, f"booking {booking_id} to settle")
+
+
+NOTIFIED = (*FINAL_EVENTS, common_pb2.EVENT_TYPE_WAITLIST_OFFERED)
+
+
+def fully_notified(b: common_pb2.Booking) -> bool:
+    """Every event the patient is told about (outcomes, waitlist offers) has its NOTIFICATION_SENT."""
+    told = sum(1 for e in b.history if e.type == common_pb2.EVENT_TYPE_NOTIFICATION_SENT)
+    return told >= sum(1 for e in b.history if e.type in NOTIFIED)
 
 
 def patient(

@@ -35,6 +35,8 @@ from tests.harness import (
     uid,
 )
 
+from .waitlist import OFFER_S, WaitlistTraffic
+
 DOCTOR_CAPACITY = 8
 STARTS = [f"{h:02d}:{m:02d}" for h in range(9, 12) for m in (0, 15, 30, 45)]  # 30-minute visits overlap
 
@@ -62,6 +64,7 @@ class Report:
     faults: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, what was hit)
     leaderless_s: dict[str, float] = field(default_factory=dict)  # stream -> longest time without a leader
     queue: str = ""  # check-ins through the faults: positions 1..n, each once
+    waitlist: Counter = field(default_factory=Counter)
 
     def longest_gap_after(self) -> dict[str, float]:
         """The longest time with no booking accepted, by the fault that came just before (or at)
@@ -92,6 +95,7 @@ class Report:
             f"outcomes {dict(self.outcomes)}",
             f"lost {self.lost}  doubled {self.doubled}  dead letters {self.dead_letters} (1 poison injected)",
             f"places checked {dict(self.places_checked)} (tokens and intervals held only by CONFIRMED, once)",
+            f"waitlist {dict(self.waitlist)} (no token held twice, no offer lost, every expiry passed on)",
             f"load {self.load_s:.1f}s  time to settle {self.settle_s:.1f}s",
             *([self.queue] if self.queue else []),
             *([f"longest time a stream had no leader {self.leaderless_s}"] if self.leaderless_s else []),
@@ -143,6 +147,7 @@ class Chaos:
         self.slot_days = [future_date() for _ in range(3)]
         self.doctor_ids: list[str] = []  # created at start; their days are contested for tokens and times
         self._leaders: dict[str, str | None] = {}  # stream -> its leader, as last seen by _watch_leaders
+        self.waitlist = WaitlistTraffic()
 
     async def run(self) -> Report:
         self.servers.start()
@@ -153,6 +158,7 @@ class Chaos:
                 "BOOKING_TIMEOUT_SECONDS": "600",
                 "CLINIC_ACK_WAIT_SECONDS": "3",
                 "CLINIC_NATS_REPLICAS": str(min(3, self.nats_nodes)),
+                "WAITLIST_OFFER_SECONDS": str(OFFER_S),
             },
             instances=self.instances,
         )
@@ -162,8 +168,11 @@ class Chaos:
             self.doctor_ids = [
                 (await client.doctor(daily_capacity=DOCTOR_CAPACITY, slot_minutes=30)).id for _ in range(2)
             ]
+            await self.waitlist.setup(client)
             started = time.monotonic()
             done = asyncio.Event()
+            accepting = asyncio.Event()
+            acceptor = asyncio.create_task(self.waitlist.accept_offers(self.system.gateway_addr, accepting))
             chaos = asyncio.create_task(self._chaos(done)) if self.kill_every_s else None
             leaders = asyncio.create_task(self._watch_leaders(done)) if self.nats_nodes > 1 else None
             checkins = CheckIns(
@@ -184,6 +193,10 @@ class Chaos:
             self.report.settle_s = time.monotonic() - settle_started
             await self._verify(client, final)
             self.report.queue = await checkins.verify(self.servers)
+            accepting.set()  # no more accepts or cancellations: offers still out run out
+            await acceptor
+            self.report.problems += await self.waitlist.check(client, self.servers)
+            self.report.waitlist = self.waitlist.figures
             return self.report
         finally:
             await client.close()
@@ -229,6 +242,9 @@ class Chaos:
             doctor_id=doctor,
             start_time=start,
         )
+        if i % 8 == 7:  # waitlist traffic instead
+            req = self.waitlist.request()
+            who = req.patient
         response = await retrying(
             lambda: client.bookings.CreateBooking(req, metadata=client.auth(), timeout=10), self.report
         )
@@ -237,7 +253,9 @@ class Chaos:
         self.created[booking.id] = booking
         self.patients[booking.id] = who.id
         self.report.bookings += 1
-        if self.rng.random() < 0.1:
+        if req.waitlist:
+            self.waitlist.ids.append(booking.id)
+        if self.rng.random() < (0.3 if req.waitlist else 0.1):
             await self._cancel(client, booking.id)
         if self.rng.random() < 0.05:
             await self._duplicate(booking.id)
@@ -270,6 +288,9 @@ class Chaos:
                 subjects.PLACES_REQUESTED,
                 subjects.PLACES_DECIDED,
                 subjects.PLACES_RELEASE,
+                subjects.PLACES_OFFERED,
+                subjects.PLACES_EXPIRED,
+                subjects.PLACES_ACCEPT,
                 subjects.DISCOUNT_REQUESTED,
                 subjects.DISCOUNT_DECIDED,
                 subjects.QUOTA_RELEASE,
@@ -391,8 +412,8 @@ class Chaos:
         waiting = set(self.created)
         while waiting and time.monotonic() < deadline:
             for booking_id in list(waiting):
-                try:
-                    b = await client.get(booking_id)
+                try:  # retried: a channel that saw the gateway killed may still be in reconnect backoff
+                    b = await retrying(lambda booking_id=booking_id: client.get(booking_id), self.report)
                 except grpc.aio.AioRpcError as err:
                     if err.code() == grpc.StatusCode.NOT_FOUND:
                         continue
@@ -421,6 +442,7 @@ class Chaos:
                     c.EVENT_TYPE_BOOKING_CONFIRMED,
                     c.EVENT_TYPE_BOOKING_REJECTED,
                     c.EVENT_TYPE_BOOKING_CANCELLED,
+                    c.EVENT_TYPE_WAITLIST_OFFERED,  # told to the patient too
                 )
             )
             doubled = [
@@ -545,8 +567,10 @@ class Chaos:
 
 
 def _settled(b: c.Booking) -> bool:
-    if b.status not in FINAL:
-        return False
+    if b.status not in FINAL and not (
+        b.status == c.BOOKING_STATUS_WAITLISTED and not b.HasField("offer_expires_at")
+    ):
+        return False  # (a booking still waiting in line, with no offer, is quiet)
     if b.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED and b.status != c.BOOKING_STATUS_CONFIRMED:
         return False  # compensation pending
     kinds = {e.type for e in b.history}
@@ -560,6 +584,11 @@ def _settled(b: c.Booking) -> bool:
         1
         for e in b.history
         if e.type
-        in (c.EVENT_TYPE_BOOKING_CONFIRMED, c.EVENT_TYPE_BOOKING_REJECTED, c.EVENT_TYPE_BOOKING_CANCELLED)
+        in (
+            c.EVENT_TYPE_BOOKING_CONFIRMED,
+            c.EVENT_TYPE_BOOKING_REJECTED,
+            c.EVENT_TYPE_BOOKING_CANCELLED,
+            c.EVENT_TYPE_WAITLIST_OFFERED,
+        )
     )
     return sum(1 for e in b.history if e.type == c.EVENT_TYPE_NOTIFICATION_SENT) >= finals

@@ -79,7 +79,9 @@ class CheckIns:
         ):
             self._report.problems.append(f"queue positions {sorted(positions)} for {n} check-ins")
         sequences = await asyncio.wait_for(self._stream_sequences(servers), 60)
-        if sequences != list(range(1, shown.sequence + 1)):
+        # Each change once; two instances may publish neighbours out of order (watchers release by
+        # sequence and fill holes, so the stream's order is not what a client sees).
+        if sorted(sequences) != list(range(1, shown.sequence + 1)):
             self._report.problems.append(f"VISITS holds changes {sequences}, the queue {shown.sequence}")
         low, high = min(positions, default=0), max(positions, default=0)
         return f"check-ins {n}: positions {low}..{high}, VISITS changes {len(sequences)} (each once)"

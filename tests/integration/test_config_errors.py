@@ -74,17 +74,28 @@ def cases(service: str, held: int, files: dict[str, Path]) -> dict[str, tuple[di
 
 
 def run(env: dict[str, str], service: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", service], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", service], env=env, cwd=ROOT, capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired as exc:
+        return subprocess.CompletedProcess(exc.cmd, -1, "", "still running after 20 s")
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_bad_value_is_one_line(servers, service, held_port, bad_files, tmp_path):
-    base = System(servers, services=(service,)).service_env(service)
     todo = cases(service, held_port, bad_files)
+    if service == "gateway":  # the edge (Envoy) has no consumers: acks and replicas are not its to read
+        todo = {k: v for k, v in todo.items() if not k.startswith(("ack wait", "replicas"))}
+
+    def one(bad: tuple[dict[str, str], str]) -> subprocess.CompletedProcess:
+        # A system of its own for each case, so no two cases share a port (a case that wrongly
+        # starts must not make the next one fail for the wrong reason).
+        base = System(servers, services=(service,)).service_env(service)
+        return run({**base, **bad[0]}, service)
+
     with ThreadPoolExecutor(max_workers=3) as pool:
-        done = dict(zip(todo, pool.map(lambda b: run({**base, **b[0]}, service), todo.values()), strict=True))
+        done = dict(zip(todo, pool.map(one, todo.values()), strict=True))
     failures = []
     for name, proc in done.items():
         lines = proc.stderr.splitlines()

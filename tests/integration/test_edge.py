@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -23,13 +24,14 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 
-from clinic_common import embedded
+from clinic_common import embedded, tls
 from gateway.auth import mint
 from tests.harness import ROOT
 
 SECRET = "edge-test-secret-" + "y" * 24
 LIST = "/clinic.v1.BookingService/ListServices"
 HEALTH = "/grpc.health.v1.Health/Check"
+PKI = tls.ensure_dev_pki(Path(tempfile.mkdtemp(prefix="edge-pki-")))
 FORGED = (("x-clinic-sub", "forged-admin"), ("x-clinic-role", "admin"))
 
 
@@ -40,7 +42,9 @@ class Recorder:
         self.seen: dict[str, dict[str, str]] = {}
         self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         self.server.add_generic_rpc_handlers([self])
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        # The services take only mutual TLS; so does this stand-in, with the same development CA.
+        credentials = tls.InternalTls.from_env(PKI).server_credentials()
+        self.port = self.server.add_secure_port("127.0.0.1:0", credentials)
 
     def service(self, details: grpc.HandlerCallDetails):
         serving = health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
@@ -67,6 +71,7 @@ def start_edge(backend_port: int, **env: str) -> tuple[subprocess.Popen, str, st
         CLINIC_JWT_SECRET=SECRET,
         CLINIC_LOG_LEVEL="warning",
         PYTHONPATH=str(ROOT),
+        **PKI,
     )
     full.update(env)
     proc = subprocess.Popen(

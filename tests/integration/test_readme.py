@@ -13,6 +13,7 @@ from pathlib import Path
 
 from clinic.v1 import frontdesk_pb2, frontdesk_pb2_grpc
 from tests.harness import ROOT, Client, future_date, patient
+from tests.integration.test_waitlist import full_day, offered, queue
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -58,6 +59,7 @@ def test_the_readme_has_a_grpcurl_command_for_every_rpc():
         "GetBooking",
         "ListBookings",
         "CancelBooking",
+        "AcceptOffer",
         "WatchBooking",
         "WatchPatient",
         "GetQuota",
@@ -81,6 +83,7 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
     booking = await client.create(patient("p-123"), ["gen-consult"], appointment_date=future_date())
     await client.settled(booking.id)
     await redis.delete("{doctors}:code:dr-rao")  # the README's doctor code, free for this run
+    offered = await _an_offered_booking(client)
     # The front desk's commands need today's bookings: one checks in (README), one is a no-show.
     doctor = await client.doctor()
     today = [
@@ -96,6 +99,7 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
         "<doctor_id>": doctor.id,
         "<booking_id>": today[0].id,
         "<other_booking_id>": today[1].id,
+        "<offered-id>": offered,
     }
     for command in readme_commands():
         command = command.replace("127.0.0.1:50051", system.gateway_addr)
@@ -121,6 +125,14 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
             filled["<patient_id>"] = json.loads(done.stdout)["patient"]["id"]
         elif "CreateDoctor" in command:  # the doctor made above keeps <doctor_id>: today's queue is theirs
             assert json.loads(done.stdout)["doctor"]["code"] == "DR-RAO"
+
+
+async def _an_offered_booking(client: Client) -> str:
+    """A WAITLISTED booking with a place offered to it (for AcceptOffer)."""
+    doctor_id, day, (taken,) = await full_day(client)
+    (waiting,) = await queue(client, day, doctor_id, 1)
+    await client.cancel(taken.id)
+    return (await offered(client, waiting.id)).id
 
 
 async def test_readme_buf_curl_commands_work_as_printed(client, system):

@@ -126,6 +126,20 @@ async def test_quota_scripts_on_a_three_primary_cluster(cluster):
         assert await quota.reconcile(day, repair=False) == (0, 0)
 
 
+async def _waitlist_on_the_cluster(places: PlacesStore, day: str) -> None:
+    """The waitlist scripts build the keys of the booking they offer to from the date's tag: still
+    one slot, so they run on a cluster too."""
+    one = Request("w-held", day, ["gen"], "d-2")
+    assert (await places.reserve(one, [10], (1, 540, 1020))).state == "held"
+    waiting = [Request(f"w-{i}", day, ["gen"], "d-2") for i in range(2)]
+    outcomes = [await places.reserve(r, [10], (1, 540, 1020), waitlist=True) for r in waiting]
+    assert [(o.state, o.position) for o in outcomes] == [("waiting", 1), ("waiting", 2)]
+    assert await places.release_offering(one, 1_000, 5_000) == ("released", "w-0")
+    assert await places.expire_offer(day, "w-0", 6_000, 5_000) == ("expired", "w-1")
+    assert await places.accept(day, "w-1", 7_000) == ("held", 1)
+    assert await places.waitlisted(day, "d-2") == 0
+
+
 async def test_place_and_registry_scripts_on_a_three_primary_cluster(cluster):
     """Every key a places script touches shares its date's tag, so a booking's places are reserved
     all or nothing on one primary; dates spread over the primaries. The registry and doctors too."""
@@ -149,6 +163,7 @@ async def test_place_and_registry_scripts_on_a_three_primary_cluster(cluster):
         )
         state = await places.day(day, "d-1")
         assert (state.tokens_held, state.intervals) == (0, [])
+        await _waitlist_on_the_cluster(places, day)
         await places.set_day(day, "d-1", {"present": "0"})
         refused = await places.reserve(Request("late", day, ["gen"], "d-1"), [10], (5, 540, 1020))
         assert (refused.state, refused.reason) == ("refused", "doctor")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,6 +13,7 @@ from clinic.v1 import common_pb2 as c
 from clinic_common.catalog import parse
 from clinic_common.config import ConfigError
 from clinic_common.errors import FailedPrecondition, InvalidArgument
+from clinic_common.timeutil import to_timestamp
 
 IST = ZoneInfo("Asia/Kolkata")
 NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
@@ -185,6 +186,123 @@ def test_quota_released_and_notifications_are_recorded_once():
     notified = domain.notification_sent(released, sent, NOW).record
     assert domain.notification_sent(notified, sent, NOW) is None
     assert [e.sequence for e in notified.booking.history] == list(range(1, len(notified.booking.history) + 1))
+
+
+# -- the waitlist ---------------------------------------------------------------------------------
+
+LATER = NOW + timedelta(seconds=60)
+EXPIRES = NOW + timedelta(seconds=900)
+
+
+def waiting_answer(position: int = 2) -> saga_pb2.PlacesDecided:
+    return saga_pb2.PlacesDecided(
+        booking_id="b1",
+        reserved=False,
+        waitlisted=True,
+        waitlist_position=position,
+        reason=c.REJECTION_REASON_CAPACITY_UNAVAILABLE,
+        message="No place free: waiting in line at position 2",
+    )
+
+
+def offer_of(expires: datetime = EXPIRES) -> saga_pb2.PlacesOffered:
+    return saga_pb2.PlacesOffered(
+        booking_id="b1", offer_expires_at=to_timestamp(expires), token=1, message="o"
+    )
+
+
+def waiting() -> saga_pb2.BookingRecord:
+    return domain.places_decided(created().record, waiting_answer(), NOW).record
+
+
+def offered() -> saga_pb2.BookingRecord:
+    return domain.offer(waiting(), offer_of(), NOW).record
+
+
+def test_a_waitlisted_answer_puts_the_booking_in_line_off_the_timeout_holding_nothing():
+    t = domain.places_decided(created().record, waiting_answer(), NOW)
+    b = t.record.booking
+    assert (b.status, b.waitlist_position) == (c.BOOKING_STATUS_WAITLISTED, 2)
+    assert [e.type for e in b.history][-1] == c.EVENT_TYPE_WAITLISTED
+    assert t.leaves_pending and not t.record.discount_requested
+    assert subjects_of(t) == ["booking.events.b1"]  # no quota, no places, no notification
+    assert domain.places_decided(t.record, waiting_answer(), NOW) is None  # a redelivery
+
+
+def test_an_offer_sets_its_expiry_and_reaches_the_notifier_once():
+    t = domain.offer(waiting(), offer_of(), NOW)
+    b = t.record.booking
+    assert b.status == c.BOOKING_STATUS_WAITLISTED
+    assert b.offer_expires_at.ToDatetime(tzinfo=UTC) == EXPIRES
+    assert [e.type for e in b.history][-1] == c.EVENT_TYPE_WAITLIST_OFFERED
+    assert subjects_of(t) == ["booking.events.b1", "saga.notify.b1"]
+    assert domain.offer(t.record, offer_of(), NOW) is None
+    sent = saga_pb2.NotificationSent(booking_id="b1", notified_sequence=3)
+    told = domain.notification_sent(t.record, sent, NOW).record.booking.history[-1]
+    assert told.message == "Patient notified: a place is offered"
+
+
+def test_an_offer_that_overtakes_the_waitlisted_answer_still_counts_and_the_answer_then_changes_nothing():
+    t = domain.offer(created().record, offer_of(), NOW)
+    assert t.record.booking.status == c.BOOKING_STATUS_WAITLISTED and t.leaves_pending
+    assert domain.places_decided(t.record, waiting_answer(), NOW) is None
+    assert domain.offer(held(), offer_of(), NOW) is None  # a booking holding places never waited
+
+
+def test_accept_in_time_goes_on_with_the_saga_under_the_timeout_again():
+    t, in_time = domain.accept_offer(offered(), LATER)
+    b = t.record.booking
+    assert in_time and b.status == c.BOOKING_STATUS_PENDING and t.record.offer_accepted
+    assert t.enters_pending and not t.leaves_pending
+    assert [e.type for e in b.history][-1] == c.EVENT_TYPE_OFFER_ACCEPTED
+    assert subjects_of(t) == ["booking.events.b1", "saga.places.accept.b1"]
+    accept = saga_pb2.PlacesAccept.FromString(t.outbox[1].payload)
+    assert (accept.booking_id, accept.appointment_date) == ("b1", "2026-11-25")
+    assert domain.places_decided(t.record, waiting_answer(), LATER) is None  # a late first answer
+    reserved = domain.places_decided(t.record, places(token=1), LATER)
+    assert reserved.record.booking.token == 1 and "saga.discount.requested.b1" in subjects_of(reserved)
+    with pytest.raises(FailedPrecondition):
+        domain.accept_offer(t.record, LATER)  # twice
+
+
+def test_accept_without_an_offer_or_of_a_final_booking_is_a_failed_precondition():
+    for record in (waiting(), held(), domain.cancel(offered(), "", NOW).record):
+        with pytest.raises(FailedPrecondition):
+            domain.accept_offer(record, LATER)
+
+
+def test_accept_after_the_offer_ran_out_rejects_offer_expired_and_gives_the_place_back():
+    t, in_time = domain.accept_offer(offered(), EXPIRES)
+    b = t.record.booking
+    assert not in_time
+    assert (b.status, b.rejection_reason) == (c.BOOKING_STATUS_REJECTED, c.REJECTION_REASON_OFFER_EXPIRED)
+    assert "saga.places.release.b1" in subjects_of(t)
+    assert not any(s.startswith("saga.quota") for s in subjects_of(t))
+
+
+def test_an_expired_offer_rejects_without_a_release_and_a_refused_accept_likewise():
+    t = domain.offer_expired(offered(), EXPIRES)
+    b = t.record.booking
+    assert (b.status, b.rejection_reason) == (c.BOOKING_STATUS_REJECTED, c.REJECTION_REASON_OFFER_EXPIRED)
+    assert not any(s.startswith(("saga.places.release", "saga.quota")) for s in subjects_of(t))
+    assert domain.offer_expired(t.record, EXPIRES) is None
+    accepted, _ = domain.accept_offer(offered(), LATER)
+    refused = places(False, c.REJECTION_REASON_OFFER_EXPIRED)
+    late = domain.places_decided(accepted.record, refused, EXPIRES)
+    assert late.record.booking.rejection_reason == c.REJECTION_REASON_OFFER_EXPIRED
+    assert "saga.places.release.b1" not in subjects_of(late)
+    assert domain.offer_expired(late.record, EXPIRES) is None
+    confirmed = domain.places_decided(accepted.record, places(token=1), LATER).record
+    assert domain.offer_expired(confirmed, EXPIRES) is None  # held in time: the expiry cannot win
+
+
+def test_cancelling_a_waitlisted_booking_leaves_the_line_and_gives_an_offered_place_back():
+    for record in (waiting(), offered()):
+        t = domain.cancel(record, "no longer needed", LATER)
+        assert t.record.booking.status == c.BOOKING_STATUS_CANCELLED
+        assert "saga.places.release.b1" in subjects_of(t)
+        assert not any(s.startswith("saga.quota") for s in subjects_of(t))
+    assert domain.time_out(waiting(), LATER) is None  # the booking timeout leaves the line alone
 
 
 @pytest.mark.parametrize(

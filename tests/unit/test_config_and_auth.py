@@ -9,10 +9,13 @@ import io
 import json
 import subprocess
 import sys
+import tempfile
 from contextlib import redirect_stderr
+from pathlib import Path
 
 import pytest
 
+from clinic_common import tls
 from clinic_common.config import ConfigError
 from discount_svc.config import DiscountConfig
 from gateway.config import GatewayConfig
@@ -27,7 +30,7 @@ def test_contract_defaults():
     assert config.rules.high_value_threshold_minor == 100_000
     assert config.rules.blocked_patient_ids == {"fail_test_user"}
     assert str(config.timezone) == "Asia/Kolkata"
-    assert GatewayConfig.from_env({"CLINIC_JWT_SECRET": SECRET}).addr == "127.0.0.1:50051"
+    assert GatewayConfig.from_env({"CLINIC_JWT_SECRET": SECRET, **dev_pki()}).addr == "127.0.0.1:50051"
 
 
 @pytest.mark.parametrize(
@@ -44,6 +47,17 @@ def test_bad_configuration_names_the_variable(env, variable):
     with pytest.raises(ConfigError) as caught:
         DiscountConfig.from_env(env)
     assert variable in str(caught.value)
+
+
+def dev_pki() -> dict[str, str]:
+    """Internal TLS files, which the edge needs as every service does (unless CLINIC_AUTH=none)."""
+    return tls.ensure_dev_pki(Path(tempfile.mkdtemp(prefix="unit-pki-")))
+
+
+def test_the_edge_needs_internal_tls_unless_auth_is_off():
+    with pytest.raises(ConfigError, match="internal services need mutual TLS"):
+        GatewayConfig.from_env({"CLINIC_JWT_SECRET": SECRET})
+    assert GatewayConfig.from_env({"CLINIC_AUTH": "none"}).internal_tls is None
 
 
 def test_gateway_needs_a_secret_unless_auth_is_off():

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from clinic_common import embedded, tls
 from clinic_common.config import ADDR_VARS
 from gateway import routes
 from gateway.config import GatewayConfig
@@ -19,9 +21,21 @@ SECRET = "unit-test-secret-0123456789abcdefghij"
 ADMIN = {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}
 
 
+# The edge presents internal TLS files to the services, as every process does (unless CLINIC_AUTH=none).
+PKI = tls.ensure_dev_pki(Path(tempfile.mkdtemp(prefix="edge-unit-pki-")))
+
+
 def bootstrap(**env: str) -> dict:
-    env = {"CLINIC_JWT_SECRET": SECRET, "CLINIC_WEB_DIR": "off", **env}  # the page: test_edge_page.py
+    env = {"CLINIC_JWT_SECRET": SECRET, "CLINIC_WEB_DIR": "off", **PKI, **env}  # the page: test_edge_page.py
     return render(GatewayConfig.from_env(env), ADMIN)
+
+
+def free_addrs() -> dict[str, str]:
+    """Validation checks that the listen ports are free: not 50051, which a `make run` may hold."""
+    return {
+        "CLINIC_GATEWAY_ADDR": f"127.0.0.1:{embedded.free_port()}",
+        "CLINIC_GATEWAY_METRICS_ADDR": f"127.0.0.1:{embedded.free_port()}",
+    }
 
 
 def public_routes(boot: dict) -> list[dict]:
@@ -119,7 +133,7 @@ def certs(tmp_path_factory):
 
 @pytest.mark.parametrize("variant", ["jwt", "none", "tls"])
 def test_envoy_accepts_the_rendered_bootstrap(variant, certs):
-    env = {**os.environ, "CLINIC_JWT_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "CLINIC_JWT_SECRET": SECRET, "PYTHONPATH": str(ROOT), **PKI, **free_addrs()}
     if variant == "none":
         env["CLINIC_AUTH"] = "none"
     if variant == "tls":
@@ -155,12 +169,12 @@ def test_internal_tls_presents_a_certificate_and_checks_the_name(certs):
         if cluster["name"] == "admin":
             assert "transport_socket" not in cluster
             continue
-        tls = cluster["transport_socket"]["typed_config"]
-        assert tls["sni"] == "svc.clinic"
-        context = tls["common_tls_context"]
+        upstream = cluster["transport_socket"]["typed_config"]
+        assert upstream["sni"] == "svc.clinic"
+        context = upstream["common_tls_context"]
         assert context["tls_certificates"][0]["certificate_chain"]["filename"] == cert
         assert context["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {
             "exact": "svc.clinic"
         }
-    plain = bootstrap()
+    plain = bootstrap(CLINIC_AUTH="none", **dict.fromkeys(tls.VARS, ""))  # a development machine only
     assert all("transport_socket" not in c for c in plain["static_resources"]["clusters"])

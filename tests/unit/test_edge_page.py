@@ -13,7 +13,7 @@ from clinic_common.config import ConfigError
 from gateway import web
 from gateway.config import GatewayConfig
 from gateway.envoy import render
-from tests.unit.test_edge_config import ADMIN, ROOT, SECRET, public_routes
+from tests.unit.test_edge_config import ADMIN, PKI, ROOT, SECRET, free_addrs, public_routes
 
 BIG_SCRIPT = "console.log('x');\n" * 20_000  # ~340 KB, like the bundled clients
 
@@ -27,7 +27,7 @@ def page(tmp_path):
 
 
 def boot(**env: str) -> dict:
-    return render(GatewayConfig.from_env({"CLINIC_JWT_SECRET": SECRET, **env}), ADMIN)
+    return render(GatewayConfig.from_env({"CLINIC_JWT_SECRET": SECRET, **PKI, **env}), ADMIN)
 
 
 def route_config(b: dict) -> dict:
@@ -77,7 +77,7 @@ def test_a_file_over_the_limit_is_refused(page, monkeypatch):
 
 
 def test_envoy_accepts_the_bootstrap_with_the_page(page):
-    env = {**os.environ, "CLINIC_JWT_SECRET": SECRET, "CLINIC_WEB_DIR": str(page)}
+    env = {**os.environ, "CLINIC_JWT_SECRET": SECRET, **PKI, **free_addrs(), "CLINIC_WEB_DIR": str(page)}
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "validate"],
         env=env,
