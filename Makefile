@@ -10,7 +10,7 @@ GENERATED := $(patsubst $(PROTO_DIR)/%.proto,$(GEN_DIR)/%_pb2.py,$(PROTOS))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run cluster client test test-fast chaos bench soak protos lint fmt clean
+.PHONY: help run cluster client test test-fast chaos bench soak protos web browser lint fmt clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,13 +33,43 @@ $(STAMP): pyproject.toml $(GENERATED)
 
 install: $(STAMP)
 
-run: $(STAMP) ## start NATS, Redis and all four services on this machine (Ctrl-C stops all)
+# The front desk page (web/): TypeScript clients generated from the same protos by protoc-gen-es
+# (pinned in web/package-lock.json), bundled by esbuild into web/dist, which Envoy serves. Like gen/,
+# web/gen and web/dist are built, never committed; each step reruns only when its inputs change.
+WEB_MODULES := web/node_modules/.package-lock.json
+WEB_GEN := web/gen/.stamp
+WEB_DIST := web/dist/app.js
+GOOGLE_PROTOS = $(shell $(PY) -c 'import pathlib; from google.rpc import error_details_pb2 as m; print(pathlib.Path(m.__file__).parents[2])')
+
+$(WEB_MODULES): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(WEB_GEN): $(PROTOS) $(WEB_MODULES) | $(STAMP)
+	rm -rf web/gen && mkdir -p web/gen
+	$(PY) -m grpc_tools.protoc -I $(PROTO_DIR) -I $(GOOGLE_PROTOS) --plugin=protoc-gen-es=web/node_modules/.bin/protoc-gen-es --es_out=web/gen --es_opt=target=ts,import_extension=js $(filter-out %saga.proto,$(PROTOS)) google/rpc/error_details.proto
+	@touch $@
+
+$(WEB_DIST): $(WEB_GEN) $(wildcard web/src/*) web/build.mjs web/tsconfig.json
+	cd web && node_modules/.bin/tsc -p . && node build.mjs
+
+web: $(WEB_DIST) ## build the front desk page (web/dist) that `make run` serves at the public address
+
+browser: ## install Debian's chromium for the browser tests when it is missing (needs root)
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium for the browser tests (apt-get)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "browser tests: apt-get could not install chromium; they will be skipped"; \
+	else echo "browser tests: /usr/bin/chromium is missing and this is not root: run 'apt-get install chromium' as root"; fi
+
+run: $(STAMP) $(WEB_DIST) ## start NATS, Redis and all four services on this machine (Ctrl-C stops all)
 	$(PY) -m clinic_cli run
 
-cluster: $(STAMP) ## like run, on a 3-node NATS JetStream cluster (streams with 3 replicas)
+cluster: $(STAMP) $(WEB_DIST) ## like run, on a 3-node NATS JetStream cluster (streams with 3 replicas)
 	CLINIC_NATS_CLUSTER=3 $(PY) -m clinic_cli run
 
-test: $(STAMP) ## run the whole test suite against real NATS and Redis servers
+test: $(STAMP) $(WEB_DIST) browser ## run the whole test suite against real NATS and Redis servers
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## unit tests only (no servers)
@@ -70,5 +100,5 @@ fmt: $(STAMP) ## format the code
 	$(VENV)/bin/ruff format .
 
 clean: ## remove generated code, the virtualenv and local data
-	rm -rf $(GEN_DIR) $(VENV) var .pytest_cache .ruff_cache dist clients/python/src clients/python/build
+	rm -rf $(GEN_DIR) $(VENV) web/gen web/dist web/node_modules var .pytest_cache .ruff_cache dist clients/python/src clients/python/build
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

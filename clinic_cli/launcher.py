@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clinic_common import access, embedded, processes, tls
-from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
+from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES, ConfigError
 from gateway.auth import mint
+from gateway.web import page_dir
 
 from .show import console as make_console
 
@@ -305,6 +306,13 @@ def _urls(found: dict[str, str]) -> dict[str, str]:
     return {"nats_url": found.get("NATS_URL"), "redis_url": found.get("REDIS_URL")}
 
 
+def _page_served(env: dict[str, str]) -> bool:
+    try:
+        return page_dir(env) is not None
+    except ConfigError:
+        return False  # the gateway itself says why, once, as it exits
+
+
 def _print_ready(
     say: Callable[[str], None], env: dict[str, str], services: list[Supervised], logs: Path
 ) -> None:
@@ -315,6 +323,10 @@ def _print_ready(
     gateway_addr = env[ADDR_VARS[GATEWAY]]
     say(f"  logs in {logs}")
     say(f"[bold green]✓ gateway ready on {gateway_addr}[/]  — Ctrl-C stops everything\n")
+    if _page_served(env):
+        scheme = "https" if env.get("CLINIC_TLS_CERT") else "http"
+        sign_in = "sign in with `clinic token --role staff --sub desk-1`"
+        say(f"Front desk page: {scheme}://{gateway_addr}/  ({sign_in})")
     header = ""
     if env.get("CLINIC_AUTH") == "jwt":
         token = mint(env["CLINIC_JWT_SECRET"], "operator", "admin")

@@ -21,6 +21,8 @@ from clinic_common.config import (
 )
 from clinic_common.tls import DEFAULT_NAME
 
+from . import web
+
 
 @dataclass(frozen=True)
 class InternalTlsFiles:
@@ -48,6 +50,7 @@ class GatewayConfig:
     metrics_addr: str = "off"
     workers: int = 1
     log_level: str = "info"
+    web_dir: str = ""  # the front desk page's built files (gateway/web.py); empty: no page
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -83,6 +86,7 @@ class GatewayConfig:
             metrics_addr=env_metrics_addr(env, "CLINIC_GATEWAY_METRICS_ADDR", "127.0.0.1:9464"),
             workers=env_int(env, "CLINIC_GATEWAY_WORKERS", 1, minimum=1),
             log_level=log_level(env),
+            web_dir=str(web.page_dir(env) or ""),
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from math import gcd
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import any_pb2, duration_pb2
@@ -19,7 +20,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from clinic_common.principal import ADMIN, ANONYMOUS_ADMIN, REQUEST_ID_KEY, ROLE_KEY, STAFF, SUB_KEY
 
-from . import routes
+from . import routes, web
 from .auth import ROLES, SUBJECT
 from .config import GatewayConfig
 
@@ -338,8 +339,12 @@ def _local_replies(config: GatewayConfig) -> dict[str, Any]:
     }
 
 
+_DISABLED = _typed("config.route.v3.FilterConfig", disabled=True)
+_UNCHECKED = {"envoy.filters.http.jwt_authn": _DISABLED, "envoy.filters.http.rbac": _DISABLED}
+
+
 def _route_config(config: GatewayConfig) -> dict[str, Any]:
-    route_list = []
+    route_list = web.routes(Path(config.web_dir), _UNCHECKED) if config.web_dir else []
     for service, backend in {**routes.OPEN, **routes.SERVICES}.items():
         if backend not in config.backends:
             continue  # not deployed (yet): callers get UNIMPLEMENTED
@@ -350,6 +355,7 @@ def _route_config(config: GatewayConfig) -> dict[str, Any]:
         route_list.append(_route({"prefix": prefix}, backend, prefix, open_=service in routes.OPEN))
     return {
         "name": "public",
+        "max_direct_response_body_size_bytes": web.MAX_BODY_BYTES,
         "virtual_hosts": [
             {
                 "name": "clinic",
@@ -392,11 +398,7 @@ def _route(match: dict[str, Any], backend: str, path: str, *, open_: bool = Fals
         action["max_stream_duration"] = {"grpc_timeout_header_max": UNARY_TIMEOUT}
     route: dict[str, Any] = {"name": backend, "match": match, "route": action}
     if open_:
-        disabled = _typed("config.route.v3.FilterConfig", disabled=True)
-        route["typed_per_filter_config"] = {
-            "envoy.filters.http.jwt_authn": disabled,
-            "envoy.filters.http.rbac": disabled,
-        }
+        route["typed_per_filter_config"] = _UNCHECKED
         route["request_headers_to_remove"] = [SUB_KEY, ROLE_KEY]
     return route
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -122,6 +123,10 @@ async def test_make_run_supervises_start_up_and_running(tmp_path):
             addr = ready_line.split()[2]
             assert processes.port_of(addr) not in {p for p, s in held.items() if s is not None}, ready_line
         [try_line] = [line for line in output if "BookingService/ListServices" in line]
+        page = f"http://{env['CLINIC_GATEWAY_ADDR']}/"
+        assert any(line.startswith(f"Front desk page: {page}") for line in output), "".join(output)
+        html = await asyncio.to_thread(_get, page)  # served by Envoy, no token needed
+        assert "<title>Clinic front desk</title>" in html
         assert try_line.strip().startswith("grpcurl -plaintext -H 'authorization: Bearer "), try_line
 
         children = _children(launcher.pid)
@@ -187,3 +192,8 @@ def test_a_taken_nats_port_is_one_line_naming_the_variable(tmp_path):
     assert done.returncode == 1
     assert f"✗ nats-server: port {nats_port} is in use (set CLINIC_NATS_PORT to move it)" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return answer.read().decode()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clinic_common import tls
+from clinic_common import embedded, tls
 from clinic_common.config import ADDR_VARS
 from gateway import routes
 from gateway.config import GatewayConfig
@@ -26,7 +26,16 @@ PKI = tls.ensure_dev_pki(Path(tempfile.mkdtemp(prefix="edge-unit-pki-")))
 
 
 def bootstrap(**env: str) -> dict:
-    return render(GatewayConfig.from_env({"CLINIC_JWT_SECRET": SECRET, **PKI, **env}), ADMIN)
+    env = {"CLINIC_JWT_SECRET": SECRET, "CLINIC_WEB_DIR": "off", **PKI, **env}  # the page: test_edge_page.py
+    return render(GatewayConfig.from_env(env), ADMIN)
+
+
+def free_addrs() -> dict[str, str]:
+    """Validation checks that the listen ports are free: not 50051, which a `make run` may hold."""
+    return {
+        "CLINIC_GATEWAY_ADDR": f"127.0.0.1:{embedded.free_port()}",
+        "CLINIC_GATEWAY_METRICS_ADDR": f"127.0.0.1:{embedded.free_port()}",
+    }
 
 
 def public_routes(boot: dict) -> list[dict]:
@@ -124,7 +133,7 @@ def certs(tmp_path_factory):
 
 @pytest.mark.parametrize("variant", ["jwt", "none", "tls"])
 def test_envoy_accepts_the_rendered_bootstrap(variant, certs):
-    env = {**os.environ, "CLINIC_JWT_SECRET": SECRET, "PYTHONPATH": str(ROOT), **PKI}
+    env = {**os.environ, "CLINIC_JWT_SECRET": SECRET, "PYTHONPATH": str(ROOT), **PKI, **free_addrs()}
     if variant == "none":
         env["CLINIC_AUTH"] = "none"
     if variant == "tls":

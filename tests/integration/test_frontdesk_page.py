@@ -1,0 +1,206 @@
+"""Issue 14, the front desk page, in Debian's chromium (playwright) against a real system with two
+instances of every service: the page is served by Envoy and talks grpc-web to the public API.
+
+Every wait is for a condition on the page with a deadline (playwright's expect), never a sleep.
+Screenshots for README are written to docs/img/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from clinic.v1 import common_pb2 as c
+from clinic.v1 import frontdesk_pb2 as f
+from clinic.v1 import frontdesk_pb2_grpc
+from gateway import web
+from gateway.auth import mint
+from tests.harness import ROOT, SECRET, Client, Servers, System, patient, uid
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = ROOT / "docs" / "img"
+DEADLINE_MS = 10_000
+
+if not CHROMIUM.exists() or not (web.DEFAULT_DIR / "index.html").exists():
+    why = "browser tests need /usr/bin/chromium (make browser) and the built page (make web)"
+    if os.environ.get("CI"):
+        raise RuntimeError(why)  # in CI a missing browser is a failure, not a skip
+    pytest.skip(why, allow_module_level=True)
+
+playwright_api = pytest.importorskip("playwright.async_api")
+expect = playwright_api.expect
+expect.set_options(timeout=DEADLINE_MS)
+
+
+@pytest.fixture(scope="module")
+def desk_system(tmp_path_factory):
+    servers = Servers(tmp_path_factory.mktemp("page")).start()
+    system = System(servers, instances=2).start()
+    yield system
+    system.stop()
+    servers.stop()
+
+
+@pytest.fixture(scope="module")
+async def api(desk_system):
+    client = Client(desk_system.gateway_addr)
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    async with playwright_api.async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield b
+        await b.close()
+
+
+def staff_token(ttl_s: int = 3600) -> str:
+    return mint(SECRET, "desk-1", "staff", ttl_s)
+
+
+async def signed_in(
+    browser, desk_system, token: str, doctor_id: str = "", width: int = 1280, height: int = 800
+):
+    """A new tab (its own sessionStorage) on the page, signed in with `token`."""
+    context = await browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(DEADLINE_MS)  # clicks and fills wait as long as expectations, no longer
+    page = await context.new_page()
+    url = f"http://{desk_system.gateway_addr}/" + (f"#doctor={doctor_id}" if doctor_id else "")
+    await page.goto(url)
+    await page.get_by_label("Token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+    return page
+
+
+async def confirmed_today(api: Client, doctor_id: str, name: str) -> c.Booking:
+    made = await api.create(patient(name=name), ["blood-panel"], doctor_id=doctor_id)
+    booking = await api.settled(made.id, notified=False)
+    assert booking.status == c.BOOKING_STATUS_CONFIRMED, booking
+    return booking
+
+
+async def test_check_in_on_one_page_shows_on_another_live_and_survives_an_edge_restart(
+    api, browser, desk_system
+):
+    doctor = await api.doctor(service_ids=("blood-panel", "gen-consult"), daily_capacity=12)
+    first = await confirmed_today(api, doctor.id, "Meera Iyer")
+    second = await confirmed_today(api, doctor.id, "Arjun Nair")
+
+    desk_page = await signed_in(browser, desk_system, staff_token(), doctor.id)
+    board_page = await signed_in(browser, desk_system, staff_token(), doctor.id)
+    await expect(board_page.locator("#live")).to_contain_text("Live")
+    await expect(desk_page.locator("#day-booked")).to_have_text("2")
+
+    expected = desk_page.locator(f'#expected li[data-booking="{first.id}"]')
+    await expected.get_by_role("button", name="Check in").click()
+    waiting = board_page.locator("#waiting li")
+    await expect(board_page.locator(f'#waiting li[data-booking="{first.id}"]')).to_contain_text("1.")
+    await expect(board_page.locator(f'#waiting li[data-booking="{first.id}"]')).to_contain_text("Meera Iyer")
+
+    # The edge restarts under the open stream: the board reconnects with after_sequence and the
+    # change made while it was away arrives once.
+    desk_system.stop(("gateway",))
+    await expect(board_page.locator("#live")).not_to_contain_text("Live")
+    stub = frontdesk_pb2_grpc.FrontDeskServiceStub(api.channel)
+    desk_system.start(only=("gateway",))
+    await stub.CheckIn(
+        f.CheckInRequest(booking_id=second.id), metadata=Client.auth("desk-2", "staff"), timeout=10
+    )
+    await expect(board_page.locator(f'#waiting li[data-booking="{second.id}"]')).to_contain_text("2.")
+    await expect(board_page.locator("#live")).to_contain_text("Live")
+    await expect(waiting).to_have_count(2)
+    live = board_page.locator("#live")
+    await expect(live).to_have_attribute("data-changes", "2")  # each check-in applied once
+    await expect(live).to_have_attribute("data-snapshots", "1")  # resumed after its sequence, no new snapshot
+
+    # Call next from the board page: the first patient moves to the consultation room on both pages.
+    await board_page.get_by_role("button", name="Call next").click()
+    await expect(desk_page.locator(f'#consulting li[data-booking="{first.id}"]')).to_be_visible()
+    await expect(board_page.locator("#waiting li")).to_have_count(1)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await board_page.locator("#app").screenshot(path=str(SHOTS / "frontdesk-board.png"))
+    for page in (desk_page, board_page):
+        await page.context.close()
+
+
+async def test_book_a_walk_in_and_watch_it_confirm_with_its_price(api, browser, desk_system):
+    doctor = await api.doctor(service_ids=("blood-panel", "gen-consult"))
+    page = await signed_in(browser, desk_system, staff_token(), doctor.id)
+    phone = "98" + uid("")[-8:].translate(str.maketrans("abcdef", "123456")).rjust(8, "0")[-8:]
+
+    # A bad phone: the error is next to the phone field (BadRequest field "phone").
+    await page.get_by_text("Register a new patient").click()
+    await page.get_by_label("Name").fill("Kavya Menon")
+    await page.get_by_label("Phone", exact=True).fill("not-a-phone")
+    await page.get_by_label("Date of birth").fill("1990-04-12")
+    await page.get_by_role("button", name="Register").click()
+    await expect(page.locator("#reg-phone-error")).to_contain_text("phone")
+    await expect(page.locator("#reg-phone")).to_have_attribute("aria-invalid", "true")
+
+    await page.get_by_label("Phone", exact=True).fill(phone)
+    await page.get_by_role("button", name="Register").click()
+    await expect(page.locator("#reg-phone-error")).to_be_empty()
+    await expect(page.locator("#patient-chosen")).to_contain_text("Kavya Menon")
+    await page.get_by_label("General consultation").check()
+    await expect(page.locator("#book-total")).to_contain_text("₹500.00")
+    await page.get_by_role("button", name="Book").click()
+
+    await expect(page.locator("#result-status")).to_have_text("CONFIRMED")
+    # once, wherever it falls (NOTIFICATION_SENT may come after it in the same stream)
+    await expect(page.locator("#events li", has_text="BOOKING_CONFIRMED")).to_have_count(1)
+    prices = page.locator("#result-prices")
+    await expect(prices).to_contain_text("Final price₹500.00")
+    await expect(prices).to_contain_text("Base price₹500.00")
+    booking_id = await page.locator("#result-id").text_content()
+    booking = await api.get(booking_id)
+    assert booking.status == c.BOOKING_STATUS_CONFIRMED and booking.patient.name == "Kavya Menon"
+    # Each saga event once, in order, whatever reconnects happened.
+    sequences = [
+        int(s) for s in await page.locator("#events li").evaluate_all("l => l.map(e => e.dataset.sequence)")
+    ]
+    assert sequences == sorted(set(sequences)) and sequences[0] == 1
+    await page.locator("#desk").screenshot(path=str(SHOTS / "frontdesk-desk.png"))
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.evaluate("window.scrollTo(0, 0)")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing off the side
+    await page.screenshot(path=str(SHOTS / "frontdesk-phone.png"))
+    await page.context.close()
+
+
+async def test_an_expired_or_refused_token_shows_the_sign_in_again(browser, desk_system):
+    page = await signed_in(browser, desk_system, staff_token(ttl_s=3))
+    await expect(page.locator("#app")).to_be_visible()
+    await expect(page.locator("#signin")).to_be_visible()  # the token runs out while the page is open
+    await expect(page.locator("#signin-reason")).to_contain_text("expired")
+    assert await page.evaluate("sessionStorage.length") == 0
+
+    # A token the edge does not accept (another key): UNAUTHENTICATED, back to the sign-in, in words.
+    await page.get_by_label("Token").fill(mint("another-secret-" + "y" * 24, "desk-1", "staff"))
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#signin-reason")).to_contain_text("refused this token")
+
+    # A patient token signs in but may not run the desk: PERMISSION_DENIED said next to the button.
+    await page.get_by_label("Token").fill(mint(SECRET, "p-someone", "patient"))
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Call next").click()
+    await expect(page.locator("#call-error")).to_contain_text("may not")
+    await page.context.close()
+
+
+def test_chromium_is_debians(desk_system):
+    assert shutil.which("chromium") == str(CHROMIUM)

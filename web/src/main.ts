@@ -1,0 +1,234 @@
+// Wiring: sign-in, the doctor chosen (kept in the URL's #doctor=), the doctor's day, the queue board
+// and the booking desk.
+import { api, problem } from "./api.js";
+import { session } from "./session.js";
+import { $, clearProblems, el, showProblem } from "./ui.js";
+import { QueueWatch, byState, VisitState } from "./board.js";
+import { startDesk, type DeskContext } from "./desk.js";
+import type { Doctor } from "../gen/clinic/v1/doctor_pb.js";
+import { type Booking, BookingStatus } from "../gen/clinic/v1/common_pb.js";
+import type { Visit } from "../gen/clinic/v1/frontdesk_pb.js";
+
+let watch: QueueWatch | null = null;
+let doctors: Doctor[] = [];
+let day = ""; // the clinic's today, as GetDoctorDay reports it
+const bookings = new Map<string, Booking>(); // today's bookings of the chosen doctor, by id
+
+function showSignIn(reason = ""): void {
+  watch?.stop();
+  watch = null;
+  $("app").hidden = true;
+  $("who").hidden = true;
+  $("signin").hidden = false;
+  $("signin-reason").textContent = reason;
+  $<HTMLTextAreaElement>("token").value = "";
+  $("token").focus();
+}
+
+function showApp(): void {
+  const claims = session.claims();
+  $("signin").hidden = true;
+  $("app").hidden = false;
+  $("who").hidden = false;
+  $("who-text").textContent = claims ? `Signed in as ${claims.sub} (${claims.role})` : "";
+  void loadDoctors();
+}
+
+async function loadDoctors(): Promise<void> {
+  const form = $("doctor-form");
+  clearProblems(form);
+  try {
+    doctors = (await api.doctors.listDoctors({})).doctors;
+  } catch (err) {
+    showProblem(form, problem(err), $("doctor-error"));
+    return;
+  }
+  const select = $<HTMLSelectElement>("doctor");
+  select.replaceChildren(
+    ...doctors.map((d) => el("option", { value: d.id, textContent: `${d.name} · ${d.specialty} (${d.code})` })),
+  );
+  const wanted = new URLSearchParams(location.hash.slice(1)).get("doctor");
+  if (wanted && doctors.some((d) => d.id === wanted)) select.value = wanted;
+  if (!doctors.length) $("doctor-error").textContent = "No doctors yet: an admin adds them with `clinic doctor add`.";
+  chooseDoctor(select.value);
+}
+
+function chosen(): Doctor | undefined {
+  return doctors.find((d) => d.id === $<HTMLSelectElement>("doctor").value);
+}
+
+function chooseDoctor(id: string): void {
+  watch?.stop();
+  bookings.clear();
+  renderBoard([]);
+  if (!id) return;
+  history.replaceState(null, "", `#doctor=${encodeURIComponent(id)}`);
+  $("board-doctor").textContent = `· ${chosen()?.name ?? ""}`;
+  const current = (watch = new QueueWatch(id, {
+    render(visits) {
+      renderBoard(visits);
+      Object.assign($("live").dataset, { snapshots: current.snapshots, changes: current.changes });
+    },
+    status(text, live) {
+      $("live").textContent = text;
+      $("live").classList.toggle("ok", live);
+    },
+  }));
+  watch.start();
+  void refreshDay().then(refreshBookings);
+  desk.doctorChanged();
+}
+
+async function refreshDay(): Promise<void> {
+  const doctor = chosen();
+  if (!doctor) return;
+  try {
+    const d = (await api.doctors.getDoctorDay({ doctorId: doctor.id })).day;
+    if (!d) return;
+    day = d.date;
+    $("day-date").textContent = d.date;
+    $("day-capacity").textContent = String(d.capacity);
+    $("day-booked").textContent = String(d.booked);
+    $("day-remaining").textContent = String(d.remaining);
+    $("day-waitlisted").textContent = String(d.waitlisted);
+    const hours = `Hours ${d.dayStart}–${d.dayEnd}`;
+    $("day-note").textContent = d.present ? `${hours}${d.note ? ` · ${d.note}` : ""}` : `Absent today${d.note ? `: ${d.note}` : ""}`;
+    $("free-times").replaceChildren(...(d.freeTimes.length ? d.freeTimes.map((t) => el("span", { textContent: t })) : ["none"]));
+    desk.freeTimes(d.freeTimes);
+  } catch (err) {
+    showProblem($("doctor-form"), problem(err), $("doctor-error"));
+  }
+}
+
+async function refreshBookings(): Promise<void> {
+  const doctor = chosen();
+  if (!doctor || !day) return;
+  try {
+    let pageToken = "";
+    do {
+      const page = await api.bookings.listBookings({ date: day, doctorId: doctor.id, pageSize: 100, pageToken });
+      for (const b of page.bookings) bookings.set(b.id, b);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+  } catch (err) {
+    $("checkin-error").textContent = problem(err).message;
+  }
+  renderBoard([...(watch?.visits.values() ?? [])]);
+}
+
+function who(v: { bookingId: string; patientId: string; token?: number }): string {
+  const b = bookings.get(v.bookingId);
+  const name = b?.patient?.name || v.patientId;
+  const token = v.token || b?.token;
+  return `${name}${token ? ` · token ${token}` : ""}${b?.startTime ? ` · ${b.startTime}` : ""}`;
+}
+
+function action(label: string, run: () => Promise<unknown>, errorLine: HTMLElement): HTMLButtonElement {
+  const button = el("button", { type: "button", textContent: label, className: "secondary" });
+  button.addEventListener("click", async () => {
+    errorLine.textContent = "";
+    button.disabled = true;
+    try {
+      await run();
+    } catch (err) {
+      errorLine.textContent = problem(err).message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
+function visitItem(v: Visit, withPosition: boolean, ...buttons: [string, () => Promise<unknown>][]): HTMLLIElement {
+  const error = el("p", { className: "error" });
+  const li = el("li", {}, withPosition ? el("span", { className: "pos", textContent: `${v.position}.` }) : "", who(v));
+  li.dataset.booking = v.bookingId;
+  if (v.state === VisitState.NO_SHOW) li.append(" · no-show");
+  if (buttons.length) li.append(el("div", { className: "acts" }, ...buttons.map(([l, r]) => action(l, r, error))));
+  li.append(error);
+  return li;
+}
+
+let lastSeen = new Set<string>();
+
+function renderBoard(visits: Visit[]): void {
+  const all = visits.map((v) => v.bookingId);
+  if (all.some((id) => !bookings.has(id) && !lastSeen.has(id))) void refreshBookings();
+  lastSeen = new Set(all);
+  const noShow = (v: Visit) => api.desk.markNoShow({ bookingId: v.bookingId });
+  $("waiting").replaceChildren(
+    ...byState(visits, VisitState.WAITING).map((v) => visitItem(v, true, ["No-show", () => noShow(v)])),
+  );
+  $("consulting").replaceChildren(
+    ...byState(visits, VisitState.IN_CONSULTATION).map((v) =>
+      visitItem(v, false, ["Done", () => api.desk.completeVisit({ bookingId: v.bookingId })], ["No-show", () => noShow(v)]),
+    ),
+  );
+  $("done").replaceChildren(...byState(visits, VisitState.DONE, VisitState.NO_SHOW).map((v) => visitItem(v, false)));
+  const here = new Set(all);
+  const expected = [...bookings.values()]
+    .filter((b) => b.status === BookingStatus.CONFIRMED && !here.has(b.id))
+    .sort((a, b) => a.token - b.token);
+  $("expected").replaceChildren(
+    ...expected.map((b) => {
+      const v = { bookingId: b.id, patientId: b.patient?.id ?? "", token: b.token };
+      const error = el("p", { className: "error" });
+      const li = el("li", {}, who(v), el("div", { className: "acts" }, action("Check in", () => checkIn(b.id), error)), error);
+      li.dataset.booking = b.id;
+      return li;
+    }),
+  );
+}
+
+async function checkIn(bookingId: string): Promise<void> {
+  await api.desk.checkIn({ bookingId });
+}
+
+$("checkin-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = $("checkin-form");
+  clearProblems(form);
+  const input = $<HTMLInputElement>("checkin-booking");
+  try {
+    await checkIn(input.value.trim());
+    input.value = "";
+  } catch (err) {
+    showProblem(form, problem(err), $("checkin-error"));
+  }
+});
+
+$("call-next").addEventListener("click", async () => {
+  $("call-error").textContent = "";
+  const doctor = chosen();
+  if (!doctor) return;
+  try {
+    await api.desk.callNext({ doctorId: doctor.id });
+  } catch (err) {
+    $("call-error").textContent = problem(err).message;
+  }
+});
+
+$("doctor").addEventListener("change", (e) => chooseDoctor((e.target as HTMLSelectElement).value));
+
+$("signin-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const error = session.signIn($<HTMLTextAreaElement>("token").value);
+  $("token-error").textContent = error ?? "";
+  $("token").setAttribute("aria-invalid", String(Boolean(error)));
+  if (!error) showApp();
+});
+
+$("sign-out").addEventListener("click", () => session.signOut());
+session.onEnd((reason) => showSignIn(reason));
+
+const context: DeskContext = {
+  doctor: chosen,
+  booked: async () => {
+    await refreshDay();
+    await refreshBookings();
+  },
+};
+const desk = startDesk(context);
+
+if (session.resume()) showApp();
+else if ($("signin").hidden) showSignIn();
