@@ -7,6 +7,7 @@ benchmark (bench.launcher), the embedded servers (clinic_common.embedded) and th
 
 from __future__ import annotations
 
+import random
 import re
 import signal
 import socket
@@ -28,14 +29,26 @@ class ProcessDied(RuntimeError):
     """A process exited while we waited for it to be ready."""
 
 
+# Ports handed out for listeners come from below the ephemeral range: a port the kernel picked
+# (bind to port 0) lies inside it, where any outgoing connection may take it before the service
+# binds it ("port already in use" seen in a clean-clone run). Below it only listeners compete.
+FREE_PORT_LOW = 20000
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A port nobody listens on now (the kernel's pick, so inside the ephemeral range)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nobody listens on now, below the ephemeral range, not handed out before by this process."""
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randrange(FREE_PORT_LOW, EPHEMERAL_LOW)
+        if port not in _handed_out and port_free(port):
+            _handed_out.add(port)
+            return port
+    raise OSError(f"no free port between {FREE_PORT_LOW} and {EPHEMERAL_LOW}")
 
 
 def free_port_below(limit: int) -> int:
+    """free_port, below `limit` too (a Redis Cluster node's bus port is its port + 10000)."""
     while (port := free_port()) >= limit:
         pass
     return port
