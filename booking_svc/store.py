@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from clinic.v1 import saga_pb2
+from clinic_common import redis_io
 from clinic_common.errors import Conflict, InvalidArgument
 
 from .domain import Transition
@@ -90,8 +91,8 @@ class BookingStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._done: list[str] = []
-        self._create = redis.register_script(_CREATE)
-        self._commit = redis.register_script(_COMMIT)
+        self._create = redis_io.batched_script(redis, _CREATE)
+        self._commit = redis_io.batched_script(redis, _COMMIT)
 
     async def create(self, t: Transition, now_ms: int, max_pending: int = 0) -> str:
         """Store a new booking; with a request id already used, return that booking's id instead.

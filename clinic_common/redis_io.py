@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import BusyLoadingError, ConnectionError, NoScriptError, TimeoutError
 
 # The errors that mean "Redis is down or restarting": callers answer UNAVAILABLE or retry later.
 TRANSIENT_REDIS_ERRORS = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
@@ -68,3 +71,121 @@ def _sentinel(url: str, max_connections: int) -> aioredis.Redis:
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
         **auth,
     )
+
+
+class BatchedScript:
+    """A Lua script whose calls made in the same event-loop tick share one pipeline: one socket
+    write and one read for all of them instead of one connection, write and read each.
+
+    Same call shape as redis-py's `Script` (`await script(keys=[...], args=[...])`). A lone call
+    goes out as a plain EVALSHA; on Redis Cluster every call does (keys of one batch may live on
+    different nodes). Scripts stay idempotent per booking, so the pipeline's retry after a dropped
+    connection cannot double an effect, exactly as for a single retried call.
+    """
+
+    def __init__(self, batcher: ScriptBatcher, lua: str) -> None:
+        self._batcher = batcher
+        self.script = batcher.redis.register_script(lua)
+
+    async def __call__(self, keys: list | None = None, args: list | None = None):
+        return await self._batcher.run(self.script, keys or [], args or [])
+
+
+class ScriptBatcher:
+    """Collects script calls for one loop tick, then sends them as one pipeline (see BatchedScript)."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._pending: list[tuple[object, list, list, asyncio.Future]] = []
+        self._scheduled = False
+        self._tasks: set[asyncio.Task] = set()
+        self._direct = isinstance(redis, aioredis.RedisCluster)
+        self.pipelines = 0  # how many batches went out as one pipeline (tests and metrics read it)
+
+    def register_script(self, lua: str) -> BatchedScript:
+        return BatchedScript(self, lua)
+
+    async def run(self, script, keys: list, args: list):
+        if self._direct:
+            return await script(keys=keys, args=args)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((script, keys, args, future))
+        if len(self._pending) >= self.MAX_BATCH:
+            self._flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.ensure_future(self._send(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(
+        self, batch: list[tuple[object, list, list, asyncio.Future]], reloaded: bool = False
+    ) -> None:
+        if len(batch) == 1:
+            script, keys, args, future = batch[0]
+            await _settle(future, script(keys=keys, args=args))
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for script, keys, args, _ in batch:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # the connection failed: every call of the batch failed with it
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.pipelines += 1
+        unknown = []  # scripts not in the server's cache (new server, or flushed): load, send again
+        for call, result in zip(batch, results, strict=True):
+            future = call[3]
+            if isinstance(result, NoScriptError) and not reloaded:
+                unknown.append(call)
+            elif future.done():
+                continue  # its caller gave up (cancelled)
+            elif isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        if unknown:
+            try:
+                for script in {id(call[0]): call[0] for call in unknown}.values():
+                    script.sha = await self.redis.script_load(script.script)
+            except Exception as exc:
+                for *_, future in unknown:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            await self._send(unknown, reloaded=True)
+
+
+async def _settle(future: asyncio.Future, call) -> None:
+    try:
+        result = await call
+    except Exception as exc:
+        if not future.done():
+            future.set_exception(exc)
+        return
+    if not future.done():
+        future.set_result(result)
+
+
+_BATCHERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def batched_script(redis: aioredis.Redis, lua: str) -> BatchedScript:
+    """`redis.register_script(lua)`, batched per event-loop tick with the client's other scripts."""
+    batcher = _BATCHERS.get(redis)
+    if batcher is None:
+        batcher = _BATCHERS[redis] = ScriptBatcher(redis)
+    return batcher.register_script(lua)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from clinic_common import redis_io
+
 RECORD_TTL_S = 40 * 24 * 3600
 
 _GRANT = """
@@ -88,9 +90,9 @@ class QuotaStore:
     def __init__(self, redis: aioredis.Redis, limit: int) -> None:
         self._redis = redis
         self.limit = limit
-        self._grant = redis.register_script(_GRANT)
-        self._release = redis.register_script(_RELEASE)
-        self._reconcile = redis.register_script(_RECONCILE)
+        self._grant = redis_io.batched_script(redis, _GRANT)
+        self._release = redis_io.batched_script(redis, _RELEASE)
+        self._reconcile = redis_io.batched_script(redis, _RECONCILE)
 
     async def grant(self, day: str, booking_id: str) -> str:
         """'applied', 'exhausted', or (booking already finished) 'released' / 'closed'."""

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clinic.v1 import frontdesk_pb2
-from clinic_common import subjects
+from clinic_common import redis_io, subjects
 
 from .domain import QueueId, Transition
 
@@ -158,9 +158,9 @@ def _outcome(answer: list) -> Outcome:
 class QueueStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._check_in = redis.register_script(_CHECK_IN)
-        self._transition = redis.register_script(_TRANSITION)
-        self._snapshot = redis.register_script(_SNAPSHOT)
+        self._check_in = redis_io.batched_script(redis, _CHECK_IN)
+        self._transition = redis_io.batched_script(redis, _TRANSITION)
+        self._snapshot = redis_io.batched_script(redis, _SNAPSHOT)
 
     async def check_in(self, queue: QueueId, visit: frontdesk_pb2.Visit, op_id: str, now_ms: int) -> Outcome:
         """Stores the visit with the queue's next position, or answers the booking's existing visit."""

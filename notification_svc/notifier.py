@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from nats.aio.msg import Msg
 
 from clinic.v1 import common_pb2, frontdesk_pb2, saga_pb2
-from clinic_common import subjects
+from clinic_common import redis_io, subjects
 from clinic_common.consumer import ConsumerSpec, Poison
 from clinic_common.logs import get_logger
 
@@ -58,7 +58,7 @@ Publish = Callable[[str, bytes, str], Awaitable[None]]
 
 class Notifier:
     def __init__(self, redis: aioredis.Redis, publish: Publish) -> None:
-        self._record_once = redis.register_script(_RECORD_ONCE)
+        self._record_once = redis_io.batched_script(redis, _RECORD_ONCE)
         self._publish = publish
 
     async def handle(self, msg: Msg) -> None:
@@ -94,7 +94,7 @@ class CallNotifier:
     in the same per-patient notification records as the booking outcomes."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
-        self._record_once = redis.register_script(_RECORD_ONCE)
+        self._record_once = redis_io.batched_script(redis, _RECORD_ONCE)
 
     async def handle(self, msg: Msg) -> None:
         change = frontdesk_pb2.QueueChange.FromString(msg.data)

@@ -34,6 +34,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import redis.asyncio as aioredis
 
+from clinic_common import redis_io
 from clinic_common.clock import parse_date
 
 KEEP_AFTER_DATE = timedelta(days=30)
@@ -348,12 +349,12 @@ def expire_at(day: str) -> int:
 class PlacesStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._reserve = redis.register_script(_RESERVE)
-        self._release = redis.register_script(_RELEASE)
-        self._set_day = redis.register_script(_SET_DAY)
-        self._expire = redis.register_script(_EXPIRE)
-        self._accept = redis.register_script(_ACCEPT)
-        self._offer_announced = redis.register_script(_OFFER_ANNOUNCED)
+        self._reserve = redis_io.batched_script(redis, _RESERVE)
+        self._release = redis_io.batched_script(redis, _RELEASE)
+        self._set_day = redis_io.batched_script(redis, _SET_DAY)
+        self._expire = redis_io.batched_script(redis, _EXPIRE)
+        self._accept = redis_io.batched_script(redis, _ACCEPT)
+        self._offer_announced = redis_io.batched_script(redis, _OFFER_ANNOUNCED)
 
     def _keys(self, r: Request) -> list[str]:
         return [hold_key(r.day, r.booking_id), *doctor_keys(r.day, r.doctor_id or "-")] + [

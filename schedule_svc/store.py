@@ -11,6 +11,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from clinic.v1 import common_pb2, doctor_pb2
+from clinic_common import redis_io
 
 _REGISTER = """
 -- KEYS: patient, phone index, email index (or a placeholder)   ARGV: id, record, has email
@@ -59,7 +60,7 @@ def code_key(code: str) -> str:
 class RegistryStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._register = redis.register_script(_REGISTER)
+        self._register = redis_io.batched_script(redis, _REGISTER)
 
     async def register(self, patient: common_pb2.Patient) -> tuple[bool, str]:
         """(created, id): the new patient's id, or the id the phone already names."""
@@ -89,7 +90,7 @@ class DoctorStore:
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._create = redis.register_script(_CREATE_DOCTOR)
+        self._create = redis_io.batched_script(redis, _CREATE_DOCTOR)
         self._known: dict[str, doctor_pb2.Doctor] = {}
 
     async def create(self, doctor: doctor_pb2.Doctor) -> str:
