@@ -74,7 +74,10 @@ async def run(args: argparse.Namespace, data_dir: Path, out: Path) -> None:
     finally:
         stack.stop()
     sagas = max(result.completed, 1)
-    print(f"closed loop c={args.concurrency} for {args.seconds}s: {result.rate:,.0f} sagas/s")
+    print(
+        f"closed loop c={args.concurrency} for {args.seconds}s: {result.rate:,.0f} sagas/s, "
+        f"p50 {result.pct(50):.2f} ms, p99 {result.pct(99):.2f} ms"
+    )
     print("CPU ms per saga: " + ", ".join(f"{k} {v / sagas:.2f}" for k, v in sorted(cpu.items())))
     for name in PY_SERVICES if args.spy else ():
         print(f"\n{name}:")

@@ -256,7 +256,12 @@ def create(
     )
     t = Transition(record=record)
     _event(t, S.EVENT_TYPE_BOOKING_CREATED, f"Booking created: {format_minor(base)}", now)
-    _send(t, subjects.PLACES_REQUESTED, "places.requested", places_request(record, req.waitlist))
+    request = places_request(record, req.waitlist)
+    # Held places go on from schedule_svc straight to discount_svc, whose answer brings both back:
+    # from here on a discount may be asked for this booking without booking_svc asking.
+    request.discount.CopyFrom(discount_request(record))
+    record.discount_requested = True
+    _send(t, subjects.PLACES_REQUESTED, "places.requested", request)
     return t
 
 
@@ -273,11 +278,25 @@ def places_request(record: saga_pb2.BookingRecord, waitlist: bool = False) -> sa
     )
 
 
+def discount_request(record: saga_pb2.BookingRecord) -> saga_pb2.DiscountRequested:
+    b = record.booking
+    return saga_pb2.DiscountRequested(
+        booking_id=b.id,
+        patient_id=b.patient.id,
+        gender=b.patient.gender,
+        date_of_birth=b.patient.date_of_birth,
+        base_price=b.base_price,
+        clinic_date=record.clinic_date,
+    )
+
+
 def places_decided(
     record: saga_pb2.BookingRecord, decided: saga_pb2.PlacesDecided, now: datetime
 ) -> Transition | None:
-    """The places step answered: hold them and ask for the discount, wait in line, or reject
-    (nothing held). After an accepted offer it answers again: the offered places held, or expired."""
+    """The places step answered booking_svc: wait in line, or reject (nothing held). After an
+    accepted offer it answers again when the offer ran out. (Held places normally travel on to
+    discount_svc and come back with its decision; a reservation answered here, from a request
+    without a discount part, asks for the discount itself.)"""
     b = record.booking
     if b.status != PENDING or _has_event(b, S.EVENT_TYPE_PLACES_RESERVED):
         return None  # already answered, or the booking ended first (its release closed the places)
@@ -291,37 +310,38 @@ def places_decided(
         nb.status_message = decided.message or f"Waiting in line at position {decided.waitlist_position}"
         _event(t, S.EVENT_TYPE_WAITLISTED, nb.status_message, now)
         t.leaves_pending = True  # holds nothing and waits as long as it takes: no booking timeout
+        t.record.discount_requested = False  # nothing went on to discount_svc
         return t
     if not decided.reserved:
+        t.record.discount_requested = False  # refused places never reach discount_svc
         _reject(
             t, decided.reason or S.REJECTION_REASON_CAPACITY_UNAVAILABLE, decided.message, now, held=False
         )
         return t
-    nb.token = decided.token
+    _hold_places(t, decided, now)
     nb.status_message = "Places reserved; checking discounts"
-    _event(t, S.EVENT_TYPE_PLACES_RESERVED, decided.message or "Places reserved", now)
     t.record.discount_requested = True
-    request = saga_pb2.DiscountRequested(
-        booking_id=nb.id,
-        patient_id=nb.patient.id,
-        gender=nb.patient.gender,
-        date_of_birth=nb.patient.date_of_birth,
-        base_price=nb.base_price,
-        clinic_date=t.record.clinic_date,
-    )
-    _send(t, subjects.DISCOUNT_REQUESTED, "discount.requested", request)
+    _send(t, subjects.DISCOUNT_REQUESTED, "discount.requested", discount_request(t.record))
     return t
+
+
+def _hold_places(t: Transition, decided: saga_pb2.PlacesDecided, now: datetime) -> None:
+    t.record.booking.token = decided.token
+    _event(t, S.EVENT_TYPE_PLACES_RESERVED, decided.message or "Places reserved", now)
 
 
 def apply_discount(
     record: saga_pb2.BookingRecord, decided: saga_pb2.DiscountDecided, now: datetime
 ) -> Transition | None:
-    """The discount decision arrived (places are held by then): confirm, or reject and give them back."""
+    """The discount decision arrived (places are held by then, and when they came with it they are
+    recorded first, in the same step): confirm, or reject and give them back."""
     b = record.booking
     if b.status != PENDING or b.discount.outcome != S.DISCOUNT_OUTCOME_UNSPECIFIED:
         return None  # already decided, or no longer waiting: a redelivery or a late answer
     t = _next(record, now)
     nb = t.record.booking
+    if decided.HasField("places") and not _has_event(b, S.EVENT_TYPE_PLACES_RESERVED):
+        _hold_places(t, decided.places, now)
     nb.discount.CopyFrom(decided.discount)
     outcome = decided.discount.outcome
     if outcome == S.DISCOUNT_OUTCOME_APPLIED:
@@ -383,8 +403,11 @@ def accept_offer(record: saga_pb2.BookingRecord, now: datetime) -> tuple[Transit
     nb.status = PENDING
     nb.status_message = "Offer accepted; reserving the offered places"
     t.record.offer_accepted = True
+    t.record.discount_requested = True  # the held places go on to discount_svc (see create)
     _event(t, S.EVENT_TYPE_OFFER_ACCEPTED, nb.status_message, now)
-    accept = saga_pb2.PlacesAccept(booking_id=nb.id, appointment_date=nb.appointment_date)
+    accept = saga_pb2.PlacesAccept(
+        booking_id=nb.id, appointment_date=nb.appointment_date, discount=discount_request(t.record)
+    )
     _send(t, subjects.PLACES_ACCEPT, "places.accept", accept)
     t.enters_pending = True
     return t, True

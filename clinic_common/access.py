@@ -96,6 +96,7 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
     "schedule_svc": {
         "publish": [
             f"{s.PLACES_DECIDED}.>",
+            f"{s.PLACES_RESERVED}.>",
             f"{s.PLACES_RELEASED}.>",
             f"{s.PLACES_OFFERED}.>",
             f"{s.PLACES_EXPIRED}.>",

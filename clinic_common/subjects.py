@@ -19,13 +19,14 @@ SAGA_SUBJECTS = "saga.>"
 SAGA_DESCRIPTION = "Saga commands and replies between services, subject saga.<step>.<verb>.<booking_id>"
 
 PLACES_REQUESTED = "saga.places.requested"
-PLACES_DECIDED = "saga.places.decided"
+PLACES_DECIDED = "saga.places.decided"  # refused or waitlisted (and reserved, for a request without discount)
+PLACES_RESERVED = "saga.places.reserved"  # reserved: straight on to discount_svc, not back to booking_svc
 PLACES_RELEASE = "saga.places.release"
 PLACES_RELEASED = "saga.places.released"
 PLACES_OFFERED = "saga.places.offered"  # a freed place held for a waitlisted booking
 PLACES_EXPIRED = "saga.places.expired"  # an offer ran out unaccepted
 PLACES_ACCEPT = "saga.places.accept"  # the patient accepted an offer
-DISCOUNT_REQUESTED = "saga.discount.requested"
+DISCOUNT_REQUESTED = "saga.discount.requested"  # booking_svc asks (a reservation without discount part)
 DISCOUNT_DECIDED = "saga.discount.decided"
 QUOTA_RELEASE = "saga.quota.release"
 QUOTA_RELEASED = "saga.quota.released"

@@ -22,7 +22,10 @@ class Discounts:
         self._rules = rules
         self._publish = publish
 
-    async def on_requested(self, request: saga_pb2.DiscountRequested) -> None:
+    async def on_requested(
+        self, request: saga_pb2.DiscountRequested, places: saga_pb2.PlacesDecided | None = None
+    ) -> None:
+        """Decide and answer booking_svc; `places`: the reservation this follows, passed on with it."""
         verdict, why = domain.eligibility(request, self._rules)
         if verdict is domain.Verdict.BLOCKED:
             decided = domain.refused(request, common_pb2.DISCOUNT_OUTCOME_PATIENT_BLOCKED, why)
@@ -40,6 +43,8 @@ class Discounts:
             else:  # the booking ended before we got to it; its release closed the door
                 log.info("discount.too_late", booking_id=request.booking_id, grant=granted)
                 return
+        if places is not None:
+            decided.places.CopyFrom(places)
         log.info(
             "discount.decided",
             booking_id=request.booking_id,

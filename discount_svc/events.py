@@ -14,21 +14,32 @@ from .decisions import Discounts
 CONSUMER = ConsumerSpec(
     stream=subjects.SAGA_STREAM,
     durable=subjects.DISCOUNT_CONSUMER,
-    filter_subjects=[f"{subjects.DISCOUNT_REQUESTED}.*", f"{subjects.QUOTA_RELEASE}.*"],
-    description="discount_svc: R1, blocklist and R2 quota decisions; quota releases (compensation)",
+    filter_subjects=[
+        f"{subjects.PLACES_RESERVED}.*",
+        f"{subjects.DISCOUNT_REQUESTED}.*",
+        f"{subjects.QUOTA_RELEASE}.*",
+    ],
+    description=(
+        "discount_svc: R1, blocklist and R2 quota decisions for bookings that hold their places; "
+        "quota releases (compensation)"
+    ),
 )
 
 
 def make_handler(discounts: Discounts):
     async def handle(msg: Msg) -> None:
         prefix, _, booking_id = msg.subject.rpartition(".")
-        if prefix == subjects.DISCOUNT_REQUESTED:
+        if prefix == subjects.PLACES_RESERVED:  # schedule_svc hands a reservation on (the usual path)
+            places = saga_pb2.PlacesDecided.FromString(msg.data)
+            if not places.reserved or not places.HasField("discount"):
+                raise Poison("a reservation without held places or without its discount request")
+            request = places.discount
+            places.ClearField("discount")
+            _check_request(request, booking_id)
+            await discounts.on_requested(request, places)
+        elif prefix == subjects.DISCOUNT_REQUESTED:
             request = saga_pb2.DiscountRequested.FromString(msg.data)
-            _check(request.booking_id, booking_id, request.clinic_date)
-            try:
-                parse_date(request.date_of_birth)
-            except ValueError as exc:
-                raise Poison(f"bad date_of_birth: {exc}") from exc
+            _check_request(request, booking_id)
             await discounts.on_requested(request)
         elif prefix == subjects.QUOTA_RELEASE:
             release = saga_pb2.QuotaReleaseRequested.FromString(msg.data)
@@ -38,6 +49,14 @@ def make_handler(discounts: Discounts):
             raise Poison(f"no handler for subject {msg.subject}")
 
     return handle
+
+
+def _check_request(request: saga_pb2.DiscountRequested, subject_id: str) -> None:
+    _check(request.booking_id, subject_id, request.clinic_date)
+    try:
+        parse_date(request.date_of_birth)
+    except ValueError as exc:
+        raise Poison(f"bad date_of_birth: {exc}") from exc
 
 
 def _check(payload_id: str, subject_id: str, day: str) -> None:

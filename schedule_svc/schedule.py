@@ -237,11 +237,7 @@ class Places:
         else:
             decided.reason, decided.message = REFUSALS.get(outcome.reason, REFUSALS["closed"])
         log.info("places.decided", booking_id=req.booking_id, state=outcome.state, reason=outcome.reason)
-        await self._publish(
-            subjects.saga_subject(subjects.PLACES_DECIDED, req.booking_id),
-            decided.SerializeToString(),
-            f"{req.booking_id}:places.decided",
-        )
+        await self._answer(decided, req, "")
 
     async def on_release_requested(self, req: saga_pb2.PlacesReleaseRequested) -> None:
         request, _ = await self._request(req.places)
@@ -272,10 +268,26 @@ class Places:
             decided.reason = common_pb2.REJECTION_REASON_OFFER_EXPIRED
             decided.message = "The waitlist offer expired before it was accepted"
         log.info("places.accept", booking_id=req.booking_id, state=state)
+        await self._answer(decided, req, ".accept")
+
+    async def _answer(
+        self,
+        decided: saga_pb2.PlacesDecided,
+        req: saga_pb2.PlacesRequested | saga_pb2.PlacesAccept,
+        step: str,
+    ) -> None:
+        """Held places go straight on to discount_svc when the request carries its discount part
+        (saga.places.reserved); anything else (refused, waitlisted, an older request) answers
+        booking_svc (saga.places.decided). A redelivered request gets the same answer, same id."""
+        if decided.reserved and req.HasField("discount"):
+            decided.discount.CopyFrom(req.discount)
+            prefix, kind = subjects.PLACES_RESERVED, "places.reserved"
+        else:
+            prefix, kind = subjects.PLACES_DECIDED, "places.decided"
         await self._publish(
-            subjects.saga_subject(subjects.PLACES_DECIDED, req.booking_id),
+            subjects.saga_subject(prefix, req.booking_id),
             decided.SerializeToString(),
-            f"{req.booking_id}:places.decided.accept",
+            f"{req.booking_id}:{kind}{step}",
         )
 
     async def sweep(self) -> int:

@@ -58,7 +58,12 @@ async def test_duplicated_saga_messages_have_one_effect(client, redis, servers):
     js = nc.jetstream()
     try:
         replayed = 0
-        for prefix in (subjects.DISCOUNT_REQUESTED, subjects.DISCOUNT_DECIDED, subjects.NOTIFICATION_SENT):
+        for prefix in (
+            subjects.PLACES_REQUESTED,
+            subjects.PLACES_RESERVED,
+            subjects.DISCOUNT_DECIDED,
+            subjects.NOTIFICATION_SENT,
+        ):
             subject = subjects.saga_subject(prefix, booking.id)
             original = await js.get_msg(subjects.SAGA_STREAM, subject=subject)
             for copy in range(2):
@@ -68,10 +73,11 @@ async def test_duplicated_saga_messages_have_one_effect(client, redis, servers):
         notify_subject = subjects.saga_subject(subjects.NOTIFY, booking.id)
         confirmed = next(e for e in before.history if e.type == c.EVENT_TYPE_BOOKING_CONFIRMED)
         await js.publish(notify_subject, confirmed.SerializeToString(), headers={"Nats-Msg-Id": uid("dupev")})
-        assert replayed == 6
+        assert replayed == 8
 
         async def consumers_drained():
             infos = [
+                await js.consumer_info(subjects.SAGA_STREAM, subjects.SCHEDULE_CONSUMER),
                 await js.consumer_info(subjects.SAGA_STREAM, subjects.DISCOUNT_CONSUMER),
                 await js.consumer_info(subjects.SAGA_STREAM, subjects.BOOKING_CONSUMER),
                 await js.consumer_info(subjects.SAGA_STREAM, subjects.NOTIFICATION_CONSUMER),

@@ -87,6 +87,37 @@ def test_create_stores_pending_with_the_first_event_and_asks_for_places_first():
     assert t.record.clinic_date == "2026-11-22"
     asked = saga_pb2.PlacesRequested.FromString(t.outbox[1].payload)
     assert (asked.appointment_date, list(asked.service_ids)) == ("2026-11-25", ["gen", "mammo"])
+    # The places request carries the discount request: held places go on to discount_svc directly.
+    assert (asked.discount.booking_id, asked.discount.base_price.amount_minor) == ("b1", 230_000)
+    assert (asked.discount.clinic_date, asked.discount.date_of_birth) == (
+        "2026-11-22",
+        b.patient.date_of_birth,
+    )
+    assert t.record.discount_requested
+
+
+def test_places_and_discount_arriving_together_are_recorded_in_one_step_in_order():
+    chained = decided(c.DISCOUNT_OUTCOME_APPLIED, 27_600)
+    chained.places.CopyFrom(places(token=4))
+    t = domain.apply_discount(created().record, chained, NOW)
+    b = t.record.booking
+    assert (b.status, b.token, b.final_price.amount_minor) == (
+        c.BOOKING_STATUS_CONFIRMED,
+        4,
+        230_000 - 27_600,
+    )
+    assert [(e.sequence, e.type) for e in b.history] == [
+        (1, c.EVENT_TYPE_BOOKING_CREATED),
+        (2, c.EVENT_TYPE_PLACES_RESERVED),
+        (3, c.EVENT_TYPE_DISCOUNT_APPLIED),
+        (4, c.EVENT_TYPE_BOOKING_CONFIRMED),
+    ]
+    assert [m.msg_id for m in t.outbox if m.subject.startswith("booking.events")] == ["b1:2", "b1:3", "b1:4"]
+    assert t.record.version == 2  # one commit for both answers
+    assert domain.apply_discount(t.record, chained, NOW) is None  # a redelivery: nothing
+    # An answer to a booking that already recorded its places (the older path) adds them once only.
+    old_path = domain.apply_discount(held(), chained, NOW).record.booking
+    assert [e.type for e in old_path.history].count(c.EVENT_TYPE_PLACES_RESERVED) == 1
 
 
 def test_places_reserved_then_the_discount_is_asked_for_once():
@@ -101,6 +132,7 @@ def test_places_reserved_then_the_discount_is_asked_for_once():
 def test_places_refused_rejects_without_touching_quota_or_places():
     t = domain.places_decided(created().record, places(False, c.REJECTION_REASON_SLOT_UNAVAILABLE), NOW)
     b = t.record.booking
+    assert not t.record.discount_requested  # refused places never went on to discount_svc
     assert (b.status, b.rejection_reason) == (c.BOOKING_STATUS_REJECTED, c.REJECTION_REASON_SLOT_UNAVAILABLE)
     assert not any(
         s.startswith(("saga.quota", "saga.places.release", "saga.discount")) for s in subjects_of(t)
@@ -150,11 +182,12 @@ def test_cancel_gives_back_places_and_quota_of_a_confirmed_booking_and_refuses_f
         domain.cancel(t.record, "", NOW)
 
 
-def test_timeout_before_the_discount_step_closes_the_places_and_never_touches_the_quota():
+def test_timeout_before_any_answer_closes_the_places_and_the_discount_door():
+    """Held places travel on to discount_svc without booking_svc hearing of them: a booking that
+    ends before any answer asks for both releases, so a late reservation or grant is refused."""
     t = domain.time_out(created().record, NOW)
     assert t.record.booking.rejection_reason == c.REJECTION_REASON_TIMED_OUT
-    assert "saga.places.release.b1" in subjects_of(t)
-    assert not any(s.startswith("saga.quota") for s in subjects_of(t))
+    assert {"saga.places.release.b1", "saga.quota.release.b1"} <= set(subjects_of(t))
     assert domain.time_out(t.record, NOW) is None
 
 
@@ -258,6 +291,7 @@ def test_accept_in_time_goes_on_with_the_saga_under_the_timeout_again():
     assert subjects_of(t) == ["booking.events.b1", "saga.places.accept.b1"]
     accept = saga_pb2.PlacesAccept.FromString(t.outbox[1].payload)
     assert (accept.booking_id, accept.appointment_date) == ("b1", "2026-11-25")
+    assert accept.discount.booking_id == "b1" and t.record.discount_requested  # held places go on
     assert domain.places_decided(t.record, waiting_answer(), LATER) is None  # a late first answer
     reserved = domain.places_decided(t.record, places(token=1), LATER)
     assert reserved.record.booking.token == 1 and "saga.discount.requested.b1" in subjects_of(reserved)
