@@ -22,7 +22,7 @@ from clinic_common import subjects
 
 from . import report as rep
 from .launcher import Stack
-from .load import ClinicTarget, Result, closed_loop, open_loop
+from .load import ClinicTarget, Result, add_doctor, closed_loop, open_loop
 from .procstat import CpuMeter, machine_info, process_name
 from .reference import STREAM as REF_STREAM
 from .reference import ReferenceStack, ReferenceTarget
@@ -34,6 +34,7 @@ PLANS = {
         "idle_s": 3.0,
         "warmup_s": 6.0,
         "closed": [(1, 12.0), (8, 12.0), (64, 12.0)],
+        "doctor_closed": [(1, 10.0), (64, 12.0)],
         "open": [(300, 10.0), (600, 10.0), (800, 10.0)],
         "ref_warmup_s": 4.0,
         "ref_closed": [(64, 12.0), (1, 10.0)],
@@ -42,6 +43,7 @@ PLANS = {
         "idle_s": 1.0,
         "warmup_s": 2.0,
         "closed": [(1, 2.5), (8, 2.5), (64, 2.5)],
+        "doctor_closed": [(1, 2.5), (64, 2.5)],
         "open": [(300, 2.5), (600, 2.5), (800, 2.5)],
         "ref_warmup_s": 1.5,
         "ref_closed": [(64, 2.5), (1, 2.5)],
@@ -49,6 +51,7 @@ PLANS = {
 }
 MAX_IN_FLIGHT = 2000
 SYSTEM_CONSUMERS = [
+    (subjects.SAGA_STREAM, subjects.SCHEDULE_CONSUMER),
     (subjects.SAGA_STREAM, subjects.DISCOUNT_CONSUMER),
     (subjects.SAGA_STREAM, subjects.BOOKING_CONSUMER),
     (subjects.EVENTS_STREAM, subjects.NOTIFICATION_CONSUMER),
@@ -98,10 +101,12 @@ def _line(console: Console, r: Result) -> None:
     )
 
 
-async def run_system(console: Console, plan: dict, data_dir: Path, started: list, out: dict) -> list[Result]:
+async def run_system(
+    console: Console, plan: dict, data_dir: Path, started: list, out: dict, ref_rate: float
+) -> list[Result]:
     stack = Stack(data_dir)
     started.append(stack)
-    say(console, f"starting nats-server, valkey and the four services in {data_dir}")
+    say(console, f"starting nats-server, valkey and the six services in {data_dir}")
     t0 = time.perf_counter()
     await stack.start()
     say(console, f"system up in {time.perf_counter() - t0:.1f}s (gateway {stack.gateway_addr})")
@@ -136,10 +141,30 @@ async def run_system(console: Console, plan: dict, data_dir: Path, started: list
             )
             results.append(r)
             _line(console, r)
-        # The fixed rates, plus one at half the closed-loop capacity just measured: the latency of a
-        # system that keeps up (the fixed rates may all be above capacity on a small machine).
         capacity = results[-1].rate
-        levels = [(max(10, round(capacity * 0.5)), plan["open"][0][1], "open 50% cap")]
+        # The same closed loops for bookings with a doctor (a token of the doctor's day each).
+        doctor_target = ClinicTarget(
+            stack.gateway_addr,
+            stack.jwt_secret,
+            doctor_id=await add_doctor(stack.gateway_addr, stack.jwt_secret),
+        )
+        await doctor_target.open()
+        try:
+            for concurrency, duration in plan["doctor_closed"]:
+                name = f"doctor c={concurrency}"
+                say(console, f"closed loop c={concurrency}, bookings with a doctor, for {duration}s")
+                r = await measured(meter, quiet, closed_loop(name, doctor_target.saga, concurrency, duration))
+                results.append(r)
+                _line(console, r)
+        finally:
+            await doctor_target.close()
+        # Half the reference's throughput (the target's load), half the closed-loop capacity just
+        # measured (the latency of a system that keeps up), then fixed rates (overload).
+        duration = plan["open"][0][1]
+        levels = [
+            (max(10, round(ref_rate * 0.5)), duration, rep.OPEN_HALF_REF),
+            (max(10, round(capacity * 0.5)), duration, "open 50% cap"),
+        ]
         levels += [(rate, duration, f"open {rate}/s") for rate, duration in plan["open"]]
         for rate, duration, name in levels:
             say(console, f"open loop {rate}/s for {duration}s (in-flight cap {MAX_IN_FLIGHT})")
@@ -224,8 +249,10 @@ async def run(args, data_root: Path, started: list, console: Console) -> Path:
     say(console, f"machine: {out['machine']['nproc']} CPUs, {out['machine']['cpu_model']}")
     say(console, f"before the run: {out['uptime_before']}")
     t0 = time.perf_counter()
-    system = await run_system(console, plan, data_root / "system", started, out)
+    # The reference first: the system's open-loop target runs at half the reference's throughput.
     reference = await run_reference(console, plan, data_root / "reference", started, out)
+    ref_rate = next((r.rate for r in reference if r.name == "ref closed c=64"), 0.0)
+    system = await run_system(console, plan, data_root / "system", started, out, ref_rate)
     by_name = {r.name: r for r in (*system, *reference)}
     out["system"] = [r.summary() for r in system]
     out["reference"] = [r.summary() for r in reference]

@@ -15,11 +15,19 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import grpc
 
-from clinic.v1 import booking_pb2, booking_pb2_grpc, common_pb2, notification_pb2, notification_pb2_grpc
+from clinic.v1 import (
+    booking_pb2,
+    booking_pb2_grpc,
+    common_pb2,
+    doctor_pb2,
+    doctor_pb2_grpc,
+    notification_pb2,
+    notification_pb2_grpc,
+)
 from clinic_common.stats import percentile
 from gateway.auth import mint
 
@@ -207,8 +215,13 @@ class ClinicTarget:
         patients: int = 4096,
         channels: int = CHANNELS,
         eligible_every: int = 10,
+        doctor_id: str = "",
     ) -> None:
         self._addr = addr
+        # With a doctor: each booking takes the lowest free token of the doctor's day (a day holds
+        # DOCTOR_CAPACITY; the bookings fill one day after another, from tomorrow).
+        self._doctor_id = doctor_id
+        self._first_day = date.today() + timedelta(days=1)
         self._channel_count = channels
         self._eligible_every = eligible_every
         self._run = uuid.uuid4().hex[:8]
@@ -253,6 +266,10 @@ class ClinicTarget:
             service_ids=[PREMIUM if i % self._eligible_every == 0 else BASIC],
             request_id=f"{self._run}-{i}",
         )
+        if self._doctor_id:
+            request.doctor_id = self._doctor_id
+            day = self._first_day + timedelta(days=(i // DOCTOR_CAPACITY) % 360)
+            request.appointment_date = day.isoformat()
         t0 = time.perf_counter()
         try:
             created = await bookings.CreateBooking(request, metadata=metadata, timeout=CALL_TIMEOUT_S)
@@ -270,6 +287,27 @@ class ClinicTarget:
             err.add_note(f"WatchBooking after {time.perf_counter() - t0:.1f}s, {events} events")
             raise
         return common_pb2.BookingStatus.Name(status).removeprefix("BOOKING_STATUS_")
+
+
+DOCTOR_CAPACITY = 500  # the most a doctor's day may hold (schedule_svc)
+
+
+async def add_doctor(addr: str, secret: str) -> str:
+    """A doctor who performs both bench services, with the largest day allowed; its id."""
+    metadata = (("authorization", f"Bearer {mint(secret, 'bench-admin', 'admin')}"),)
+    async with grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS) as channel:
+        created = await doctor_pb2_grpc.DoctorServiceStub(channel).CreateDoctor(
+            doctor_pb2.CreateDoctorRequest(
+                code=f"bench-{uuid.uuid4().hex[:8]}",
+                name="Dr Bench",
+                specialty="General medicine",
+                service_ids=[BASIC, PREMIUM],
+                daily_capacity=DOCTOR_CAPACITY,
+            ),
+            metadata=metadata,
+            timeout=CALL_TIMEOUT_S,
+        )
+    return created.doctor.id
 
 
 def _not_a_birthday() -> str:

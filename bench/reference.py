@@ -33,7 +33,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from nats.js import api as js_api
 from nats.js.errors import BadRequestError, NotFoundError
 
-from clinic_common import embedded
+from clinic_common import embedded, redis_io
 
 from .launcher import ROOT, Subprocesses
 from .load import CHANNEL_OPTIONS, CHANNELS
@@ -153,7 +153,7 @@ async def run_worker(role: str) -> None:
     if role == "worker-a":
         pool = aioredis.BlockingConnectionPool.from_url(os.environ["REF_REDIS_URL"], max_connections=64)
         redis = aioredis.Redis(connection_pool=pool)
-        incr = redis.register_script("return redis.call('INCR', KEYS[1])")
+        incr = redis_io.batched_script(redis, "return redis.call('INCR', KEYS[1])")
 
     async def handle(msg) -> None:
         booking_id = msg.subject.rpartition(".")[2]
@@ -164,12 +164,18 @@ async def run_worker(role: str) -> None:
             await js.publish(f"{FINAL}.{booking_id}", b"final", headers={"Nats-Msg-Id": f"{booking_id}:f"})
         await msg.ack()
 
+    running: set[asyncio.Task] = set()
     while not stop.is_set():
         try:
             msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_S)
         except TimeoutError:
             continue
-        await asyncio.gather(*(handle(m) for m in msgs))
+        for m in msgs:  # the next fetch goes out at once: no batch waits for its slowest message
+            task = asyncio.ensure_future(handle(m))
+            running.add(task)
+            task.add_done_callback(running.discard)
+    if running:
+        await asyncio.wait(running)
     await sub.unsubscribe()
     if redis is not None:
         await redis.aclose()
