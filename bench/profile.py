@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +24,18 @@ from .load import ClinicTarget, closed_loop
 from .procstat import CpuMeter
 
 PY_SERVICES = ("booking_svc", "schedule_svc", "discount_svc", "notification_svc")
+
+
+def nats_messages(monitor_port: int) -> dict[str, tuple[int, int]]:
+    """Messages each client sent to / received from nats-server so far, by connection name."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/connz?limit=1024", timeout=5) as r:
+        connz = json.load(r)
+    out: dict[str, tuple[int, int]] = {}
+    for c in connz.get("connections", []):
+        name = c.get("name") or "?"
+        sent, got = out.get(name, (0, 0))
+        out[name] = (sent + c.get("in_msgs", 0), got + c.get("out_msgs", 0))
+    return out
 
 
 def summarise(collapsed: Path, top: int) -> list[str]:
@@ -66,8 +80,10 @@ async def run(args: argparse.Namespace, data_dir: Path, out: Path) -> None:
                 stderr=subprocess.DEVNULL,
             )
         before = meter.snapshot()
+        msgs_before = nats_messages(stack.monitor_port)
         result = await closed_loop("profiled", target.saga, args.concurrency, args.seconds)
         cpu = meter.delta(before, meter.snapshot())
+        msgs_after = nats_messages(stack.monitor_port)
         for spy in spies.values():
             await spy.wait()
         await target.close()
@@ -79,6 +95,16 @@ async def run(args: argparse.Namespace, data_dir: Path, out: Path) -> None:
         f"p50 {result.pct(50):.2f} ms, p99 {result.pct(99):.2f} ms"
     )
     print("CPU ms per saga: " + ", ".join(f"{k} {v / sagas:.2f}" for k, v in sorted(cpu.items())))
+    rows = []
+    for name, (sent, got) in sorted(msgs_after.items()):
+        sent0, got0 = msgs_before.get(name, (0, 0))
+        if sent - sent0 or got - got0:
+            rows.append((name, (sent - sent0) / sagas, (got - got0) / sagas))
+    print(
+        "NATS messages per saga (client -> server, server -> client): "
+        + ", ".join(f"{n} {a:.1f}/{b:.1f}" for n, a, b in rows)
+        + f"; all {sum(r[1] for r in rows):.1f}/{sum(r[2] for r in rows):.1f}"
+    )
     for name in PY_SERVICES if args.spy else ():
         print(f"\n{name}:")
         path = out / f"{name}.txt"
