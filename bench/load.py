@@ -258,6 +258,14 @@ class ClinicTarget:
             await channel.close()
 
     async def saga(self) -> str:
+        return (await self._saga())[0]
+
+    async def timed_saga(self) -> tuple[str, float, float]:
+        """(booking id, when CreateBooking answered, when the final event arrived): perf_counter."""
+        _, booking_id, answered, final = await self._saga()
+        return booking_id, answered, final
+
+    async def _saga(self) -> tuple[str, str, float, float]:
         i = next(self._counter)
         patient, metadata = self._patients[i % len(self._patients)]
         bookings, notifications = self._stubs[i % len(self._stubs)]
@@ -276,6 +284,7 @@ class ClinicTarget:
         except grpc.aio.AioRpcError as err:
             err.add_note(f"CreateBooking after {time.perf_counter() - t0:.1f}s")
             raise
+        answered = time.perf_counter()
         watch = notification_pb2.WatchBookingRequest(booking_id=created.booking.id)
         status = 0
         events = 0
@@ -286,7 +295,9 @@ class ClinicTarget:
         except grpc.aio.AioRpcError as err:
             err.add_note(f"WatchBooking after {time.perf_counter() - t0:.1f}s, {events} events")
             raise
-        return common_pb2.BookingStatus.Name(status).removeprefix("BOOKING_STATUS_")
+        final = time.perf_counter()
+        status_name = common_pb2.BookingStatus.Name(status).removeprefix("BOOKING_STATUS_")
+        return status_name, created.booking.id, answered, final
 
 
 DOCTOR_CAPACITY = 500  # the most a doctor's day may hold (schedule_svc)
