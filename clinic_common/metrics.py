@@ -39,6 +39,9 @@ CONSUMER_REDELIVERIES = Counter(
 CONSUMER_PENDING = Gauge("clinic_consumer_pending", "Messages waiting or unacknowledged", ["consumer"])
 DEAD_LETTERS = Counter("clinic_dead_letters_total", "Messages sent to the dead-letter stream", ["consumer"])
 OUTBOX_RELAYED = Counter("clinic_outbox_relayed_total", "Outbox batches published late by the relay")
+WATCH_STREAMS_REFUSED = Counter(
+    "clinic_watch_streams_refused_total", "Watch streams refused: the caller already holds the most allowed"
+)
 
 
 EVERY_SERVICE = frozenset(SERVICES)
@@ -51,6 +54,7 @@ OWNERS: dict[str, frozenset[str]] = {
         (BOOKINGS_SHED, {"booking_svc"}),
         (SAGA_SECONDS, {"booking_svc"}),
         (OUTBOX_RELAYED, {"booking_svc"}),
+        (WATCH_STREAMS_REFUSED, {"notification_svc"}),
         (QUOTA_USED, {"discount_svc"}),
         (QUOTA_LIMIT, {"discount_svc"}),
         (QUOTA_GRANTS, {"discount_svc"}),

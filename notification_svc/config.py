@@ -6,7 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from clinic_common.config import Connections, env_addr, env_metrics_addr
+from clinic_common.config import Connections, env_addr, env_int, env_metrics_addr
+
+from .limits import DEFAULT_MAX_WATCH_STREAMS
 
 
 @dataclass(frozen=True)
@@ -14,6 +16,7 @@ class NotificationConfig:
     addr: str
     connections: Connections
     metrics_addr: str = "off"
+    max_watch_streams: int = DEFAULT_MAX_WATCH_STREAMS  # per patient per instance; 0: no cap
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NotificationConfig:
@@ -22,4 +25,5 @@ class NotificationConfig:
             addr=env_addr(env, "NOTIFICATION_SVC_ADDR", "127.0.0.1:50062"),
             connections=Connections.from_env(env),
             metrics_addr=env_metrics_addr(env, "NOTIFICATION_SVC_METRICS_ADDR", "127.0.0.1:9462"),
+            max_watch_streams=env_int(env, "CLINIC_MAX_WATCH_STREAMS", DEFAULT_MAX_WATCH_STREAMS, minimum=0),
         )

@@ -10,6 +10,7 @@ from clinic_common.errors import InvalidArgument
 
 from . import watch
 from .hub import EventHub
+from .limits import OpenStreams
 
 MAX_ID_LEN = 64
 
@@ -20,17 +21,19 @@ def _require_id(field: str, value: str) -> None:
 
 
 class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
-    def __init__(self, hub: EventHub, js: JetStreamContext) -> None:
+    def __init__(self, hub: EventHub, js: JetStreamContext, streams: OpenStreams | None = None) -> None:
         self._hub = hub
         self._js = js
+        self._streams = streams or OpenStreams()
 
     @rpc.server_stream
     async def WatchBooking(self, request, context, who):
         _require_id("booking_id", request.booking_id)
-        async for event in watch.watch_booking(
-            self._hub, self._js, request.booking_id, request.follow, who.require_patient_access
-        ):
-            yield notification_pb2.WatchBookingResponse(event=event)
+        with self._streams.hold(who):
+            async for event in watch.watch_booking(
+                self._hub, self._js, request.booking_id, request.follow, who.require_patient_access
+            ):
+                yield notification_pb2.WatchBookingResponse(event=event)
 
     @rpc.server_stream
     async def WatchPatient(self, request, context, who):
@@ -41,8 +44,9 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             # Initial metadata tells the client the watch is registered: events from here on arrive.
             await context.send_initial_metadata((("x-clinic-watch", "live"),))
 
-        async for item in watch.watch_patient(self._hub, request.patient_id, on_live=live):
-            if isinstance(item, common_pb2.BookingEvent):
-                yield notification_pb2.WatchPatientResponse(event=item)
-            else:
-                yield notification_pb2.WatchPatientResponse(visit=item)
+        with self._streams.hold(who):
+            async for item in watch.watch_patient(self._hub, request.patient_id, on_live=live):
+                if isinstance(item, common_pb2.BookingEvent):
+                    yield notification_pb2.WatchPatientResponse(event=item)
+                else:
+                    yield notification_pb2.WatchPatientResponse(visit=item)

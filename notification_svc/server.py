@@ -12,6 +12,7 @@ from clinic_common.grpc_server import create_server
 from .config import NotificationConfig
 from .handlers import NotificationServicer
 from .hub import EventHub
+from .limits import OpenStreams
 from .notifier import CONSUMER, VISIT_CONSUMER, CallNotifier, Notifier
 
 SERVICE_NAME = notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
@@ -26,7 +27,7 @@ async def main(stop: asyncio.Event, config: NotificationConfig) -> None:
 
         hub = EventHub()
         await hub.start(deps.nc)
-        servicer = NotificationServicer(hub, deps.js)
+        servicer = NotificationServicer(hub, deps.js, OpenStreams(config.max_watch_streams))
         server = create_server(
             config.addr,
             [lambda s: notification_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, s)],

@@ -238,27 +238,39 @@ async def test_oversized_request_is_refused(client, redis, servers):
     await footprint.assert_untouched([req.patient.id, req.request_id])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not enforced since the edge is Envoy: it limits each caller's rate, not how many streams a "
-    "caller holds open; only the service that serves the streams sees them end (docs/security.md)",
-)
 async def test_open_watch_streams_per_caller_are_capped(client):
+    """notification_svc counts a patient's open watch streams (CLINIC_MAX_WATCH_STREAMS, 10): the
+    eleventh is refused while ten are open, and one closing makes room again."""
     who = uid("watcher")
     md = Client.auth(who, "patient")
-    streams = [
-        client.notifications.WatchPatient(
-            notification_pb2.WatchPatientRequest(patient_id=who), metadata=md, timeout=3
+
+    def watch():
+        return client.notifications.WatchPatient(
+            notification_pb2.WatchPatientRequest(patient_id=who), metadata=md, timeout=5
         )
-        for _ in range(11)
-    ]
+
+    streams = [watch() for _ in range(10)]
     try:
-        results = await asyncio.gather(*(s.initial_metadata() for s in streams[:10]))
-        assert len(results) == 10
+        # Each sends its initial metadata once registered (live): all ten are open.
+        live = await asyncio.gather(*(s.initial_metadata() for s in streams))
+        assert all(("x-clinic-watch", "live") in tuple(m) for m in live)
+        streams.append(watch())
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             async for _ in streams[10]:
                 pass
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "open watch streams" in caught.value.details()
+        streams[0].cancel()  # one closes: a new one is let in (once the server saw it end)
+
+        async def one_more_is_let_in() -> bool:
+            again = watch()
+            streams.append(again)
+            try:
+                return ("x-clinic-watch", "live") in tuple(await again.initial_metadata())
+            except grpc.aio.AioRpcError:
+                return False
+
+        await wait_for(one_more_is_let_in, 5, "a stream let in after one closed")
     finally:
         for s in streams:
             s.cancel()
