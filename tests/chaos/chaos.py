@@ -286,6 +286,7 @@ class Chaos:
             js = nc.jetstream(timeout=2)
             prefixes = (
                 subjects.PLACES_REQUESTED,
+                subjects.PLACES_RESERVED,
                 subjects.PLACES_DECIDED,
                 subjects.PLACES_RELEASE,
                 subjects.PLACES_OFFERED,
