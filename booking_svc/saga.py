@@ -234,12 +234,21 @@ class Bookings:
     async def relay_outbox(self, min_age_ms: int = 2000, limit: int = 256) -> int:
         """Publish what a crash (or a NATS outage) left unpublished; duplicates are dropped by id."""
         due = await self._store.outbox_due(_ms(self._clock.now()) - min_age_ms, limit)
+        # Bookings side by side (a NATS outage leaves hundreds due, and a publish that fails takes
+        # seconds of retries), each booking's batches in version order, stopping at its first failure.
+        by_booking: dict[str, list[tuple[str, saga_pb2.OutboxBatch]]] = {}
         for batch_id, batch in due:
-            await self._flush(batch_id, list(batch.messages))
+            by_booking.setdefault(batch_id.rpartition(":")[0], []).append((batch_id, batch))
+        await asyncio.gather(*(self._relay_in_order(batches) for batches in by_booking.values()))
         if due:
             metrics.OUTBOX_RELAYED.inc(len(due))
             log.info("outbox.relayed", batches=len(due))
         return len(due)
+
+    async def _relay_in_order(self, batches: list[tuple[str, saga_pb2.OutboxBatch]]) -> None:
+        for batch_id, batch in sorted(batches, key=lambda b: int(b[0].rpartition(":")[2])):
+            if not await self._flush(batch_id, list(batch.messages)):
+                return  # its later versions wait for the next pass
 
     async def finish_publishing(self, timeout_s: float = 3.0) -> None:
         """At shutdown: let publishes started for new bookings finish (the relay covers the rest)."""
@@ -354,14 +363,15 @@ class Bookings:
         seconds = b.updated_at.ToNanoseconds() / 1e9 - b.created_at.ToNanoseconds() / 1e9
         metrics.SAGA_SECONDS.observe(max(seconds, 0.0))
 
-    async def _flush(self, batch_id: str, messages: list[saga_pb2.OutboxMessage]) -> None:
+    async def _flush(self, batch_id: str, messages: list[saga_pb2.OutboxMessage]) -> bool:
         """Publish now; on failure the outbox keeps the batch and the relay publishes it later."""
         try:
             await asyncio.gather(*(self._publish(m) for m in messages))
         except Exception as exc:
             log.warning("outbox.publish_deferred", outbox_id=batch_id, error=repr(exc))
-            return
+            return False
         self._store.outbox_done_later(batch_id)
+        return True
 
 
 def _ms(moment) -> int:
