@@ -1,7 +1,8 @@
 """The messaging map: every stream, subject and durable consumer name, in one place.
 
 Subjects carry the booking id as their last token, so `nats sub 'booking.events.<id>'` follows one
-booking and `nats sub 'saga.*.*.<id>'` shows its internal saga traffic.
+booking and `nats sub 'saga.*.*.<id>'` shows its internal saga traffic (plus `saga.notify.<id>`,
+one token shorter).
 """
 
 from __future__ import annotations

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import nats
+
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import notification_pb2
+from clinic_common import subjects
 from clinic_common.subjects import booking_id_of  # noqa: F401 - documents the subject layout
 from discount_svc.quota import used_key
 from tests.conftest import TEST_QUOTA
@@ -184,3 +187,54 @@ async def test_watch_patient_streams_events_of_new_bookings(client):
 
 async def _has(client: Client, booking_id: str, kind: str) -> bool:
     return kind in types(await client.get(booking_id))
+
+
+async def test_a_confirmed_booking_costs_five_saga_messages_each_once(client: Client, servers):
+    """The hot path's shape (issue 12): the places request, the reservation straight to
+    discount_svc, its decision, the notifier's copy and its receipt; nothing else on SAGA, and the
+    five public events on BOOKING_EVENTS. A step put back in (booking_svc asking for the discount
+    itself, say) shows here."""
+    booking = await client.create(patient(), ["gen-consult"], appointment_date=future_date())
+    done = await client.settled(booking.id)
+    assert types(done) == [
+        "BOOKING_CREATED",
+        "PLACES_RESERVED",
+        "DISCOUNT_NOT_ELIGIBLE",
+        "BOOKING_CONFIRMED",
+        "NOTIFICATION_SENT",
+    ]
+    nc = await nats.connect(servers.nats_url)
+    try:
+        js = nc.jetstream()
+        saga = [  # saga.<step>.<verb>.<id>, and saga.notify.<id>
+            *await _stored(js, subjects.SAGA_STREAM, f"saga.*.*.{booking.id}"),
+            *await _stored(js, subjects.SAGA_STREAM, f"saga.*.{booking.id}"),
+        ]
+        events = await _stored(js, subjects.EVENTS_STREAM, subjects.event_subject(booking.id))
+
+    finally:
+        await nc.close()
+    assert sorted(saga) == sorted(
+        subjects.saga_subject(prefix, booking.id)
+        for prefix in (
+            subjects.PLACES_REQUESTED,
+            subjects.PLACES_RESERVED,
+            subjects.DISCOUNT_DECIDED,
+            subjects.NOTIFY,
+            subjects.NOTIFICATION_SENT,
+        )
+    )
+    assert events == [subjects.event_subject(booking.id)] * 5
+
+
+async def _stored(js, stream: str, subject: str) -> list[str]:
+    """The subjects of every message `stream` holds on `subject`, read one by one (direct get)."""
+    found: list[str] = []
+    seq = 1
+    while True:
+        try:
+            msg = await js.get_msg(stream, seq=seq, subject=subject, next=True, direct=True)
+        except nats.js.errors.NotFoundError:
+            return found
+        found.append(msg.subject)
+        seq = msg.seq + 1
