@@ -33,6 +33,8 @@ def make_handler(discounts: Discounts):
             places = saga_pb2.PlacesDecided.FromString(msg.data)
             if not places.reserved or not places.HasField("discount"):
                 raise Poison("a reservation without held places or without its discount request")
+            if places.booking_id != booking_id:
+                raise Poison(f"payload booking id {places.booking_id!r} does not match the subject")
             request = places.discount
             places.ClearField("discount")
             _check_request(request, booking_id)

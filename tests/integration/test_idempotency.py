@@ -6,6 +6,7 @@ import asyncio
 
 import grpc
 import nats
+import pytest
 
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import saga_pb2
@@ -95,15 +96,36 @@ async def test_duplicated_saga_messages_have_one_effect(client, redis, servers):
     assert len(notifications) == 1
 
 
-async def test_a_poison_message_is_dead_lettered_and_the_consumer_keeps_working(client, servers):
+def _reservation(booking_id: str, *, reserved: bool, places_of: str = "") -> bytes:
+    request = saga_pb2.DiscountRequested(
+        booking_id=booking_id, patient_id="p", date_of_birth="1980-01-01", clinic_date=today_ist().isoformat()
+    )
+    places = saga_pb2.PlacesDecided(booking_id=places_of or booking_id, reserved=reserved, discount=request)
+    return places.SerializeToString()
+
+
+POISONS = {
+    "undecodable request": (subjects.DISCOUNT_REQUESTED, lambda _: b"\xff\xffnot a protobuf"),
+    "undecodable reservation": (subjects.PLACES_RESERVED, lambda _: b"\xff\xffnot a protobuf"),
+    # A discount must never be decided for a booking that holds no places.
+    "reservation of no places": (subjects.PLACES_RESERVED, lambda i: _reservation(i, reserved=False)),
+    "reservation of another booking": (
+        subjects.PLACES_RESERVED,
+        lambda i: _reservation(i, reserved=True, places_of=i + "x"),
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(POISONS))
+async def test_a_poison_message_is_dead_lettered_and_the_consumer_keeps_working(client, servers, kind):
+    prefix, make_payload = POISONS[kind]
     nc = await nats.connect(servers.nats_url)
     js = nc.jetstream()
     try:
         poison_id = uid("poison")
+        payload = make_payload(poison_id)
         await js.publish(
-            subjects.saga_subject(subjects.DISCOUNT_REQUESTED, poison_id),
-            b"\xff\xffnot a protobuf",
-            headers={"Nats-Msg-Id": poison_id},
+            subjects.saga_subject(prefix, poison_id), payload, headers={"Nats-Msg-Id": poison_id}
         )
 
         async def dead_lettered():
@@ -119,7 +141,7 @@ async def test_a_poison_message_is_dead_lettered_and_the_consumer_keeps_working(
 
         letter = await wait_for(dead_lettered, what="the poison message in DEAD_LETTERS")
         assert letter.reason.startswith("poison")
-        assert letter.payload == b"\xff\xffnot a protobuf"
+        assert letter.payload == payload
     finally:
         await nc.close()
     booking = await client.create(patient(), ["gen-consult"], appointment_date=future_date())
