@@ -413,11 +413,19 @@ def accept_offer(record: saga_pb2.BookingRecord, now: datetime) -> tuple[Transit
     return t, True
 
 
+class OfferNotRecordedYet(Exception):
+    """An offer's expiry came before the offer itself (they travel separately, and the offer's
+    delivery may have been retried): the expiry is tried again later, once the offer is recorded,
+    so the history never shows OFFER_EXPIRED without the WAITLIST_OFFERED it ends."""
+
+
 def offer_expired(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None:
     """schedule_svc ended the offer (its places already went on to the next in line)."""
     b = record.booking
     if b.status not in (WAITLISTED, PENDING) or _has_event(b, S.EVENT_TYPE_PLACES_RESERVED):
         return None  # ended already, or accepted in time (then this cannot come: the hold is held)
+    if not b.HasField("offer_expires_at") and not record.offer_accepted:
+        raise OfferNotRecordedYet(f"booking {b.id}: the offer this expiry ends is not recorded yet")
     t = _next(record, now)
     _reject(t, S.REJECTION_REASON_OFFER_EXPIRED, OFFER_EXPIRED_MESSAGE, now, held=False)
     return t

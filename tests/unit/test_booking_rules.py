@@ -330,6 +330,17 @@ def test_an_expired_offer_rejects_without_a_release_and_a_refused_accept_likewis
     assert domain.offer_expired(confirmed, EXPIRES) is None  # held in time: the expiry cannot win
 
 
+def test_an_expiry_that_overtakes_its_offer_waits_for_it():
+    """The offer's delivery was retried and its expiry came first: the expiry is refused for now
+    (the consumer tries it again), and once the offer is in, it ends the booking after it."""
+    with pytest.raises(domain.OfferNotRecordedYet):
+        domain.offer_expired(waiting(), EXPIRES)
+    t = domain.offer_expired(offered(), EXPIRES)
+    kinds = [e.type for e in t.record.booking.history]
+    assert kinds[-1] == c.EVENT_TYPE_BOOKING_REJECTED
+    assert kinds.index(c.EVENT_TYPE_WAITLIST_OFFERED) < kinds.index(c.EVENT_TYPE_BOOKING_REJECTED)
+
+
 def test_cancelling_a_waitlisted_booking_leaves_the_line_and_gives_an_offered_place_back():
     for record in (waiting(), offered()):
         t = domain.cancel(record, "no longer needed", LATER)
