@@ -122,8 +122,12 @@ async def test_make_run_supervises_start_up_and_running(tmp_path):
             [ready_line] = [ln for ln in output if ln.startswith(f"✓ {module} ") and " metrics " in ln]
             addr = ready_line.split()[2]
             assert processes.port_of(addr) not in {p for p, s in held.items() if s is not None}, ready_line
-        [try_line] = [line for line in output if "BookingService/ListServices" in line]
+        # The page and the "Try it" lines follow "gateway ready": wait for them, do not assume them.
         page = f"http://{env['CLINIC_GATEWAY_ADDR']}/"
+        await wait_for(
+            lambda: printed("BookingService/ListServices"), timeout_s=30, what="the grpcurl line to try"
+        )
+        [try_line] = [line for line in output if "BookingService/ListServices" in line]
         assert any(line.startswith(f"Front desk page: {page}") for line in output), "".join(output)
         html = await asyncio.to_thread(_get, page)  # served by Envoy, no token needed
         assert "<title>Clinic front desk</title>" in html
