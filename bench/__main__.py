@@ -134,28 +134,23 @@ async def run_system(
         warm = await measured(meter, quiet, closed_loop("warm-up", target.saga, 8, plan["warmup_s"]))
         out["warmup"] = warm.summary()
         _line(console, warm)
-        for concurrency, duration in plan["closed"]:
-            say(console, f"closed loop c={concurrency} for {duration}s")
-            r = await measured(
-                meter, quiet, closed_loop(f"closed c={concurrency}", target.saga, concurrency, duration)
-            )
-            results.append(r)
-            _line(console, r)
-        capacity = results[-1].rate
-        # The same closed loops for bookings with a doctor (a token of the doctor's day each).
-        doctor_target = ClinicTarget(
-            stack.gateway_addr,
-            stack.jwt_secret,
-            doctor_id=await add_doctor(stack.gateway_addr, stack.jwt_secret),
-        )
-        await doctor_target.open()
-        try:
-            for concurrency, duration in plan["doctor_closed"]:
-                name = f"doctor c={concurrency}"
-                say(console, f"closed loop c={concurrency}, bookings with a doctor, for {duration}s")
-                r = await measured(meter, quiet, closed_loop(name, doctor_target.saga, concurrency, duration))
+
+        async def closed_phases(saga_target: ClinicTarget, phases, prefix: str) -> None:
+            for concurrency, duration in phases:
+                name = f"{prefix} c={concurrency}"
+                say(console, f"{name}: closed loop for {duration}s")
+                r = await measured(meter, quiet, closed_loop(name, saga_target.saga, concurrency, duration))
                 results.append(r)
                 _line(console, r)
+
+        await closed_phases(target, plan["closed"], "closed")
+        capacity = results[-1].rate
+        # The same closed loops for bookings with a doctor (a token of the doctor's day each).
+        doctor_id = await add_doctor(stack.gateway_addr, stack.jwt_secret)
+        doctor_target = ClinicTarget(stack.gateway_addr, stack.jwt_secret, doctor_id=doctor_id)
+        await doctor_target.open()
+        try:
+            await closed_phases(doctor_target, plan["doctor_closed"], "doctor")
         finally:
             await doctor_target.close()
         # Half the reference's throughput (the target's load), half the closed-loop capacity just

@@ -141,9 +141,7 @@ class ScriptBatcher:
                     pipe.evalsha(script.sha, len(keys), *keys, *args)
                 results = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # the connection failed: every call of the batch failed with it
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            _fail(batch, exc)
             return
         self.pipelines += 1
         unknown = []  # scripts not in the server's cache (new server, or flushed): load, send again
@@ -162,11 +160,15 @@ class ScriptBatcher:
                 for script in {id(call[0]): call[0] for call in unknown}.values():
                     script.sha = await self.redis.script_load(script.script)
             except Exception as exc:
-                for *_, future in unknown:
-                    if not future.done():
-                        future.set_exception(exc)
+                _fail(unknown, exc)
                 return
             await self._send(unknown, reloaded=True)
+
+
+def _fail(calls: list[tuple[object, list, list, asyncio.Future]], exc: Exception) -> None:
+    for *_, future in calls:
+        if not future.done():  # its caller may have given up (cancelled)
+            future.set_exception(exc)
 
 
 async def _settle(future: asyncio.Future, call) -> None:
