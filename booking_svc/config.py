@@ -12,6 +12,7 @@ from clinic_common.catalog import DEFAULT_CATALOG, Catalog, load
 from clinic_common.config import (
     Connections,
     env_addr,
+    env_country_code,
     env_int,
     env_list,
     env_metrics_addr,
@@ -34,6 +35,7 @@ class BookingConfig:
     max_pending: int = 0
     metrics_addr: str = "off"
     schedule_addrs: tuple[str, ...] = ("127.0.0.1:50064",)  # the registry and doctors (schedule_svc)
+    country_code: str = "91"  # completes a 10-digit phone of an inline patient
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
@@ -47,4 +49,5 @@ class BookingConfig:
             max_pending=env_int(env, "CLINIC_MAX_PENDING_BOOKINGS", DEFAULT_MAX_PENDING, minimum=0),
             metrics_addr=env_metrics_addr(env, "BOOKING_SVC_METRICS_ADDR", "127.0.0.1:9461"),
             schedule_addrs=env_list(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
+            country_code=env_country_code(env),
         )

@@ -6,7 +6,6 @@ outbox). The store commits both atomically, so an event is never lost between th
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -18,6 +17,7 @@ from clinic_common.clock import parse_date
 from clinic_common.errors import FailedPrecondition, InvalidArgument
 from clinic_common.money import format_minor, money
 from clinic_common.timeutil import parse_hhmm, to_timestamp
+from clinic_common.validate import MAX_ID_LEN, PATIENT_ID, check_email, check_phone, full, normalise_email
 
 S = common_pb2
 PENDING, CONFIRMED, REJECTED, CANCELLED, WAITLISTED = (
@@ -29,13 +29,11 @@ PENDING, CONFIRMED, REJECTED, CANCELLED, WAITLISTED = (
 )
 FINAL_STATUSES = frozenset({CONFIRMED, REJECTED, CANCELLED})
 
-MAX_ID_LEN = 64
 MAX_NAME_LEN = 200
 MAX_REQUEST_ID_LEN = 128
 MAX_SERVICES = 20
 MAX_REASON_LEN = 500
 MAX_DAYS_AHEAD = 366
-PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
 
 QUOTA_EXHAUSTED_MESSAGE = "Daily discount quota reached"
 OFFER_EXPIRED_MESSAGE = "The waitlist offer expired before it was accepted"
@@ -73,11 +71,13 @@ def validate_create(
     today: date,
     doctor: doctor_pb2.Doctor | None = None,
     now_minute: int = 0,
+    country_code: str = "91",
 ) -> list[tuple[str, str]]:
     """Every bad field of the request, named as the proto path; empty when the request is good.
 
     `doctor` is the doctor `req.doctor_id` names (None: unknown, or none named); `now_minute` the
-    clinic's time of day, so a time earlier today is refused.
+    clinic's time of day, so a time earlier today is refused; `country_code` completes a 10-digit
+    inline phone.
     """
     bad: list[tuple[str, str]] = []
     if not req.HasField("patient"):
@@ -86,7 +86,7 @@ def validate_create(
         p = req.patient
         if not p.id:
             bad.append(("patient.id", "must not be empty"))
-        elif len(p.id) > MAX_ID_LEN or not PATIENT_ID.match(p.id):
+        elif len(p.id) > MAX_ID_LEN or not full(PATIENT_ID, p.id):
             bad.append(("patient.id", f"up to {MAX_ID_LEN} letters, digits or ._@:- characters"))
         if len(p.name) > MAX_NAME_LEN:
             bad.append(("patient.name", f"at most {MAX_NAME_LEN} characters"))
@@ -97,6 +97,8 @@ def validate_create(
                 bad.append(("patient.date_of_birth", "must not be in the future"))
         except ValueError as exc:
             bad.append(("patient.date_of_birth", str(exc)))
+        bad += check_phone(p.phone, country_code, "patient.phone")[0]
+        bad += check_email(p.email, "patient.email")
     if not req.service_ids:
         bad.append(("service_ids", "at least one service is required"))
     elif len(req.service_ids) > MAX_SERVICES:
@@ -208,9 +210,11 @@ def create(
     traceparent: str = "",
     doctor: doctor_pb2.Doctor | None = None,
     patient: common_pb2.Patient | None = None,
+    country_code: str = "91",
 ) -> Transition:
     """A new PENDING booking asking for its places. `patient`: the registry's record when the
-    request names a registered patient by id alone; `doctor`: the doctor it names."""
+    request names a registered patient by id alone; `doctor`: the doctor it names. An inline
+    patient's phone is stored as E.164 and its e-mail in lower case, as the registry stores them."""
     local = now.astimezone(tz)
     today = local.date()
     if patient is not None:
@@ -218,17 +222,27 @@ def create(
         named.CopyFrom(req)
         named.patient.CopyFrom(patient)
     bad = validate_create(
-        named if patient is not None else req, catalog, today, doctor, local.hour * 60 + local.minute
+        named if patient is not None else req,
+        catalog,
+        today,
+        doctor,
+        local.hour * 60 + local.minute,
+        country_code,
     )
     if bad:
         raise InvalidArgument(bad)
+    if patient is None:
+        patient = common_pb2.Patient()
+        patient.CopyFrom(req.patient)
+        patient.phone = check_phone(patient.phone, country_code)[1]
+        patient.email = normalise_email(patient.email)
     appointment = req.appointment_date or today.isoformat()
     services = [catalog.services[sid] for sid in req.service_ids]
     base = sum(s.price_minor for s in services)
     ts = to_timestamp(now)
     booking = common_pb2.Booking(
         id=booking_id,
-        patient=patient or req.patient,
+        patient=patient,
         services=[
             common_pb2.BookedService(
                 service_id=s.id, name=s.name, price=money(s.price_minor, catalog.currency)

@@ -23,6 +23,7 @@ from clinic_common.errors import (
 )
 from clinic_common.logs import get_logger
 from clinic_common.principal import Principal
+from clinic_common.validate import TOKEN_ID, full
 
 from . import domain
 from . import store as stores
@@ -54,6 +55,7 @@ class Bookings:
         clock: Clock | None = None,
         bus_ready: Callable[[], bool] = lambda: True,
         schedule: ScheduleClient | None = None,
+        country_code: str = "91",
     ) -> None:
         self._store = store
         self._publish = publish
@@ -64,6 +66,7 @@ class Bookings:
         self._clock = clock or Clock()
         self._bus_ready = bus_ready
         self._schedule = schedule
+        self._country_code = country_code
         # Records this instance wrote or read last. Only a hint: every commit is compare-and-set
         # on the stored version, and a "nothing to do" or "cannot apply" verdict is re-checked on
         # the stored record (another instance may have moved the booking on since).
@@ -81,7 +84,9 @@ class Bookings:
         patient, doctor = await self._resolve(req, who)
         now = self._clock.now()
         trace = tracing.current() or tracing.new_traceparent()
-        t = domain.create(req, self._catalog, uuid.uuid4().hex, now, self._tz, trace, doctor, patient)
+        t = domain.create(
+            req, self._catalog, uuid.uuid4().hex, now, self._tz, trace, doctor, patient, self._country_code
+        )
         if not self._bus_ready():
             raise Unavailable("NATS unavailable: booking not stored, try again")
         stored_id = await self._store.create(t, _ms(now), self._max_pending)
@@ -300,7 +305,7 @@ class Bookings:
         return existing.booking
 
     async def _load(self, booking_id: str) -> saga_pb2.BookingRecord:
-        if not booking_id or len(booking_id) > domain.MAX_ID_LEN:
+        if not booking_id or len(booking_id) > domain.MAX_ID_LEN or not full(TOKEN_ID, booking_id):
             raise InvalidArgument([("booking_id", "must be a booking id")])
         record = await self._store.load(booking_id)
         if record is None:

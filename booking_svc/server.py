@@ -38,6 +38,7 @@ def build(
         max_pending=config.max_pending,
         bus_ready=lambda: deps.nc.is_connected,
         schedule=schedule,
+        country_code=config.country_code,
     )
     servicer = BookingServicer(bookings)
     server = create_server(

@@ -159,8 +159,16 @@ def env_timezone(env: Mapping[str, str], name: str = "CLINIC_TIMEZONE") -> ZoneI
 def env_addr(env: Mapping[str, str], name: str, default: str) -> str:
     value = env_str(env, name, default)
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host or not (port.isascii() and port.isdigit()):
         raise ConfigError(f"{name}={value!r} is not a host:port address")
+    return value
+
+
+def env_country_code(env: Mapping[str, str], name: str = "CLINIC_COUNTRY_CODE") -> str:
+    """The calling code a 10-digit phone number gets (`91`), without the `+`."""
+    value = env_str(env, name, "91").removeprefix("+")
+    if not (value.isascii() and value.isdigit()) or not 1 <= len(value) <= 3 or value.startswith("0"):
+        raise ConfigError(f"{name}={value!r} must be a country calling code such as 91")
     return value
 
 

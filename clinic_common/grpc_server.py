@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -19,6 +20,93 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 ]
 
 Registrar = Callable[[grpc.aio.Server], None]
+
+MALFORMED_REQUEST = "malformed request"
+
+
+class _Malformed:
+    """What a request that does not parse becomes; the handler answers it, not grpcio."""
+
+
+_MALFORMED = _Malformed()
+
+
+def _parse_or_flag(deserialize: Callable[[bytes], object]) -> Callable[[bytes], object]:
+    def parse(data: bytes) -> object:
+        try:
+            return deserialize(data)
+        except Exception:  # DecodeError and friends: the caller sent bytes no parser reads
+            return _MALFORMED
+
+    return parse
+
+
+def refuse_malformed(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
+    """The same handler, except that a body that does not parse (truncated, garbage, invalid
+    UTF-8 in a string field) gets INVALID_ARGUMENT "malformed request".
+
+    Left alone, grpcio answers such a body UNKNOWN with the parser's exception class in the
+    message. Only async unary-request handlers are wrapped (every clinic.v1 method is one).
+    """
+    if handler is None or handler.request_streaming or handler.request_deserializer is None:
+        return handler
+    behaviour = handler.unary_stream if handler.response_streaming else handler.unary_unary
+    if handler.response_streaming and inspect.isasyncgenfunction(behaviour):
+
+        async def unary_stream(request, context):
+            if request is _MALFORMED:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED_REQUEST)
+            async for item in behaviour(request, context):
+                yield item
+
+        wrapped = {"unary_stream": unary_stream}
+    elif not handler.response_streaming and inspect.iscoroutinefunction(behaviour):
+
+        async def unary_unary(request, context):
+            if request is _MALFORMED:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED_REQUEST)
+            return await behaviour(request, context)
+
+        wrapped = {"unary_unary": unary_unary}
+    else:
+        return handler
+    return handler._replace(request_deserializer=_parse_or_flag(handler.request_deserializer), **wrapped)
+
+
+class _RefusingGeneric(grpc.GenericRpcHandler):
+    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+        self._inner = inner
+        self._wrapped: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler | None]] = {}
+
+    def service(self, handler_call_details):
+        found = self._inner.service(handler_call_details)
+        if found is None:
+            return None
+        known = self._wrapped.get(id(found))
+        if known is None or known[0] is not found:
+            known = self._wrapped[id(found)] = (found, refuse_malformed(found))
+        return known[1]
+
+
+class _Registering:
+    """What the registrars see instead of the server: every method handler they add refuses
+    malformed bodies itself (generated `add_*_to_server` calls both methods below)."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(tuple(_RefusingGeneric(h) for h in handlers))
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self._server.add_registered_method_handlers(
+            service_name, {name: refuse_malformed(h) for name, h in method_handlers.items()}
+        )
+
+    def __getattr__(self, name: str):
+        return getattr(self._server, name)
 
 
 class HealthyServer:
@@ -69,10 +157,11 @@ def create_server(
         options=list({**dict(SERVER_OPTIONS), **dict(options)}.items()),  # later settings win
         handlers=list(handlers) or None,
     )
+    registering = _Registering(server)
     for register in registrars:
-        register(server)
+        register(registering)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registering)
     if reflect:
         reflection.add_to_server(server)  # the whole public API, whatever this process serves
     try:

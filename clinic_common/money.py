@@ -7,12 +7,12 @@ import re
 from clinic.v1 import common_pb2
 
 CURRENCY = "INR"
-_DECIMAL = re.compile(r"^(\d{1,9})(?:\.(\d{1,2}))?$")
+_DECIMAL = re.compile(r"([0-9]{1,9})(?:\.([0-9]{1,2}))?")
 
 
 def parse_major(text: str) -> int:
     """'1800.00' -> 180000 paise. Raises ValueError on anything else."""
-    match = _DECIMAL.match(text.strip()) if isinstance(text, str) else None
+    match = _DECIMAL.fullmatch(text.strip()) if isinstance(text, str) else None
     if not match:
         raise ValueError(f"{text!r} is not a decimal amount like 500.00")
     whole, fraction = match.group(1), (match.group(2) or "").ljust(2, "0")

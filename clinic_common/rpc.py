@@ -11,10 +11,11 @@ import structlog
 
 from clinic_common import metrics, tracing
 from clinic_common import principal as principals
-from clinic_common.errors import ClinicError, Unavailable, to_status
+from clinic_common.errors import ClinicError, InvalidArgument, Unavailable, to_status
 from clinic_common.logs import get_logger
 from clinic_common.nats_io import TRANSIENT_NATS_ERRORS
 from clinic_common.redis_io import TRANSIENT_REDIS_ERRORS
+from clinic_common.validate import undefined_enums
 
 log = get_logger(__name__)
 
@@ -38,6 +39,13 @@ def _bind(context: grpc.aio.ServicerContext) -> principals.Principal:
     return principals.from_context(context)
 
 
+def _require_known_enums(request) -> None:
+    """Every handler's first check: an enum number the schema does not define is bad input."""
+    bad = undefined_enums(request)
+    if bad:
+        raise InvalidArgument(bad)
+
+
 def _count(name: str, code: grpc.StatusCode) -> None:
     metrics.GRPC_REQUESTS.labels(name, code.name).inc()
 
@@ -48,7 +56,9 @@ def unary(fn: Callable) -> Callable:
     @functools.wraps(fn)
     async def wrapper(self, request, context: grpc.aio.ServicerContext):
         try:
-            response = await fn(self, request, context, _bind(context))
+            who = _bind(context)
+            _require_known_enums(request)
+            response = await fn(self, request, context, who)
             _count(fn.__name__, grpc.StatusCode.OK)
             return response
         except Exception as exc:
@@ -71,7 +81,9 @@ def server_stream(fn: Callable) -> Callable:
     @functools.wraps(fn)
     async def wrapper(self, request, context: grpc.aio.ServicerContext) -> AsyncIterator:
         try:
-            async for item in fn(self, request, context, _bind(context)):
+            who = _bind(context)
+            _require_known_enums(request)
+            async for item in fn(self, request, context, who):
                 yield item
             _count(fn.__name__, grpc.StatusCode.OK)
         except Exception as exc:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
+_HHMM = re.compile(r"[0-9]{2}:[0-9]{2}")
 
 
 def now_timestamp() -> Timestamp:
@@ -21,7 +24,7 @@ def to_timestamp(moment: datetime) -> Timestamp:
 
 def parse_hhmm(text: str) -> int:
     """Minutes since midnight from `HH:MM` (00:00-23:59); ValueError otherwise."""
-    if len(text) != 5 or text[2] != ":" or not (text[:2] + text[3:]).isdigit():
+    if _HHMM.fullmatch(text) is None:  # ASCII digits only: int() also reads "１０"
         raise ValueError(f"{text!r} is not a time as HH:MM")
     hours, minutes = int(text[:2]), int(text[3:])
     if hours > 23 or minutes > 59:

@@ -14,7 +14,7 @@ import secrets
 import structlog
 
 HEADER = "traceparent"
-_FORMAT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+_FORMAT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 _current: contextvars.ContextVar[str] = contextvars.ContextVar("traceparent", default="")
 
 
@@ -23,11 +23,11 @@ def new_traceparent(trace_id: str | None = None) -> str:
 
 
 def valid(value: str | None) -> bool:
-    return bool(value) and bool(_FORMAT.match(value))
+    return bool(value) and bool(_FORMAT.fullmatch(value))
 
 
 def trace_id(value: str) -> str:
-    match = _FORMAT.match(value or "")
+    match = _FORMAT.fullmatch(value or "")
     return match.group(1) if match else ""
 
 

@@ -7,13 +7,13 @@ here decide who may check in and which state changes are allowed.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 
 from clinic.v1 import common_pb2, frontdesk_pb2
 from clinic_common.clock import parse_date
 from clinic_common.errors import FailedPrecondition, InvalidArgument
+from clinic_common.validate import TOKEN_ID, full
 
 S = frontdesk_pb2.VisitState
 WAITING = S.VISIT_STATE_WAITING
@@ -23,7 +23,7 @@ NO_SHOW = S.VISIT_STATE_NO_SHOW
 K = frontdesk_pb2.QueueChange.Kind
 
 MAX_ID_LEN = 64
-ID = re.compile(r"^[A-Za-z0-9_-]+$")  # ids become NATS subject tokens and Redis key parts
+ID = TOKEN_ID  # ids become NATS subject tokens and Redis key parts
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class QueueId:
 def require_id(field: str, value: str, *, optional: bool = False) -> None:
     if optional and not value:
         return
-    if not value or len(value) > MAX_ID_LEN or not ID.match(value):
+    if not value or len(value) > MAX_ID_LEN or not full(ID, value):
         raise InvalidArgument([(field, "must be an id of at most 64 letters, digits, '-' or '_'")])
 
 

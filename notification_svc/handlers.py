@@ -7,16 +7,16 @@ from nats.js import JetStreamContext
 from clinic.v1 import common_pb2, notification_pb2, notification_pb2_grpc
 from clinic_common import rpc
 from clinic_common.errors import InvalidArgument
+from clinic_common.validate import MAX_ID_LEN, PATIENT_ID, full
 
 from . import watch
 from .hub import EventHub
 from .limits import OpenStreams
 
-MAX_ID_LEN = 64
-
 
 def _require_id(field: str, value: str) -> None:
-    if not value or len(value) > MAX_ID_LEN or "." in value or "*" in value or ">" in value or " " in value:
+    # No dots: a dot would split the id into two subject tokens where it is matched on the bus.
+    if not value or len(value) > MAX_ID_LEN or not full(PATIENT_ID, value) or "." in value:
         raise InvalidArgument([(field, "must be an id of at most 64 characters")])
 
 

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 from clinic_common.catalog import DEFAULT_CATALOG, Catalog, load
 from clinic_common.config import (
-    ConfigError,
     Connections,
     env_addr,
+    env_country_code,
     env_int,
     env_metrics_addr,
     env_str,
@@ -38,14 +38,7 @@ class ScheduleConfig:
             connections=Connections.from_env(env),
             timezone=env_timezone(env),
             catalog=load(Path(env_str(env, "CLINIC_CATALOG", str(DEFAULT_CATALOG)))),
-            country_code=_country_code(env),
+            country_code=env_country_code(env),
             metrics_addr=env_metrics_addr(env, "SCHEDULE_SVC_METRICS_ADDR", "127.0.0.1:9465"),
             offer_s=env_int(env, "WAITLIST_OFFER_SECONDS", 900, minimum=1),
         )
-
-
-def _country_code(env: Mapping[str, str]) -> str:
-    value = env_str(env, "CLINIC_COUNTRY_CODE", "91").removeprefix("+")
-    if not value.isdigit() or not 1 <= len(value) <= 3 or value.startswith("0"):
-        raise ConfigError(f"CLINIC_COUNTRY_CODE={value!r} must be a country calling code such as 91")
-    return value

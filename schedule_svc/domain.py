@@ -6,7 +6,6 @@ interval [day_start, day_end), and so is a booking's [start, start + duration).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -15,13 +14,12 @@ from clinic.v1 import common_pb2, doctor_pb2, patient_pb2
 from clinic_common.catalog import Catalog
 from clinic_common.clock import parse_date
 from clinic_common.timeutil import hhmm, parse_hhmm
+from clinic_common.validate import CODE, MAX_ID_LEN, PHONE_PROBLEM, check_email, full, normalise_phone
 
 MAX_NAME_LEN = 200
-MAX_EMAIL_LEN = 254
 MAX_NOTE_LEN = 500
 MAX_CODE_LEN = 32
 MAX_SPECIALTY_LEN = 100
-MAX_ID_LEN = 64
 MAX_SERVICES = 20
 MAX_DAYS_AHEAD = 366
 MAX_DAILY_CAPACITY = 500
@@ -32,38 +30,7 @@ DEFAULT_DAY_END = "17:00"
 DEFAULT_SLOT_MINUTES = 15
 MIN_DURATION, MAX_DURATION = 15, 480
 
-CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-E164 = re.compile(r"^\+[1-9]\d{7,14}$")
-_PHONE_NOISE = re.compile(r"[\s\-().\[\]]")
-
 Violations = list[tuple[str, str]]
-
-
-# -- phones ------------------------------------------------------------------------------------
-
-
-def normalise_phone(raw: str, country_code: str) -> str | None:
-    """E.164 (`+919876543210`) from any usual spelling, or None when it is not a phone number.
-
-    Spaces, dashes, dots and brackets are dropped; `00` becomes `+`; a 10-digit number gets the
-    clinic's country code, and so does an 11-digit one with a trunk `0` in front.
-    """
-    text = _PHONE_NOISE.sub("", raw.strip())
-    if text.startswith("00"):
-        text = "+" + text[2:]
-    if not text.startswith("+"):
-        if not text.isdigit():
-            return None
-        if len(text) == 11 and text.startswith("0"):
-            text = text[1:]
-        if len(text) == 10:
-            text = f"+{country_code}{text}"
-        elif text.startswith(country_code) and len(text) == len(country_code) + 10:
-            text = "+" + text
-        else:
-            return None
-    return text if E164.match(text) else None
 
 
 # -- times -------------------------------------------------------------------------------------
@@ -97,8 +64,7 @@ def check_patient_fields(
     if gender not in (common_pb2.GENDER_FEMALE, common_pb2.GENDER_MALE, common_pb2.GENDER_OTHER):
         bad.append((f"{prefix}gender", "must be GENDER_FEMALE, GENDER_MALE or GENDER_OTHER"))
     bad += check_date_of_birth(date_of_birth, today, f"{prefix}date_of_birth")
-    if email and (len(email) > MAX_EMAIL_LEN or not EMAIL.match(email)):
-        bad.append((f"{prefix}email", "must be an email address such as name@example.com"))
+    bad += check_email(email, f"{prefix}email")
     return bad
 
 
@@ -119,12 +85,8 @@ def validate_registration(
     if not req.phone.strip():
         bad.append(("phone", "must not be empty"))
     elif phone is None:
-        bad.append(("phone", "is not a phone number (digits, optionally with +country code)"))
+        bad.append(("phone", PHONE_PROBLEM))
     return bad, phone or ""
-
-
-def normalise_email(email: str) -> str:
-    return email.strip().lower()
 
 
 # -- doctors -----------------------------------------------------------------------------------
@@ -143,7 +105,7 @@ def validate_doctor(
     bad: Violations = []
     if not req.code:
         bad.append(("code", "must not be empty"))
-    elif len(req.code) > MAX_CODE_LEN or not CODE.match(req.code):
+    elif len(req.code) > MAX_CODE_LEN or not full(CODE, req.code):
         bad.append(("code", f"up to {MAX_CODE_LEN} letters, digits or ._- characters"))
     if not req.name.strip():
         bad.append(("name", "must not be empty"))

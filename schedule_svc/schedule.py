@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from clinic.v1 import common_pb2, doctor_pb2, patient_pb2, saga_pb2
-from clinic_common import subjects
+from clinic_common import subjects, validate
 from clinic_common.catalog import Catalog
 from clinic_common.clock import Clock, clinic_day
 from clinic_common.errors import AlreadyExists, InvalidArgument, NotFound
@@ -61,7 +61,7 @@ class Registry:
             gender=req.gender,
             date_of_birth=req.date_of_birth,
             phone=phone,
-            email=domain.normalise_email(req.email),
+            email=validate.normalise_email(req.email),
         )
         created, patient_id = await self._store.register(patient)
         if created:
@@ -73,7 +73,7 @@ class Registry:
         return existing, False
 
     async def get(self, patient_id: str, who: Principal) -> common_pb2.Patient:
-        if not patient_id or len(patient_id) > domain.MAX_ID_LEN:
+        if not validate.is_id(patient_id):
             raise InvalidArgument([("patient_id", "must be a patient id")])
         who.require_patient_access(patient_id)
         patient = await self._store.get(patient_id)
@@ -86,16 +86,14 @@ class Registry:
         if phone and email:
             raise InvalidArgument([("phone", "give a phone or an email, not both")])
         if phone:
-            normalised = domain.normalise_phone(phone, self._country_code)
-            if normalised is None:
-                raise InvalidArgument(
-                    [("phone", "is not a phone number (digits, optionally with +country code)")]
-                )
+            bad, normalised = validate.check_phone(phone, self._country_code)
+            if bad:
+                raise InvalidArgument(bad)
             return await self._store.by_phone(normalised)
         if email:
-            if len(email) > domain.MAX_EMAIL_LEN:
-                raise InvalidArgument([("email", f"at most {domain.MAX_EMAIL_LEN} characters")])
-            return await self._store.by_email(domain.normalise_email(email))
+            if len(email) > validate.MAX_EMAIL_LEN:
+                raise InvalidArgument([("email", f"at most {validate.MAX_EMAIL_LEN} characters")])
+            return await self._store.by_email(validate.normalise_email(email))
         raise InvalidArgument([("phone", "give a phone or an email to search by")])
 
     def _today(self):
@@ -142,7 +140,7 @@ class Doctors:
         ]
 
     async def get(self, doctor_id: str, field: str = "doctor_id") -> doctor_pb2.Doctor:
-        if not doctor_id or len(doctor_id) > domain.MAX_ID_LEN:
+        if not validate.is_id(doctor_id, validate.TOKEN_ID):
             raise InvalidArgument([(field, "must be a doctor id")])
         doctor = await self._doctors.get(doctor_id)
         if doctor is None:
