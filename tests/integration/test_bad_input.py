@@ -7,23 +7,21 @@ import grpc
 import pytest
 
 from clinic.v1 import (
-    admin_pb2,
     booking_pb2,
     common_pb2,
     doctor_pb2,
     frontdesk_pb2,
     frontdesk_pb2_grpc,
-    notification_pb2,
     patient_pb2,
 )
 from clinic.v1 import common_pb2 as c
 from clinic_common import tls
 from clinic_common.errors import bad_request_fields
 from clinic_common.grpc_server import MALFORMED_REQUEST
+from clinic_common.reflection import public_files
 from tests.harness import Client, future_date, uid
 
 FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
-PUBLIC = [admin_pb2, booking_pb2, doctor_pb2, frontdesk_pb2, notification_pb2, patient_pb2]
 # Which process serves which public service on its internal port.
 SERVED_BY = {
     "booking_svc": "clinic.v1.BookingService",
@@ -179,8 +177,8 @@ async def test_enum_numbers_the_schema_does_not_define_are_refused(client):
 
 
 def _methods(service_name: str | None = None):
-    for module in PUBLIC:
-        for service in module.DESCRIPTOR.services_by_name.values():
+    for file in public_files():
+        for service in file.services_by_name.values():
             if service_name in (None, service.full_name):
                 yield from service.methods
 
