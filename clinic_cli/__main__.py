@@ -135,7 +135,8 @@ def _scenarios(args) -> int:
         if args.live:
             return asyncio.run(against(Api(args.addr, resolve_token(args.token)), confirm=True))
         out.print("starting a throwaway system (NATS, valkey and the services on free ports, in a temporary")
-        out.print("directory); the running system, if any, is not touched")
+        out.print("directory, with the demo catalog the scenarios were written for); the running system,")
+        out.print("if any, and its catalog are not touched")
         with Throwaway(lambda text: out.print(text)) as system:
             out.print(f"throwaway system up, gateway {system.gateway_addr}")
             code = asyncio.run(against(Api(system.gateway_addr, system.token), confirm=False))

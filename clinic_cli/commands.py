@@ -12,6 +12,7 @@ from clinic.v1 import common_pb2 as c
 from clinic_common.money import format_minor
 
 from .client import Api, CliError
+from .names import Names, labelled
 from .show import as_dict, booking_panel, console, event_line, id_column, print_json, status
 
 GENDERS = {"female": c.GENDER_FEMALE, "male": c.GENDER_MALE, "other": c.GENDER_OTHER}
@@ -104,11 +105,18 @@ async def bookings(api: Api, args: argparse.Namespace) -> int:
             break
     if args.json:
         return print_json([as_dict(b) for b in found])
-    table = Table(id_column("booking"), "created", "date", "status", "final price")
+    names = Names(api)
+    table = Table(id_column("booking"), "created", "date", "patient", "doctor", "status", "final price")
     for b in found:
         created = b.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M")
         table.add_row(
-            b.id, created, b.appointment_date, status(b.status), format_minor(b.final_price.amount_minor)
+            b.id,
+            created,
+            b.appointment_date,
+            labelled(b.patient.name, b.patient.id),
+            await names.doctor(b.doctor_id),
+            status(b.status),
+            format_minor(b.final_price.amount_minor),
         )
     console().print(table)
     return 0

@@ -14,6 +14,7 @@ from clinic.v1 import frontdesk_pb2 as f
 from clinic.v1 import frontdesk_pb2_grpc
 
 from .client import Api
+from .names import Names
 from .show import console, id_column
 
 STATE_STYLE = {
@@ -67,8 +68,10 @@ def _time(ts) -> str:
     return ts.ToDatetime(tzinfo=UTC).astimezone(clinic_tz).strftime("%H:%M:%S")
 
 
-def table(doctor_id: str, day: str, visits, sequence: int) -> Table:
-    title = f"queue of {doctor_id or 'the clinic (general)'}{' on ' + day if day else ''} · change {sequence}"
+def table(doctor: str, day: str, visits, sequence: int, patients: dict[str, str] | None = None) -> Table:
+    """`doctor`: the doctor's name with the id beside it ("" for the general queue); `patients`:
+    the same for each visit's patient, by booking id."""
+    title = f"queue of {doctor or 'the clinic (general)'}{' on ' + day if day else ''} · change {sequence}"
     grid = Table(
         "#", "state", id_column("booking"), "patient", "token", "checked in", "called", "done", title=title
     )
@@ -78,7 +81,7 @@ def table(doctor_id: str, day: str, visits, sequence: int) -> Table:
             str(v.position),
             f"[{style}]{state(v.state)}[/]",
             v.booking_id,
-            v.patient_id,
+            (patients or {}).get(v.booking_id, v.patient_id),
             str(v.token or ""),
             _time(v.checked_in_at),
             _time(v.called_at),
@@ -95,19 +98,26 @@ async def check_in(api: Api, args: argparse.Namespace) -> int:
 
 async def queue(api: Api, args: argparse.Namespace) -> int:
     stub = _stub(api)
+    names = Names(api)
+    doctor = await names.doctor(args.doctor)
+
+    async def patients(visits) -> dict[str, str]:
+        return {v.booking_id: await names.patient_of(v.booking_id, v.patient_id) for v in visits}
+
     if not args.follow:
         reply = await stub.GetQueue(f.GetQueueRequest(doctor_id=args.doctor, date=args.date), metadata=api.md)
-        console().print(table(args.doctor, args.date, reply.visits, reply.sequence))
+        console().print(table(doctor, args.date, reply.visits, reply.sequence, await patients(reply.visits)))
         return 0
     visits: dict[int, f.Visit] = {}
     req = f.WatchQueueRequest(doctor_id=args.doctor, date=args.date)
-    with Live(table(args.doctor, args.date, [], 0), console=console(), auto_refresh=False) as live:
+    with Live(table(doctor, args.date, [], 0), console=console(), auto_refresh=False) as live:
         async for item in stub.WatchQueue(req, metadata=api.md):
             if item.WhichOneof("item") == "snapshot":
                 visits = {v.position: v for v in item.snapshot.visits}
             else:
                 visits[item.change.visit.position] = item.change.visit
-            live.update(table(args.doctor, args.date, visits.values(), item.sequence), refresh=True)
+            shown = table(doctor, args.date, visits.values(), item.sequence, await patients(visits.values()))
+            live.update(shown, refresh=True)
     return 0
 
 

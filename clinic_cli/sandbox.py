@@ -2,7 +2,10 @@
 directory, started and stopped by the caller (`clinic scenarios` by default), as the tests do.
 
 Nothing of the user's running system is used: its addresses, URLs and data directory are dropped
-from the environment the services get.
+from the environment the services get. Nor is the clinic's own catalog: the throwaway system runs
+the demo catalog shipped in the repository, the one the scenarios were written for (a clinic's
+catalog may have no high-value service for everyone, or one of a single place), so the scenarios
+test the system, not the catalog. `clinic scenarios --live` runs them on the live catalog.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clinic_common import processes, tls
+from clinic_common.catalog import DEFAULT_CATALOG
 from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
 from gateway.auth import mint
 
@@ -28,6 +32,7 @@ _LIVE_VARS = (
     "CLINIC_JWT_SECRET",
     "CLINIC_TOKEN",
     "CLINIC_NATS_REPLICAS",
+    "CLINIC_CATALOG",
     *ADDR_VARS.values(),
     *METRICS_VARS.values(),
 )
@@ -72,6 +77,7 @@ class Throwaway:
             DAILY_DISCOUNT_QUOTA=str(self.quota),
             WAITLIST_OFFER_SECONDS=str(OFFER_SECONDS),  # short, so the expiry scenario runs in seconds
             CLINIC_LOG_LEVEL="warning",
+            CLINIC_CATALOG=str(DEFAULT_CATALOG),  # the catalog the scenarios were written for
             **tls.ensure_dev_pki(self.dir),  # internal mutual TLS, as make run does
         )
         self.servers, urls = start_servers(env, self.dir, lambda _text: None)

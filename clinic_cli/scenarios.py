@@ -137,7 +137,7 @@ class Run:
 async def birthday(run: Run) -> str:
     today = (await run.today()).date()
     dob = today.replace(year=1990) if (today.month, today.day) != (2, 29) else today.replace(year=1992)
-    cheap = min((s for s in await run.services() if not s.genders), key=lambda s: s.price.amount_minor)
+    cheap = await _everyones_cheapest(run)
     b = await run.book(run.patient(gender=c.GENDER_FEMALE, dob=dob.isoformat()), [cheap.id])
     if b.status != c.BOOKING_STATUS_CONFIRMED or b.discount.outcome != c.DISCOUNT_OUTCOME_APPLIED:
         raise Failed(f"expected CONFIRMED with discount APPLIED, got {summary(b)}")
@@ -203,14 +203,21 @@ async def capacity_compensation(run: Run) -> str:
 
 
 async def blocklist(run: Run) -> str:
-    b = await run.book(run.patient("fail_test_user"), ["gen-consult"])
+    b = await run.book(run.patient("fail_test_user"), [(await _everyones_cheapest(run)).id])
     if b.rejection_reason != c.REJECTION_REASON_PATIENT_BLOCKED:
         raise Failed(f"expected REJECTED (PATIENT_BLOCKED), got {summary(b)}")
     return "fail_test_user rejected: PATIENT_BLOCKED"
 
 
+async def _everyones_cheapest(run: Run) -> c.MedicalService:
+    offered = [s for s in await run.services() if not s.genders]
+    if not offered:
+        raise Failed("the catalog has no service offered to everyone")
+    return min(offered, key=lambda s: s.price.amount_minor)
+
+
 async def _doctor(run: Run, capacity: int = 10) -> doctor_pb2.Doctor:
-    consult = min((s for s in await run.services() if not s.genders), key=lambda s: s.price.amount_minor)
+    consult = await _everyones_cheapest(run)
     req = doctor_pb2.CreateDoctorRequest(
         code=f"SCN-{uuid.uuid4().hex[:8]}",
         name="Dr Scenario",

@@ -14,7 +14,7 @@ import urllib.request
 import nats
 
 from clinic_common import nats_io, subjects
-from tests.harness import Client, Servers, System, future_date, patient, uid, wait_for
+from tests.harness import ROOT, Client, Servers, System, future_date, patient, uid, wait_for
 
 
 async def clinic(
@@ -92,6 +92,28 @@ async def test_scenarios_run_on_a_throwaway_system_twice_and_leave_the_running_o
     for done in runs:
         _passed(done)
         assert "throwaway system stopped and removed" in done.stdout
+
+
+async def test_scenarios_pass_for_a_clinic_whose_own_catalog_shares_no_id_with_the_demo(system, tmp_path):
+    """The throwaway system runs the demo catalog the scenarios were written for, whatever
+    CLINIC_CATALOG the operator's clinic uses (issue 24: "unknown service id", a one-place service)."""
+    own = tmp_path / "catalog.json"
+    own.write_text(
+        json.dumps(
+            {
+                "currency": "INR",
+                "services": [
+                    {"id": "eye-exam", "name": "Eye examination", "price": "300.00", "daily_capacity": 1},
+                    {"id": "dental", "name": "Dental check", "price": "400.00", "daily_capacity": 2},
+                ],
+            }
+        )
+    )
+    demo = {s["id"] for s in json.loads((ROOT / "clinic_common" / "catalog.json").read_text())["services"]}
+    assert demo.isdisjoint({"eye-exam", "dental"})
+    done = await clinic(system, "scenarios", extra_env={"CLINIC_CATALOG": str(own)})
+    _passed(done)
+    assert "demo catalog" in done.stdout
 
 
 async def test_scenarios_live_without_a_terminal_or_yes_refuses_in_one_line(system, client):
