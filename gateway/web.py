@@ -16,12 +16,17 @@ from clinic_common.config import ConfigError
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "web" / "dist"  # built by `make web`
 MAX_BODY_BYTES = 2 * 1024 * 1024  # RouteConfiguration.max_direct_response_body_size_bytes (default 4 KiB)
 
+OPTIONAL = frozenset({"favicon.svg"})  # a page built before it had one is still served
+
 # path -> (file, content type)
 FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
+    # Browsers ask for /favicon.ico whatever the page links: answer both, with the same picture.
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
+    "/favicon.ico": ("favicon.svg", "image/svg+xml"),
 }
 
 # The page loads only its own files and calls only its own origin.
@@ -53,6 +58,8 @@ def routes(directory: Path, disabled_filters: dict[str, Any]) -> list[dict[str, 
     """GET routes answering with the page's files; no token is needed to load the page itself."""
     out = []
     for path, (name, content_type) in FILES.items():
+        if name in OPTIONAL and not (directory / name).is_file():
+            continue
         body = (directory / name).read_text(encoding="utf-8")
         if len(body.encode()) > MAX_BODY_BYTES:
             raise ConfigError(f"{directory / name} is larger than {MAX_BODY_BYTES} bytes")

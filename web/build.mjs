@@ -14,4 +14,4 @@ await build({
   outfile: "dist/app.js",
   logLevel: "warning",
 });
-for (const file of ["index.html", "app.css"]) copyFileSync(`src/${file}`, `dist/${file}`);
+for (const file of ["index.html", "app.css", "favicon.svg"]) copyFileSync(`src/${file}`, `dist/${file}`);

@@ -9,6 +9,7 @@ Screenshots go to a temporary directory, so a test run leaves the work tree as i
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -90,6 +91,20 @@ async def signed_in(
     return page
 
 
+ONE_LINE_NAMES = """els => els.map(e => e.getClientRects().length)"""
+# The doctor's option as shown, measured in the select's own font against the room the select has.
+DOCTOR_FITS = """sel => {
+  const probe = document.createElement("span");
+  probe.style.font = getComputedStyle(sel).font;
+  probe.style.whiteSpace = "nowrap";
+  probe.textContent = sel.selectedOptions[0].text;
+  document.body.append(probe);
+  const fits = probe.getBoundingClientRect().width <= sel.clientWidth - 24;  // the arrow's room
+  probe.remove();
+  return fits;
+}"""
+
+
 async def confirmed_today(api: Client, doctor_id: str, name: str) -> c.Booking:
     made = await api.create(patient(name=name), ["blood-panel"], doctor_id=doctor_id)
     booking = await api.settled(made.id, notified=False)
@@ -135,6 +150,13 @@ async def test_check_in_on_one_page_shows_on_another_live_and_survives_an_edge_r
     await board_page.get_by_role("button", name="Call next").click()
     await expect(desk_page.locator(f'#consulting li[data-booking="{first.id}"]')).to_be_visible()
     await expect(board_page.locator("#waiting li")).to_have_count(1)
+
+    # At 1280 px every name on the board keeps to one line and the doctor's name is not cut.
+    await expect(board_page.locator("#waiting .who")).to_have_text(["Arjun Nair"])
+    await expect(board_page.locator("#waiting .who")).to_have_attribute("title", second.patient.id)
+    lines = await board_page.locator(".visits .who").evaluate_all(ONE_LINE_NAMES)
+    assert lines and set(lines) == {1}, lines
+    assert await board_page.locator("#doctor").evaluate(DOCTOR_FITS)
     await board_page.locator("#app").screenshot(path=str(SHOTS / "frontdesk-board.png"))
     for page in (desk_page, board_page):
         await page.context.close()
@@ -152,6 +174,10 @@ async def test_book_a_walk_in_and_watch_it_confirm_with_its_price(api, browser, 
     await page.get_by_label("Date of birth").fill("1990-04-12")
     await page.get_by_role("button", name="Register").click()
     await expect(page.locator("#reg-phone-error")).to_contain_text("phone")
+    await expect(page.locator("#reg-phone-error")).not_to_contain_text(
+        "(phone)"
+    )  # words, the field in the tooltip
+    await expect(page.locator("#reg-phone-error")).to_have_attribute("title", "phone")
     await expect(page.locator("#reg-phone")).to_have_attribute("aria-invalid", "true")
 
     await page.get_by_label("Phone", exact=True).fill(phone)
@@ -162,9 +188,15 @@ async def test_book_a_walk_in_and_watch_it_confirm_with_its_price(api, browser, 
     await expect(page.locator("#book-total")).to_contain_text("₹500.00")
     await page.get_by_role("button", name="Book").click()
 
-    await expect(page.locator("#result-status")).to_have_text("CONFIRMED")
-    # once, wherever it falls (NOTIFICATION_SENT may come after it in the same stream)
-    await expect(page.locator("#events li", has_text="BOOKING_CONFIRMED")).to_have_count(1)
+    await expect(page.locator("#result-status")).to_have_text("Confirmed")
+    await expect(page.locator("#result-status")).to_have_attribute("title", "CONFIRMED")
+    # Once, wherever it falls (NOTIFICATION_SENT may come after it in the same stream); in words,
+    # with the code in the tooltip.
+    await expect(page.locator('#events li[title="BOOKING_CONFIRMED"]')).to_have_count(1)
+    await expect(page.locator('#events li[title="BOOKING_CREATED"]')).to_contain_text("Booking created")
+    await expect(page.locator("#events")).not_to_contain_text("BOOKING_")
+    await expect(page.locator('#result-prices [title="NOT_ELIGIBLE"]')).to_have_text("Not eligible")
+    await expect(page.locator("#result-prices")).to_contain_text("PatientKavya Menon")
     prices = page.locator("#result-prices")
     await expect(prices).to_contain_text("Final price₹500.00")
     await expect(prices).to_contain_text("Base price₹500.00")
@@ -177,9 +209,33 @@ async def test_book_a_walk_in_and_watch_it_confirm_with_its_price(api, browser, 
     ]
     assert sequences == sorted(set(sequences)) and sequences[0] == 1
     await page.locator("#desk").screenshot(path=str(SHOTS / "frontdesk-desk.png"))
+
+    # A booking that fails: the CONFIRMED result above is not left showing as if it were this one's.
+    await page.get_by_label("General consultation").uncheck()
+    await page.get_by_role("button", name="Book").click()
+    await expect(page.locator("#services-error")).to_contain_text("service")
+    await expect(page.locator("#result")).to_be_hidden()
+
+    # A registration that fails: neither the old "Registered." note nor the old patient stays chosen.
+    await page.get_by_label("Name").fill("Someone Else")
+    await page.get_by_label("Phone", exact=True).fill("still-not-a-phone")
+    await page.get_by_role("button", name="Register").click()
+    await expect(page.locator("#reg-phone-error")).to_contain_text("phone")
+    await expect(page.locator("#patient-chosen")).to_have_text("none chosen")
+    await expect(page.locator("#found")).to_be_empty()
+
+    # Call next with nobody waiting: said with the doctor's name, not the queue's id.
+    await page.get_by_role("button", name="Call next").click()
+    await expect(page.locator("#call-error")).to_have_text(f"Nobody is waiting for {doctor.name}.")
+    await expect(page.locator("#call-error")).to_have_attribute("title", re.compile("FAILED_PRECONDITION"))
+
     await page.set_viewport_size({"width": 390, "height": 844})
     await page.evaluate("window.scrollTo(0, 0)")
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing off the side
+    # On a phone the queue comes before the doctor's day and its long list of free times.
+    board_top = await page.locator("#board").evaluate("e => e.getBoundingClientRect().top")
+    day_top = await page.locator("#day").evaluate("e => e.getBoundingClientRect().top")
+    assert board_top < day_top, (board_top, day_top)
     await page.screenshot(path=str(SHOTS / "frontdesk-phone.png"))
     await page.context.close()
 
@@ -199,9 +255,26 @@ async def test_an_expired_or_refused_token_shows_the_sign_in_again(browser, desk
     # A patient token signs in but may not run the desk: PERMISSION_DENIED said next to the button.
     await page.get_by_label("Token").fill(mint(SECRET, "p-someone", "patient"))
     await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#role-notice")).to_contain_text("may not")  # said at once, in words
     await page.get_by_role("button", name="Call next").click()
     await expect(page.locator("#call-error")).to_contain_text("may not")
+    await expect(page.locator("#app")).not_to_contain_text("invalid request")
     await page.context.close()
+
+
+async def test_the_page_asks_for_nothing_it_is_refused(browser, desk_system):
+    """Every request a tab makes on its own (the favicon too) is answered, never 401."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    refused: list[str] = []
+    page.on("response", lambda r: refused.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    await page.goto(f"http://{desk_system.gateway_addr}/")
+    await expect(page.locator("#signin")).to_be_visible()
+    for path in ("/favicon.ico", "/favicon.svg"):
+        answer = await page.request.get(f"http://{desk_system.gateway_addr}{path}")
+        assert answer.status == 200 and answer.headers["content-type"] == "image/svg+xml", path
+    assert refused == []
+    await context.close()
 
 
 def test_chromium_is_debians(desk_system):

@@ -43,7 +43,17 @@ def route_config(b: dict) -> dict:
 def test_each_file_is_a_direct_response_with_its_type_and_no_token_check(page):
     b = boot(CLINIC_WEB_DIR=str(page))
     by_path = {r["match"].get("path"): r for r in public_routes(b) if "direct_response" in r}
-    assert set(by_path) == {"/", "/index.html", "/app.js", "/app.css"}
+    assert set(by_path) == {"/", "/index.html", "/app.js", "/app.css"}  # no favicon in this build
+
+
+def test_the_favicon_is_served_at_both_paths_browsers_ask_for(page):
+    (page / "favicon.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    b = boot(CLINIC_WEB_DIR=str(page))
+    by_path = {r["match"].get("path"): r for r in public_routes(b) if "direct_response" in r}
+    for path in ("/favicon.ico", "/favicon.svg"):
+        headers = {h["header"]["key"]: h["header"]["value"] for h in by_path[path]["response_headers_to_add"]}
+        assert headers["content-type"] == "image/svg+xml"
+        assert by_path[path]["typed_per_filter_config"]  # no token needed, like the page itself
     assert by_path["/app.js"]["direct_response"]["body"]["inline_string"] == BIG_SCRIPT
     assert "₹ desk" in by_path["/"]["direct_response"]["body"]["inline_string"]
     headers = {

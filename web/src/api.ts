@@ -36,9 +36,10 @@ export interface Problem {
   message: string;
   fields: Map<string, string>; // BadRequest field name -> description
   code: Code;
+  raw: string; // the server's own words and code, for a tooltip
 }
 
-const WORDS: Partial<Record<Code, string>> = {
+export const WORDS: Partial<Record<Code, string>> = {
   [Code.Unauthenticated]: "Not signed in, or the token is no longer valid: sign in again.",
   [Code.PermissionDenied]: "This token's role may not do that (the front desk needs a staff token).",
   [Code.Unavailable]: "The clinic's servers cannot be reached just now; try again in a moment.",
@@ -54,8 +55,10 @@ export function problem(err: unknown): Problem {
     for (const v of bad.fieldViolations) fields.set(v.field, v.description);
   }
   const words = WORDS[e.code];
-  const message = words && e.code !== Code.ResourceExhausted ? `${words} (${e.rawMessage})` : words ?? e.rawMessage;
-  return { message: message || `Request failed (${Code[e.code]})`, fields, code: e.code };
+  const message = words ?? e.rawMessage;
+  const grpcName = Code[e.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase(); // FAILED_PRECONDITION
+  const raw = `${grpcName}: ${e.rawMessage}`;
+  return { message: message || `Request failed (${Code[e.code]})`, fields, code: e.code, raw };
 }
 
 export { Code, ConnectError };

@@ -2,7 +2,7 @@
 // book, and follow the saga's events live (WatchBooking; a dropped stream is watched again and events
 // already shown, by sequence, are skipped).
 import { api, Code, ConnectError, problem } from "./api.js";
-import { $, clearProblems, el, showProblem } from "./ui.js";
+import { $, clearProblems, coded, el, showProblem, words } from "./ui.js";
 import { formatMinor } from "./money.js";
 import type { Doctor } from "../gen/clinic/v1/doctor_pb.js";
 import {
@@ -34,8 +34,29 @@ export function startDesk(ctx: DeskContext) {
   function choosePatient(p: Patient): void {
     patient = p;
     $("patient-chosen").textContent = `${p.name} · ${p.phone || p.id}`;
+    $("patient-chosen").title = p.id;
     $("book-patient-error").textContent = "";
     void loadServices();
+  }
+
+  /** A new search or registration: the patient chosen before no longer holds, nor does their booking. */
+  function forgetPatient(): void {
+    patient = null;
+    $("patient-chosen").textContent = "none chosen";
+    $("patient-chosen").removeAttribute("title");
+    $("found").replaceChildren();
+    forgetResult();
+  }
+
+  /** The last booking's result, hidden and no longer followed (a new booking is being made). */
+  function forgetResult(): void {
+    watching?.abort();
+    watching = null;
+    $("result").hidden = true;
+    $("result-id").textContent = "";
+    $("result-status").textContent = "";
+    $("result-prices").replaceChildren();
+    $("events").replaceChildren();
   }
 
   async function loadServices(): Promise<void> {
@@ -76,6 +97,7 @@ export function startDesk(ctx: DeskContext) {
     e.preventDefault();
     const form = $("find-form");
     clearProblems(form);
+    forgetPatient();
     const phone = $<HTMLInputElement>("find-phone").value.trim();
     try {
       const found = (await api.patients.findPatients({ phone })).patients;
@@ -97,6 +119,7 @@ export function startDesk(ctx: DeskContext) {
     e.preventDefault();
     const form = $<HTMLFormElement>("register-form");
     clearProblems(form);
+    forgetPatient();
     const v = (id: string) => $<HTMLInputElement>(id).value.trim();
     try {
       const res = await api.patients.registerPatient({
@@ -123,6 +146,7 @@ export function startDesk(ctx: DeskContext) {
       $("book-patient-error").textContent = "Find or register the patient first.";
       return;
     }
+    forgetResult(); // whatever this attempt's outcome, the previous booking's is not it
     const doctor = ctx.doctor();
     const button = $<HTMLButtonElement>("book");
     button.disabled = true;
@@ -147,23 +171,31 @@ export function startDesk(ctx: DeskContext) {
     $("result-id").textContent = b.id;
     const status = name(BookingStatus, b.status, "");
     const out = $("result-status");
-    out.textContent = status + (b.waitlistPosition ? ` (waitlist position ${b.waitlistPosition})` : "");
+    out.textContent = words(status) + (b.waitlistPosition ? ` (waitlist position ${b.waitlistPosition})` : "");
+    out.title = status;
     out.className = `status-${status}`;
-    const rows: [string, string][] = [
+    const doctor = ctx.doctor();
+    const rows: [string, string | HTMLElement][] = [
+      ["Patient", b.patient?.name || b.patient?.id || ""],
+    ];
+    if (b.doctorId) rows.push(["Doctor", doctor?.id === b.doctorId ? doctor.name : b.doctorId]);
+    rows.push(
       ["Services", b.services.map((s) => `${s.name} (${price(s.price)})`).join(", ")],
       ["Date", b.appointmentDate + (b.startTime ? ` at ${b.startTime} for ${b.durationMinutes} min` : "")],
-    ];
+    );
     if (b.token) rows.push(["Token", String(b.token)]);
     rows.push(["Base price", price(b.basePrice)]);
     if (b.discount?.outcome) {
       const outcome = name(DiscountOutcome, b.discount.outcome, "");
       const amount = b.discount.percent ? ` ${b.discount.percent}% -${price(b.discount.amount)}` : "";
-      rows.push(["Discount", outcome + amount]);
+      rows.push(["Discount", coded("span", outcome, amount)]);
     }
     rows.push(["Final price", price(b.finalPrice)]);
-    if (b.rejectionReason) rows.push(["Reason", name(RejectionReason, b.rejectionReason, "")]);
+    if (b.rejectionReason) rows.push(["Reason", coded("span", name(RejectionReason, b.rejectionReason, ""))]);
     if (b.statusMessage) rows.push(["", b.statusMessage]);
-    $("result-prices").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: v })]));
+    $("result-prices").replaceChildren(
+      ...rows.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", {}, v)]),
+    );
   }
 
   function follow(b: Booking): void {
@@ -184,8 +216,7 @@ export function startDesk(ctx: DeskContext) {
           if (!ev || ev.sequence <= seen) continue; // a replay after a reconnect
           seen = ev.sequence;
           backoff = 250;
-          const text = `${name(EventType, ev.type, "")}${ev.message ? ` — ${ev.message}` : ""}`;
-          const li = el("li", { textContent: text });
+          const li = coded("li", name(EventType, ev.type, ""), ev.message ? ` — ${ev.message}` : "");
           li.dataset.sequence = String(ev.sequence);
           $("events").append(li);
         }

@@ -1,8 +1,8 @@
 // Wiring: sign-in, the doctor chosen (kept in the URL's #doctor=), the doctor's day, the queue board
 // and the booking desk.
-import { api, problem } from "./api.js";
+import { api, Code, problem, WORDS } from "./api.js";
 import { session } from "./session.js";
-import { $, clearProblems, el, showProblem } from "./ui.js";
+import { $, clearProblems, el, say, showProblem } from "./ui.js";
 import { QueueWatch, byState, VisitState } from "./board.js";
 import { startDesk, type DeskContext } from "./desk.js";
 import type { Doctor } from "../gen/clinic/v1/doctor_pb.js";
@@ -31,6 +31,9 @@ function showApp(): void {
   $("app").hidden = false;
   $("who").hidden = false;
   $("who-text").textContent = claims ? `Signed in as ${claims.sub} (${claims.role})` : "";
+  // A patient's token may not run the desk: say so once, in the words docs/frontdesk.md promises,
+  // instead of the first refused call's field name.
+  $("role-notice").textContent = claims?.role === "patient" ? (WORDS[Code.PermissionDenied] ?? "") : "";
   void loadDoctors();
 }
 
@@ -45,7 +48,9 @@ async function loadDoctors(): Promise<void> {
   }
   const select = $<HTMLSelectElement>("doctor");
   select.replaceChildren(
-    ...doctors.map((d) => el("option", { value: d.id, textContent: `${d.name} · ${d.specialty} (${d.code})` })),
+    ...doctors.map((d) =>
+      el("option", { value: d.id, textContent: d.specialty ? `${d.name} · ${d.specialty}` : d.name, title: `${d.code} · ${d.id}` }),
+    ),
   );
   const wanted = new URLSearchParams(location.hash.slice(1)).get("doctor");
   if (wanted && doctors.some((d) => d.id === wanted)) select.value = wanted;
@@ -102,7 +107,7 @@ async function refreshDay(): Promise<void> {
 
 async function refreshBookings(): Promise<void> {
   const doctor = chosen();
-  if (!doctor || !day) return;
+  if (!doctor || !day || session.claims()?.role === "patient") return; // a patient lists only their own
   try {
     let pageToken = "";
     do {
@@ -111,16 +116,21 @@ async function refreshBookings(): Promise<void> {
       pageToken = page.nextPageToken;
     } while (pageToken);
   } catch (err) {
-    $("checkin-error").textContent = problem(err).message;
+    say($("checkin-error"), problem(err));
   }
   renderBoard([...(watch?.visits.values() ?? [])]);
 }
 
-function who(v: { bookingId: string; patientId: string; token?: number }): string {
+/** The patient's name on a line of its own, the token and time under it (the id in a tooltip). */
+function who(v: { bookingId: string; patientId: string; token?: number }, position = ""): HTMLElement {
   const b = bookings.get(v.bookingId);
-  const name = b?.patient?.name || v.patientId;
   const token = v.token || b?.token;
-  return `${name}${token ? ` · token ${token}` : ""}${b?.startTime ? ` · ${b.startTime}` : ""}`;
+  const details = [token ? `token ${token}` : "", b?.startTime ?? ""].filter(Boolean).join(" · ");
+  const name = el("span", { className: "who", textContent: b?.patient?.name || "Patient", title: v.patientId });
+  const line = el("div", { className: "name" });
+  if (position) line.append(el("span", { className: "pos", textContent: position }));
+  line.append(name);
+  return el("div", {}, line, details ? el("div", { className: "details", textContent: details }) : "");
 }
 
 function action(label: string, run: () => Promise<unknown>, errorLine: HTMLElement): HTMLButtonElement {
@@ -131,7 +141,7 @@ function action(label: string, run: () => Promise<unknown>, errorLine: HTMLEleme
     try {
       await run();
     } catch (err) {
-      errorLine.textContent = problem(err).message;
+      say(errorLine, problem(err));
     } finally {
       button.disabled = false;
     }
@@ -141,9 +151,9 @@ function action(label: string, run: () => Promise<unknown>, errorLine: HTMLEleme
 
 function visitItem(v: Visit, withPosition: boolean, ...buttons: [string, () => Promise<unknown>][]): HTMLLIElement {
   const error = el("p", { className: "error" });
-  const li = el("li", {}, withPosition ? el("span", { className: "pos", textContent: `${v.position}.` }) : "", who(v));
+  const li = el("li", {}, who(v, withPosition ? `${v.position}.` : ""));
   li.dataset.booking = v.bookingId;
-  if (v.state === VisitState.NO_SHOW) li.append(" · no-show");
+  if (v.state === VisitState.NO_SHOW) li.append(el("div", { className: "details", textContent: "No-show" }));
   if (buttons.length) li.append(el("div", { className: "acts" }, ...buttons.map(([l, r]) => action(l, r, error))));
   li.append(error);
   return li;
@@ -204,7 +214,10 @@ $("call-next").addEventListener("click", async () => {
   try {
     await api.desk.callNext({ doctorId: doctor.id });
   } catch (err) {
-    $("call-error").textContent = problem(err).message;
+    const p = problem(err);
+    // The server names the queue by the doctor's id; the desk knows the doctor by name.
+    if (p.code === Code.FailedPrecondition) p.message = `Nobody is waiting for ${doctor.name}.`;
+    say($("call-error"), p);
   }
 });
 

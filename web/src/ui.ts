@@ -17,9 +17,32 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
+/** A code such as `NOT_ELIGIBLE` or `BOOKING_CREATED` in plain words: "Not eligible", "Booking created". */
+export function words(code: string): string {
+  const text = code.toLowerCase().replaceAll("_", " ");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** An element showing `code` in words, the code itself in its tooltip. */
+export function coded<K extends keyof HTMLElementTagNameMap>(tag: K, code: string, extra = ""): HTMLElementTagNameMap[K] {
+  const node = el(tag);
+  node.textContent = words(code) + extra;
+  node.title = code;
+  return node;
+}
+
+/** A problem in words on `line`, the server's code and message in its tooltip. */
+export function say(line: HTMLElement, problem: Problem): void {
+  line.textContent = problem.message;
+  line.title = problem.raw;
+}
+
 /** Remove every error shown inside `scope`. */
 export function clearProblems(scope: HTMLElement): void {
-  for (const p of scope.querySelectorAll<HTMLElement>("[data-error-for]")) p.textContent = "";
+  for (const p of scope.querySelectorAll<HTMLElement>("[data-error-for]")) {
+    p.textContent = "";
+    p.removeAttribute("title");
+  }
   for (const c of scope.querySelectorAll<HTMLElement>("[aria-invalid]")) c.removeAttribute("aria-invalid");
 }
 
@@ -47,13 +70,14 @@ export function showProblem(scope: HTMLElement, problem: Problem, fallback?: HTM
     );
     if (control && line) {
       control.setAttribute("aria-invalid", "true");
-      line.textContent = `${description} (${field})`;
+      line.textContent = description.charAt(0).toUpperCase() + description.slice(1); // the field is the control's
+      line.title = field; // the API's name for it, for whoever needs it
     } else {
       leftover.push(`${field}: ${description}`);
     }
   }
   const text = problem.fields.size && !leftover.length ? "" : [problem.message, ...leftover].join(" — ");
   const target = general ?? scope.querySelector<HTMLElement>("[data-error-for]");
-  if (target && text) target.textContent = text;
+  if (target && text) say(target, { ...problem, message: text });
   scope.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
 }
