@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clinic_common import access, embedded, processes, tls
+from clinic_common import access, embedded, processes, services, tls
 from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES, ConfigError
 from gateway.auth import mint
 from gateway.web import page_dir
@@ -25,24 +25,12 @@ from .show import console as make_console
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
 # A service that never became ready and failed this many times in a row is given up on.
 GIVE_UP_AFTER = 8
-GATEWAY = "gateway"
-# Documented defaults (README): used when free; otherwise the launcher picks the next free port
-# below the ephemeral range, so a second `make run` on the machine does not collide.
-DEFAULT_PORTS = {
-    "booking_svc": 50061,
-    "notification_svc": 50062,
-    "discount_svc": 50063,
-    "schedule_svc": 50064,
-    "frontdesk_svc": 50065,
-}
-DEFAULT_METRICS_PORTS = {
-    "booking_svc": 9461,
-    "notification_svc": 9462,
-    "discount_svc": 9463,
-    "gateway": 9464,
-    "schedule_svc": 9465,
-    "frontdesk_svc": 9466,
-}
+GATEWAY = services.GATEWAY
+# Documented defaults (README, from the service table): used when free; otherwise the launcher picks
+# the next free port below the ephemeral range, so a second `make run` on the machine does not
+# collide. The gateway's own address is the contract's and is never moved.
+DEFAULT_PORTS = {row.name: row.port for row in services.TABLE if row.name != GATEWAY}
+DEFAULT_METRICS_PORTS = {row.name: row.metrics_port for row in services.TABLE}
 FALLBACK_PORT_BASE = 20000  # services without a documented default
 
 
@@ -110,7 +98,7 @@ def choose_addresses(env: dict[str, str], say: Callable[[str], None]) -> dict[st
             env[var] = f"127.0.0.1:{port}"
             if port != preferred and module in defaults:
                 say(f"[yellow]![/] {module}: port {preferred} is in use, using {port} (set {var} to choose)")
-    env.setdefault(ADDR_VARS[GATEWAY], "127.0.0.1:50051")
+    env.setdefault(ADDR_VARS[GATEWAY], services.get(GATEWAY).default_addr)
     return env
 
 

@@ -12,9 +12,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from clinic_common import services
 from clinic_common import subjects as s
 
-SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "frontdesk_svc", "gateway")
+SERVICES = services.NAMES  # one NATS user and one Redis user each
 OPS = "ops"
 
 _JS_COMMON = [

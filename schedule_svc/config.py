@@ -12,11 +12,11 @@ from clinic_common.catalog import DEFAULT_CATALOG, Catalog, load
 from clinic_common.config import (
     ConfigError,
     Connections,
-    env_addr,
     env_int,
-    env_metrics_addr,
     env_str,
     env_timezone,
+    own_addr,
+    own_metrics_addr,
 )
 
 
@@ -34,12 +34,12 @@ class ScheduleConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ScheduleConfig:
         env = os.environ if env is None else env
         return cls(
-            addr=env_addr(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
+            addr=own_addr(env, "schedule_svc"),
             connections=Connections.from_env(env),
             timezone=env_timezone(env),
             catalog=load(Path(env_str(env, "CLINIC_CATALOG", str(DEFAULT_CATALOG)))),
             country_code=_country_code(env),
-            metrics_addr=env_metrics_addr(env, "SCHEDULE_SVC_METRICS_ADDR", "127.0.0.1:9465"),
+            metrics_addr=own_metrics_addr(env, "schedule_svc"),
             offer_s=env_int(env, "WAITLIST_OFFER_SECONDS", 900, minimum=1),
         )
 
