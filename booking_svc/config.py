@@ -14,8 +14,7 @@ from clinic_common.config import (
     env_int,
     env_str,
     env_timezone,
-    own_addr,
-    own_metrics_addr,
+    listening,
     peer_addrs,
 )
 from clinic_common.services import get as service
@@ -41,12 +40,10 @@ class BookingConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
         env = os.environ if env is None else env
         return cls(
-            addr=own_addr(env, "booking_svc"),
-            connections=Connections.from_env(env),
+            **listening(env, "booking_svc"),
             timezone=env_timezone(env),
             catalog=load(Path(env_str(env, "CLINIC_CATALOG", str(DEFAULT_CATALOG)))),
             timeout_s=env_int(env, "BOOKING_TIMEOUT_SECONDS", 300, minimum=1),
             max_pending=env_int(env, "CLINIC_MAX_PENDING_BOOKINGS", DEFAULT_MAX_PENDING, minimum=0),
-            metrics_addr=own_metrics_addr(env, "booking_svc"),
             schedule_addrs=peer_addrs(env, "schedule_svc"),
         )

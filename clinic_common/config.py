@@ -169,6 +169,16 @@ def own_metrics_addr(env: Mapping[str, str], service: str) -> str:
     return env_metrics_addr(env, row.metrics_var, row.default_metrics_addr)
 
 
+def listening(env: Mapping[str, str], service: str) -> dict[str, object]:
+    """What every service's config starts with: `addr`, `metrics_addr` (from the service table) and
+    `connections` (NATS, Redis): `cls(**listening(env, "booking_svc"), ...)`."""
+    return {
+        "addr": own_addr(env, service),
+        "connections": Connections.from_env(env),
+        "metrics_addr": own_metrics_addr(env, service),
+    }
+
+
 def peer_addrs(env: Mapping[str, str], service: str) -> tuple[str, ...]:
     """Every instance of another service this one dials, from that service's variable."""
     row = services.get(service)

@@ -13,8 +13,7 @@ from clinic_common.config import (
     env_int,
     env_list,
     env_timezone,
-    own_addr,
-    own_metrics_addr,
+    listening,
     peer_addrs,
 )
 from clinic_common.services import get as service
@@ -37,12 +36,10 @@ class DiscountConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> DiscountConfig:
         env = os.environ if env is None else env
         return cls(
-            addr=own_addr(env, "discount_svc"),
-            connections=Connections.from_env(env),
+            **listening(env, "discount_svc"),
             timezone=env_timezone(env),
             daily_quota=env_int(env, "DAILY_DISCOUNT_QUOTA", 100),
             booking_addrs=peer_addrs(env, "booking_svc"),
-            metrics_addr=own_metrics_addr(env, "discount_svc"),
             rules=Rules(
                 percent=_percent(env),
                 high_value_threshold_minor=env_int(env, "HIGH_VALUE_THRESHOLD", 1000) * 100,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from clinic_common.config import Connections, env_timezone, own_addr, own_metrics_addr, peer_addrs
+from clinic_common.config import Connections, env_timezone, listening, peer_addrs
 from clinic_common.services import get as service
 
 
@@ -24,9 +24,7 @@ class FrontDeskConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> FrontDeskConfig:
         env = os.environ if env is None else env
         return cls(
-            addr=own_addr(env, "frontdesk_svc"),
-            connections=Connections.from_env(env),
+            **listening(env, "frontdesk_svc"),
             timezone=env_timezone(env),
             booking_addrs=peer_addrs(env, "booking_svc"),
-            metrics_addr=own_metrics_addr(env, "frontdesk_svc"),
         )

@@ -15,8 +15,7 @@ from clinic_common.config import (
     env_int,
     env_str,
     env_timezone,
-    own_addr,
-    own_metrics_addr,
+    listening,
 )
 
 
@@ -34,12 +33,10 @@ class ScheduleConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ScheduleConfig:
         env = os.environ if env is None else env
         return cls(
-            addr=own_addr(env, "schedule_svc"),
-            connections=Connections.from_env(env),
+            **listening(env, "schedule_svc"),
             timezone=env_timezone(env),
             catalog=load(Path(env_str(env, "CLINIC_CATALOG", str(DEFAULT_CATALOG)))),
             country_code=_country_code(env),
-            metrics_addr=own_metrics_addr(env, "schedule_svc"),
             offer_s=env_int(env, "WAITLIST_OFFER_SECONDS", 900, minimum=1),
         )
 
