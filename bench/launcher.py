@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clinic_common import access, embedded, processes, tls
+from clinic_common import tls
 from clinic_common.config import SERVICES
+from clinic_tools import access, embedded, processes
 
 ROOT = Path(__file__).resolve().parent.parent
 

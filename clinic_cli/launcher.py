@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clinic_common import access, embedded, processes, services, tls
+from clinic_common import services, tls
 from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES, ConfigError
+from clinic_tools import access, embedded, processes
 from gateway.auth import mint
 from gateway.web import page_dir
 

@@ -14,8 +14,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from clinic_common import processes, tls
+from clinic_common import tls
 from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
+from clinic_tools import processes
 from gateway.auth import mint
 
 from .launcher import LaunchError, start_servers

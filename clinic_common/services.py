@@ -3,13 +3,13 @@
 Each row is a Python package started as `python -m <name>`, listening on 127.0.0.1:<port> unless
 `<addr_var>` says otherwise, with /metrics on 127.0.0.1:<metrics_port> unless `<metrics_var>` does.
 From it come: every config's default addresses (`*_svc/config.py`, gateway/config.py), the
-launcher's ports (clinic_cli/launcher.py), the NATS and Redis users (clinic_common/access.py), the
+launcher's ports (clinic_cli/launcher.py), the NATS and Redis users (clinic_tools/access.py), the
 packages pyproject.toml installs and the services docker-compose.yml starts (both checked by
 tests/unit/clinic_common/test_services.py).
 
 Adding a service is one row here (the order is start order: the gateway, which dials the others,
-last), its package with the usual shape, its rows in access.py (NATS permissions, Redis keys), its
-compose service, and its backend in gateway/routes.py if it is public.
+last), its package with the usual shape, its rows in clinic_tools/access.py (NATS permissions,
+Redis keys), its compose service, and its backend in gateway/routes.py if it is public.
 """
 
 from __future__ import annotations

@@ -34,8 +34,9 @@ from clinic.v1 import (
     notification_pb2_grpc,
     patient_pb2_grpc,
 )
-from clinic_common import access, embedded, processes, tls
+from clinic_common import tls
 from clinic_common.config import ADDR_VARS, SERVICES
+from clinic_tools import access, embedded, processes
 from gateway.auth import mint
 
 T = TypeVar("T")

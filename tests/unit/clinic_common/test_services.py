@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -16,8 +18,9 @@ import yaml
 from setuptools import find_packages
 
 from clinic_cli import launcher
-from clinic_common import access, services
+from clinic_common import services
 from clinic_common.config import ConfigError, peer_addrs
+from clinic_tools import access
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = {
@@ -45,10 +48,14 @@ def test_ports_and_variables_are_unique():
 
 def test_pyproject_installs_every_service():
     find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
-    found = {pkg for where in find["where"] for pkg in find_packages(ROOT / where, include=find["include"])}
+    found = {
+        pkg
+        for where in find["where"]
+        for pkg in find_packages(ROOT / where, include=find["include"], exclude=find["exclude"])
+    }
     for row in services.TABLE:
         assert row.package in found, f"pyproject.toml does not install {row.package}"
-    assert {"clinic", "clinic.v1", "clinic_common", "clinic_cli"} <= found
+    assert {"clinic", "clinic.v1", "clinic_common", "clinic_tools", "clinic_cli"} <= found
     assert not {pkg for pkg in found if pkg.split(".")[0] in ("tests", "bench")}
 
 
@@ -94,6 +101,20 @@ def test_peers_are_dialled_at_the_table_address_and_checked():
     assert peer_addrs({}, "booking_svc") == (services.get("booking_svc").default_addr,)
     with pytest.raises(ConfigError, match="SCHEDULE_SVC_ADDR"):
         peer_addrs({"SCHEDULE_SVC_ADDR": "127.0.0.1:1,nonsense"}, "schedule_svc")
+
+
+def test_clinic_common_holds_only_what_a_service_loads():
+    """Every clinic_common module is loaded by some service process; no service loads the tools."""
+    probe = "import importlib, sys; importlib.import_module(sys.argv[1] + '.__main__'); print(*sys.modules)"
+    loaded: set[str] = set()
+    for row in services.TABLE:
+        out = subprocess.run(
+            [sys.executable, "-c", probe, row.package], capture_output=True, text=True, cwd=ROOT, check=True
+        ).stdout.split()
+        assert not [m for m in out if m.startswith(("clinic_tools", "clinic_cli"))], row.name
+        loaded |= {m for m in out if m.startswith("clinic_common.")}
+    shared = {f"clinic_common.{p.stem}" for p in (ROOT / "clinic_common").glob("[!_]*.py")}
+    assert shared - loaded == set(), "only tools load these: move them to clinic_tools/"
 
 
 def test_the_launcher_and_the_users_come_from_the_table():
