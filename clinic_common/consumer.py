@@ -13,9 +13,10 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import structlog
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -27,11 +28,27 @@ from clinic_common.logs import get_logger
 
 log = get_logger(__name__)
 
+M = TypeVar("M", bound=Message)
+
 Handler = Callable[[Msg], Awaitable[None]]
 
 
 class Poison(Exception):
     """This message can never be processed (undecodable, unknown version...)."""
+
+
+def same_booking(payload_id: str, subject_id: str) -> None:
+    """A saga payload's booking id is its subject's last token (`saga.<step>.<verb>.<booking_id>`);
+    anything else is Poison: acting on it would touch another booking than the one addressed."""
+    if not payload_id or payload_id != subject_id:
+        raise Poison(f"payload booking id {payload_id!r} does not match the subject")
+
+
+def decode(message_type: type[M], data: bytes, subject_id: str) -> M:
+    """The payload of a saga message, checked against its subject's booking id."""
+    payload = message_type.FromString(data)
+    same_booking(payload.booking_id, subject_id)
+    return payload
 
 
 @dataclass(frozen=True)

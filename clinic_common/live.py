@@ -110,9 +110,7 @@ class StreamHistory(Generic[T]):
     """One subject filter's messages as stored in a stream, read by direct get (no consumer), each
     call returning what is new since the last."""
 
-    def __init__(
-        self, js: JetStreamContext, stream: str, subject: str, decode: Callable[[bytes], T]
-    ) -> None:
+    def __init__(self, js: JetStreamContext, stream: str, subject: str, decode: Callable[[bytes], T]) -> None:
         self._js = js
         self._stream = stream
         self._subject = subject
