@@ -5,7 +5,7 @@ from __future__ import annotations
 from nats.aio.msg import Msg
 
 from clinic.v1 import saga_pb2
-from clinic_common import messaging, subjects
+from clinic_common import subjects
 from clinic_common.consumer import ConsumerSpec, Poison, decode
 from clinic_common.errors import NotFound
 from clinic_common.logs import get_logger
@@ -14,11 +14,9 @@ from .saga import Bookings
 
 log = get_logger(__name__)
 
-CONSUMER = ConsumerSpec(
-    stream=subjects.SAGA_STREAM,
-    durable=subjects.BOOKING_CONSUMER,
-    filter_subjects=messaging.consumed(subjects.BOOKING_CONSUMER),
-    description=(
+CONSUMER = ConsumerSpec.of(
+    subjects.BOOKING_CONSUMER,
+    (
         "booking_svc: places and discount decisions, waitlist offers and their expiry, released places "
         "and quota, sent notifications"
     ),

@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
-from clinic_common import metrics, nats_io, tracing
+from clinic_common import messaging, metrics, nats_io, tracing
 from clinic_common.config import ack_wait_seconds
 from clinic_common.logs import get_logger
 
@@ -65,6 +65,12 @@ class ConsumerSpec:
     max_ack_pending: int = 2000
     batch: int = 128
     fetch_timeout_s: float = 1.0
+
+    @classmethod
+    def of(cls, durable: str, description: str) -> ConsumerSpec:
+        """The durable consumer `durable` as the messaging map (clinic_common/messaging.py) says."""
+        found = messaging.consumer(durable)
+        return cls(found.stream, durable, list(found.filters), description)
 
     def config(self) -> js_api.ConsumerConfig:
         ack_wait_s = self.ack_wait_s or ack_wait_seconds()

@@ -1,8 +1,8 @@
 """The messaging map: per service, what it consumes (durable consumers), produces, hears live and
 reads back by subject. Built from the names in clinic_common/subjects.py.
 
-From it come every durable consumer's filter subjects (`consumed`, used by each service's
-ConsumerSpec) and every service's NATS permissions (clinic_tools/access.py). The subject tables in
+From it come every durable consumer's stream and filter subjects (`ConsumerSpec.of`, in each
+service's events) and every service's NATS permissions (clinic_tools/access.py). The subject tables in
 README.md and docs/architecture.md are held against it by tests/unit/clinic_common/test_messaging.py.
 
 Adding a subject: its name in subjects.py, then one line here under the service that publishes it
@@ -111,10 +111,10 @@ MAP: dict[str, Messaging] = {
 }
 
 
-def consumed(durable: str) -> list[str]:
-    """The filter subjects of the durable consumer `durable`."""
+def consumer(durable: str) -> Consumer:
+    """The durable consumer `durable`: its stream and filter subjects."""
     for messaging in MAP.values():
-        for consumer in messaging.consumes:
-            if consumer.durable == durable:
-                return list(consumer.filters)
+        for found in messaging.consumes:
+            if found.durable == durable:
+                return found
     raise KeyError(durable)

@@ -5,17 +5,15 @@ from __future__ import annotations
 from nats.aio.msg import Msg
 
 from clinic.v1 import saga_pb2
-from clinic_common import messaging, subjects
+from clinic_common import subjects
 from clinic_common.clock import parse_date
 from clinic_common.consumer import ConsumerSpec, Poison, same_booking
 
 from .decisions import Discounts
 
-CONSUMER = ConsumerSpec(
-    stream=subjects.SAGA_STREAM,
-    durable=subjects.DISCOUNT_CONSUMER,
-    filter_subjects=messaging.consumed(subjects.DISCOUNT_CONSUMER),
-    description=(
+CONSUMER = ConsumerSpec.of(
+    subjects.DISCOUNT_CONSUMER,
+    (
         "discount_svc: R1, blocklist and R2 quota decisions for bookings that hold their places; "
         "quota releases (compensation)"
     ),

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from nats.aio.msg import Msg
 
 from clinic.v1 import common_pb2, frontdesk_pb2, saga_pb2
-from clinic_common import messaging, redis_io, subjects
+from clinic_common import redis_io, subjects
 from clinic_common.consumer import ConsumerSpec, Poison
 from clinic_common.logs import get_logger
 
@@ -32,18 +32,14 @@ CHANNEL = "app"
 RECORD_TTL_S = 40 * 24 * 3600
 KEEP_PER_PATIENT = 200
 
-CONSUMER = ConsumerSpec(
-    stream=subjects.SAGA_STREAM,
-    durable=subjects.NOTIFICATION_CONSUMER,
-    filter_subjects=messaging.consumed(subjects.NOTIFICATION_CONSUMER),
-    description="notification_svc: tells patients each booking's outcome and offer (saga.notify.<id>)",
+CONSUMER = ConsumerSpec.of(
+    subjects.NOTIFICATION_CONSUMER,
+    "notification_svc: tells patients each booking's outcome and offer (saga.notify.<id>)",
 )
 
-VISIT_CONSUMER = ConsumerSpec(
-    stream=subjects.VISITS_STREAM,
-    durable=subjects.VISIT_NOTIFY_CONSUMER,
-    filter_subjects=messaging.consumed(subjects.VISIT_NOTIFY_CONSUMER),
-    description="notification_svc: tells a patient they are called to the consultation room (VISITS)",
+VISIT_CONSUMER = ConsumerSpec.of(
+    subjects.VISIT_NOTIFY_CONSUMER,
+    "notification_svc: tells a patient they are called to the consultation room (VISITS)",
 )
 
 _RECORD_ONCE = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nats.aio.msg import Msg
 
 from clinic.v1 import saga_pb2
-from clinic_common import messaging, subjects
+from clinic_common import subjects
 from clinic_common.clock import parse_date
 from clinic_common.consumer import ConsumerSpec, Poison, decode, same_booking
 from clinic_common.errors import NotFound
@@ -13,11 +13,9 @@ from clinic_common.timeutil import parse_hhmm
 
 from .schedule import Places
 
-CONSUMER = ConsumerSpec(
-    stream=subjects.SAGA_STREAM,
-    durable=subjects.SCHEDULE_CONSUMER,
-    filter_subjects=messaging.consumed(subjects.SCHEDULE_CONSUMER),
-    description=(
+CONSUMER = ConsumerSpec.of(
+    subjects.SCHEDULE_CONSUMER,
+    (
         "schedule_svc: reserve a booking's places (services, doctor's token, time) or queue it on the "
         "waitlist, release them, take an accepted waitlist offer"
     ),
