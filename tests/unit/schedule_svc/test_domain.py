@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clinic.v1 import common_pb2, doctor_pb2, patient_pb2
+from clinic_common import validate
 from clinic_common.catalog import parse
 from schedule_svc import domain
 from schedule_svc.domain import PlacesAsk, PlacesDay, PlacesGrant, places_fit, take_places
@@ -105,7 +106,7 @@ def test_registration_names_every_bad_field_and_normalises_the_phone():
 
 
 def test_emails_are_compared_trimmed_and_lower_case():
-    assert domain.normalise_email("  Asha@Example.IN ") == "asha@example.in"
+    assert validate.normalise_email("  Asha@Example.IN ") == "asha@example.in"  # shared with booking_svc
 
 
 # -- doctors -----------------------------------------------------------------------------------
