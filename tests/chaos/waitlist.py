@@ -34,6 +34,8 @@ class WaitlistTraffic:
         self.done: set[str] = set()  # final: the acceptor stops looking at them
         self.answered: set[str] = set()  # offers the acceptor dealt with
         self.figures: Counter = Counter()
+        self._out: list[str] = []  # offered or PENDING at the last look
+        self._longest_out = 0.0
 
     async def setup(self, client: Client) -> None:
         self.doctor_id = (await client.doctor(daily_capacity=CAPACITY)).id
@@ -103,15 +105,32 @@ class WaitlistTraffic:
                     raise
                 self.figures["accepted too late"] += 1
 
-    async def check(self, client: Client, servers, deadline_s: float = 60.0) -> list[str]:
-        """Wait (with a deadline) for a quiet moment, then compare the tokens with the bookings."""
+    async def check(self, client: Client, servers, stuck_s: float = OFFER_S + 30.0) -> list[str]:
+        """Wait for a quiet moment, then compare the tokens with the bookings.
+
+        An offer nobody takes runs out and its place goes to the next in line, whose offer runs its
+        full OFFER_S too: a place still on offer when the acceptor stops walks down the whole line,
+        about OFFER_S plus a sweep per booking waiting (40 waiting: well over two minutes). So the
+        wait is not one fixed deadline, which a long line outlives with nothing wrong: it goes on
+        while the line moves and fails as soon as one booking stays offered (or PENDING) for longer
+        than `stuck_s` — an expiry lost or stuck, which is what this check is for.
+        """
         redis = await redis_client(servers)
+        out_since: dict[str, float] = {}  # booking id -> when it was first seen offered or PENDING
         try:
-            deadline = time.monotonic() + deadline_s
+            cap = time.monotonic() + 60.0 + len(self.ids) * (OFFER_S + 5.0)  # a line cannot take longer
             while True:
                 problems = await self._problems(client, redis)
-                if not problems or time.monotonic() > deadline:
+                now = time.monotonic()
+                out = set(self._out) if problems else set()
+                out_since = {i: out_since.get(i, now) for i in out}
+                stuck = sorted(i for i, since in out_since.items() if now - since > stuck_s)
+                if stuck:
+                    return [*problems, f"waitlist stuck: {stuck} offered or PENDING for over {stuck_s:.0f}s"]
+                if not problems or now > cap:
+                    self.figures["longest a booking stayed offered (s)"] = round(self._longest_out, 1)
                     return problems
+                self._longest_out = max([self._longest_out, *(now - t for t in out_since.values())])
                 await asyncio.sleep(0.5)
         finally:
             await redis.aclose()
@@ -121,6 +140,7 @@ class WaitlistTraffic:
         offered = [b for b in bookings if b.status == WAITLISTED and b.HasField("offer_expires_at")]
         waiting = [b for b in bookings if b.status == WAITLISTED and not b.HasField("offer_expires_at")]
         pending = [b for b in bookings if b.status == c.BOOKING_STATUS_PENDING]
+        self._out = [b.id for b in offered + pending]
         if offered or pending:
             return [f"waitlist not quiet: {len(offered)} offers out, {len(pending)} pending"]
         _, tokens_key, _ = doctor_keys(self.day, self.doctor_id)
