@@ -330,6 +330,34 @@ async def test_an_offer_that_expires_rejects_offer_expired_and_passes_the_place_
         await redis.aclose()
 
 
+async def test_a_place_nobody_takes_walks_the_whole_line_one_full_offer_each(short: Client):
+    """Issue 24's fault run: "waitlist not quiet: 1 offers out" 60 s after the faults, with about 40
+    bookings in line. A place whose offer runs out goes to the next in line, whose offer runs its
+    full time too, so a place nobody takes walks the whole line: every booking offered once, in
+    order, for at least WAITLIST_OFFER_SECONDS each, and none left on offer at the end. The time
+    it takes grows with the line (40 in line at 3 s each is over two minutes): the chaos check
+    had to wait for the line to move, not for a fixed 60 s."""
+    doctor_id, day, (taken,) = await full_day(short)
+    line = await queue(short, day, doctor_id, 5)
+    started = time.monotonic()
+    await short.cancel(taken.id)
+    ended = [await short.settled(b.id, timeout_s=30) for b in line]
+    took = time.monotonic() - started
+    assert {(b.status, b.rejection_reason) for b in ended} == {
+        (c.BOOKING_STATUS_REJECTED, R.Value("REJECTION_REASON_OFFER_EXPIRED"))
+    }
+    offered_at = []
+    for b in ended:
+        offer = next(e for e in b.history if e.type == c.EVENT_TYPE_WAITLIST_OFFERED)
+        end = next(e for e in b.history if e.type == c.EVENT_TYPE_BOOKING_REJECTED)
+        assert b.HasField("offer_expires_at"), b
+        early_s = (b.offer_expires_at.ToNanoseconds() - end.occurred_at.ToNanoseconds()) / 1e9
+        assert early_s <= 0.05, (b.id, early_s)  # each offer ran to its end before the place moved on
+        offered_at.append(offer.occurred_at.ToNanoseconds())
+    assert offered_at == sorted(offered_at)  # in line order
+    assert took >= len(line) * SHORT_OFFER_S, took
+
+
 async def test_accepts_racing_the_expiry_never_give_one_place_to_two_bookings(short: Client, short_servers):
     """AcceptOffer fired around the moment the offer runs out, many times: either one accept wins
     (CONFIRMED) or the expiry does (OFFER_EXPIRED, the place offered to the next) — never both."""
