@@ -117,8 +117,9 @@ class WaitlistTraffic:
         """
         redis = await redis_client(servers)
         out_since: dict[str, float] = {}  # booking id -> when it was first seen offered or PENDING
+        started = time.monotonic()
         try:
-            cap = time.monotonic() + 60.0 + len(self.ids) * (OFFER_S + 5.0)  # a line cannot take longer
+            cap = started + 60.0 + len(self.ids) * (OFFER_S + 5.0)  # a line cannot take longer
             while True:
                 problems = await self._problems(client, redis)
                 now = time.monotonic()
@@ -127,10 +128,11 @@ class WaitlistTraffic:
                 stuck = sorted(i for i, since in out_since.items() if now - since > stuck_s)
                 if stuck:
                     return [*problems, f"waitlist stuck: {stuck} offered or PENDING for over {stuck_s:.0f}s"]
+                self._longest_out = max([self._longest_out, *(now - t for t in out_since.values())])
                 if not problems or now > cap:
                     self.figures["longest a booking stayed offered (s)"] = round(self._longest_out, 1)
+                    self.figures["quiet after (s)"] = round(now - started, 1)
                     return problems
-                self._longest_out = max([self._longest_out, *(now - t for t in out_since.values())])
                 await asyncio.sleep(0.5)
         finally:
             await redis.aclose()
