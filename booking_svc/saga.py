@@ -23,7 +23,7 @@ from clinic_common.errors import (
 )
 from clinic_common.logs import get_logger
 from clinic_common.principal import Principal
-from clinic_common.validate import TOKEN_ID, full
+from clinic_common.validate import TOKEN_ID, full, is_id
 
 from . import domain
 from . import store as stores
@@ -155,6 +155,11 @@ class Bookings:
         return found, stores.page_token(after)  # a short page: the caller goes on from here
 
     async def cancel(self, booking_id: str, reason: str, who: Principal) -> common_pb2.Booking:
+        bad = [] if is_id(booking_id, TOKEN_ID) else [("booking_id", "must be a booking id")]
+        if len(reason) > domain.MAX_REASON_LEN:
+            bad.append(("reason", f"at most {domain.MAX_REASON_LEN} characters"))
+        if bad:  # every bad field named at once, before anything is read
+            raise InvalidArgument(bad)
         record = await self._load(booking_id)
         who.require_patient_access(record.booking.patient.id)
         committed = await self._transition(booking_id, lambda r: domain.cancel(r, reason, self._clock.now()))

@@ -148,6 +148,11 @@ async def test_an_id_with_a_trailing_newline_is_not_an_id(client):
     )
 
 
+async def test_every_bad_field_of_a_cancel_is_named_at_once(client):
+    req = booking_pb2.CancelBookingRequest(booking_id="", reason="r" * 501)
+    await refused(client.bookings.CancelBooking(req, metadata=client.auth()), "booking_id", "reason")
+
+
 async def test_enum_numbers_the_schema_does_not_define_are_refused(client):
     await refused(
         client.bookings.ListServices(booking_pb2.ListServicesRequest(gender=7), metadata=client.auth()),
