@@ -34,6 +34,7 @@ class BookingConfig:
     max_pending: int = 0
     metrics_addr: str = "off"
     schedule_addrs: tuple[str, ...] = ("127.0.0.1:50064",)  # the registry and doctors (schedule_svc)
+    frontdesk_addrs: tuple[str, ...] = ("127.0.0.1:50065",)  # check-in state, asked before a reschedule
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
@@ -47,4 +48,5 @@ class BookingConfig:
             max_pending=env_int(env, "CLINIC_MAX_PENDING_BOOKINGS", DEFAULT_MAX_PENDING, minimum=0),
             metrics_addr=env_metrics_addr(env, "BOOKING_SVC_METRICS_ADDR", "127.0.0.1:9461"),
             schedule_addrs=env_list(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
+            frontdesk_addrs=env_list(env, "FRONTDESK_SVC_ADDR", "127.0.0.1:50065"),
         )

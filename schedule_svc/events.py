@@ -20,10 +20,11 @@ CONSUMER = ConsumerSpec(
         f"{subjects.PLACES_REQUESTED}.*",
         f"{subjects.PLACES_RELEASE}.*",
         f"{subjects.PLACES_ACCEPT}.*",
+        f"{subjects.PLACES_MOVE}.*",
     ],
     description=(
         "schedule_svc: reserve a booking's places (services, doctor's token, time) or queue it on the "
-        "waitlist, release them, take an accepted waitlist offer"
+        "waitlist, release them, take an accepted waitlist offer, move them (reschedule)"
     ),
 )
 
@@ -50,6 +51,13 @@ def make_handler(places: Places):
             except ValueError as exc:
                 raise Poison(f"bad date: {exc}") from exc
             run = places.on_accept(accept)
+        elif prefix == subjects.PLACES_MOVE:
+            move = saga_pb2.PlacesMove.FromString(msg.data)
+            if move.booking_id != booking_id or move.number < 1:
+                raise Poison(f"payload booking id {move.booking_id!r} or move number does not fit")
+            _check(move.current, booking_id)
+            _check(move.target, booking_id)
+            run = places.on_move(move)
         else:
             raise Poison(f"no handler for subject {msg.subject}")
         try:
