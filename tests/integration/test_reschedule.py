@@ -11,8 +11,9 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from clinic.v1 import booking_pb2
+from clinic.v1 import booking_pb2, frontdesk_pb2_grpc
 from clinic.v1 import common_pb2 as c
+from clinic.v1 import frontdesk_pb2 as f
 from schedule_svc.places import PlacesStore, Request, doctor_keys, hold_key, tag_of
 from tests.harness import Client, future_date, patient, uid, wait_for
 
@@ -388,3 +389,26 @@ async def test_the_actor_is_the_verified_caller_never_one_forged_in_the_body(cli
     assert (who.id, "patient") in actors
     assert actors <= {(who.id, "patient"), ("notification_svc", "system")}
     assert done.history[0].actor.sub == who.id
+
+
+async def test_a_checked_in_booking_is_not_moved_and_queue_changes_name_their_actor(client: Client):
+    desk = frontdesk_pb2_grpc.FrontDeskServiceStub(client.channel)
+    doctor = await client.doctor(service_ids=("blood-panel",), daily_capacity=5)
+    b = await client.settled(
+        (await client.create(patient(), ["blood-panel"], doctor_id=doctor.id)).id, notified=False
+    )
+    assert b.status == CONFIRMED
+    watch = desk.WatchQueue(f.WatchQueueRequest(doctor_id=doctor.id), metadata=client.auth(), timeout=20)
+    stream = aiter(watch)
+    assert (await anext(stream)).WhichOneof("item") == "snapshot"
+    await desk.CheckIn(f.CheckInRequest(booking_id=b.id), metadata=client.auth(b.patient.id, "patient"))
+    await desk.CallNext(f.CallNextRequest(doctor_id=doctor.id), metadata=client.auth("desk-9", "staff"))
+    changes = [(await anext(stream)).change for _ in range(2)]
+    watch.cancel()
+    assert [(ch.actor.sub, ch.actor.role) for ch in changes] == [
+        (b.patient.id, "patient"),
+        ("desk-9", "staff"),
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await reschedule(client, b.id, appointment_date=future_date())
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "checked in" in err.value.details()
