@@ -508,6 +508,7 @@ class Chaos:
             if len(listed.bookings) != 1:
                 r.doubled += 1
                 r.problems.append(f"patient {pid} has {len(listed.bookings)} bookings")
+        self.moves.count(final.values())
         await self._check_places(final)
         await self._check_dead_letters()
 

@@ -16,6 +16,7 @@ from clinic.v1 import common_pb2 as c
 from clinic.v1 import frontdesk_pb2 as f
 from schedule_svc.places import PlacesStore, Request, doctor_keys, hold_key, tag_of
 from tests.harness import Client, future_date, patient, uid, wait_for
+from tests.integration.test_cli import clinic
 
 R = c.RejectionReason
 CONFIRMED = c.BOOKING_STATUS_CONFIRMED
@@ -412,3 +413,18 @@ async def test_a_checked_in_booking_is_not_moved_and_queue_changes_name_their_ac
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await reschedule(client, b.id, appointment_date=future_date())
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "checked in" in err.value.details()
+
+
+async def test_clinic_reschedule_waits_for_the_answer(client: Client, system):
+    doctor = await client.doctor(daily_capacity=5)
+    day = future_date()
+    b = await confirmed(client, day, doctor.id, "10:00")
+    await confirmed(client, day, doctor.id, "12:00")
+    moved = await clinic(system, "reschedule", b.id, "--at", "11:00")
+    assert moved.returncode == 0, moved.stderr
+    assert "BOOKING_RESCHEDULED" in moved.stdout and "→" in moved.stdout and "(by operator)" in moved.stdout
+    refused = await clinic(system, "reschedule", b.id, "--at", "12:00")
+    assert refused.returncode == 1, refused.stderr
+    assert "RESCHEDULE_REFUSED" in refused.stdout and "SLOT_UNAVAILABLE" in refused.stdout
+    bad = await clinic(system, "reschedule", b.id, "--at", "noon")
+    assert bad.returncode != 0 and "start_time" in bad.stderr
