@@ -38,6 +38,7 @@ class WaitlistTraffic:
         self.done: set[str] = set()  # final: the acceptor stops looking at them
         self.answered: set[str] = set()  # offers the acceptor dealt with
         self.figures: Counter = Counter()
+        self._frees = 0  # places freed for the line so far: every other one by a reschedule away
 
     async def setup(self, client: Client) -> None:
         self.doctor_id = (await client.doctor(daily_capacity=CAPACITY)).id
@@ -88,13 +89,11 @@ class WaitlistTraffic:
         if b.status == c.BOOKING_STATUS_CONFIRMED:
             if pick % 3 == 0:
                 self.done.add(b.id)  # keeps its place
-            elif (
-                someone_waits and pick % 3 == 1 and self.moves is not None and b.appointment_date == self.day
-            ):
+            elif someone_waits and self.moves is not None and b.appointment_date == self.day and self._turn():
                 self.done.add(b.id)  # moves away: its freed token goes to the line as a cancellation's
                 if await self.moves.move(client, b.id, appointment_date=self.away):
                     self.figures["moved away to free a place"] += 1
-            elif someone_waits:  # two in three give their place up, once someone waits for one
+            elif someone_waits:  # two in three give their place up (moved away or cancelled)
                 self.done.add(b.id)
                 await client.cancel(b.id, "chaos: frees a place for the line")
                 self.figures["cancelled to free a place"] += 1
@@ -112,6 +111,10 @@ class WaitlistTraffic:
                 if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
                     raise
                 self.figures["accepted too late"] += 1
+
+    def _turn(self) -> bool:
+        self._frees += 1
+        return self._frees % 2 == 1
 
     async def check(self, client: Client, servers, deadline_s: float = 60.0) -> list[str]:
         """Wait (with a deadline) for a quiet moment, then compare the tokens with the bookings."""
