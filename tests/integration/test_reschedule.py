@@ -428,3 +428,33 @@ async def test_clinic_reschedule_waits_for_the_answer(client: Client, system):
     assert "RESCHEDULE_REFUSED" in refused.stdout and "SLOT_UNAVAILABLE" in refused.stdout
     bad = await clinic(system, "reschedule", b.id, "--at", "noon")
     assert bad.returncode != 0 and "start_time" in bad.stderr
+
+
+async def test_a_booking_cancelled_while_its_move_is_under_way_ends_holding_nothing(client: Client, redis):
+    """Cancel right behind the reschedule: whichever reaches schedule_svc first, both sets go back
+    (the move's holder is released, or closed so the move is refused) and nothing is left held."""
+    doctor = await client.doctor(daily_capacity=20)
+    day, new_day = future_date(), future_date()
+    while new_day == day:
+        new_day = future_date()
+    booked = await asyncio.gather(
+        *(confirmed(client, day, doctor.id, f"{9 + i // 4:02d}:{(i % 4) * 15:02d}") for i in range(8))
+    )
+    for b in booked:
+        await reschedule(client, b.id, appointment_date=new_day)
+        await client.cancel(b.id)
+
+    async def nothing_held() -> bool:
+        held = [
+            *(await tokens(redis, day, doctor.id)).values(),
+            *(await tokens(redis, new_day, doctor.id)).values(),
+            *(await slots(redis, day, doctor.id)),
+            *(await slots(redis, new_day, doctor.id)),
+        ]
+        return not held
+
+    await wait_for(nothing_held, 20, "every place of the cancelled bookings back")
+    for b in booked:
+        final = await client.settled(b.id)
+        assert final.status == c.BOOKING_STATUS_CANCELLED
+        assert kinds(final).count("PLACES_RELEASED") == 1
