@@ -7,7 +7,7 @@ interval [day_start, day_end), and so is a booking's [start, start + duration).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -71,6 +71,19 @@ def normalise_phone(raw: str, country_code: str) -> str | None:
 
 def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
+
+
+def booking_of(holder: str) -> str:
+    """A holder is a booking id, or "<booking>~<move>" for the places a reschedule of it takes."""
+    return holder.partition("~")[0]
+
+
+def patient_busy(holder: str, interval: tuple[int, int], held: Mapping[str, tuple[int, int]]) -> bool:
+    """No patient holds two overlapping times, with any doctors: `held` is the patient's intervals
+    on the date by holder; the booking's own holders never count (a move may overlap its old time).
+    The reserve script (places.py, `fits`) applies the same rule in the same step as the places."""
+    mine = booking_of(holder)
+    return any(booking_of(other) != mine and overlaps(interval, span) for other, span in held.items())
 
 
 def free_times(day_start: int, day_end: int, slot: int, taken: Iterable[tuple[int, int]]) -> list[str]:

@@ -10,12 +10,15 @@ import asyncio
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clinic.v1 import booking_pb2, frontdesk_pb2_grpc
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import frontdesk_pb2 as f
+from schedule_svc.domain import patient_busy
 from schedule_svc.places import PlacesStore, Request, doctor_keys, hold_key, tag_of
-from tests.harness import Client, future_date, patient, uid, wait_for
+from tests.harness import Client, future_date, patient, redis_client, uid, wait_for
 from tests.integration.test_cli import clinic
 
 R = c.RejectionReason
@@ -458,3 +461,36 @@ async def test_a_booking_cancelled_while_its_move_is_under_way_ends_holding_noth
         final = await client.settled(b.id)
         assert final.status == c.BOOKING_STATUS_CANCELLED
         assert kinds(final).count("PLACES_RELEASED") == 1
+
+
+SPANS = st.tuples(st.integers(540, 1000), st.integers(15, 120)).map(lambda t: (t[0], t[0] + t[1]))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spans=st.lists(SPANS, min_size=1, max_size=6), moves=st.lists(st.integers(0, 5), max_size=3))
+def test_the_patient_busy_script_agrees_with_the_rule(servers, spans, moves):
+    """The reserve script and schedule_svc.domain.patient_busy answer alike: each interval of one
+    patient (each with a doctor of its own) is held unless it overlaps one held by another booking;
+    a holder "<booking>~<n>" (a move) never counts against its own booking."""
+    asyncio.run(_busy_case(servers, spans, moves))
+
+
+async def _busy_case(servers, spans, moves) -> None:
+    r = await redis_client(servers)
+    try:
+        store, day, pid = PlacesStore(r), future_date(), uid("p")
+        held: dict[str, tuple[int, int]] = {}
+        base = uid("b")  # holds are recorded per holder: each example its own
+        holders = [f"{base}{i}" for i in range(len(spans))] + [f"{base}{m % len(spans)}~1" for m in moves]
+        intervals = spans + [spans[m % len(spans)] for m in moves]
+        for i, (holder_id, span) in enumerate(zip(holders, intervals, strict=True)):
+            expected_busy = patient_busy(holder_id, span, held)
+            request = Request(holder_id, day, [], f"{base}-d{i}", span[0], span[1], pid)
+            outcome = await store.reserve(request, [], (5, 0, 1440))
+            assert (outcome.state, outcome.reason) == (("refused", "busy") if expected_busy else ("held", ""))
+            if not expected_busy:
+                held[holder_id] = span
+        stored = await r.hgetall(f"{tag_of(day)}:patient:{pid}")
+        assert {k.decode(): tuple(map(int, v.decode().split(","))) for k, v in stored.items()} == held
+    finally:
+        await r.aclose()

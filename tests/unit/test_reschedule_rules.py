@@ -9,6 +9,7 @@ from clinic.v1 import booking_pb2, saga_pb2
 from clinic.v1 import common_pb2 as c
 from clinic_common import subjects
 from clinic_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from schedule_svc.domain import patient_busy
 from tests.unit.test_booking_rules import CATALOG, IST, NOW, decided, held, req
 
 DESK = c.Actor(sub="desk-1", role="staff")
@@ -161,3 +162,11 @@ def test_the_note_is_validated_and_changing_it_records_who_not_what():
     assert domain.update_note(t.record, "fever", NOW, DESK) is None
     with pytest.raises(InvalidArgument):
         domain.update_note(t.record, "y" * 501, NOW, DESK)
+
+
+def test_patient_busy_counts_other_bookings_overlaps_only():
+    held = {"b1": (600, 630), "b2~3": (700, 715)}
+    assert patient_busy("b9", (615, 645), held)  # overlaps b1
+    assert not patient_busy("b9", (630, 700), held)  # touching is not overlapping
+    assert not patient_busy("b1~2", (610, 640), held)  # b1's own move may overlap its old time
+    assert patient_busy("b1~2", (705, 720), held)  # but not b2's (held under its move's holder)
