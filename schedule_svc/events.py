@@ -7,22 +7,15 @@ from nats.aio.msg import Msg
 from clinic.v1 import saga_pb2
 from clinic_common import subjects
 from clinic_common.clock import parse_date
-from clinic_common.consumer import ConsumerSpec, Poison
+from clinic_common.consumer import ConsumerSpec, Poison, decode, same_booking
 from clinic_common.errors import NotFound
 from clinic_common.timeutil import parse_hhmm
 
 from .schedule import Places
 
-CONSUMER = ConsumerSpec(
-    stream=subjects.SAGA_STREAM,
-    durable=subjects.SCHEDULE_CONSUMER,
-    filter_subjects=[
-        f"{subjects.PLACES_REQUESTED}.*",
-        f"{subjects.PLACES_RELEASE}.*",
-        f"{subjects.PLACES_ACCEPT}.*",
-        f"{subjects.PLACES_MOVE}.*",
-    ],
-    description=(
+CONSUMER = ConsumerSpec.of(
+    subjects.SCHEDULE_CONSUMER,
+    (
         "schedule_svc: reserve a booking's places (services, doctor's token, time) or queue it on the "
         "waitlist, release them, take an accepted waitlist offer, move them (reschedule)"
     ),
@@ -37,24 +30,20 @@ def make_handler(places: Places):
             _check(request, booking_id)
             run = places.on_requested(request)
         elif prefix == subjects.PLACES_RELEASE:
-            release = saga_pb2.PlacesReleaseRequested.FromString(msg.data)
-            if release.booking_id != booking_id:
-                raise Poison(f"payload booking id {release.booking_id!r} does not match the subject")
+            release = decode(saga_pb2.PlacesReleaseRequested, msg.data, booking_id)
             _check(release.places, booking_id)
             run = places.on_release_requested(release)
         elif prefix == subjects.PLACES_ACCEPT:
-            accept = saga_pb2.PlacesAccept.FromString(msg.data)
-            if accept.booking_id != booking_id:
-                raise Poison(f"payload booking id {accept.booking_id!r} does not match the subject")
+            accept = decode(saga_pb2.PlacesAccept, msg.data, booking_id)
             try:
                 parse_date(accept.appointment_date)
             except ValueError as exc:
                 raise Poison(f"bad date: {exc}") from exc
             run = places.on_accept(accept)
         elif prefix == subjects.PLACES_MOVE:
-            move = saga_pb2.PlacesMove.FromString(msg.data)
-            if move.booking_id != booking_id or move.number < 1:
-                raise Poison(f"payload booking id {move.booking_id!r} or move number does not fit")
+            move = decode(saga_pb2.PlacesMove, msg.data, booking_id)
+            if move.number < 1:
+                raise Poison(f"move number {move.number} is not a move")
             _check(move.current, booking_id)
             _check(move.target, booking_id)
             run = places.on_move(move)
@@ -69,8 +58,7 @@ def make_handler(places: Places):
 
 
 def _check(request: saga_pb2.PlacesRequested, subject_id: str) -> None:
-    if not request.booking_id or request.booking_id != subject_id:
-        raise Poison(f"payload booking id {request.booking_id!r} does not match the subject")
+    same_booking(request.booking_id, subject_id)
     try:
         parse_date(request.appointment_date)
         if request.start_time:
