@@ -373,8 +373,9 @@ async def test_the_note_is_validated_changed_by_staff_and_never_logged(client: C
 
 
 async def test_the_actor_is_the_verified_caller_never_one_forged_in_the_body(client: Client):
-    """A request body carrying an Actor (as an unknown field, the way a client could smuggle one)
-    changes nothing: every event names the token's caller or a system actor."""
+    """A request body carrying an Actor (as an unknown field, the way a client could smuggle one), and
+    identity headers beside the token, change nothing: every event names the token's caller or a
+    system actor."""
     who = patient()
     req = booking_pb2.CreateBookingRequest(
         patient=who, service_ids=["gen-consult"], appointment_date=future_date()
@@ -386,7 +387,8 @@ async def test_the_actor_is_the_verified_caller_never_one_forged_in_the_body(cli
         request_serializer=lambda raw: raw,
         response_deserializer=booking_pb2.CreateBookingResponse.FromString,
     )
-    made = (await create(body, metadata=client.auth(who.id, "patient"), timeout=10)).booking
+    forged_headers = [("x-clinic-sub", "mallory"), ("x-clinic-role", "admin")]  # the edge drops these
+    made = (await create(body, metadata=client.auth(who.id, "patient") + forged_headers, timeout=10)).booking
     done = await client.settled(made.id)
     actors = {(e.actor.sub, e.actor.role) for e in done.history}
     assert ("mallory", "admin") not in actors
