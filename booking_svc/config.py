@@ -37,6 +37,8 @@ class BookingConfig:
     # the registry and doctors (schedule_svc)
     schedule_addrs: tuple[str, ...] = (service("schedule_svc").default_addr,)
     country_code: str = "91"  # completes a 10-digit phone of an inline patient
+    # check-in state (frontdesk_svc), asked before a reschedule of a booking dated today
+    frontdesk_addrs: tuple[str, ...] = (service("frontdesk_svc").default_addr,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
@@ -49,4 +51,5 @@ class BookingConfig:
             max_pending=env_int(env, "CLINIC_MAX_PENDING_BOOKINGS", DEFAULT_MAX_PENDING, minimum=0),
             schedule_addrs=peer_addrs(env, "schedule_svc"),
             country_code=env_country_code(env),
+            frontdesk_addrs=peer_addrs(env, "frontdesk_svc"),
         )

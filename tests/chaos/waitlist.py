@@ -19,6 +19,8 @@ from clinic.v1 import common_pb2 as c
 from schedule_svc.places import doctor_keys
 from tests.harness import Client, future_date, patient, redis_client, uid
 
+from .reschedules import Moves, holder
+
 CAPACITY = 3
 OFFER_S = 3  # WAITLIST_OFFER_SECONDS of the fault run
 EVERY = 8  # one booking in EVERY is waitlist traffic
@@ -27,14 +29,17 @@ TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grp
 
 
 class WaitlistTraffic:
-    def __init__(self) -> None:
+    def __init__(self, moves: Moves | None = None) -> None:
+        self.moves = moves
         self.day = future_date()
+        self.away = future_date()  # where some confirmed bookings move to, freeing a place for the line
         self.doctor_id = ""
         self.ids: list[str] = []
         self.done: set[str] = set()  # final: the acceptor stops looking at them
         self.answered: set[str] = set()  # offers the acceptor dealt with
         self.figures: Counter = Counter()
-        self._out: list[str] = []  # offered or PENDING at the last look
+        self._frees = 0  # places freed for the line so far: every other one by a reschedule away
+        self._out: list[str] = []  # offered, PENDING or moving at the last look
         self._longest_out = 0.0
 
     async def setup(self, client: Client) -> None:
@@ -86,7 +91,11 @@ class WaitlistTraffic:
         if b.status == c.BOOKING_STATUS_CONFIRMED:
             if pick % 3 == 0:
                 self.done.add(b.id)  # keeps its place
-            elif someone_waits:  # two in three give their place up, once someone waits for one
+            elif someone_waits and self.moves is not None and b.appointment_date == self.day and self._turn():
+                self.done.add(b.id)  # moves away: its freed token goes to the line as a cancellation's
+                if await self.moves.move(client, b.id, appointment_date=self.away):
+                    self.figures["moved away to free a place"] += 1
+            elif someone_waits:  # two in three give their place up (moved away or cancelled)
                 self.done.add(b.id)
                 await client.cancel(b.id, "chaos: frees a place for the line")
                 self.figures["cancelled to free a place"] += 1
@@ -105,6 +114,10 @@ class WaitlistTraffic:
                     raise
                 self.figures["accepted too late"] += 1
 
+    def _turn(self) -> bool:
+        self._frees += 1
+        return self._frees % 2 == 1
+
     async def check(self, client: Client, servers, stuck_s: float = OFFER_S + 30.0) -> list[str]:
         """Wait for a quiet moment, then compare the tokens with the bookings.
 
@@ -112,8 +125,8 @@ class WaitlistTraffic:
         full OFFER_S too: a place still on offer when the acceptor stops walks down the whole line,
         about OFFER_S plus a sweep per booking waiting (40 waiting: well over two minutes). So the
         wait is not one fixed deadline, which a long line outlives with nothing wrong: it goes on
-        while the line moves and fails as soon as one booking stays offered (or PENDING) for longer
-        than `stuck_s` — an expiry lost or stuck, which is what this check is for.
+        while the line moves and fails as soon as one booking stays offered, PENDING or moving for
+        longer than `stuck_s` — an expiry lost or stuck, which is what this check is for.
         """
         redis = await redis_client(servers)
         out_since: dict[str, float] = {}  # booking id -> when it was first seen offered or PENDING
@@ -142,12 +155,19 @@ class WaitlistTraffic:
         offered = [b for b in bookings if b.status == WAITLISTED and b.HasField("offer_expires_at")]
         waiting = [b for b in bookings if b.status == WAITLISTED and not b.HasField("offer_expires_at")]
         pending = [b for b in bookings if b.status == c.BOOKING_STATUS_PENDING]
-        self._out = [b.id for b in offered + pending]
-        if offered or pending:
-            return [f"waitlist not quiet: {len(offered)} offers out, {len(pending)} pending"]
+        moving = [b for b in bookings if self.moves is not None and not self.moves.answered(b)]
+        self._out = [b.id for b in offered + pending + moving]
+        if offered or pending or moving:
+            return [
+                f"waitlist not quiet: {len(offered)} offers out, {len(pending)} pending, {len(moving)} moving"
+            ]
         _, tokens_key, _ = doctor_keys(self.day, self.doctor_id)
         tokens = {int(k): v.decode() for k, v in (await redis.hgetall(tokens_key)).items()}
-        confirmed = {b.token: b.id for b in bookings if b.status == c.BOOKING_STATUS_CONFIRMED}
+        confirmed = {
+            b.token: holder(b)
+            for b in bookings
+            if b.status == c.BOOKING_STATUS_CONFIRMED and b.appointment_date == self.day
+        }
         problems = []
         if len(set(tokens.values())) != len(tokens) or tokens != confirmed or len(tokens) > CAPACITY:
             problems.append(f"waitlist day: tokens held {tokens} != confirmed {confirmed}")
