@@ -25,10 +25,11 @@ CONSUMER = ConsumerSpec(
         f"{subjects.DISCOUNT_DECIDED}.*",
         f"{subjects.QUOTA_RELEASED}.*",
         f"{subjects.NOTIFICATION_SENT}.*",
+        f"{subjects.DOCTOR_UNAVAILABLE}.*",
     ],
     description=(
         "booking_svc: places and discount decisions, waitlist offers and their expiry, released places "
-        "and quota, sent notifications"
+        "and quota, sent notifications, doctors marked absent on a booking's day"
     ),
 )
 
@@ -42,6 +43,7 @@ def make_handler(bookings: Bookings):
         subjects.DISCOUNT_DECIDED: (saga_pb2.DiscountDecided, bookings.on_discount_decided),
         subjects.QUOTA_RELEASED: (saga_pb2.QuotaReleased, bookings.on_quota_released),
         subjects.NOTIFICATION_SENT: (saga_pb2.NotificationSent, bookings.on_notification_sent),
+        subjects.DOCTOR_UNAVAILABLE: (saga_pb2.DoctorUnavailable, bookings.on_doctor_unavailable),
     }
 
     async def handle(msg: Msg) -> None:

@@ -100,6 +100,7 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{s.PLACES_RELEASED}.>",
             f"{s.PLACES_OFFERED}.>",
             f"{s.PLACES_EXPIRED}.>",
+            f"{s.DOCTOR_UNAVAILABLE}.>",
             *_JS_COMMON,
             *_consumer(s.SAGA_STREAM, s.SCHEDULE_CONSUMER),
         ],

@@ -27,6 +27,7 @@ PLACES_RELEASED = "saga.places.released"
 PLACES_OFFERED = "saga.places.offered"  # a freed place held for a waitlisted booking
 PLACES_EXPIRED = "saga.places.expired"  # an offer ran out unaccepted
 PLACES_ACCEPT = "saga.places.accept"  # the patient accepted an offer
+DOCTOR_UNAVAILABLE = "saga.doctor.unavailable"  # a held booking's day was marked absent (schedule_svc)
 DISCOUNT_REQUESTED = "saga.discount.requested"  # booking_svc asks (a reservation without discount part)
 DISCOUNT_DECIDED = "saga.discount.decided"
 QUOTA_RELEASE = "saga.quota.release"

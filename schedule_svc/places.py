@@ -58,19 +58,37 @@ local function load_w(hold)
   return {doctor = h[1] or '', capacity = h[2], dstart = h[3], dend = h[4], s = tonumber(h[5] or '-1'),
           e = tonumber(h[6] or '-1'), services = split(h[7]), caps = split(h[8])}
 end
+-- A doctor's day as resolved (schedule_svc/domain.py resolve_day: availability, leave, weekly plan,
+-- defaults), kept in the date's slot by the scripts that resolve it. A day nobody resolved yet
+-- (a hold from before) falls back on the date's availability and the doctor's defaults w recorded.
+local function day_of(tag, w)
+  local r = redis.call('HMGET', doc_key(tag, w.doctor, 'resolved'),
+                       'present', 'capacity', 'start', 'end', 'breaks')
+  if r[1] then
+    return {present = r[1], capacity = tonumber(r[2]), s = tonumber(r[3]), e = tonumber(r[4]),
+            breaks = r[5] or ''}
+  end
+  local d = redis.call('HMGET', doc_key(tag, w.doctor, 'day'), 'present', 'capacity', 'start', 'end')
+  return {present = d[1] or '1', capacity = tonumber(d[2] or w.capacity), s = tonumber(d[3] or w.dstart),
+          e = tonumber(d[4] or w.dend), breaks = ''}
+end
 -- The token w would get (0: no doctor), or nil and why not: doctor | capacity | hours | slot.
+-- Outside the hours or across a break is 'hours' (domain.fits_day states the same rule).
 local function fits(tag, w)
   local token = 0
   if w.doctor ~= '' then
-    local day = redis.call('HMGET', doc_key(tag, w.doctor, 'day'), 'present', 'capacity', 'start', 'end')
-    if day[1] == '0' then return nil, 'doctor' end
+    local day = day_of(tag, w)
+    if day.present == '0' then return nil, 'doctor' end
     local tokens = doc_key(tag, w.doctor, 'tokens')
-    for i = 1, tonumber(day[2] or w.capacity) do
+    for i = 1, day.capacity do
       if redis.call('HEXISTS', tokens, i) == 0 then token = i break end
     end
     if token == 0 then return nil, 'capacity' end
     if w.s >= 0 then
-      if w.s < tonumber(day[3] or w.dstart) or w.e > tonumber(day[4] or w.dend) then return nil, 'hours' end
+      if w.s < day.s or w.e > day.e then return nil, 'hours' end
+      for bs, be in string.gmatch(day.breaks, '(%d+)-(%d+)') do
+        if w.s < tonumber(be) and tonumber(bs) < w.e then return nil, 'hours' end
+      end
       for _, taken in ipairs(redis.call('HVALS', doc_key(tag, w.doctor, 'slots'))) do
         local ts, te = string.match(taken, '(%d+),(%d+)')
         if w.s < tonumber(te) and tonumber(ts) < w.e then return nil, 'slot' end
@@ -81,6 +99,18 @@ local function fits(tag, w)
     if redis.call('SCARD', tag .. ':svc:' .. service) >= tonumber(w.caps[i]) then return nil, 'capacity' end
   end
   return token
+end
+-- The day as the caller resolved it, if it is not older than what the slot has seen: the count of
+-- writes to the date's availability and leave (n) must match, and the doctor's revision (rev: plans,
+-- defaults, retirement) must not be behind. Otherwise 'stale': the caller resolves again.
+local function resolved_fresh(key, n, rev)
+  local cur = redis.call('HMGET', key, 'n', 'rev')
+  return tonumber(cur[1] or '0') == tonumber(n) and tonumber(cur[2] or '-1') <= tonumber(rev)
+end
+local function keep_resolved(key, n, rev, day, expire)
+  redis.call('HSET', key, 'n', n, 'rev', rev, 'present', day[1], 'capacity', day[2], 'start', day[3],
+             'end', day[4], 'breaks', day[5])
+  redis.call('EXPIREAT', key, expire)
 end
 local function take(tag, id, w, token, expire)
   for _, service in ipairs(w.services) do
@@ -137,10 +167,16 @@ _RESERVE = (
     + """
 -- KEYS: hold, day, tokens, slots, service sets... (named for the cluster; built again from the tag)
 -- ARGV: booking, doctor ('' none), capacity, day start, day end, start (-1: none), end, expire at,
---       waitlist ('1'/'0'), service ids (a,b), their capacities (n,m), tag
+--       waitlist ('1'/'0'), service ids (a,b), their capacities (n,m), tag,
+--       n, rev (-1: no resolution given), resolved present, capacity, start, end, breaks
 local prior = redis.call('HMGET', KEYS[1], 'state', 'token', 'reason', 'position')
 if prior[1] then return {prior[1], tonumber(prior[2] or '0'), prior[3] or '', tonumber(prior[4] or '0')} end
 local tag, expire = ARGV[12], ARGV[8]
+if ARGV[2] ~= '' and tonumber(ARGV[13]) >= 0 then
+  local key = doc_key(tag, ARGV[2], 'resolved')
+  if not resolved_fresh(key, ARGV[13], ARGV[14]) then return {'stale', 0, '', 0} end
+  keep_resolved(key, ARGV[13], ARGV[14], {ARGV[15], ARGV[16], ARGV[17], ARGV[18], ARGV[19]}, expire)
+end
 local w = {doctor = ARGV[2], capacity = ARGV[3], dstart = ARGV[4], dend = ARGV[5], s = tonumber(ARGV[6]),
            e = tonumber(ARGV[7]), services = split(ARGV[10]), caps = split(ARGV[11])}
 local request = {'doctor', ARGV[2], 'cap', ARGV[3], 'dstart', ARGV[4], 'dend', ARGV[5], 's', ARGV[6],
@@ -260,13 +296,34 @@ end
 return {h[1] or 'none', 0}
 """
 
-_SET_DAY = """
--- KEYS: day   ARGV: expire at, then field, value pairs
+_SET_DAY = (
+    _HELPERS
+    + """
+-- KEYS: the input (the date's availability or its leave), resolved, tokens, slots
+-- ARGV: expire at, n as read, rev, the day resolved with this input (present, capacity, start, end,
+--       breaks), collect ('1'/'0'), tag, then the input's field, value pairs
+-- Replaces the input whole and the resolved day with it; with collect, answers the bookings that
+-- hold a token of the day (id, token, interval), in the same step, so none is missed.
+if not resolved_fresh(KEYS[2], ARGV[2], ARGV[3]) then return {'stale'} end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], unpack(ARGV, 11))
 redis.call('EXPIREAT', KEYS[1], ARGV[1])
-return 1
+keep_resolved(KEYS[2], tonumber(ARGV[2]) + 1, ARGV[3], {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]}, ARGV[1])
+local out = {'set'}
+if ARGV[9] == '1' then
+  local tokens = redis.call('HGETALL', KEYS[3])
+  for i = 1, #tokens, 2 do
+    local id = tokens[i + 1]
+    if redis.call('HGET', ARGV[10] .. ':hold:' .. id, 'state') == 'held' then
+      out[#out + 1] = id
+      out[#out + 1] = tokens[i]
+      out[#out + 1] = redis.call('HGET', KEYS[4], id) or ''
+    end
+  end
+end
+return out
 """
+)
 
 
 @dataclass(frozen=True)
@@ -305,6 +362,43 @@ class DayState:
     override: dict[str, str]
     tokens_held: int
     intervals: list[tuple[int, int]]
+    leave: dict[str, str] | None = None
+    n: int = 0  # writes to the date's availability and leave so far (the reserve script checks it)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A resolved day (domain.DayPlan) with what it was resolved from: n (DayState.n) and the
+    doctor's revision. The scripts take it only if neither moved on since."""
+
+    present: bool
+    capacity: int
+    start: int
+    end: int
+    breaks: str  # domain.encode_breaks
+    n: int
+    revision: int
+
+    def args(self) -> list[str | int]:
+        return [
+            self.n,
+            self.revision,
+            "1" if self.present else "0",
+            self.capacity,
+            self.start,
+            self.end,
+            self.breaks,
+        ]
+
+
+@dataclass(frozen=True)
+class Affected:
+    booking_id: str
+    token: int
+    start: int  # -1: no interval
+
+
+_NO_RESOLUTION = [-1, -1, "1", 0, 0, 0, ""]
 
 
 def _tag(day: str) -> str:
@@ -340,6 +434,14 @@ def doctor_keys(day: str, doctor_id: str) -> list[str]:
     return [f"{base}:day", f"{base}:tokens", f"{base}:slots"]
 
 
+def leave_key(day: str, doctor_id: str) -> str:
+    return f"{_tag(day)}:doc:{doctor_id}:leave"
+
+
+def resolved_key(day: str, doctor_id: str) -> str:
+    return f"{_tag(day)}:doc:{doctor_id}:resolved"
+
+
 def expire_at(day: str) -> int:
     """Keys of a date live until a month after it."""
     moment = datetime.combine(parse_date(day), time(), tzinfo=UTC) + KEEP_AFTER_DATE
@@ -367,9 +469,11 @@ class PlacesStore:
         service_capacities: Sequence[int],
         doctor_defaults: tuple[int, int, int] = (0, 0, 0),
         waitlist: bool = False,
+        resolved: Resolved | None = None,
     ) -> Outcome:
         """All the places of `r` or none. doctor_defaults: (capacity, day start, day end) of the doctor.
-        With `waitlist`, a booking that finds the day full (or its time taken) waits in line."""
+        With `waitlist`, a booking that finds the day full (or its time taken) waits in line.
+        With `resolved`, the doctor's day is that one (state `stale`: resolve again and retry)."""
         capacity, day_start, day_end = doctor_defaults
         if waitlist:  # before the script: any date with an offer is in the sweeper's index
             await self._redis.sadd(WAITLIST_DAYS_KEY, r.day)
@@ -388,6 +492,7 @@ class PlacesStore:
                 ",".join(r.service_ids),
                 ",".join(str(c) for c in service_capacities),
                 _tag(r.day),
+                *(resolved.args() if resolved else _NO_RESOLUTION),
             ],
         )
         return Outcome(state.decode(), int(token), reason.decode(), int(position))
@@ -451,21 +556,86 @@ class PlacesStore:
 
     async def day(self, day: str, doctor_id: str) -> DayState:
         day_key, tokens_key, slots_key = doctor_keys(day, doctor_id)
-        async with self._redis.pipeline(transaction=False) as pipe:  # a view: a moment apart is fine
+        async with self._redis.pipeline(transaction=True) as pipe:  # one slot, one moment
             pipe.hgetall(day_key)
             pipe.hlen(tokens_key)
             pipe.hvals(slots_key)
-            override, held, slots = await pipe.execute()
-        intervals = []
-        for raw in slots:
-            start, _, end = raw.decode().partition(",")
-            intervals.append((int(start), int(end)))
-        return DayState({k.decode(): v.decode() for k, v in override.items()}, held, intervals)
+            pipe.hgetall(leave_key(day, doctor_id))
+            pipe.hget(resolved_key(day, doctor_id), "n")
+            override, held, slots, leave, n = await pipe.execute()
+        return DayState(
+            _text(override), held, _intervals(slots), _text(leave) if leave else None, int(n or 0)
+        )
+
+    async def days(self, day: str, doctor_ids: Sequence[str]) -> dict[str, DayState]:
+        """Many doctors' states on one date (a view: FindSlots)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for doctor_id in doctor_ids:
+                day_key, tokens_key, slots_key = doctor_keys(day, doctor_id)
+                pipe.hgetall(day_key)
+                pipe.hlen(tokens_key)
+                pipe.hvals(slots_key)
+                pipe.hgetall(leave_key(day, doctor_id))
+            rows = await pipe.execute()
+        out = {}
+        for i, doctor_id in enumerate(doctor_ids):
+            override, held, slots, leave = rows[4 * i : 4 * i + 4]
+            out[doctor_id] = DayState(
+                _text(override), held, _intervals(slots), _text(leave) if leave else None
+            )
+        return out
+
+    async def set_input(
+        self,
+        day: str,
+        doctor_id: str,
+        kind: str,
+        fields: dict[str, str | int],
+        resolved: Resolved,
+        collect: bool,
+    ) -> list[Affected] | None:
+        """Replace the date's availability (kind `day`) or leave (`leave`) and its resolved day; None
+        when the resolution is stale (read again). With collect: the bookings holding its tokens."""
+        _, tokens_key, slots_key = doctor_keys(day, doctor_id)
+        target = doctor_keys(day, doctor_id)[0] if kind == "day" else leave_key(day, doctor_id)
+        pairs = [item for field, value in fields.items() for item in (field, value)]
+        reply = await self._set_day(
+            keys=[target, resolved_key(day, doctor_id), tokens_key, slots_key],
+            args=[
+                expire_at(day),
+                *resolved.args()[:2],
+                *resolved.args()[2:],
+                "1" if collect else "0",
+                _tag(day),
+                *pairs,
+            ],
+        )
+        if reply[0] == b"stale":
+            return None
+        affected = []
+        for i in range(1, len(reply), 3):
+            interval = reply[i + 2].decode()
+            start = int(interval.partition(",")[0]) if interval else -1
+            affected.append(Affected(reply[i].decode(), int(reply[i + 1]), start))
+        return affected
 
     async def set_day(self, day: str, doctor_id: str, fields: dict[str, str | int]) -> None:
-        """That date's availability, replaced whole: the last write stands."""
-        pairs = [item for field, value in fields.items() for item in (field, value)]
-        await self._set_day(keys=[doctor_keys(day, doctor_id)[0]], args=[expire_at(day), *pairs])
+        """That date's availability, replaced whole, without a resolution (tests of the scripts)."""
+        state = await self.day(day, doctor_id)
+        await self.set_input(day, doctor_id, "day", fields, Resolved(True, 0, 0, 0, "", state.n, -1), False)
+        await self._redis.delete(resolved_key(day, doctor_id))
 
     async def service_booked(self, day: str, service_id: str) -> int:
         return await self._redis.scard(service_key(day, service_id))
+
+
+def _text(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _intervals(slots: list[bytes]) -> list[tuple[int, int]]:
+    intervals = []
+    for raw in slots:
+        start, _, end = raw.decode().partition(",")
+        intervals.append((int(start), int(end)))
+    return intervals
