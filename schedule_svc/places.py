@@ -326,6 +326,13 @@ return out
 )
 
 
+_READ_DAY = """
+-- KEYS: day, tokens, slots, leave, resolved   (read only: one doctor's date at one moment)
+return {redis.call('HGETALL', KEYS[1]), redis.call('HLEN', KEYS[2]), redis.call('HVALS', KEYS[3]),
+        redis.call('HGETALL', KEYS[4]), redis.call('HGET', KEYS[5], 'n') or '0'}
+"""
+
+
 @dataclass(frozen=True)
 class Request:
     """What one booking asks for on one date."""
@@ -457,6 +464,7 @@ class PlacesStore:
         self._expire = redis_io.batched_script(redis, _EXPIRE)
         self._accept = redis_io.batched_script(redis, _ACCEPT)
         self._offer_announced = redis_io.batched_script(redis, _OFFER_ANNOUNCED)
+        self._read_day = redis_io.batched_script(redis, _READ_DAY)
 
     def _keys(self, r: Request) -> list[str]:
         return [hold_key(r.day, r.booking_id), *doctor_keys(r.day, r.doctor_id or "-")] + [
@@ -555,17 +563,11 @@ class PlacesStore:
         return await self._redis.scard(line_key(day, doctor_id))
 
     async def day(self, day: str, doctor_id: str) -> DayState:
-        day_key, tokens_key, slots_key = doctor_keys(day, doctor_id)
-        async with self._redis.pipeline(transaction=True) as pipe:  # one slot, one moment
-            pipe.hgetall(day_key)
-            pipe.hlen(tokens_key)
-            pipe.hvals(slots_key)
-            pipe.hgetall(leave_key(day, doctor_id))
-            pipe.hget(resolved_key(day, doctor_id), "n")
-            override, held, slots, leave, n = await pipe.execute()
-        return DayState(
-            _text(override), held, _intervals(slots), _text(leave) if leave else None, int(n or 0)
+        override, held, slots, leave, n = await self._read_day(
+            keys=[*doctor_keys(day, doctor_id), leave_key(day, doctor_id), resolved_key(day, doctor_id)],
+            args=[],
         )
+        return DayState(_pairs(override), int(held), _intervals(slots), _pairs(leave) or None, int(n))
 
     async def days(self, day: str, doctor_ids: Sequence[str]) -> dict[str, DayState]:
         """Many doctors' states on one date (a view: FindSlots)."""
@@ -639,3 +641,8 @@ def _intervals(slots: list[bytes]) -> list[tuple[int, int]]:
         start, _, end = raw.decode().partition(",")
         intervals.append((int(start), int(end)))
     return intervals
+
+
+def _pairs(flat: list[bytes]) -> dict[str, str]:
+    """HGETALL as a script returns it (field, value, field, value ...)."""
+    return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}

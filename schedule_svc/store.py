@@ -69,6 +69,11 @@ redis.call('SET', KEYS[1], ARGV[2])
 return redis.call('INCR', KEYS[2])
 """
 
+_READ_SCHEDULE = """
+-- KEYS: doctor, revision, plans   (read only: the doctor, its revision and plans at one moment)
+return {redis.call('GET', KEYS[1]) or '', redis.call('GET', KEYS[2]) or '0', redis.call('HVALS', KEYS[3])}
+"""
+
 _SET_PLAN = """
 -- KEYS: doctor, revision, plans   ARGV: effective from, plan
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -182,6 +187,7 @@ class DoctorStore:
         self._create = redis_io.batched_script(redis, _CREATE_DOCTOR)
         self._update = redis_io.batched_script(redis, _UPDATE_DOCTOR)
         self._set_plan = redis_io.batched_script(redis, _SET_PLAN)
+        self._read = redis_io.batched_script(redis, _READ_SCHEDULE)
 
     async def create(self, doctor: doctor_pb2.Doctor) -> str:
         """The id stored for the doctor's code: `doctor.id` when new, another id when the code is taken."""
@@ -192,22 +198,18 @@ class DoctorStore:
         return stored.decode()
 
     async def get(self, doctor_id: str) -> doctor_pb2.Doctor | None:
-        found = await self.schedule(doctor_id, with_plans=False)
+        found = await self.schedule(doctor_id)
         return found.doctor if found else None
 
-    async def schedule(self, doctor_id: str, with_plans: bool = True) -> Schedule | None:
-        async with self._redis.pipeline(transaction=True) as pipe:  # one slot: {doctors}
-            pipe.get(doctor_key(doctor_id))
-            pipe.get(revision_key(doctor_id))
-            if with_plans:
-                pipe.hvals(plans_key(doctor_id))
-            rows = await pipe.execute()
-        if not rows[0]:
+    async def schedule(self, doctor_id: str) -> Schedule | None:
+        raw, revision, plans = await self._read(
+            keys=[doctor_key(doctor_id), revision_key(doctor_id), plans_key(doctor_id)], args=[]
+        )
+        if not raw:
             return None
-        doctor = doctor_pb2.Doctor.FromString(rows[0])
-        doctor.revision = int(rows[1] or 0)
-        plans = [doctor_pb2.WeeklyPlan.FromString(raw) for raw in rows[2]] if with_plans else []
-        return Schedule(doctor, rows[0], doctor.revision, plans)
+        doctor = doctor_pb2.Doctor.FromString(raw)
+        doctor.revision = int(revision)
+        return Schedule(doctor, raw, doctor.revision, [doctor_pb2.WeeklyPlan.FromString(p) for p in plans])
 
     async def update(self, read: bytes, doctor: doctor_pb2.Doctor) -> int:
         """The new revision; 0 when the record changed since it was read, -1 when it is gone."""
