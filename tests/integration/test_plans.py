@@ -503,3 +503,21 @@ async def test_find_slots_refuses_more_than_31_days_and_bad_fields(client: Clien
 async def _async_released(client: Client, booking_id: str) -> bool:
     b = await client.get(booking_id)
     return any(e.type == c.EVENT_TYPE_PLACES_RELEASED for e in b.history)
+
+
+async def test_booking_svc_sees_a_doctors_new_services_within_its_cache_time(client: Client):
+    doctor = await client.doctor()
+    day = future_date()
+    first = await client.settled((await book(client, patient(), day, doctor.id)).id)  # booking_svc read it
+    assert first.status == c.BOOKING_STATUS_CONFIRMED
+    await update_doctor(client, doctor.id, ["service_ids"], service_ids=["gen-consult", "blood-panel"])
+
+    async def accepted():
+        try:
+            return await client.create(patient(), ["blood-panel"], appointment_date=day, doctor_id=doctor.id)
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT  # the old services, for a moment
+            return None
+
+    booking = await wait_for(accepted, timeout_s=10, what="booking_svc to see the new services")
+    assert (await client.settled(booking.id)).status == c.BOOKING_STATUS_CONFIRMED
