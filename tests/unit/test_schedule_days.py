@@ -310,3 +310,24 @@ def test_bad_doctor_updates_name_each_field():
         "day_end",
         "update_mask",
     }
+
+
+# -- the CLI's weekly plan days ------------------------------------------------------------------
+
+
+def test_plan_days_from_the_command_line():
+    from clinic_cli.week import parse_plan_day
+
+    day = parse_plan_day("Mon 09:00-17:00 break 13:00-14:00 16:00-16:15")
+    assert (day.weekday, day.present, day.day_start, day.day_end) == (
+        d.WEEKDAY_MONDAY,
+        True,
+        "09:00",
+        "17:00",
+    )
+    assert [(b.start, b.end) for b in day.breaks] == [("13:00", "14:00"), ("16:00", "16:15")]
+    assert parse_plan_day("sun off") == d.PlanDay(weekday=d.WEEKDAY_SUNDAY, present=False)
+    assert parse_plan_day("tue break 12:00-12:30").day_start == ""  # the defaults' hours
+    for bad in ("", "xyz 09:00-10:00", "sun off 09:00-10:00", "mon 0900", "mon 09:00-10:00 lunch"):
+        with pytest.raises(ValueError):
+            parse_plan_day(bad)
