@@ -147,13 +147,8 @@ def apply_patient_update(
 
     Each field is checked as RegisterPatient checks it; a field outside the mask is left alone.
     """
-    paths = list(req.update_mask.paths)
-    bad: Violations = []
-    if not paths:
-        bad.append(("update_mask", f"name the fields to change: {', '.join(PATIENT_PATHS)}"))
-    for path in paths:
-        if path not in PATIENT_PATHS:
-            bad.append(("update_mask", f"unknown field {path[:40]!r}; one of {', '.join(PATIENT_PATHS)}"))
+    paths = mask_paths(req.update_mask)
+    bad = check_mask(paths, PATIENT_PATHS)
     updated = common_pb2.Patient()
     updated.CopyFrom(current)
     if "name" in paths:
@@ -453,6 +448,12 @@ DEFAULT_FIND_LIMIT, MAX_FIND_LIMIT = 10, 100
 MAX_BREAKS = 6
 
 
+def mask_paths(mask) -> list[str]:
+    """A FieldMask's paths as proto field names (`slotMinutes`, as a JSON client may send it, is
+    `slot_minutes`)."""
+    return [re.sub(r"(?<!^)([A-Z])", r"_\1", p).lower() for p in mask.paths]
+
+
 def check_mask(paths: Iterable[str], allowed: tuple[str, ...]) -> Violations:
     paths = list(paths)
     if not paths:
@@ -469,7 +470,7 @@ def apply_doctor_update(
 ) -> tuple[Violations, doctor_pb2.Doctor]:
     """Every bad field of an UpdateDoctor (checked as CreateDoctor checks it), and the doctor with
     the masked fields changed. The code and id never change."""
-    paths = list(req.update_mask.paths)
+    paths = mask_paths(req.update_mask)
     bad = check_mask(paths, DOCTOR_PATHS)
     updated = doctor_pb2.Doctor()
     updated.CopyFrom(current)

@@ -331,3 +331,14 @@ def test_plan_days_from_the_command_line():
     for bad in ("", "xyz 09:00-10:00", "sun off 09:00-10:00", "mon 0900", "mon 09:00-10:00 lunch"):
         with pytest.raises(ValueError):
             parse_plan_day(bad)
+
+
+def test_mask_paths_may_be_camel_case():
+    bad, new = domain.apply_doctor_update(
+        doctor(), doctor_update(["slotMinutes", "dayEnd"], slot_minutes=30, day_end="12:00"), CATALOG
+    )
+    assert bad == [] and (new.slot_minutes, new.day_end) == (30, "12:00")
+    bad, new = domain.apply_patient_update(
+        registered(), update(["dateOfBirth"], date_of_birth="1991-02-03"), "91", TODAY
+    )
+    assert bad == [] and new.date_of_birth == "1991-02-03"
