@@ -39,13 +39,15 @@ PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
 
 QUOTA_EXHAUSTED_MESSAGE = "Daily discount quota reached"
 OFFER_EXPIRED_MESSAGE = "The waitlist offer expired before it was accepted"
-# What the notifier hears: the outcomes, and a waitlist offer (the patient must act on it in time).
+# What the notifier hears: the outcomes, a waitlist offer (the patient must act on it in time), and
+# the doctor marked absent on the booking's day (the patient must not come in vain).
 NOTIFY_ON = frozenset(
     {
         S.EVENT_TYPE_BOOKING_CONFIRMED,
         S.EVENT_TYPE_BOOKING_REJECTED,
         S.EVENT_TYPE_BOOKING_CANCELLED,
         S.EVENT_TYPE_WAITLIST_OFFERED,
+        S.EVENT_TYPE_DOCTOR_UNAVAILABLE,
     }
 )
 
@@ -506,7 +508,10 @@ def notification_sent(
     t = _next(record, now)
     t.record.notified_sequences.append(sent.notified_sequence)
     outcome = common_pb2.BookingStatus.Name(notified.status).removeprefix("BOOKING_STATUS_").lower()
-    told = "a place is offered" if notified.type == S.EVENT_TYPE_WAITLIST_OFFERED else f"booking {outcome}"
+    told = {
+        S.EVENT_TYPE_WAITLIST_OFFERED: "a place is offered",
+        S.EVENT_TYPE_DOCTOR_UNAVAILABLE: "the doctor is not available that day",
+    }.get(notified.type, f"booking {outcome}")
     _event(t, S.EVENT_TYPE_NOTIFICATION_SENT, f"Patient notified: {told}", now)
     return t
 
