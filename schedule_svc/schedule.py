@@ -418,7 +418,7 @@ class Places:
         catalog: Catalog,
         publish: Publish,
         *,
-        resolve: Callable[[str, str], Awaitable[tuple[Schedule, domain.DayPlan, Resolved]]] | None = None,
+        resolve: Callable[[str, str], Awaitable[tuple[Schedule, domain.DayPlan, Resolved]]],
         offer_s: int = 900,
         tz: ZoneInfo | None = None,
         clock: Clock | None = None,
@@ -427,19 +427,20 @@ class Places:
         self._doctors = doctors
         self._catalog = catalog
         self._publish = publish
-        self._resolve = resolve or Doctors(doctors, places, catalog, tz or ZoneInfo("Asia/Kolkata")).resolve
+        self._resolve = resolve  # Doctors.resolve: the one place a doctor's day is resolved
         self._offer_ms = offer_s * 1000
         self._tz = tz or ZoneInfo("Asia/Kolkata")
         self._clock = clock or Clock()
 
     async def on_requested(self, req: saga_pb2.PlacesRequested) -> None:
-        request, defaults = await self._request(req)
-        capacities = [self._catalog.services[s].daily_capacity for s in req.service_ids]
+        capacities: list[int] = []
         for _ in range(UPDATE_ATTEMPTS):
-            resolved = None
+            resolved, doctor = None, None
             if req.doctor_id:  # the doctor's day as it stands now; the script refuses a stale one
-                _, plan, resolved = await self._resolve(req.doctor_id, req.appointment_date)
-                defaults = (plan.capacity, plan.start, plan.end)
+                schedule, _, resolved = await self._resolve(req.doctor_id, req.appointment_date)
+                doctor = schedule.doctor
+            request, defaults = await self._request(req, doctor)
+            capacities = capacities or [self._catalog.services[s].daily_capacity for s in req.service_ids]
             outcome = await self._places.reserve(
                 request, capacities, defaults, waitlist=req.waitlist, resolved=resolved
             )
@@ -570,11 +571,13 @@ class Places:
     def _now_ms(self) -> int:
         return int(self._clock.now().timestamp() * 1000)
 
-    async def _request(self, req: saga_pb2.PlacesRequested) -> tuple[Request, tuple[int, int, int]]:
+    async def _request(
+        self, req: saga_pb2.PlacesRequested, doctor: doctor_pb2.Doctor | None = None
+    ) -> tuple[Request, tuple[int, int, int]]:
         start = end = -1
         defaults = (0, 0, 0)
         if req.doctor_id:
-            doctor = await self._doctors.get(req.doctor_id)
+            doctor = doctor or await self._doctors.get(req.doctor_id)
             if doctor is None:
                 raise NotFound(f"doctor {req.doctor_id} not found")
             defaults = (
