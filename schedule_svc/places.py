@@ -301,14 +301,21 @@ _SET_DAY = (
     + """
 -- KEYS: the input (the date's availability or its leave), resolved, tokens, slots
 -- ARGV: expire at, n as read, rev, the day resolved with this input (present, capacity, start, end,
---       breaks), collect ('1'/'0'), tag, then the input's field, value pairs
+--       breaks; present '' when not resolved), collect ('1'/'0'), tag, then the input's field, value pairs
 -- Replaces the input whole and the resolved day with it; with collect, answers the bookings that
 -- hold a token of the day (id, token, interval), in the same step, so none is missed.
 if not resolved_fresh(KEYS[2], ARGV[2], ARGV[3]) then return {'stale'} end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 11))
 redis.call('EXPIREAT', KEYS[1], ARGV[1])
-keep_resolved(KEYS[2], tonumber(ARGV[2]) + 1, ARGV[3], {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]}, ARGV[1])
+if ARGV[4] == '' then  -- no resolution given: the next reservation resolves the day again
+  redis.call('HDEL', KEYS[2], 'present', 'capacity', 'start', 'end', 'breaks')
+  redis.call('HSET', KEYS[2], 'n', tonumber(ARGV[2]) + 1)
+  redis.call('EXPIREAT', KEYS[2], ARGV[1])
+else
+  local resolved = {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]}
+  keep_resolved(KEYS[2], tonumber(ARGV[2]) + 1, ARGV[3], resolved, ARGV[1])
+end
 local out = {'set'}
 if ARGV[9] == '1' then
   local tokens = redis.call('HGETALL', KEYS[3])
@@ -595,6 +602,7 @@ class PlacesStore:
         fields: dict[str, str | int],
         resolved: Resolved,
         collect: bool,
+        resolve: bool = True,
     ) -> list[Affected] | None:
         """Replace the date's availability (kind `day`) or leave (`leave`) and its resolved day; None
         when the resolution is stale (read again). With collect: the bookings holding its tokens."""
@@ -606,7 +614,7 @@ class PlacesStore:
             args=[
                 expire_at(day),
                 *resolved.args()[:2],
-                *resolved.args()[2:],
+                *(resolved.args()[2:] if resolve else ["", "", "", "", ""]),
                 "1" if collect else "0",
                 _tag(day),
                 *pairs,
@@ -622,10 +630,11 @@ class PlacesStore:
         return affected
 
     async def set_day(self, day: str, doctor_id: str, fields: dict[str, str | int]) -> None:
-        """That date's availability, replaced whole, without a resolution (tests of the scripts)."""
+        """That date's availability, replaced whole, without resolving the day (the next reservation
+        does, from the doctor's defaults it passes): for callers that have no doctor record."""
         state = await self.day(day, doctor_id)
-        await self.set_input(day, doctor_id, "day", fields, Resolved(True, 0, 0, 0, "", state.n, -1), False)
-        await self._redis.delete(resolved_key(day, doctor_id))
+        unresolved = Resolved(True, 0, 0, 0, "", state.n, -1)
+        await self.set_input(day, doctor_id, "day", fields, unresolved, False, resolve=False)
 
     async def service_booked(self, day: str, service_id: str) -> int:
         return await self._redis.scard(service_key(day, service_id))

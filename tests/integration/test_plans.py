@@ -529,3 +529,63 @@ async def test_booking_svc_sees_a_doctors_new_services_within_its_cache_time(cli
 
     booking = await wait_for(accepted, timeout_s=10, what="booking_svc to see the new services")
     assert (await client.settled(booking.id)).status == c.BOOKING_STATUS_CONFIRMED
+
+
+async def test_leave_racing_bookings_answers_exactly_the_ones_that_got_the_day(client: Client):
+    """Forty bookings race a SetLeave for their date: each either got its token before the leave
+    (then it is in affectedBookings and gets one DOCTOR_UNAVAILABLE) or is refused; none slips by."""
+    doctor = await client.doctor(daily_capacity=50)
+    day = future_date(130)
+
+    async def trickle(i: int) -> c.Booking:
+        await asyncio.sleep(i * 0.005)  # spread out, so the leave lands among them
+        return await book(client, patient(), day, doctor.id)
+
+    async def leave_soon():
+        async def some_booked():  # the first bookings hold tokens; the rest are on their way
+            return (await client.doctor_day(doctor.id, day)).booked >= 2
+
+        await wait_for(some_booked, timeout_s=10, what="the first bookings to hold tokens")
+        return await set_leave(client, doctor.id, day, day, note="called away")
+
+    *made, reply = await asyncio.gather(*(trickle(i) for i in range(40)), leave_soon())
+    done = await asyncio.gather(*(client.settled(b.id) for b in made))
+    confirmed = {b.id for b in done if b.status == c.BOOKING_STATUS_CONFIRMED}
+    refused = [b for b in done if b.status == c.BOOKING_STATUS_REJECTED]
+    assert {b.rejection_reason for b in refused} <= {R.Value("REJECTION_REASON_DOCTOR_UNAVAILABLE")}
+    assert len(confirmed) + len(refused) == 40 and len(confirmed) >= 2
+    assert {a.booking_id for a in reply.affected_bookings} == confirmed
+
+    async def all_told():
+        got = [await client.get(b) for b in confirmed]
+        return got if all(_doctor_unavailable_events(b, day) for b in got) else None
+
+    for b in await wait_for(all_told, what="DOCTOR_UNAVAILABLE on every confirmed booking"):
+        assert len(_doctor_unavailable_events(b, day)) == 1
+
+
+async def test_concurrent_edits_of_different_fields_all_land(client: Client):
+    doctor = await client.doctor()
+    await asyncio.gather(
+        update_doctor(client, doctor.id, ["name"], name="Dr A"),
+        update_doctor(client, doctor.id, ["specialty"], specialty="ent"),
+        update_doctor(client, doctor.id, ["slot_minutes"], slot_minutes=20),
+        update_doctor(client, doctor.id, ["daily_capacity"], daily_capacity=7),
+    )
+    got = await get_doctor(client, doctor.id)
+    assert (got.name, got.specialty, got.slot_minutes, got.daily_capacity) == ("Dr A", "ent", 20, 7)
+    assert got.revision == doctor.revision + 4
+    asha = await register(client)
+    await asyncio.gather(
+        update_patient(client, asha.id, ["name"], name="Asha B"),
+        update_patient(client, asha.id, ["contact"], contact=c.ContactConsent(whatsapp=True)),
+        update_patient(client, asha.id, ["date_of_birth"], date_of_birth="1991-01-01"),
+    )
+    req = patient_pb2.GetPatientRequest(patient_id=asha.id)
+    p = (await client.patients.GetPatient(req, metadata=STAFF)).patient
+    assert (p.name, p.contact.whatsapp, p.date_of_birth, p.phone) == (
+        "Asha B",
+        True,
+        "1991-01-01",
+        asha.phone,
+    )
