@@ -333,6 +333,18 @@ return out
 )
 
 
+_SETTLE = (
+    _HELPERS
+    + """
+-- KEYS: resolved   ARGV: expire at, n, rev, present, capacity, start, end, breaks
+-- Keep a resolution of the day unless the slot has moved past it (1), or answer stale (0). After
+-- it, every script of this slot that judges a booking (fits) sees this day or a newer one.
+if not resolved_fresh(KEYS[1], ARGV[2], ARGV[3]) then return 0 end
+keep_resolved(KEYS[1], ARGV[2], ARGV[3], {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]}, ARGV[1])
+return 1
+"""
+)
+
 _READ_DAY = """
 -- KEYS: day, tokens, slots, leave, resolved   (read only: one doctor's date at one moment)
 return {redis.call('HGETALL', KEYS[1]), redis.call('HLEN', KEYS[2]), redis.call('HVALS', KEYS[3]),
@@ -472,6 +484,7 @@ class PlacesStore:
         self._accept = redis_io.batched_script(redis, _ACCEPT)
         self._offer_announced = redis_io.batched_script(redis, _OFFER_ANNOUNCED)
         self._read_day = redis_io.batched_script(redis, _READ_DAY)
+        self._settle = redis_io.batched_script(redis, _SETTLE)
 
     def _keys(self, r: Request) -> list[str]:
         return [hold_key(r.day, r.booking_id), *doctor_keys(r.day, r.doctor_id or "-")] + [
@@ -628,6 +641,15 @@ class PlacesStore:
             start = int(interval.partition(",")[0]) if interval else -1
             affected.append(Affected(reply[i].decode(), int(reply[i + 1]), start))
         return affected
+
+    async def settle(self, day: str, doctor_id: str, resolved: Resolved) -> bool:
+        """Keep `resolved` as the doctor's day on that date (False: stale, resolve again). A script
+        of the date's slot that judges a booking with `fits` (a move, say) then sees this day or a
+        newer one: availability and leave writes replace it in the same step as themselves."""
+        kept = await self._settle(
+            keys=[resolved_key(day, doctor_id)], args=[expire_at(day), *resolved.args()]
+        )
+        return bool(kept)
 
     async def set_day(self, day: str, doctor_id: str, fields: dict[str, str | int]) -> None:
         """That date's availability, replaced whole, without resolving the day (the next reservation

@@ -313,6 +313,15 @@ class Doctors:
         plan = self._resolve(schedule, day, state.override, state.leave)
         return schedule, plan, _resolved(plan, state.n, schedule.revision)
 
+    async def settle(self, doctor_id: str, day: str) -> domain.DayPlan:
+        """Resolve the doctor's day and keep it in the date's slot, so a script there that judges a
+        booking against it (`fits`, e.g. a reschedule's) sees it, or a newer one, atomically."""
+        for _ in range(UPDATE_ATTEMPTS):
+            _, plan, resolved = await self.resolve(doctor_id, day)
+            if await self._places.settle(day, doctor_id, resolved):
+                return plan
+        raise Conflict(f"doctor {doctor_id}'s day {day} kept changing; try again")
+
     # -- internals ------------------------------------------------------------------------------
 
     async def _schedule(self, doctor_id: str, field: str = "doctor_id") -> Schedule:

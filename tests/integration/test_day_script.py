@@ -77,3 +77,16 @@ async def test_a_resolution_the_date_or_the_doctor_moved_past_is_stale(redis):
         Request(uid("b"), day, ["gen-consult"], doctor_id), [10_000], resolved=after
     )
     assert (refused.state, refused.reason) == ("refused", "doctor")
+
+
+async def test_a_settled_day_is_what_the_next_script_judges_by(redis):
+    store = PlacesStore(redis)
+    day, doctor_id = future_date(202), uid("d-settle")
+    lunch = Resolved(True, 5, 540, 1020, domain.encode_breaks([(780, 840)]), 0, 4)
+    assert await store.settle(day, doctor_id, lunch)
+    assert not await store.settle(day, doctor_id, Resolved(True, 5, 540, 1020, "", 0, 3))  # older
+    # A script that judges by the kept day (no resolution of its own: the waitlist's, a move's).
+    into_lunch = await store.reserve(Request(uid("b"), day, ["gen-consult"], doctor_id, 790, 805), [10_000])
+    assert (into_lunch.state, into_lunch.reason) == ("refused", "slot")
+    before = await store.reserve(Request(uid("b"), day, ["gen-consult"], doctor_id, 765, 780), [10_000])
+    assert before.state == "held"
