@@ -17,7 +17,7 @@ from clinic_common.principal import Principal
 from clinic_common.timeutil import to_timestamp
 
 from . import domain
-from .places import PlacesStore, Request, Resolved
+from .places import Outcome, PlacesStore, Request, Resolved
 from .store import DoctorStore, RegistryStore, Schedule
 
 log = get_logger(__name__)
@@ -35,6 +35,10 @@ REFUSALS = {
         "That time is outside the doctor's hours or taken",
     ),
     "closed": (common_pb2.REJECTION_REASON_TIMED_OUT, "The booking ended before its places were reserved"),
+    "busy": (
+        common_pb2.REJECTION_REASON_PATIENT_BUSY,
+        "The patient has another booking at an overlapping time",
+    ),
 }
 WAITING_STATES = frozenset({"waiting", "offered", "expired", "left"})  # a waitlisted booking's holds
 ANNOUNCE_AFTER_MS = 2000  # an offer or expiry still unpublished after this is published by the sweeper
@@ -240,7 +244,7 @@ class Doctors:
         plan = self._resolve(schedule, req.date, {k: str(v) for k, v in fields.items()}, state.leave)
         if plan.end <= plan.start:
             raise InvalidArgument([("day_end", f"must be after the day's start ({domain.hhmm(plan.start)})")])
-        affected = await self._write_day(req.date, schedule, "day", fields, req.note)
+        affected = await self._write_day(req.date, schedule, "day", fields, req.note, who)
         log.info("doctor.availability_set", doctor_id=doctor.id, date=req.date, present=fields["present"])
         return await self._view(doctor, req.date), affected
 
@@ -257,7 +261,7 @@ class Doctors:
         views = []
         for day in days:
             iso = day.isoformat()
-            affected += await self._write_day(iso, schedule, "leave", {"note": req.note}, req.note)
+            affected += await self._write_day(iso, schedule, "leave", {"note": req.note}, req.note, who)
             views.append(await self._view(schedule.doctor, iso))
         log.info(
             "doctor.leave_set", doctor_id=schedule.doctor.id, first=first, last=last, affected=len(affected)
@@ -336,7 +340,13 @@ class Doctors:
         return domain.resolve_day(schedule.doctor, parse_date(day), override, leave, schedule.plans)
 
     async def _write_day(
-        self, day: str, schedule: Schedule, kind: str, fields: dict[str, str | int], note: str
+        self,
+        day: str,
+        schedule: Schedule,
+        kind: str,
+        fields: dict[str, str | int],
+        note: str,
+        who: Principal,
     ) -> list[doctor_pb2.AffectedBooking]:
         """Write the date's availability or leave with the day it resolves to (compare-and-set, read
         again on a lost race); an absent day answers (and tells booking_svc of) its held bookings."""
@@ -367,17 +377,20 @@ class Doctors:
             )
             for h in sorted(held, key=lambda h: h.token)
         ]
+        actor = common_pb2.Actor(sub=who.sub, role=who.role)
         for a in affected:
-            await self._tell_unavailable(a, schedule.doctor.id, note)
+            await self._tell_unavailable(a, schedule.doctor.id, note, actor)
         return affected
 
-    async def _tell_unavailable(self, a: doctor_pb2.AffectedBooking, doctor_id: str, note: str) -> None:
+    async def _tell_unavailable(
+        self, a: doctor_pb2.AffectedBooking, doctor_id: str, note: str, actor: common_pb2.Actor
+    ) -> None:
         """booking_svc records EVENT_TYPE_DOCTOR_UNAVAILABLE once per booking and date; the message
         id makes a repeated call (or a retried publish) one message."""
         if self._publish is None:
             return
         message = saga_pb2.DoctorUnavailable(
-            booking_id=a.booking_id, doctor_id=doctor_id, date=a.date, note=note
+            booking_id=a.booking_id, doctor_id=doctor_id, date=a.date, note=note, actor=actor
         )
         await self._publish(
             subjects.saga_subject(subjects.DOCTOR_UNAVAILABLE, a.booking_id),
@@ -442,23 +455,7 @@ class Places:
         self._clock = clock or Clock()
 
     async def on_requested(self, req: saga_pb2.PlacesRequested) -> None:
-        capacities: list[int] = []
-        for _ in range(UPDATE_ATTEMPTS):
-            resolved, doctor = None, None
-            if req.doctor_id:  # the doctor's day as it stands now; the script refuses a stale one
-                schedule, _, resolved = await self._resolve(req.doctor_id, req.appointment_date)
-                doctor = schedule.doctor
-            request, defaults = await self._request(req, doctor)
-            capacities = capacities or [self._catalog.services[s].daily_capacity for s in req.service_ids]
-            outcome = await self._places.reserve(
-                request, capacities, defaults, waitlist=req.waitlist, resolved=resolved
-            )
-            if outcome.state != "stale":
-                break
-        else:
-            raise Conflict(
-                f"doctor {req.doctor_id}'s day kept changing while booking {req.booking_id} waited"
-            )
+        _, outcome = await self._reserve(req, waitlist=req.waitlist)
         decided = saga_pb2.PlacesDecided(booking_id=req.booking_id, reserved=outcome.state == "held")
         if decided.reserved:
             decided.token = outcome.token
@@ -487,7 +484,8 @@ class Places:
         await self._publish(
             subjects.saga_subject(subjects.PLACES_RELEASED, req.booking_id),
             released.SerializeToString(),
-            f"{req.booking_id}:places.released",
+            # the places a reschedule took are released under their own id ("<booking>~<move>")
+            f"{req.booking_id}:places.released" + request.booking_id.removeprefix(req.booking_id),
         )
         if offered:
             await self._announce(request.day, f"o:{offered}")
@@ -503,6 +501,61 @@ class Places:
             decided.message = "The waitlist offer expired before it was accepted"
         log.info("places.accept", booking_id=req.booking_id, state=state)
         await self._answer(decided, req, ".accept")
+
+    async def on_move(self, move: saga_pb2.PlacesMove) -> None:
+        """A reschedule: the target places all or nothing first; only once they are held are the
+        current ones released (and offered on to the waitlist, as a cancellation's are). Each step
+        is idempotent per holder, so a redelivery after a crash between them ends the same way."""
+        current, _ = await self._request(move.current)
+        same_day = move.current.appointment_date == move.target.appointment_date
+        _, outcome = await self._reserve(move.target, replaces=current.booking_id if same_day else "")
+        moved = saga_pb2.PlacesMoved(
+            booking_id=move.booking_id, number=move.number, moved=outcome.state == "held"
+        )
+        offered = ""
+        if moved.moved:
+            state, offered = await self._places.release_offering(current, self._now_ms(), self._offer_ms)
+            moved.token = outcome.token
+            moved.message = _reserved_message(outcome.token, move.target).replace("Places reserved", "Moved")
+        else:
+            moved.reason, moved.message = REFUSALS.get(outcome.reason, REFUSALS["closed"])
+            state = "kept"
+        log.info(
+            "places.move",
+            booking_id=move.booking_id,
+            move=move.number,
+            outcome=outcome.state,
+            reason=outcome.reason,
+            current=state,
+            offered_to=offered,
+        )
+        await self._publish(
+            subjects.saga_subject(subjects.PLACES_MOVED, move.booking_id),
+            moved.SerializeToString(),
+            f"{move.booking_id}:places.moved.{move.number}",
+        )
+        if offered:
+            await self._announce(current.day, f"o:{offered}")
+
+    async def _reserve(
+        self, req: saga_pb2.PlacesRequested, *, waitlist: bool = False, replaces: str = ""
+    ) -> tuple[Request, Outcome]:
+        """Reserve `req`'s places against the doctor's day as it stands now: resolved here (plans,
+        leave, availability, retirement), handed to the script, resolved again if the script finds
+        the date or the doctor moved on since."""
+        capacities = [self._catalog.services[s].daily_capacity for s in req.service_ids]
+        for _ in range(UPDATE_ATTEMPTS):
+            resolved, doctor = None, None
+            if req.doctor_id:
+                schedule, _, resolved = await self._resolve(req.doctor_id, req.appointment_date)
+                doctor = schedule.doctor
+            request, defaults = await self._request(req, doctor)
+            outcome = await self._places.reserve(
+                request, capacities, defaults, waitlist=waitlist, replaces=replaces, resolved=resolved
+            )
+            if outcome.state != "stale":
+                return request, outcome
+        raise Conflict(f"doctor {req.doctor_id}'s day kept changing while booking {req.booking_id} waited")
 
     async def _answer(
         self,
@@ -601,7 +654,13 @@ class Places:
             if service_id not in self._catalog.services:
                 raise NotFound(f"service {service_id} is not in the catalog")
         request = Request(
-            req.booking_id, req.appointment_date, list(req.service_ids), req.doctor_id, start, end
+            req.holder or req.booking_id,
+            req.appointment_date,
+            list(req.service_ids),
+            req.doctor_id,
+            start,
+            end,
+            req.patient_id,
         )
         return request, defaults
 
