@@ -590,3 +590,45 @@ async def test_concurrent_edits_of_different_fields_all_land(client: Client):
         "1991-01-01",
         asha.phone,
     )
+
+
+async def test_moves_respect_retirement_leave_and_breaks(client: Client):
+    """A reschedule is judged by the resolved day too: onto a retired doctor or a day of leave it is
+    refused DOCTOR_UNAVAILABLE, into a break SLOT_UNAVAILABLE; the booking keeps what it had."""
+    from tests.integration.test_reschedule import answered, reschedule
+
+    doctor, retired = await client.doctor(), await client.doctor()
+    day, leave_day, plan_day = future_date(140), future_date(141), future_date(142)
+    b = await client.settled((await book(client, patient(), day, doctor.id, start_time="10:00")).id)
+    await update_doctor(client, retired.id, ["retired"], retired=True)
+    await set_leave(client, doctor.id, leave_day, leave_day)
+    lunch = [doctor_pb2.TimeRange(start="13:00", end="14:00")]
+    await set_plan(
+        client,
+        doctor.id,
+        plan_day,
+        doctor_pb2.PlanDay(weekday=weekday_of(plan_day), present=True, breaks=lunch),
+    )
+    moves = [
+        ({"doctor_id": retired.id}, "REJECTION_REASON_DOCTOR_UNAVAILABLE"),
+        ({"appointment_date": leave_day}, "REJECTION_REASON_DOCTOR_UNAVAILABLE"),
+        ({"appointment_date": plan_day, "start_time": "13:15"}, "REJECTION_REASON_SLOT_UNAVAILABLE"),
+    ]
+    for number, (change, reason) in enumerate(moves, start=1):
+        await reschedule(client, b.id, **change)
+        kept = await answered(client, b.id, moves=number)
+        assert kept.history[-1].type == c.EVENT_TYPE_RESCHEDULE_REFUSED
+        assert kept.history[-1].reason == R.Value(reason)
+        assert (kept.appointment_date, kept.doctor_id, kept.start_time, kept.token) == (
+            day,
+            doctor.id,
+            "10:00",
+            b.token,
+        )
+    await reschedule(client, b.id, appointment_date=plan_day, start_time="14:00")
+    moved = await answered(client, b.id, moves=len(moves) + 1)
+    assert (moved.history[-1].type, moved.appointment_date, moved.start_time) == (
+        c.EVENT_TYPE_BOOKING_RESCHEDULED,
+        plan_day,
+        "14:00",
+    )
