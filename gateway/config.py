@@ -21,7 +21,7 @@ from clinic_common.config import (
 )
 from clinic_common.tls import DEFAULT_NAME
 
-from . import web
+from . import json_api, web
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class GatewayConfig:
     workers: int = 1
     log_level: str = "info"
     web_dir: str = ""  # the front desk page's built files (gateway/web.py); empty: no page
+    descriptors: str = ""  # the protos' descriptor set (gateway/json_api.py); empty: no JSON mapping
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -87,7 +88,18 @@ class GatewayConfig:
             workers=env_int(env, "CLINIC_GATEWAY_WORKERS", 1, minimum=1),
             log_level=log_level(env),
             web_dir=str(web.page_dir(env) or ""),
+            descriptors=_descriptors(env),
         )
+
+
+def _descriptors(env: Mapping[str, str]) -> str:
+    """CLINIC_PROTO_DESCRIPTORS (default gen/clinic_descriptors.pb when built; "off": no JSON mapping)."""
+    raw = env.get("CLINIC_PROTO_DESCRIPTORS", "").strip()
+    if raw == "off":
+        return ""
+    if not raw:
+        return str(json_api.DEFAULT_PATH) if json_api.DEFAULT_PATH.is_file() else ""
+    return _path(env, "CLINIC_PROTO_DESCRIPTORS")
 
 
 def _path(env: Mapping[str, str], name: str) -> str:

@@ -20,7 +20,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from clinic_common.principal import ADMIN, ANONYMOUS_ADMIN, REQUEST_ID_KEY, ROLE_KEY, STAFF, SUB_KEY
 
-from . import routes, web
+from . import json_api, routes, web
 from .auth import ROLES, SUBJECT
 from .config import GatewayConfig
 
@@ -154,6 +154,18 @@ def _public_listener(config: GatewayConfig) -> dict[str, Any]:
 def _http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
     filters = [
         _filter("envoy.filters.http.grpc_web", "extensions.filters.http.grpc_web.v3.GrpcWeb"),
+    ]
+    if config.descriptors:
+        # JSON callers become gRPC calls here, before the token check, the stats and the limits.
+        files = json_api.load(config.descriptors)
+        filters.append(
+            _filter(
+                "envoy.filters.http.grpc_json_transcoder",
+                "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+                **json_api.transcoder(files, json_api.public_services(files)),
+            )
+        )
+    filters += [
         # Calls by method and status: envoy_cluster_grpc_<code>{grpc_method="clinic.v1.X.Method"}
         _filter(
             "envoy.filters.http.grpc_stats",
@@ -345,6 +357,8 @@ _UNCHECKED = {"envoy.filters.http.jwt_authn": _DISABLED, "envoy.filters.http.rba
 
 def _route_config(config: GatewayConfig) -> dict[str, Any]:
     route_list = web.routes(Path(config.web_dir), _UNCHECKED) if config.web_dir else []
+    if config.descriptors:
+        route_list.append(_openapi_route(config.descriptors))
     for service, backend in {**routes.OPEN, **routes.SERVICES}.items():
         if backend not in config.backends:
             continue  # not deployed (yet): callers get UNIMPLEMENTED
@@ -371,6 +385,28 @@ def _route_config(config: GatewayConfig) -> dict[str, Any]:
         ]
         if config.auth == "none"
         else [],
+    }
+
+
+def _openapi_route(descriptors: str) -> dict[str, Any]:
+    """GET /openapi.json: the JSON mapping's OpenAPI document, generated from the protos, no token."""
+    files = json_api.load(descriptors)
+    body = json.dumps(json_api.openapi(files, json_api.public_services(files)), indent=1)
+    return {
+        "name": "openapi",
+        "match": {
+            "path": json_api.OPENAPI_PATH,
+            "headers": [{"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}],
+        },
+        "direct_response": {"status": 200, "body": {"inline_string": body}},
+        "response_headers_to_add": [
+            {
+                "header": {"key": "content-type", "value": "application/json"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
+        "typed_per_filter_config": _UNCHECKED,
+        "request_headers_to_remove": [SUB_KEY, ROLE_KEY],
     }
 
 
