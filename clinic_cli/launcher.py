@@ -34,6 +34,7 @@ DEFAULT_PORTS = {
     "discount_svc": 50063,
     "schedule_svc": 50064,
     "frontdesk_svc": 50065,
+    "fhir_svc": 50066,
 }
 DEFAULT_METRICS_PORTS = {
     "booking_svc": 9461,
@@ -42,6 +43,7 @@ DEFAULT_METRICS_PORTS = {
     "gateway": 9464,
     "schedule_svc": 9465,
     "frontdesk_svc": 9466,
+    "fhir_svc": 9467,
 }
 FALLBACK_PORT_BASE = 20000  # services without a documented default
 

@@ -14,7 +14,15 @@ from pathlib import Path
 
 from clinic_common import subjects as s
 
-SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "frontdesk_svc", "gateway")
+SERVICES = (
+    "schedule_svc",
+    "booking_svc",
+    "discount_svc",
+    "notification_svc",
+    "frontdesk_svc",
+    "fhir_svc",
+    "gateway",
+)
 OPS = "ops"
 
 _JS_COMMON = [
@@ -106,6 +114,7 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "subscribe": ["_INBOX.>", _advisory(s.SAGA_STREAM, s.SCHEDULE_CONSUMER)],
     },
     "gateway": {"publish": [], "subscribe": []},  # the gateway never touches NATS
+    "fhir_svc": {"publish": [], "subscribe": []},  # nor does the FHIR facade (gRPC only)
 }
 
 REDIS_KEYS: dict[str, list[str]] = {
@@ -115,6 +124,7 @@ REDIS_KEYS: dict[str, list[str]] = {
     "notification_svc": ["notification:*", "notifications:*"],
     "frontdesk_svc": ["{queue:*", "frontdesk:*"],  # one hash tag per queue: {queue:<doctor|general>:<date>}
     "gateway": [],
+    "fhir_svc": [],
 }
 
 

@@ -14,7 +14,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 T = TypeVar("T")
 
-SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "frontdesk_svc", "gateway")
+SERVICES = (
+    "schedule_svc",
+    "booking_svc",
+    "discount_svc",
+    "notification_svc",
+    "frontdesk_svc",
+    "fhir_svc",
+    "gateway",
+)
+# Services that answer HTTP (not gRPC) behind the edge: health is GET /healthz, not grpc.health.v1.
+HTTP_SERVICES = ("fhir_svc",)
 # The variable that holds each service's listen address (and, for the gateway, its backends').
 ADDR_VARS = {
     "booking_svc": "BOOKING_SVC_ADDR",
@@ -22,6 +32,7 @@ ADDR_VARS = {
     "discount_svc": "DISCOUNT_SVC_ADDR",
     "schedule_svc": "SCHEDULE_SVC_ADDR",
     "frontdesk_svc": "FRONTDESK_SVC_ADDR",
+    "fhir_svc": "FHIR_SVC_ADDR",
     "gateway": "CLINIC_GATEWAY_ADDR",
 }
 DEFAULT_ADDRS = {
@@ -30,6 +41,7 @@ DEFAULT_ADDRS = {
     "discount_svc": "127.0.0.1:50063",
     "schedule_svc": "127.0.0.1:50064",
     "frontdesk_svc": "127.0.0.1:50065",
+    "fhir_svc": "127.0.0.1:50066",
     "gateway": "127.0.0.1:50051",
 }
 # The variable that holds each service's /metrics address.
@@ -39,6 +51,7 @@ METRICS_VARS = {
     "discount_svc": "DISCOUNT_SVC_METRICS_ADDR",
     "schedule_svc": "SCHEDULE_SVC_METRICS_ADDR",
     "frontdesk_svc": "FRONTDESK_SVC_METRICS_ADDR",
+    "fhir_svc": "FHIR_SVC_METRICS_ADDR",
     "gateway": "CLINIC_GATEWAY_METRICS_ADDR",
 }
 

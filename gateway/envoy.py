@@ -53,6 +53,7 @@ def render(config: GatewayConfig, admin: dict[str, Any]) -> dict[str, Any]:
     """The whole bootstrap. `admin` is the admin interface's address (never public)."""
     listeners = [_public_listener(config)]
     clusters = [_backend_cluster(name, addrs, config) for name, addrs in sorted(config.backends.items())]
+    clusters = [_http_backend(c) if c["name"] in routes.HTTP.values() else c for c in clusters]
     if config.metrics_addr != "off":
         listeners.append(_metrics_listener(config.metrics_addr))
         clusters.append(_cluster("admin", [admin], http2=False))
@@ -323,8 +324,25 @@ def _local_replies(config: GatewayConfig) -> dict[str, Any]:
             }
         ]
 
+    fhir_denied = {
+        "and_filter": {
+            "filters": [
+                {"header_filter": {"header": {"name": ":path", "string_match": {"prefix": "/fhir/"}}}},
+                {"or_filter": {"filters": [status_is(401), status_is(403)]}},
+            ]
+        }
+    }
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "login", "diagnostics": "%LOCAL_REPLY_BODY%"}],
+    }
     return {
         "mappers": [
+            {  # a FHIR client gets its refusal as an OperationOutcome (RBAC's 403 is a bad token too)
+                "filter": fhir_denied,
+                "status_code": 401,
+                "body_format_override": {"json_format": outcome, "content_type": "application/fhir+json"},
+            },
             {
                 "filter": status_is(413),
                 "body": {"inline_string": f"request larger than {config.max_request_bytes} bytes"},
@@ -359,6 +377,9 @@ def _route_config(config: GatewayConfig) -> dict[str, Any]:
     route_list = web.routes(Path(config.web_dir), _UNCHECKED) if config.web_dir else []
     if config.descriptors:
         route_list.append(_openapi_route(config.descriptors))
+    for prefix, backend in routes.HTTP.items():
+        if backend in config.backends:
+            route_list += _http_routes(prefix, backend)
     for service, backend in {**routes.OPEN, **routes.SERVICES}.items():
         if backend not in config.backends:
             continue  # not deployed (yet): callers get UNIMPLEMENTED
@@ -386,6 +407,36 @@ def _route_config(config: GatewayConfig) -> dict[str, Any]:
         if config.auth == "none"
         else [],
     }
+
+
+def _http_routes(prefix: str, backend: str) -> list[dict[str, Any]]:
+    """An HTTP service's paths: its open ones first (no token, identity headers dropped), then the rest."""
+    action = {"cluster": backend, "timeout": UNARY_TIMEOUT}
+    out: list[dict[str, Any]] = [
+        {
+            "name": f"{backend}-open",
+            "match": {"path": path},
+            "route": action,
+            "typed_per_filter_config": _UNCHECKED,
+            "request_headers_to_remove": [SUB_KEY, ROLE_KEY],
+        }
+        for path in routes.HTTP_OPEN
+        if path.startswith(prefix)
+    ]
+    out.append({"name": backend, "match": {"path": prefix}, "route": action})
+    out.append({"name": backend, "match": {"prefix": prefix + "/"}, "route": action})
+    return out
+
+
+def _http_backend(cluster: dict[str, Any]) -> dict[str, Any]:
+    """A backend that answers HTTP/1.1 (fhir_svc): HTTP health checks on /healthz, TLS without h2."""
+    cluster = {k: v for k, v in cluster.items() if k != "typed_extension_protocol_options"}
+    check = {k: v for k, v in cluster["health_checks"][0].items() if k != "grpc_health_check"}
+    cluster["health_checks"] = [{**check, "http_health_check": {"path": "/healthz"}}]
+    tls = cluster.get("transport_socket")
+    if tls:
+        tls["typed_config"]["common_tls_context"]["alpn_protocols"] = ["http/1.1"]
+    return cluster
 
 
 def _openapi_route(descriptors: str) -> dict[str, Any]:
