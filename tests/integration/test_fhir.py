@@ -219,7 +219,8 @@ async def test_searches_are_bundles_with_paging_links(system, client):
     assert len(ids) == 8 == len(set(ids))
     practitioners = await fhir(system).resources("Practitioner").search(identifier=doctor.code).fetch()
     assert [valid(p)["id"] for p in practitioners] == [doctor.id]
-    status, _, outcome = await http(system, "/Slot?schedule=Schedule/x&when=now", token=mint(SECRET, STAFF, "staff"))
+    token = mint(SECRET, STAFF, "staff")
+    status, _, outcome = await http(system, "/Slot?schedule=Schedule/x&when=now", token=token)
     assert status == 400 and outcome["issue"][0]["expression"] == ["when"]
 
 
