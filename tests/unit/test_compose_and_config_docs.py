@@ -12,7 +12,15 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "frontdesk_svc", "gateway")
+SERVICES = (
+    "schedule_svc",
+    "booking_svc",
+    "discount_svc",
+    "notification_svc",
+    "frontdesk_svc",
+    "fhir_svc",
+    "gateway",
+)
 TLS_VARS = ("CLINIC_INTERNAL_TLS_CERT", "CLINIC_INTERNAL_TLS_KEY", "CLINIC_INTERNAL_TLS_CA")
 READ = re.compile(r"""(?:env_\w+\(env,\s*|env\.get\(|os\.environ\.get\()\s*["']([A-Z][A-Z0-9_]+)["']""")
 
@@ -50,6 +58,7 @@ def test_compose_configures_every_service_the_way_the_code_reads_it():
             "notification_svc": "NOTIFICATION_SVC_ADDR",
             "schedule_svc": "SCHEDULE_SVC_ADDR",
             "frontdesk_svc": "FRONTDESK_SVC_ADDR",
+            "fhir_svc": "FHIR_SVC_ADDR",
             "gateway": "CLINIC_GATEWAY_ADDR",
         }[name]
         host, port = env[own].rsplit(":", 1)
@@ -62,6 +71,7 @@ def test_compose_configures_every_service_the_way_the_code_reads_it():
         ("notification_svc", "NOTIFICATION_SVC_ADDR"),
         ("schedule_svc", "SCHEDULE_SVC_ADDR"),
         ("frontdesk_svc", "FRONTDESK_SVC_ADDR"),
+        ("fhir_svc", "FHIR_SVC_ADDR"),
     ):
         host, port = gateway[var].rsplit(":", 1)
         assert host == backend
