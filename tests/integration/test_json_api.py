@@ -70,8 +70,12 @@ async def test_create_booking_as_json_and_read_it_back(system, client):
 
 async def test_json_needs_the_same_token_and_roles(system):
     body = {"bookingId": "b-does-not-matter"}
-    status, _ = await http(system.gateway_addr, GET, body)
+    status, answer = await http(system.gateway_addr, GET, body)
     assert status == 401
+    assert isinstance(answer, str) and "Jwt is missing" in answer  # the edge refused it, as for gRPC
+    forged = mint("another-secret-0123456789abcdefghijkl", "operator", "admin")
+    status, answer = await http(system.gateway_addr, GET, body, forged)
+    assert status == 401 and "Jwt" in answer
     # A patient may not list another patient's bookings: PERMISSION_DENIED as 403 with a JSON Status.
     other = mint(SECRET, uid("p"), "patient")
     listing = "/clinic.v1.BookingService/ListBookings"
