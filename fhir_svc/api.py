@@ -23,6 +23,7 @@ from clinic.v1 import (
     patient_pb2,
     patient_pb2_grpc,
 )
+from clinic_common import tracing
 from clinic_common.errors import bad_request_violations
 from clinic_common.principal import Principal
 
@@ -65,7 +66,9 @@ class ClinicApi:
 
     async def _call(self, method: Callable[..., Awaitable[T]], request: Any, who: Principal) -> T:
         try:
-            return await method(request, metadata=who.metadata(), timeout=CALL_TIMEOUT_S)
+            trace = tracing.current()  # this request's span is the parent of the services' spans
+            metadata = (*who.metadata(), (tracing.HEADER, trace)) if trace else who.metadata()
+            return await method(request, metadata=metadata, timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as err:
             code = err.code()
             violations = bad_request_violations(err) if code == grpc.StatusCode.INVALID_ARGUMENT else []

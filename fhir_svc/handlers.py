@@ -18,7 +18,7 @@ from aiohttp import web
 from fhir.resources import construct_fhir_element
 
 from clinic.v1 import booking_pb2, common_pb2
-from clinic_common import logs
+from clinic_common import logs, tracing
 from clinic_common.errors import InvalidArgument
 from clinic_common.principal import ROLE_KEY, ROLES, SUB_KEY, Principal
 
@@ -369,8 +369,13 @@ def capability_statement(base: str) -> dict:
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure as an OperationOutcome; BadRequest field names as the issues' expressions."""
+    kind = request.match_info.get("kind", request.path.rpartition("/")[2])
+    parent = request.headers.get(tracing.HEADER, "")
     try:
-        return await handler(request)
+        with tracing.span(
+            f"FHIR {request.method} {kind}", "server", parent, **{"http.request.method": request.method}
+        ):
+            return await handler(request)
     except InvalidArgument as exc:
         return _outcome(400, str(exc), exc.violations)
     except ApiError as exc:

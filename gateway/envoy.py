@@ -14,6 +14,7 @@ import json
 from math import gcd
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -54,6 +55,8 @@ def render(config: GatewayConfig, admin: dict[str, Any]) -> dict[str, Any]:
     listeners = [_public_listener(config)]
     clusters = [_backend_cluster(name, addrs, config) for name, addrs in sorted(config.backends.items())]
     clusters = [_http_backend(c) if c["name"] in routes.HTTP.values() else c for c in clusters]
+    if config.otlp_url:
+        clusters.append(_otlp_cluster(config))
     if config.metrics_addr != "off":
         listeners.append(_metrics_listener(config.metrics_addr))
         clusters.append(_cluster("admin", [admin], http2=False))
@@ -120,6 +123,7 @@ def _public_listener(config: GatewayConfig) -> dict[str, Any]:
         route_config=_route_config(config),
         http_filters=_http_filters(config),
         local_reply_config=_local_replies(config),
+        **({"tracing": _tracing(config)} if config.otlp_url else {}),
         access_log=[
             {
                 "name": "envoy.access_loggers.stdout",
@@ -578,6 +582,51 @@ def _backend_cluster(name: str, addrs: tuple[str, ...], config: GatewayConfig) -
             ),
         }
     return cluster
+
+
+# ---- traces ------------------------------------------------------------------------------
+
+OTLP_CLUSTER = "otlp_collector"
+
+
+def _tracing(config: GatewayConfig) -> dict[str, Any]:
+    """Envoy's OpenTelemetry tracer: a span per request, W3C traceparent handed to the backends."""
+    if config.otlp_protocol == "grpc":
+        service: dict[str, Any] = {
+            "grpc_service": {"envoy_grpc": {"cluster_name": OTLP_CLUSTER}, "timeout": "1s"}
+        }
+    else:
+        service = {
+            "http_service": {"http_uri": {"uri": config.otlp_url, "cluster": OTLP_CLUSTER, "timeout": "1s"}}
+        }
+    return {
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": _typed("config.trace.v3.OpenTelemetryConfig", service_name="gateway", **service),
+        },
+        "random_sampling": {"value": 100},
+        "spawn_upstream_span": False,
+    }
+
+
+def _otlp_cluster(config: GatewayConfig) -> dict[str, Any]:
+    url = urlsplit(config.otlp_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    address = {"socket_address": {"address": url.hostname, "port_value": port}}
+    cluster = _cluster(OTLP_CLUSTER, [address], http2=config.otlp_protocol == "grpc")
+    if url.scheme == "https":
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": _typed(
+                "extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                sni=url.hostname,
+                common_tls_context={"validation_context": {"trusted_ca": {"filename": SYSTEM_CAS}}},
+            ),
+        }
+    return cluster
+
+
+SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
 
 
 # ---- metrics -------------------------------------------------------------------------------

@@ -113,3 +113,42 @@ async def test_openapi_document_describes_the_json_calls_without_a_token(system)
     text = json.dumps(doc)
     for name in {part.split('"')[0] for part in text.split('"#/components/schemas/')[1:]}:
         assert name in doc["components"]["schemas"], name
+
+
+async def test_the_readme_curl_commands_work_as_printed(system, client):
+    """The README's JSON and FHIR commands, run as printed (address, token and ids filled in)."""
+    import subprocess
+
+    from tests.harness import ROOT
+    from tests.integration.test_fhir import next_day, registered
+    from tests.integration.test_readme import as_a_reader, readme_commands
+
+    doctor = await client.doctor()
+    day = future_date()
+    filled = {
+        "<doctor_id>": doctor.id,
+        "<date>": day,
+        "<next_date>": next_day(day),
+        "<patient_id>": (await registered(client)).id,
+        "json-7f3c": uid("json"),  # a request id of its own per run
+        "p-json-1": uid("p-json"),
+    }
+    commands = readme_commands("curl")
+    assert any("/openapi.json" in c for c in commands)
+    assert any("/clinic.v1.BookingService/CreateBooking" in c for c in commands)
+    assert any("/fhir/R4/Appointment" in c for c in commands)
+    env = as_a_reader(admin())
+    for command in commands:
+        command = command.replace("127.0.0.1:50051", system.gateway_addr).replace("curl -s ", "curl -sf ", 1)
+        for placeholder, value in filled.items():
+            command = command.replace(placeholder, value)
+        done = await asyncio.to_thread(
+            subprocess.run,
+            ["bash", "-c", command],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0 and done.stdout.strip(), (command, done.stdout, done.stderr)
