@@ -227,3 +227,21 @@ async def test_searches_are_bundles_with_paging_links(system, client):
 async def test_unknown_resource_is_a_404_outcome(system):
     with pytest.raises(ResourceNotFound):
         await fhir(system).reference("Appointment", "b-no-such-booking").to_resource()
+
+
+async def test_a_forged_identity_header_changes_nothing(system, client):
+    """Only the edge says who calls: a patient's own copy of the identity headers is dropped."""
+    me, other = await registered(client, "Me Patient"), await registered(client, "Other Patient")
+    req = urllib.request.Request(f"http://{system.gateway_addr}/fhir/R4/Patient/{other.id}")
+    req.add_header("authorization", f"Bearer {mint(SECRET, me.id, 'patient')}")
+    req.add_header("x-clinic-sub", other.id)
+    req.add_header("x-clinic-role", "admin")
+
+    def status() -> int:
+        try:
+            with urllib.request.urlopen(req, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    assert await asyncio.to_thread(status) == 403

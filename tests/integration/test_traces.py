@@ -16,7 +16,7 @@ import pytest
 
 from clinic.v1 import booking_pb2, common_pb2
 from clinic_common import embedded, tracing
-from tests.harness import Client, System, future_date, patient, wait_for
+from tests.harness import Client, Servers, System, future_date, patient, wait_for
 
 OTEL = {
     "OTEL_TRACES_EXPORTER": "console",
@@ -35,10 +35,14 @@ class TracedSystem(System):
 
 
 @pytest.fixture(scope="module")
-def traced(servers):
+def traced(tmp_path_factory):
+    # NATS and Redis of its own: the session's system would share the durable consumers and take
+    # some of this booking's messages (handled there, untraced).
+    servers = Servers(tmp_path_factory.mktemp("traced")).start()
     system = TracedSystem(servers, env=OTEL).start()
     yield system
     system.stop()
+    servers.stop()
 
 
 def spans_of(system: System, trace: str) -> list[dict]:
