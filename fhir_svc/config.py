@@ -7,14 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from clinic_common.config import DEFAULT_ADDRS, env_addr, env_list, env_metrics_addr, env_timezone
-
-
-def _addrs(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
-    addrs = env_list(env, name, default)
-    for addr in addrs:
-        env_addr({name: addr}, name, addr)
-    return addrs
+from clinic_common.config import env_timezone, own_addr, own_metrics_addr, peer_addrs
 
 
 @dataclass(frozen=True)
@@ -30,10 +23,10 @@ class FhirConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> FhirConfig:
         env = os.environ if env is None else env
         return cls(
-            addr=env_addr(env, "FHIR_SVC_ADDR", DEFAULT_ADDRS["fhir_svc"]),
+            addr=own_addr(env, "fhir_svc"),  # no NATS, no Redis: no connections
             timezone=env_timezone(env),
-            booking_addrs=_addrs(env, "BOOKING_SVC_ADDR", DEFAULT_ADDRS["booking_svc"]),
-            schedule_addrs=_addrs(env, "SCHEDULE_SVC_ADDR", DEFAULT_ADDRS["schedule_svc"]),
-            frontdesk_addrs=_addrs(env, "FRONTDESK_SVC_ADDR", DEFAULT_ADDRS["frontdesk_svc"]),
-            metrics_addr=env_metrics_addr(env, "FHIR_SVC_METRICS_ADDR", "127.0.0.1:9467"),
+            booking_addrs=peer_addrs(env, "booking_svc"),
+            schedule_addrs=peer_addrs(env, "schedule_svc"),
+            frontdesk_addrs=peer_addrs(env, "frontdesk_svc"),
+            metrics_addr=own_metrics_addr(env, "fhir_svc"),
         )

@@ -15,7 +15,8 @@ import secrets
 import pytest
 
 from clinic.v1 import booking_pb2, common_pb2
-from clinic_common import embedded, tracing
+from clinic_common import tracing
+from clinic_tools import embedded
 from tests.harness import Client, Servers, System, future_date, patient, wait_for
 
 OTEL = {

@@ -1,4 +1,4 @@
-"""`python -m clinic_common.probe HOST:PORT [--internal] [--http]`: exit 0 if the server's health is SERVING.
+"""`python -m clinic_tools.probe HOST:PORT [--internal] [--http]`: exit 0 if the server's health is SERVING.
 
 For container health checks. `--internal` dials with the process's internal mutual-TLS certificate
 (CLINIC_INTERNAL_TLS_*), as an internal service takes no other connection. `--http`: an HTTP service
@@ -29,7 +29,7 @@ if __name__ == "__main__":
     if "--http" in sys.argv[2:]:
         import os
 
-        from clinic_common.processes import http_healthy
+        from clinic_tools.processes import http_healthy
 
         env = os.environ if "--internal" in sys.argv[2:] else {}
         sys.exit(0 if http_healthy(sys.argv[1], env, timeout_s=2.0) else 1)
