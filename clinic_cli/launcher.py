@@ -331,7 +331,7 @@ def _print_ready(
     say("JSON over HTTP (the same calls; OpenAPI document without a token) and FHIR R4:")
     say(f"  curl -s {scheme}://{gateway_addr}/openapi.json | head -c 300")
     say(
-        f"  curl -s {header}-H 'content-type: application/json' -d '{{\"gender\": \"GENDER_FEMALE\"}}' "
-        f"{scheme}://{gateway_addr}/clinic.v1.BookingService/ListServices"
+        f"  curl -s {header}-H 'content-type: application/json' -d '{{}}' "
+        f"{scheme}://{gateway_addr}/clinic.v1.DoctorService/ListDoctors"
     )
     say(f"  curl -s {header}{scheme}://{gateway_addr}/fhir/R4/Practitioner")

@@ -309,7 +309,8 @@ def validate_own(resource: dict) -> None:
     try:
         construct_fhir_element(resource["resourceType"], resource)
     except pydantic.ValidationError as err:
-        log.error("fhir.invalid_resource", kind=resource.get("resourceType"), errors=str(err)[:500])
+        where = [".".join(str(p) for p in e["loc"]) for e in err.errors()]  # places, never values (PHI)
+        log.error("fhir.invalid_resource", kind=resource.get("resourceType"), fields=where[:20])
         raise ApiError(500, "the server built an invalid resource") from None
 
 

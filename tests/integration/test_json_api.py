@@ -152,3 +152,33 @@ async def test_the_readme_curl_commands_work_as_printed(system, client):
             timeout=30,
         )
         assert done.returncode == 0 and done.stdout.strip(), (command, done.stdout, done.stderr)
+
+
+async def test_grpc_web_still_works_beside_the_json_mapping(system):
+    """The page's protocol on the same listener: a grpc-web call is not mistaken for JSON."""
+    import struct
+
+    message = booking_pb2.ListServicesRequest().SerializeToString()
+    request = urllib.request.Request(
+        f"http://{system.gateway_addr}/clinic.v1.BookingService/ListServices",
+        data=b"\x00" + struct.pack(">I", len(message)) + message,
+        method="POST",
+    )
+    for key, value in {
+        "content-type": "application/grpc-web+proto",
+        "x-grpc-web": "1",
+        "authorization": f"Bearer {admin()}",
+    }.items():
+        request.add_header(key, value)
+
+    def send() -> tuple[str, bytes]:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.headers["content-type"], response.read()
+
+    content_type, body = await asyncio.to_thread(send)
+    assert content_type.startswith("application/grpc-web")
+    flag, size = body[0], struct.unpack(">I", body[1:5])[0]
+    assert flag == 0
+    listed = booking_pb2.ListServicesResponse.FromString(body[5 : 5 + size])
+    assert any(s.id == "gen-consult" for s in listed.services)
+    assert b"grpc-status:0" in body[5 + size :]
