@@ -245,3 +245,48 @@ async def test_a_forged_identity_header_changes_nothing(system, client):
             return err.code
 
     assert await asyncio.to_thread(status) == 403
+
+
+async def test_many_fhir_clients_booking_one_slot_get_it_once(system, client):
+    """The slot is the services' to hand out: ten POSTs for it at once, one booked, the rest cancelled."""
+    doctor = await client.doctor(("gen-consult",), slot_minutes=30, day_start="09:00", day_end="10:00")
+    people = [await registered(client, f"Racer {n}") for n in range(10)]
+    day = future_date()
+    api = fhir(system)
+    (first, _) = await (
+        api.resources("Slot")
+        .search(schedule=f"Schedule/{doctor.id}")
+        .search(start__ge=day, start__lt=next_day(day))
+        .fetch_all()
+    )
+
+    async def book(person) -> str:
+        appointment = api.resource(
+            "Appointment",
+            status="proposed",
+            serviceType=[{"coding": [{"system": "urn:clinic:service", "code": "gen-consult"}]}],
+            start=first["start"],
+            end=first["end"],
+            participant=[
+                {"actor": {"reference": f"Patient/{person.id}"}, "status": "accepted"},
+                {"actor": {"reference": f"Practitioner/{doctor.id}"}, "status": "accepted"},
+            ],
+        )
+        await appointment.save()
+        return appointment.id
+
+    ids = await asyncio.gather(*(book(p) for p in people))
+
+    async def all_decided():
+        got = [await api.reference("Appointment", i).to_resource() for i in ids]
+        return got if all(a["status"] in ("booked", "cancelled") for a in got) else None
+
+    final = await wait_for(all_decided, 30, "every racing appointment to be decided")
+    assert sorted(a["status"] for a in final).count("booked") == 1
+    losers = [valid(a) for a in final if a["status"] == "cancelled"]
+    assert len(losers) == 9
+    assert {a["cancelationReason"]["coding"][0]["code"] for a in losers} == {
+        "REJECTION_REASON_SLOT_UNAVAILABLE"
+    }
+    taken = valid(await api.reference("Slot", first["id"]).to_resource())
+    assert taken["status"] == "busy"
