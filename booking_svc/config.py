@@ -35,6 +35,8 @@ class BookingConfig:
     metrics_addr: str = "off"
     # the registry and doctors (schedule_svc)
     schedule_addrs: tuple[str, ...] = (service("schedule_svc").default_addr,)
+    # check-in state (frontdesk_svc), asked before a reschedule of a booking dated today
+    frontdesk_addrs: tuple[str, ...] = (service("frontdesk_svc").default_addr,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
@@ -46,4 +48,5 @@ class BookingConfig:
             timeout_s=env_int(env, "BOOKING_TIMEOUT_SECONDS", 300, minimum=1),
             max_pending=env_int(env, "CLINIC_MAX_PENDING_BOOKINGS", DEFAULT_MAX_PENDING, minimum=0),
             schedule_addrs=peer_addrs(env, "schedule_svc"),
+            frontdesk_addrs=peer_addrs(env, "frontdesk_svc"),
         )
