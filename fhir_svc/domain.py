@@ -169,6 +169,8 @@ def appointment(b: common_pb2.Booking, tz: ZoneInfo, visit: int = 0) -> dict:
         )
     if b.request_id:
         out["identifier"] = [{"system": REQUEST_SYSTEM, "value": b.request_id}]
+    if b.note:  # the reason for the visit (PHI: shown to whoever may read the booking, never logged)
+        out["reasonCode"] = [{"text": b.note}]
     if b.start_time:
         begin = _at(b.appointment_date, b.start_time, tz)
         out["start"] = begin.isoformat()
@@ -211,6 +213,7 @@ class NewAppointment:
     start_time: str
     duration_minutes: int
     request_id: str
+    note: str = ""
 
 
 def reference_id(reference: str, kind: str) -> str:
@@ -263,6 +266,9 @@ def new_appointment(resource: Mapping, tz: ZoneInfo) -> NewAppointment:
                     minutes = 0
         if not doctors:
             bad.append(("doctor_id", "a timed visit needs a Practitioner participant"))
+    notes = [
+        r.get("text", "") for r in resource.get("reasonCode") or [] if isinstance(r, dict) and r.get("text")
+    ]
     request_id = ""
     for ident in resource.get("identifier") or []:
         if (ident or {}).get("system") in (None, REQUEST_SYSTEM) and ident.get("value"):
@@ -277,6 +283,7 @@ def new_appointment(resource: Mapping, tz: ZoneInfo) -> NewAppointment:
         start_time=start_time,
         duration_minutes=minutes,
         request_id=request_id,
+        note="; ".join(notes),
     )
 
 
@@ -289,6 +296,7 @@ def create_request(new: NewAppointment, who: common_pb2.Patient) -> booking_pb2.
         doctor_id=new.doctor_id,
         start_time=new.start_time,
         duration_minutes=new.duration_minutes,
+        note=new.note,
     )
 
 

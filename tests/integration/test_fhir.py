@@ -141,11 +141,14 @@ async def test_post_appointment_answers_201_with_location(system, client):
         "serviceType": [{"coding": [{"system": "urn:clinic:service", "code": "blood-panel"}]}],
         "participant": [{"actor": {"reference": f"Patient/{person.id}"}, "status": "accepted"}],
         "identifier": [{"system": "urn:clinic:request-id", "value": uid("fhir-req")}],
+        "reasonCode": [{"text": "follow-up, knee"}],  # the booking's note
     }
     status, headers, created = await http(system, "/Appointment", body, mint(SECRET, STAFF, "staff"), "POST")
     assert status == 201, created
     valid(created)
     assert headers["Location"].endswith(f"/fhir/R4/Appointment/{created['id']}")
+    assert created["reasonCode"] == [{"text": "follow-up, knee"}]
+    assert (await client.get(created["id"])).note == "follow-up, knee"
     # the same identifier (CreateBooking's request_id) again: the same booking, not a second one
     again = await http(system, "/Appointment", body, mint(SECRET, STAFF, "staff"), "POST")
     assert again[2]["id"] == created["id"]

@@ -60,8 +60,11 @@ def test_a_rejection_carries_its_reason():
 
 
 def test_a_timed_visit_has_start_end_and_its_slot():
-    b = booking(B.BOOKING_STATUS_CONFIRMED, doctor_id="d-1", start_time="10:30", duration_minutes=30)
+    b = booking(
+        B.BOOKING_STATUS_CONFIRMED, doctor_id="d-1", start_time="10:30", duration_minutes=30, note="knee"
+    )
     a = valid(domain.appointment(b, IST))
+    assert a["reasonCode"] == [{"text": "knee"}]
     assert a["start"] == "2026-12-04T10:30:00+05:30" and a["end"] == "2026-12-04T11:00:00+05:30"
     assert a["slot"] == [{"reference": "Slot/d-1.20261204.1030"}]
     assert domain.parse_slot_id("d-1.20261204.1030") == ("d-1", "2026-12-04", "10:30")
@@ -109,10 +112,14 @@ def test_a_fhir_booking_becomes_the_create_booking_it_asks_for():
             "start": "2026-12-04T05:00:00Z",  # 10:30 in the clinic's time zone
             "minutesDuration": 30,
             "identifier": [{"system": domain.REQUEST_SYSTEM, "value": "r-1"}],
+            "reasonCode": [{"text": "knee pain"}],
         },
         IST,
     )
-    assert new == domain.NewAppointment("p-1", "d-1", ("gen-consult",), "2026-12-04", "10:30", 30, "r-1")
+    assert new == domain.NewAppointment(
+        "p-1", "d-1", ("gen-consult",), "2026-12-04", "10:30", 30, "r-1", "knee pain"
+    )
+    assert domain.create_request(new, common_pb2.Patient(id="p-1")).note == "knee pain"
 
 
 def test_a_bad_fhir_booking_names_create_booking_fields():
