@@ -7,6 +7,7 @@ Every answer is validated against the R4 models of fhir.resources before it leav
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -151,12 +152,8 @@ class Fhir:
 
     async def _slots(self, doctor_id: str, days: list[str], who: Principal) -> list[dict]:
         doctor = await self._api.doctor(doctor_id, who)
-        out: list[dict] = []
-        for day in days:
-            out += domain.slots(
-                await self._api.doctor_day(doctor_id, day, who), doctor.slot_minutes, self._tz
-            )
-        return out
+        found = await asyncio.gather(*(self._api.doctor_day(doctor_id, day, who) for day in days))
+        return [s for day in found for s in domain.slots(day, doctor.slot_minutes, self._tz)]
 
     async def _search_appointments(self, request: web.Request, who: Principal, size: int) -> web.Response:
         q = request.query

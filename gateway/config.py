@@ -101,7 +101,7 @@ def _otlp_url(env: Mapping[str, str]) -> str:
     parsed = urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if own else "OTEL_EXPORTER_OTLP_ENDPOINT"
-        raise ConfigError(f"{name}={url!r} is not an http(s)://host:port URL")
+        raise ConfigError(f"{name}={env.get(name, '').strip()!r} is not an http(s)://host:port URL")
     return url
 
 

@@ -80,3 +80,23 @@ def test_a_failure_inside_a_span_marks_it(exported):
         raise RuntimeError("boom")
     (span,) = exported.get_finished_spans()
     assert span.status.status_code.name == "ERROR" and span.parent is None
+
+
+def test_the_edge_traces_only_with_an_otlp_endpoint():
+    from tests.unit.test_edge_config import bootstrap
+
+    def hcm(boot: dict) -> dict:
+        (listener,) = [x for x in boot["static_resources"]["listeners"] if x["name"] == "public"]
+        return listener["filter_chains"][0]["filters"][0]["typed_config"]
+
+    off = bootstrap()
+    assert "tracing" not in hcm(off)
+    assert "otlp_collector" not in {c["name"] for c in off["static_resources"]["clusters"]}
+    on = bootstrap(OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4318")
+    provider = hcm(on)["tracing"]["provider"]
+    assert provider["name"] == "envoy.tracers.opentelemetry"
+    assert provider["typed_config"]["http_service"]["http_uri"]["uri"] == "http://collector:4318/v1/traces"
+    grpc = bootstrap(OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4317", OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+    assert "grpc_service" in hcm(grpc)["tracing"]["provider"]["typed_config"]
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_ENDPOINT='collector:4318'"):
+        bootstrap(OTEL_EXPORTER_OTLP_ENDPOINT="collector:4318")
