@@ -117,6 +117,7 @@ MAP: dict[str, Messaging] = {
         ),
     ),
     "gateway": Messaging(uses_nats=False),  # the edge never touches NATS
+    "fhir_svc": Messaging(uses_nats=False),  # nor does the FHIR facade (gRPC calls only)
 }
 
 
