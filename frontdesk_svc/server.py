@@ -12,7 +12,7 @@ from clinic_common.grpc_server import create_server
 from .booking_client import BookingClient
 from .config import FrontDeskConfig
 from .events import Relay
-from .frontdesk import FrontDesk
+from .usecases import FrontDesk
 from .handlers import FrontDeskServicer
 from .hub import QueueHub
 from .store import QueueStore
