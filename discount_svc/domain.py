@@ -1,4 +1,4 @@
-"""R1 (eligibility) and the blocklist: pure rules, no I/O. R2 (the quota) lives in quota.py."""
+"""R1 (eligibility) and the blocklist: pure rules, no I/O. R2 (the quota): store.py, store_*.lua."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from clinic_common import subjects
 from clinic_common.clock import parse_date
 from clinic_common.consumer import ConsumerSpec, Poison, same_booking
 
-from .decisions import Discounts
+from .usecases import Discounts
 
 CONSUMER = ConsumerSpec.of(
     subjects.DISCOUNT_CONSUMER,

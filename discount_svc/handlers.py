@@ -9,7 +9,7 @@ from clinic_common import rpc
 from clinic_common.clock import Clock, clinic_day, parse_date
 from clinic_common.errors import InvalidArgument
 
-from .quota import QuotaState, QuotaStore
+from .store import QuotaState, QuotaStore
 from .verify import QuotaVerifier
 
 

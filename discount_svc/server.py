@@ -12,10 +12,10 @@ from clinic_common.grpc_client import open_channel
 from clinic_common.grpc_server import create_server
 
 from .config import DiscountConfig
-from .decisions import Discounts
 from .events import CONSUMER, make_handler
 from .handlers import AdminServicer
-from .quota import QuotaStore
+from .store import QuotaStore
+from .usecases import Discounts
 from .verify import QuotaVerifier
 
 SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name

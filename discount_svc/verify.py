@@ -9,8 +9,8 @@ import grpc
 from clinic.v1 import booking_pb2, booking_pb2_grpc, common_pb2, saga_pb2
 from clinic_common import principal
 
-from .decisions import Discounts
-from .quota import QuotaStore
+from .store import QuotaStore
+from .usecases import Discounts
 
 FINAL = {common_pb2.BOOKING_STATUS_REJECTED, common_pb2.BOOKING_STATUS_CANCELLED}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from clinic.v1 import frontdesk_pb2, frontdesk_pb2_grpc
 from clinic_common import rpc
 
-from .frontdesk import FrontDesk
+from .usecases import FrontDesk
 
 
 class FrontDeskServicer(frontdesk_pb2_grpc.FrontDeskServiceServicer):

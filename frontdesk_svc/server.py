@@ -12,10 +12,10 @@ from clinic_common.grpc_server import create_server
 from .booking_client import BookingClient
 from .config import FrontDeskConfig
 from .events import Relay
-from .frontdesk import FrontDesk
 from .handlers import FrontDeskServicer
 from .hub import QueueHub
 from .store import QueueStore
+from .usecases import FrontDesk
 
 SERVICE_NAME = frontdesk_pb2.DESCRIPTOR.services_by_name["FrontDeskService"].full_name
 SWEEP_PERIOD_S = 1.0

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clinic.v1 import common_pb2, frontdesk_pb2
-from clinic_common import redis_io, subjects
+from clinic_common import lua, redis_io, subjects
 
 from .domain import QueueId, Transition
 
@@ -34,65 +34,10 @@ OPS_TTL_S = 2 * 24 * 3600
 Actor = tuple[str, str]  # (sub, role) of the verified caller whose call made a change
 OUTBOXES = "frontdesk:outboxes"
 
-_CHECK_IN = """
--- KEYS: visits, waiting, pos, seq, outbox, ops
--- ARGV: booking id, op id, visit JSON, now ms, ops ttl, actor sub, actor role
-local existing = redis.call('HGET', KEYS[1], ARGV[1])
-if existing then
-  if redis.call('HGET', KEYS[6], ARGV[2]) == ARGV[1] then return {1, existing} end
-  return {0, existing}
-end
-local v = cjson.decode(ARGV[3])
-v.position = redis.call('INCR', KEYS[3])
-v.state = 1
-local visit = cjson.encode(v)
-redis.call('HSET', KEYS[1], ARGV[1], visit)
-redis.call('ZADD', KEYS[2], v.position, ARGV[1])
-local seq = redis.call('INCR', KEYS[4])
-local actor = {sub = ARGV[6] or '', role = ARGV[7] or ''}
-local change = {sequence = seq, kind = 1, at = ARGV[4], visit = v, actor = actor}
-redis.call('HSET', KEYS[5], seq, cjson.encode(change))
-redis.call('HSET', KEYS[6], ARGV[2], ARGV[1])
-redis.call('EXPIRE', KEYS[6], ARGV[5])
-return {1, visit, seq}
-"""
-
-_TRANSITION = """
--- KEYS: visits, waiting, pos, seq, outbox, ops
--- ARGV: booking id ('' = the first waiting), op id, ',from states,', to state, kind, now ms,
---       time field, ops ttl, actor sub, actor role
-local done = redis.call('HGET', KEYS[6], ARGV[2])
-if done then return {1, redis.call('HGET', KEYS[1], done)} end
-local booking = ARGV[1]
-if booking == '' then
-  local first = redis.call('ZRANGE', KEYS[2], 0, 0)
-  if #first == 0 then return {-1} end
-  booking = first[1]
-end
-local raw = redis.call('HGET', KEYS[1], booking)
-if not raw then return {-2} end
-local v = cjson.decode(raw)
-if not string.find(ARGV[3], ',' .. v.state .. ',', 1, true) then return {0, raw} end
-v.state = tonumber(ARGV[4])
-v[ARGV[7]] = ARGV[6]
-local visit = cjson.encode(v)
-redis.call('HSET', KEYS[1], booking, visit)
-redis.call('ZREM', KEYS[2], booking)
-local seq = redis.call('INCR', KEYS[4])
-local change = {sequence = seq, kind = tonumber(ARGV[5]), at = ARGV[6], visit = v,
-                actor = {sub = ARGV[9] or '', role = ARGV[10] or ''}}
-redis.call('HSET', KEYS[5], seq, cjson.encode(change))
-redis.call('HSET', KEYS[6], ARGV[2], booking)
-redis.call('EXPIRE', KEYS[6], ARGV[8])
-return {1, visit, seq}
-"""
-
-_SNAPSHOT = """
--- KEYS: visits, seq   -> {last change sequence, visit JSON ...}, read in one step
-local out = {tonumber(redis.call('GET', KEYS[2]) or '0')}
-for _, visit in ipairs(redis.call('HVALS', KEYS[1])) do out[#out + 1] = visit end
-return out
-"""
+# The scripts, in frontdesk_svc/store_*.lua (loaded once, here).
+_CHECK_IN = lua.source("frontdesk_svc", "store_check_in")
+_TRANSITION = lua.source("frontdesk_svc", "store_transition")
+_SNAPSHOT = lua.source("frontdesk_svc", "store_snapshot")
 
 
 def tag(queue: QueueId) -> str:

@@ -13,73 +13,15 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from clinic.v1 import common_pb2, doctor_pb2
-from clinic_common import redis_io
+from clinic_common import lua, redis_io
 
-_REGISTER = """
--- KEYS: patient, phone index, email index (or a placeholder)   ARGV: id, record, has email
-local existing = redis.call('GET', KEYS[2])
-if existing then return {0, existing} end
-redis.call('SET', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[1], ARGV[2])
-if ARGV[3] == '1' then redis.call('SADD', KEYS[3], ARGV[1]) end
-return {1, ARGV[1]}
-"""
-
-_UPDATE_PATIENT = """
--- KEYS: patient, old phone index, new phone index, old email index, new email index
--- ARGV: id, the record as read, the new record, phone changes ('1'/'0'), email changes ('1'/'0'),
---       old email ('' none), new email ('' none)
--- Compare-and-set on the whole record, so two updates of different fields both land; the new phone
--- is claimed (and the old one let go) in the same step, so one phone never names two patients.
-local current = redis.call('GET', KEYS[1])
-if not current then return {'missing', ''} end
-if current ~= ARGV[2] then return {'conflict', ''} end
-if ARGV[4] == '1' then
-  local holder = redis.call('GET', KEYS[3])
-  if holder and holder ~= ARGV[1] then return {'taken', holder} end
-  redis.call('SET', KEYS[3], ARGV[1])
-  if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-end
-if ARGV[5] == '1' then
-  if ARGV[6] ~= '' then redis.call('SREM', KEYS[4], ARGV[1]) end
-  if ARGV[7] ~= '' then redis.call('SADD', KEYS[5], ARGV[1]) end
-end
-redis.call('SET', KEYS[1], ARGV[3])
-return {'updated', ''}
-"""
-
-_CREATE_DOCTOR = """
--- KEYS: code index, doctor, all doctors   ARGV: id, record
-local existing = redis.call('GET', KEYS[1])
-if existing then return existing end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
-redis.call('SADD', KEYS[3], ARGV[1])
-return ARGV[1]
-"""
-
-_UPDATE_DOCTOR = """
--- KEYS: doctor, revision   ARGV: the record as read, the new record
--- Compare-and-set on the record; every change to what a doctor's days resolve from bumps the
--- revision (the places scripts refuse a resolution older than one they have seen).
-local current = redis.call('GET', KEYS[1])
-if not current then return -1 end
-if current ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
-return redis.call('INCR', KEYS[2])
-"""
-
-_READ_SCHEDULE = """
--- KEYS: doctor, revision, plans   (read only: the doctor, its revision and plans at one moment)
-return {redis.call('GET', KEYS[1]) or '', redis.call('GET', KEYS[2]) or '0', redis.call('HVALS', KEYS[3])}
-"""
-
-_SET_PLAN = """
--- KEYS: doctor, revision, plans   ARGV: effective from, plan
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-return redis.call('INCR', KEYS[2])
-"""
+# The scripts, in schedule_svc/store_*.lua (loaded once, here).
+_REGISTER = lua.source("schedule_svc", "store_register_patient")
+_UPDATE_PATIENT = lua.source("schedule_svc", "store_update_patient")
+_CREATE_DOCTOR = lua.source("schedule_svc", "store_create_doctor")
+_UPDATE_DOCTOR = lua.source("schedule_svc", "store_update_doctor")
+_READ_SCHEDULE = lua.source("schedule_svc", "store_read_schedule")
+_SET_PLAN = lua.source("schedule_svc", "store_set_plan")
 
 
 def patient_key(patient_id: str) -> str:

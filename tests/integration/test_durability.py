@@ -8,7 +8,7 @@ import pytest
 
 from clinic.v1 import common_pb2 as c
 from clinic_common import subjects
-from discount_svc.quota import used_key
+from discount_svc.store import used_key
 from tests.harness import (
     Client,
     Servers,

@@ -11,7 +11,7 @@ import pytest
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import saga_pb2
 from clinic_common import subjects
-from discount_svc.quota import used_key
+from discount_svc.store import used_key
 from tests.harness import birthday_patient, future_date, patient, today_ist, uid, wait_for
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from clinic.v1 import common_pb2 as c
-from discount_svc.quota import used_key
+from discount_svc.store import used_key
 from tests.conftest import TEST_QUOTA
 from tests.harness import future_date, patient, today_ist
 

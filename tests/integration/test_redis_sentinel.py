@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from clinic_common import redis_io
 from clinic_tools import embedded
-from discount_svc.quota import QuotaStore
+from discount_svc.store import QuotaStore
 from tests.harness import wait_for
 
 

@@ -10,7 +10,7 @@ from clinic.v1 import common_pb2 as c
 from clinic.v1 import notification_pb2
 from clinic_common import subjects
 from clinic_common.subjects import booking_id_of  # noqa: F401 - documents the subject layout
-from discount_svc.quota import used_key
+from discount_svc.store import used_key
 from tests.conftest import TEST_QUOTA
 from tests.harness import Client, birthday_patient, future_date, patient, today_ist, uid, wait_for
 

@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 
 from clinic.v1 import booking_pb2, doctor_pb2, patient_pb2
 from clinic.v1 import common_pb2 as c
-from discount_svc.quota import used_key
+from discount_svc.store import used_key
 from tests.conftest import TEST_QUOTA
 from tests.harness import Client, birthday_patient, future_date, patient, today_ist, uid, wait_for
 

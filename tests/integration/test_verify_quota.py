@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from clinic.v1 import admin_pb2
 from clinic.v1 import common_pb2 as c
-from discount_svc.quota import grant_key, holders_key, used_key
+from discount_svc.store import grant_key, holders_key, used_key
 from tests.harness import birthday_patient, future_date, patient, today_ist
 
 

@@ -13,50 +13,14 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from clinic_common import redis_io
+from clinic_common import lua, redis_io
 
 RECORD_TTL_S = 40 * 24 * 3600
 
-_GRANT = """
-local prior = redis.call('GET', KEYS[2])
-if prior then return prior end
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used >= tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[2], 'exhausted', 'EX', ARGV[2])
-  return 'exhausted'
-end
-redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('SADD', KEYS[3], ARGV[3])
-redis.call('EXPIRE', KEYS[3], ARGV[2])
-redis.call('SET', KEYS[2], 'applied', 'EX', ARGV[2])
-return 'applied'
-"""
-
-_RELEASE = """
-local prior = redis.call('GET', KEYS[2])
-if prior == 'applied' then
-  if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
-  redis.call('SREM', KEYS[3], ARGV[2])
-  redis.call('SET', KEYS[2], 'released', 'EX', ARGV[1])
-  return 'released'
-end
-if not prior then
-  redis.call('SET', KEYS[2], 'closed', 'EX', ARGV[1])
-  return 'closed'
-end
-return prior
-"""
-
-_RECONCILE = """
-local holders = redis.call('SCARD', KEYS[2])
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if ARGV[1] == '1' and used ~= holders then
-  redis.call('SET', KEYS[1], holders)
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-end
-return {used, holders}
-"""
+# The scripts, in discount_svc/store_*.lua (loaded once, here).
+_GRANT = lua.source("discount_svc", "store_grant")
+_RELEASE = lua.source("discount_svc", "store_release")
+_RECONCILE = lua.source("discount_svc", "store_reconcile")
 
 
 def _tag(day: str) -> str:

@@ -9,7 +9,7 @@ from clinic_common import metrics, subjects
 from clinic_common.logs import get_logger
 
 from . import domain
-from .quota import QuotaStore
+from .store import QuotaStore
 
 log = get_logger(__name__)
 
