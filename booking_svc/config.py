@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from clinic_common.catalog import DEFAULT_CATALOG, Catalog, load
 from clinic_common.config import (
+    ConfigError,
     Connections,
     env_addr,
     env_int,
@@ -34,6 +35,9 @@ class BookingConfig:
     max_pending: int = 0
     metrics_addr: str = "off"
     schedule_addrs: tuple[str, ...] = ("127.0.0.1:50064",)  # the registry and doctors (schedule_svc)
+    cancel_notice_hours: int = 0  # a patient cancels at least this long before the start (0: any time)
+    refund_policy: str = "full"  # what a cancelled paid booking is owed: full (in notice) or none
+    payment_fsync: str = "waitaof"  # a payment is fsynced before the answer; "off" for a Redis without AOF
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
@@ -47,4 +51,14 @@ class BookingConfig:
             max_pending=env_int(env, "CLINIC_MAX_PENDING_BOOKINGS", DEFAULT_MAX_PENDING, minimum=0),
             metrics_addr=env_metrics_addr(env, "BOOKING_SVC_METRICS_ADDR", "127.0.0.1:9461"),
             schedule_addrs=env_list(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
+            cancel_notice_hours=env_int(env, "CLINIC_CANCEL_NOTICE_HOURS", 0, minimum=0),
+            refund_policy=env_choice(env, "CLINIC_REFUND_POLICY", "full", ("full", "none")),
+            payment_fsync=env_choice(env, "CLINIC_PAYMENT_FSYNC", "waitaof", ("waitaof", "off")),
         )
+
+
+def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value

@@ -345,6 +345,9 @@ _UNCHECKED = {"envoy.filters.http.jwt_authn": _DISABLED, "envoy.filters.http.rba
 
 def _route_config(config: GatewayConfig) -> dict[str, Any]:
     route_list = web.routes(Path(config.web_dir), _UNCHECKED) if config.web_dir else []
+    for path, backend in routes.METHODS.items():  # before their service's prefix: the first match wins
+        if backend in config.backends:
+            route_list.append(_route({"path": path}, backend, path))
     for service, backend in {**routes.OPEN, **routes.SERVICES}.items():
         if backend not in config.backends:
             continue  # not deployed (yet): callers get UNIMPLEMENTED

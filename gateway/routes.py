@@ -16,6 +16,12 @@ SERVICES = {
     "clinic.v1.FrontDeskService": "frontdesk_svc",
 }
 
+# Single methods answered by another backend than their service's: the day's summary is computed
+# where the bookings are (booking_svc), while the rest of AdminService (the quota) stays with discount_svc.
+METHODS = {
+    "/clinic.v1.AdminService/GetDaySummary": "booking_svc",
+}
+
 # Answered without a token, by one backend that knows every public proto (reflection cannot be
 # merged across upstreams, envoyproxy/envoy#7631).
 OPEN = {
