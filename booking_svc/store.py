@@ -164,7 +164,9 @@ class BookingStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 await self._commit_direct(keys=keys, args=args, client=pipe)
                 pipe.execute_command("WAITAOF", 1, 0, WAITAOF_TIMEOUT_MS)
-                committed, fsynced = await pipe.execute()
+                committed, fsynced = await pipe.execute(raise_on_error=False)
+            if isinstance(committed, Exception):
+                raise committed
             if committed:
                 _require_fsynced(fsynced)
         if not committed:
@@ -180,7 +182,7 @@ class BookingStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.incr(FSYNC_PROBE_KEY)
             pipe.execute_command("WAITAOF", 1, 0, WAITAOF_TIMEOUT_MS)
-            _, fsynced = await pipe.execute()
+            _, fsynced = await pipe.execute(raise_on_error=False)
         _require_fsynced(fsynced)
 
     async def id_for_reference(self, reference: str) -> str | None:
@@ -255,6 +257,10 @@ class BookingStore:
 
 
 def _require_fsynced(reply) -> None:
+    if isinstance(reply, Exception):  # e.g. a server without appendonly: it cannot promise the disk
+        raise Unavailable(
+            f"Redis cannot fsync the write ({reply}); it is stored: retry with the same request_id"
+        )
     if not reply or int(reply[0]) < 1:
         raise Unavailable(
             f"Redis did not fsync the write within {WAITAOF_TIMEOUT_MS} ms; it is stored: "
