@@ -35,11 +35,18 @@ from tests.harness import (
     uid,
 )
 
+from .money import MoneyTraffic
 from .waitlist import OFFER_S, WaitlistTraffic
 
 DOCTOR_CAPACITY = 8
 STARTS = [f"{h:02d}:{m:02d}" for h in range(9, 12) for m in (0, 15, 30, 45)]  # 30-minute visits overlap
 
+# Events a booking may rightly have several of (the money check counts payments against the ledger).
+REPEATABLE_EVENTS = {
+    c.EVENT_TYPE_NOTIFICATION_SENT,
+    c.EVENT_TYPE_PAYMENT_RECORDED,
+    c.EVENT_TYPE_PAYMENT_REFUNDED,
+}
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
 
 
@@ -65,6 +72,7 @@ class Report:
     leaderless_s: dict[str, float] = field(default_factory=dict)  # stream -> longest time without a leader
     queue: str = ""  # check-ins through the faults: positions 1..n, each once
     waitlist: Counter = field(default_factory=Counter)
+    money: Counter = field(default_factory=Counter)  # payments, refunds, paid bookings cancelled
 
     def longest_gap_after(self) -> dict[str, float]:
         """The longest time with no booking accepted, by the fault that came just before (or at)
@@ -96,6 +104,7 @@ class Report:
             f"lost {self.lost}  doubled {self.doubled}  dead letters {self.dead_letters} (1 poison injected)",
             f"places checked {dict(self.places_checked)} (tokens and intervals held only by CONFIRMED, once)",
             f"waitlist {dict(self.waitlist)} (no token held twice, no offer lost, every expiry passed on)",
+            f"money {dict(self.money)} (per booking: ledger = events, none lost or doubled)",
             f"load {self.load_s:.1f}s  time to settle {self.settle_s:.1f}s",
             *([self.queue] if self.queue else []),
             *([f"longest time a stream had no leader {self.leaderless_s}"] if self.leaderless_s else []),
@@ -148,6 +157,7 @@ class Chaos:
         self.doctor_ids: list[str] = []  # created at start; their days are contested for tokens and times
         self._leaders: dict[str, str | None] = {}  # stream -> its leader, as last seen by _watch_leaders
         self.waitlist = WaitlistTraffic()
+        self.money = MoneyTraffic(self.report, self._retry, random.Random(seed + 1))
 
     async def run(self) -> Report:
         self.servers.start()
@@ -181,6 +191,7 @@ class Chaos:
             queue = asyncio.create_task(checkins.run())
             await self._load(client)
             await queue
+            await self.money.drain()  # payments and refunds go on through the faults too
             done.set()
             if chaos:
                 await chaos
@@ -192,6 +203,8 @@ class Chaos:
             final = await self._settle(client)
             self.report.settle_s = time.monotonic() - settle_started
             await self._verify(client, final)
+            self.report.problems += await self.money.verify(client)
+            self.report.money = self.money.figures
             self.report.queue = await checkins.verify(self.servers)
             accepting.set()  # no more accepts or cancellations: offers still out run out
             await acceptor
@@ -255,6 +268,8 @@ class Chaos:
         self.report.bookings += 1
         if req.waitlist:
             self.waitlist.ids.append(booking.id)
+        else:
+            self.money.maybe_start(client, booking.id)
         if self.rng.random() < (0.3 if req.waitlist else 0.1):
             await self._cancel(client, booking.id)
         if self.rng.random() < 0.05:
@@ -446,9 +461,7 @@ class Chaos:
                     c.EVENT_TYPE_WAITLIST_OFFERED,  # told to the patient too
                 )
             )
-            doubled = [
-                c.EventType.Name(t) for t, n in steps.items() if t != c.EVENT_TYPE_NOTIFICATION_SENT and n > 1
-            ]
+            doubled = [c.EventType.Name(t) for t, n in steps.items() if t not in REPEATABLE_EVENTS and n > 1]
             if steps[c.EVENT_TYPE_NOTIFICATION_SENT] != finals:
                 doubled.append(
                     f"NOTIFICATION_SENT x{steps[c.EVENT_TYPE_NOTIFICATION_SENT]} for {finals} outcomes"
