@@ -7,6 +7,8 @@ import csv
 import os
 import sys
 import uuid
+from datetime import UTC
+from zoneinfo import ZoneInfo
 
 import grpc
 from rich.table import Table
@@ -147,8 +149,9 @@ def receipt_text(b: c.Booking, clinic_name: str) -> str:
     rows.append(line("Total", format_minor(b.final_price.amount_minor)))
     rows.append("-" * width)
     methods = {v: k for k, v in METHODS.items()}
+    tz = ZoneInfo(os.environ.get("CLINIC_TIMEZONE", "").strip() or "Asia/Kolkata")
     for e in b.payment.entries:
-        when = e.at.ToDatetime().strftime("%Y-%m-%d %H:%M")
+        when = e.at.ToDatetime(tzinfo=UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M")
         if e.kind == c.PAYMENT_ENTRY_KIND_PAYMENT:
             rows.append(line(f"Paid {when} {methods.get(e.method, '')}", format_minor(e.amount.amount_minor)))
             if e.reference:

@@ -64,6 +64,9 @@ def test_the_readme_has_a_grpcurl_command_for_every_rpc():
         "WatchPatient",
         "GetQuota",
         "ResetQuota",
+        "GetDaySummary",
+        "RecordPayment",
+        "RefundPayment",
         "Health/Check",
         "RegisterPatient",
         "GetPatient",
@@ -92,8 +95,12 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
     ]
     desk = frontdesk_pb2_grpc.FrontDeskServiceStub(client.channel)
     await desk.CheckIn(frontdesk_pb2.CheckInRequest(booking_id=today[1].id), metadata=client.auth())
+    paid = await client.settled(
+        (await client.create(patient(), ["gen-consult"], appointment_date=future_date())).id
+    )  # the money commands' booking: stays CONFIRMED
     env = as_a_reader(Client.auth()[0][1].removeprefix("Bearer "))
     filled = {
+        "<paid_id>": paid.id,
         "<id>": booking.id,
         "<date>": future_date(),
         "<doctor_id>": doctor.id,
