@@ -292,3 +292,26 @@ def test_payment_ledger_is_consistent_with_random_orders():
     kinds = [e.kind for e in r.booking.payment.entries]
     assert recorded == kinds.count(c.PAYMENT_ENTRY_KIND_PAYMENT)
     assert refunded == kinds.count(c.PAYMENT_ENTRY_KIND_REFUND)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CLINIC_REFUND_POLICY", "half"),
+        ("CLINIC_PAYMENT_FSYNC", "always"),
+        ("CLINIC_CANCEL_NOTICE_HOURS", "-1"),
+    ],
+)
+def test_bad_money_settings_stop_the_process_naming_the_variable(name, value):
+    from booking_svc.config import BookingConfig
+    from clinic_common.config import ConfigError
+
+    with pytest.raises(ConfigError, match=name):
+        BookingConfig.from_env({name: value})
+
+
+def test_money_settings_default_to_no_notice_full_refunds_and_fsynced_payments():
+    from booking_svc.config import BookingConfig
+
+    config = BookingConfig.from_env({})
+    assert (config.cancel_notice_hours, config.refund_policy, config.payment_fsync) == (0, "full", "waitaof")
