@@ -12,13 +12,13 @@ from clinic_common.catalog import DEFAULT_CATALOG, Catalog, load
 from clinic_common.config import (
     ConfigError,
     Connections,
-    env_addr,
     env_int,
-    env_list,
-    env_metrics_addr,
     env_str,
     env_timezone,
+    listening,
+    peer_addrs,
 )
+from clinic_common.services import get as service
 
 # Sagas in flight (PENDING bookings) at which CreateBooking answers RESOURCE_EXHAUSTED instead of
 # queueing: 4-7 s of work at the 140-280 sagas/s measured here. 0 turns shedding off.
@@ -34,7 +34,8 @@ class BookingConfig:
     timeout_s: int
     max_pending: int = 0
     metrics_addr: str = "off"
-    schedule_addrs: tuple[str, ...] = ("127.0.0.1:50064",)  # the registry and doctors (schedule_svc)
+    # the registry and doctors (schedule_svc)
+    schedule_addrs: tuple[str, ...] = (service("schedule_svc").default_addr,)
     cancel_notice_hours: int = 0  # a patient cancels at least this long before the start (0: any time)
     refund_policy: str = "full"  # what a cancelled paid booking is owed: full (in notice) or none
     payment_fsync: str = "waitaof"  # a payment is fsynced before the answer; "off" for a Redis without AOF
@@ -43,14 +44,12 @@ class BookingConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
         env = os.environ if env is None else env
         return cls(
-            addr=env_addr(env, "BOOKING_SVC_ADDR", "127.0.0.1:50061"),
-            connections=Connections.from_env(env),
+            **listening(env, "booking_svc"),
             timezone=env_timezone(env),
             catalog=load(Path(env_str(env, "CLINIC_CATALOG", str(DEFAULT_CATALOG)))),
             timeout_s=env_int(env, "BOOKING_TIMEOUT_SECONDS", 300, minimum=1),
             max_pending=env_int(env, "CLINIC_MAX_PENDING_BOOKINGS", DEFAULT_MAX_PENDING, minimum=0),
-            metrics_addr=env_metrics_addr(env, "BOOKING_SVC_METRICS_ADDR", "127.0.0.1:9461"),
-            schedule_addrs=env_list(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
+            schedule_addrs=peer_addrs(env, "schedule_svc"),
             cancel_notice_hours=env_int(env, "CLINIC_CANCEL_NOTICE_HOURS", 0, minimum=0),
             refund_policy=env_choice(env, "CLINIC_REFUND_POLICY", "full", ("full", "none")),
             payment_fsync=env_choice(env, "CLINIC_PAYMENT_FSYNC", "waitaof", ("waitaof", "off")),

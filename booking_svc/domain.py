@@ -317,7 +317,8 @@ def places_decided(
     """The places step answered booking_svc: wait in line, or reject (nothing held). After an
     accepted offer it answers again when the offer ran out. (Held places normally travel on to
     discount_svc and come back with its decision; a reservation answered here, from a request
-    without a discount part, asks for the discount itself.)"""
+    without a discount part, asks for the discount itself: the old path, kept until the condition
+    in docs/architecture.md, "When the old path can go", holds.)"""
     b = record.booking
     if b.status != PENDING or _has_event(b, S.EVENT_TYPE_PLACES_RESERVED):
         return None  # already answered, or the booking ended first (its release closed the places)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from clinic_common.config import Connections, env_addr, env_int, env_metrics_addr
+from clinic_common.config import Connections, env_int, listening
 
 from .limits import DEFAULT_MAX_WATCH_STREAMS
 
@@ -22,8 +22,6 @@ class NotificationConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> NotificationConfig:
         env = os.environ if env is None else env
         return cls(
-            addr=env_addr(env, "NOTIFICATION_SVC_ADDR", "127.0.0.1:50062"),
-            connections=Connections.from_env(env),
-            metrics_addr=env_metrics_addr(env, "NOTIFICATION_SVC_METRICS_ADDR", "127.0.0.1:9462"),
+            **listening(env, "notification_svc"),
             max_watch_streams=env_int(env, "CLINIC_MAX_WATCH_STREAMS", DEFAULT_MAX_WATCH_STREAMS, minimum=0),
         )

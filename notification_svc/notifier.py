@@ -32,18 +32,14 @@ CHANNEL = "app"
 RECORD_TTL_S = 40 * 24 * 3600
 KEEP_PER_PATIENT = 200
 
-CONSUMER = ConsumerSpec(
-    stream=subjects.SAGA_STREAM,
-    durable=subjects.NOTIFICATION_CONSUMER,
-    filter_subjects=[f"{subjects.NOTIFY}.*"],
-    description="notification_svc: tells patients each booking's outcome and offer (saga.notify.<id>)",
+CONSUMER = ConsumerSpec.of(
+    subjects.NOTIFICATION_CONSUMER,
+    "notification_svc: tells patients each booking's outcome and offer (saga.notify.<id>)",
 )
 
-VISIT_CONSUMER = ConsumerSpec(
-    stream=subjects.VISITS_STREAM,
-    durable=subjects.VISIT_NOTIFY_CONSUMER,
-    filter_subjects=[subjects.VISITS_SUBJECTS],
-    description="notification_svc: tells a patient they are called to the consultation room (VISITS)",
+VISIT_CONSUMER = ConsumerSpec.of(
+    subjects.VISIT_NOTIFY_CONSUMER,
+    "notification_svc: tells a patient they are called to the consultation room (VISITS)",
 )
 
 _RECORD_ONCE = """

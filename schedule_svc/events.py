@@ -7,21 +7,15 @@ from nats.aio.msg import Msg
 from clinic.v1 import saga_pb2
 from clinic_common import subjects
 from clinic_common.clock import parse_date
-from clinic_common.consumer import ConsumerSpec, Poison
+from clinic_common.consumer import ConsumerSpec, Poison, decode, same_booking
 from clinic_common.errors import NotFound
 from clinic_common.timeutil import parse_hhmm
 
 from .schedule import Places
 
-CONSUMER = ConsumerSpec(
-    stream=subjects.SAGA_STREAM,
-    durable=subjects.SCHEDULE_CONSUMER,
-    filter_subjects=[
-        f"{subjects.PLACES_REQUESTED}.*",
-        f"{subjects.PLACES_RELEASE}.*",
-        f"{subjects.PLACES_ACCEPT}.*",
-    ],
-    description=(
+CONSUMER = ConsumerSpec.of(
+    subjects.SCHEDULE_CONSUMER,
+    (
         "schedule_svc: reserve a booking's places (services, doctor's token, time) or queue it on the "
         "waitlist, release them, take an accepted waitlist offer"
     ),
@@ -36,15 +30,11 @@ def make_handler(places: Places):
             _check(request, booking_id)
             run = places.on_requested(request)
         elif prefix == subjects.PLACES_RELEASE:
-            release = saga_pb2.PlacesReleaseRequested.FromString(msg.data)
-            if release.booking_id != booking_id:
-                raise Poison(f"payload booking id {release.booking_id!r} does not match the subject")
+            release = decode(saga_pb2.PlacesReleaseRequested, msg.data, booking_id)
             _check(release.places, booking_id)
             run = places.on_release_requested(release)
         elif prefix == subjects.PLACES_ACCEPT:
-            accept = saga_pb2.PlacesAccept.FromString(msg.data)
-            if accept.booking_id != booking_id:
-                raise Poison(f"payload booking id {accept.booking_id!r} does not match the subject")
+            accept = decode(saga_pb2.PlacesAccept, msg.data, booking_id)
             try:
                 parse_date(accept.appointment_date)
             except ValueError as exc:
@@ -61,8 +51,7 @@ def make_handler(places: Places):
 
 
 def _check(request: saga_pb2.PlacesRequested, subject_id: str) -> None:
-    if not request.booking_id or request.booking_id != subject_id:
-        raise Poison(f"payload booking id {request.booking_id!r} does not match the subject")
+    same_booking(request.booking_id, subject_id)
     try:
         parse_date(request.appointment_date)
         if request.start_time:
