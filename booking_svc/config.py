@@ -39,6 +39,8 @@ class BookingConfig:
     cancel_notice_hours: int = 0  # a patient cancels at least this long before the start (0: any time)
     refund_policy: str = "full"  # what a cancelled paid booking is owed: full (in notice) or none
     payment_fsync: str = "waitaof"  # a payment is fsynced before the answer; "off" for a Redis without AOF
+    # check-in state (frontdesk_svc), asked before a reschedule of a booking dated today
+    frontdesk_addrs: tuple[str, ...] = (service("frontdesk_svc").default_addr,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
@@ -53,6 +55,7 @@ class BookingConfig:
             cancel_notice_hours=env_int(env, "CLINIC_CANCEL_NOTICE_HOURS", 0, minimum=0),
             refund_policy=env_choice(env, "CLINIC_REFUND_POLICY", "full", ("full", "none")),
             payment_fsync=env_choice(env, "CLINIC_PAYMENT_FSYNC", "waitaof", ("waitaof", "off")),
+            frontdesk_addrs=peer_addrs(env, "frontdesk_svc"),
         )
 
 

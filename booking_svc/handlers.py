@@ -57,6 +57,18 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         booking = await self._bookings.refund_payment(request, who)
         return booking_pb2.RefundPaymentResponse(booking=booking)
 
+    @rpc.unary
+    async def RescheduleBooking(self, request, context, who):
+        structlog.contextvars.bind_contextvars(booking_id=request.booking_id)
+        booking = await self._bookings.reschedule(request, who)
+        return booking_pb2.RescheduleBookingResponse(booking=booking)
+
+    @rpc.unary
+    async def UpdateBookingNote(self, request, context, who):
+        structlog.contextvars.bind_contextvars(booking_id=request.booking_id)
+        booking = await self._bookings.update_note(request.booking_id, request.note, who)
+        return booking_pb2.UpdateBookingNoteResponse(booking=booking)
+
 
 class DaySummaryServicer(admin_pb2_grpc.AdminServiceServicer):
     """AdminService.GetDaySummary only: the figures come from the bookings, which booking_svc holds

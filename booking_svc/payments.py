@@ -145,7 +145,10 @@ def _already(b: common_pb2.Booking, request_id: str, entry: common_pb2.PaymentEn
 
 
 def record_payment(
-    record: saga_pb2.BookingRecord, req: booking_pb2.RecordPaymentRequest, now: datetime
+    record: saga_pb2.BookingRecord,
+    req: booking_pb2.RecordPaymentRequest,
+    now: datetime,
+    actor: common_pb2.Actor | None = None,
 ) -> Transition | None:
     """Take `req.amount` for a CONFIRMED booking; None when this request id was recorded already."""
     b = record.booking
@@ -171,6 +174,7 @@ def record_payment(
             f" (final price {format_minor(b.final_price.amount_minor)})"
         )
     t = next_record(record, now)
+    t.actor = actor  # the caller's step: the saga goes on following whom it followed
     nb = t.record.booking
     entry.at.CopyFrom(to_timestamp(now))
     entry.event_sequence = len(nb.history) + 1
@@ -191,7 +195,10 @@ def record_payment(
 
 
 def refund_payment(
-    record: saga_pb2.BookingRecord, req: booking_pb2.RefundPaymentRequest, now: datetime
+    record: saga_pb2.BookingRecord,
+    req: booking_pb2.RefundPaymentRequest,
+    now: datetime,
+    actor: common_pb2.Actor | None = None,
 ) -> Transition | None:
     """Give back `req.amount` (at most paid less refunded); None when this request id was recorded."""
     b = record.booking
@@ -207,6 +214,7 @@ def refund_payment(
             " paid and not yet refunded"
         )
     t = next_record(record, now)
+    t.actor = actor  # the caller's step: the saga goes on following whom it followed
     nb = t.record.booking
     entry.at.CopyFrom(to_timestamp(now))
     entry.event_sequence = len(nb.history) + 1

@@ -27,6 +27,7 @@ from clinic_common.principal import Principal
 
 from . import domain, payments, reports
 from . import store as stores
+from .frontdesk_client import FrontDeskClient
 from .schedule_client import ScheduleClient
 from .store import BookingStore, outbox_id
 
@@ -60,6 +61,7 @@ class Bookings:
         refund_policy: str = "full",
         durable_money: bool = True,
         new_reference: Callable[[], str] = payments.new_reference,
+        frontdesk: FrontDeskClient | None = None,
     ) -> None:
         self._store = store
         self._publish = publish
@@ -74,6 +76,7 @@ class Bookings:
         self._refund_policy = refund_policy
         self._durable_money = durable_money
         self._new_reference = new_reference
+        self._frontdesk = frontdesk
         # Records this instance wrote or read last. Only a hint: every commit is compare-and-set
         # on the stored version, and a "nothing to do" or "cannot apply" verdict is re-checked on
         # the stored record (another instance may have moved the booking on since).
@@ -97,7 +100,16 @@ class Bookings:
             raise Unavailable("NATS unavailable: booking not stored, try again")
         for _ in range(REFERENCE_ATTEMPTS):  # a drawn reference already taken: draw again
             t = domain.create(
-                req, self._catalog, booking_id, now, self._tz, trace, doctor, patient, self._new_reference()
+                req,
+                self._catalog,
+                booking_id,
+                now,
+                self._tz,
+                trace,
+                doctor,
+                patient,
+                self._new_reference(),
+                actor=_actor(who),
             )
             stored_id = await self._store.create(t, _ms(now), self._max_pending)
             if stored_id != stores.REFERENCE_TAKEN:
@@ -148,7 +160,9 @@ class Bookings:
         if bad:
             raise InvalidArgument(bad)
         booking_id = await self._resolve_id(req.booking_id)
-        booking = await self._money(booking_id, lambda r: payments.record_payment(r, req, self._clock.now()))
+        booking = await self._money(
+            booking_id, lambda r: payments.record_payment(r, req, self._clock.now(), _actor(who))
+        )
         log.info("booking.payment_recorded", booking_id=booking_id, amount_minor=req.amount.amount_minor)
         return booking
 
@@ -160,7 +174,9 @@ class Bookings:
         if bad:
             raise InvalidArgument(bad)
         booking_id = await self._resolve_id(req.booking_id)
-        booking = await self._money(booking_id, lambda r: payments.refund_payment(r, req, self._clock.now()))
+        booking = await self._money(
+            booking_id, lambda r: payments.refund_payment(r, req, self._clock.now(), _actor(who))
+        )
         log.info("booking.payment_refunded", booking_id=booking_id, amount_minor=req.amount.amount_minor)
         return booking
 
@@ -317,7 +333,7 @@ class Bookings:
             )
 
         def step(r: saga_pb2.BookingRecord) -> domain.Transition:
-            t = domain.cancel(r, reason, now)
+            t = domain.cancel(r, reason, now, _actor(who))
             payments.refund_due_on_cancel(t, late=late, policy=self._refund_policy)
             return t
 
@@ -342,7 +358,7 @@ class Bookings:
         in_time: list[bool] = []
 
         def step(r: saga_pb2.BookingRecord) -> domain.Transition:
-            t, ok = domain.accept_offer(r, self._clock.now())
+            t, ok = domain.accept_offer(r, self._clock.now(), _actor(who))
             in_time[:] = [ok]
             return t
 
@@ -354,7 +370,55 @@ class Bookings:
         log.info("booking.offer_accepted", booking_id=booking_id)
         return committed.booking
 
+    async def reschedule(
+        self, req: booking_pb2.RescheduleBookingRequest, who: Principal
+    ) -> common_pb2.Booking:
+        """Ask for a move (saga.places.move); the booking keeps its places until schedule_svc answers."""
+        record = await self._load(req.booking_id)
+        b = record.booking
+        who.require_patient_access(b.patient.id)
+        doctor = None
+        doctor_id = req.doctor_id or b.doctor_id
+        if doctor_id and len(doctor_id) <= domain.MAX_ID_LEN:
+            if self._schedule is None:
+                raise Unavailable("schedule_svc is not configured (SCHEDULE_SVC_ADDR)")
+            doctor = await self._schedule.doctor(doctor_id, who)
+        now = self._clock.now()
+        checked_in = False
+        if (
+            self._frontdesk is not None
+            and b.status == domain.CONFIRMED
+            and b.appointment_date == now.astimezone(self._tz).date().isoformat()
+        ):
+            checked_in = await self._frontdesk.checked_in(b, who)  # only today's can be checked in
+        committed = await self._transition(
+            req.booking_id,
+            lambda r: domain.reschedule(r, req, doctor, self._clock.now(), self._tz, _actor(who), checked_in),
+        )
+        if committed is None:  # this request_id asked for a move before: that one stands
+            return (await self._load(req.booking_id)).booking
+        log.info("booking.reschedule_requested", booking_id=req.booking_id, move=committed.move.number)
+        return committed.booking
+
+    async def update_note(self, booking_id: str, note: str, who: Principal) -> common_pb2.Booking:
+        who.require_staff()
+        await self._load(booking_id)
+        committed = await self._transition(
+            booking_id, lambda r: domain.update_note(r, note, self._clock.now(), _actor(who))
+        )
+        if committed is None:
+            return (await self._load(booking_id)).booking
+        log.info("booking.note_changed", booking_id=booking_id)  # never the note itself
+        return committed.booking
+
     # -- saga events ----------------------------------------------------------------------------
+
+    async def on_places_moved(self, answer: saga_pb2.PlacesMoved) -> None:
+        record = await self._transition(
+            answer.booking_id, lambda r: domain.moved(r, answer, self._clock.now())
+        )
+        if record is not None:
+            log.info("booking.moved", booking_id=answer.booking_id, move=answer.number, moved=answer.moved)
 
     async def on_places_offered(self, offered: saga_pb2.PlacesOffered) -> None:
         if await self._transition(offered.booking_id, lambda r: domain.offer(r, offered, self._clock.now())):
@@ -553,6 +617,11 @@ class Bookings:
             return False
         self._store.outbox_done_later(batch_id)
         return True
+
+
+def _actor(who: Principal) -> common_pb2.Actor:
+    """The verified caller (from the gateway's token check, believed on mutual TLS only)."""
+    return common_pb2.Actor(sub=who.sub, role=who.role)
 
 
 def _ms(moment) -> int:

@@ -12,6 +12,7 @@ from clinic_common.grpc_server import HealthyServer, create_server
 
 from .config import BookingConfig
 from .events import CONSUMER, make_handler
+from .frontdesk_client import FrontDeskClient
 from .handlers import BookingServicer, DaySummaryServicer
 from .saga import Bookings
 from .schedule_client import ScheduleClient
@@ -21,7 +22,10 @@ SERVICE_NAME = booking_pb2.DESCRIPTOR.services_by_name["BookingService"].full_na
 
 
 def build(
-    config: BookingConfig, deps: bootstrap.Deps, schedule: ScheduleClient | None = None
+    config: BookingConfig,
+    deps: bootstrap.Deps,
+    schedule: ScheduleClient | None = None,
+    frontdesk: FrontDeskClient | None = None,
 ) -> tuple[HealthyServer, Bookings, BookingStore]:
     async def publish(message) -> None:
         await nats_io.publish(
@@ -41,6 +45,7 @@ def build(
         cancel_notice_hours=config.cancel_notice_hours,
         refund_policy=config.refund_policy,
         durable_money=config.payment_fsync == "waitaof",
+        frontdesk=frontdesk,
     )
     servicer = BookingServicer(bookings)
     summaries = DaySummaryServicer(bookings)
@@ -61,7 +66,10 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
     metrics.serve(config.metrics_addr, "booking_svc")
     async with bootstrap.connected("booking_svc", config.connections) as deps:
         schedule_channel = open_channel(config.schedule_addrs, tls=tls.InternalTls.from_env())
-        server, bookings, store = build(config, deps, ScheduleClient(schedule_channel))
+        frontdesk_channel = open_channel(config.frontdesk_addrs, tls=tls.InternalTls.from_env())
+        server, bookings, store = build(
+            config, deps, ScheduleClient(schedule_channel), FrontDeskClient(frontdesk_channel)
+        )
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(bookings))
         sweep_period = min(1.0, config.timeout_s / 4)
         await bootstrap.serve(
@@ -73,5 +81,10 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
                 bootstrap.every(0.05, store.flush_done, stop, "outbox-cleanup"),
                 bootstrap.every(sweep_period, bookings.time_out_overdue, stop, "timeout-sweeper"),
             ],
-            after_stop=[bookings.finish_publishing, store.flush_done, schedule_channel.close],
+            after_stop=[
+                bookings.finish_publishing,
+                store.flush_done,
+                schedule_channel.close,
+                frontdesk_channel.close,
+            ],
         )

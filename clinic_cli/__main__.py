@@ -9,7 +9,7 @@ import sys
 
 import grpc
 
-from . import desk, frontdesk, offers, people
+from . import desk, frontdesk, offers, people, reschedule
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
     book.add_argument("--at", default="", help="HH:MM (with --doctor): takes that time interval")
     book.add_argument("--duration", type=int, default=0, help="minutes (default the doctor's slot)")
     book.add_argument("--request-id")
+    book.add_argument("--note", default="", help="the reason for the visit (at most 500 characters)")
     book.add_argument("services", nargs="+", metavar="SERVICE_ID")
     watch = sub.add_parser("watch", parents=[as_json], help="a booking's events: replay, then live")
     watch.add_argument("booking_id")
@@ -84,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
     desk.add_parsers(sub, as_json)
     frontdesk.register(sub)  # checkin, queue, call-next, done, no-show
     offers.register(sub)  # offers accept
+    reschedule.register(sub)
     return p
 
 
@@ -192,6 +194,8 @@ async def _dispatch(api, args) -> int:
             return await desk.run(api, args)
         if args.command == "offers":
             return await offers.run(api, args)
+        if args.command == "reschedule":
+            return await reschedule.run(api, args)
         return await getattr(commands, args.command)(api, args)
 
 

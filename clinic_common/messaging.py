@@ -56,6 +56,7 @@ MAP: dict[str, Messaging] = {
                     s.DISCOUNT_DECIDED,
                     s.QUOTA_RELEASED,
                     s.NOTIFICATION_SENT,
+                    s.PLACES_MOVED,
                 ),
             ),
         ),
@@ -65,6 +66,7 @@ MAP: dict[str, Messaging] = {
                 s.PLACES_REQUESTED,
                 s.PLACES_RELEASE,
                 s.PLACES_ACCEPT,
+                s.PLACES_MOVE,
                 s.DISCOUNT_REQUESTED,
                 s.QUOTA_RELEASE,
                 s.NOTIFY,
@@ -100,11 +102,16 @@ MAP: dict[str, Messaging] = {
             Consumer(
                 s.SAGA_STREAM,
                 s.SCHEDULE_CONSUMER,
-                _each(s.PLACES_REQUESTED, s.PLACES_RELEASE, s.PLACES_ACCEPT),
+                _each(s.PLACES_REQUESTED, s.PLACES_RELEASE, s.PLACES_ACCEPT, s.PLACES_MOVE),
             ),
         ),
         produces=_any(
-            s.PLACES_DECIDED, s.PLACES_RESERVED, s.PLACES_RELEASED, s.PLACES_OFFERED, s.PLACES_EXPIRED
+            s.PLACES_DECIDED,
+            s.PLACES_RESERVED,
+            s.PLACES_RELEASED,
+            s.PLACES_OFFERED,
+            s.PLACES_EXPIRED,
+            s.PLACES_MOVED,
         ),
     ),
     "gateway": Messaging(uses_nats=False),  # the edge never touches NATS

@@ -7,7 +7,7 @@ interval [day_start, day_end), and so is a booking's [start, start + duration).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -71,6 +71,19 @@ def normalise_phone(raw: str, country_code: str) -> str | None:
 
 def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
+
+
+def booking_of(holder: str) -> str:
+    """A holder is a booking id, or "<booking>~<move>" for the places a reschedule of it takes."""
+    return holder.partition("~")[0]
+
+
+def patient_busy(holder: str, interval: tuple[int, int], held: Mapping[str, tuple[int, int]]) -> bool:
+    """No patient holds two overlapping times, with any doctors: `held` is the patient's intervals
+    on the date by holder; the booking's own holders never count (a move may overlap its old time).
+    The reserve script (places.py, `fits`) applies the same rule in the same step as the places."""
+    mine = booking_of(holder)
+    return any(booking_of(other) != mine and overlaps(interval, span) for other, span in held.items())
 
 
 def free_times(day_start: int, day_end: int, slot: int, taken: Iterable[tuple[int, int]]) -> list[str]:
@@ -294,6 +307,10 @@ def day_view(
 # - its interval, when it has one, lies inside the day's hours (`hours`) and overlaps no interval
 #   already taken that day (`slot`);
 # - every service it books has a place left of that service's daily capacity (`capacity`);
+# - its interval overlaps none of the patient's other intervals that date, with any doctor (`busy`,
+#   `patient_busy` above; tests/integration/test_reschedule.py holds the script to it);
+# - a reschedule's new places (holder "<booking>~<n>") count what the booking's current holder on
+#   the same date has (token, interval, service places) as free: they go as soon as these are held;
 # - all of it or nothing: a refused booking changes nothing.
 # The script answers `hours` as `slot` to the caller; a booking that asked for the waitlist waits on
 # `capacity` or `slot` (a place like that can free up), never on `doctor` or `hours`.

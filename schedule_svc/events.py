@@ -17,7 +17,7 @@ CONSUMER = ConsumerSpec.of(
     subjects.SCHEDULE_CONSUMER,
     (
         "schedule_svc: reserve a booking's places (services, doctor's token, time) or queue it on the "
-        "waitlist, release them, take an accepted waitlist offer"
+        "waitlist, release them, take an accepted waitlist offer, move them (reschedule)"
     ),
 )
 
@@ -40,6 +40,13 @@ def make_handler(places: Places):
             except ValueError as exc:
                 raise Poison(f"bad date: {exc}") from exc
             run = places.on_accept(accept)
+        elif prefix == subjects.PLACES_MOVE:
+            move = decode(saga_pb2.PlacesMove, msg.data, booking_id)
+            if move.number < 1:
+                raise Poison(f"move number {move.number} is not a move")
+            _check(move.current, booking_id)
+            _check(move.target, booking_id)
+            run = places.on_move(move)
         else:
             raise Poison(f"no handler for subject {msg.subject}")
         try:

@@ -115,6 +115,7 @@ async def test_partial_payments_up_to_the_final_price(client: Client):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await pay(client, booking.id, 30_001)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert after.history[-1].actor == c.Actor(sub="desk-1", role="staff")  # who took the money
     after = await pay(client, booking.id, 30_000)
     assert after.payment.status == c.PAYMENT_STATUS_PAID
     assert after.payment.paid.amount_minor == 50_000
@@ -217,6 +218,8 @@ async def test_a_paid_booking_cancelled_is_owed_its_money_back(client: Client):
     assert cancelled.payment.refund_due.amount_minor == 30_000
     assert cancelled.payment.status == c.PAYMENT_STATUS_REFUND_DUE
     back = await refund(client, booking.id, 30_000)
+    assert back.history[-1].type == c.EVENT_TYPE_PAYMENT_REFUNDED
+    assert back.history[-1].actor == c.Actor(sub="boss", role="admin")
     assert back.payment.status == c.PAYMENT_STATUS_REFUNDED
     assert back.payment.refund_due.amount_minor == 0
 

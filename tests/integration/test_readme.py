@@ -60,6 +60,8 @@ def test_the_readme_has_a_grpcurl_command_for_every_rpc():
         "ListBookings",
         "CancelBooking",
         "AcceptOffer",
+        "RescheduleBooking",
+        "UpdateBookingNote",
         "WatchBooking",
         "WatchPatient",
         "GetQuota",
@@ -98,6 +100,11 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
     paid = await client.settled(
         (await client.create(patient(), ["gen-consult"], appointment_date=future_date())).id
     )  # the money commands' booking: stays CONFIRMED
+    mover = await client.doctor()
+    to_move = await client.create(
+        patient(), ["gen-consult"], appointment_date=future_date(), doctor_id=mover.id, start_time="10:00"
+    )
+    await client.settled(to_move.id)
     env = as_a_reader(Client.auth()[0][1].removeprefix("Bearer "))
     filled = {
         "<paid_id>": paid.id,
@@ -107,6 +114,7 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
         "<booking_id>": today[0].id,
         "<other_booking_id>": today[1].id,
         "<offered-id>": offered,
+        "<move_id>": to_move.id,
     }
     for command in readme_commands():
         command = command.replace("127.0.0.1:50051", system.gateway_addr)
@@ -143,6 +151,11 @@ async def _an_offered_booking(client: Client) -> str:
 
 
 async def test_readme_buf_curl_commands_work_as_printed(client, system):
+    mover = await client.doctor()
+    to_move = await client.create(
+        patient(), ["gen-consult"], appointment_date=future_date(), doctor_id=mover.id, start_time="10:00"
+    )
+    await client.settled(to_move.id)
     env = as_a_reader(Client.auth()[0][1].removeprefix("Bearer "))
     commands = readme_commands("buf curl")
     assert len(commands) == 2
