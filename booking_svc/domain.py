@@ -40,13 +40,15 @@ PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
 
 QUOTA_EXHAUSTED_MESSAGE = "Daily discount quota reached"
 OFFER_EXPIRED_MESSAGE = "The waitlist offer expired before it was accepted"
-# What the notifier hears: the outcomes, and a waitlist offer (the patient must act on it in time).
+# What the notifier hears: the outcomes, a waitlist offer (the patient must act on it in time), and
+# the doctor marked absent on the booking's day (the patient must not come in vain).
 NOTIFY_ON = frozenset(
     {
         S.EVENT_TYPE_BOOKING_CONFIRMED,
         S.EVENT_TYPE_BOOKING_REJECTED,
         S.EVENT_TYPE_BOOKING_CANCELLED,
         S.EVENT_TYPE_WAITLIST_OFFERED,
+        S.EVENT_TYPE_DOCTOR_UNAVAILABLE,
     }
 )
 
@@ -477,6 +479,26 @@ def offer_expired(record: saga_pb2.BookingRecord, now: datetime) -> Transition |
     return t
 
 
+def doctor_unavailable(
+    record: saga_pb2.BookingRecord, absent: saga_pb2.DoctorUnavailable, now: datetime
+) -> Transition | None:
+    """schedule_svc marked the booking's day absent: the booking keeps its places (staff move or
+    cancel it) and its history says so, once per date, however often the message comes."""
+    b = record.booking
+    if b.status in (REJECTED, CANCELLED) or b.doctor_id != absent.doctor_id:
+        return None
+    if b.appointment_date != absent.date:
+        return None  # moved to another day since
+    if any(e.type == S.EVENT_TYPE_DOCTOR_UNAVAILABLE and e.about_date == absent.date for e in b.history):
+        return None  # a redelivery
+    t = _next(record, now)
+    t.actor = absent.actor if absent.HasField("actor") else SCHEDULE_SYSTEM  # the desk that marked it
+    event = _event(t, S.EVENT_TYPE_DOCTOR_UNAVAILABLE, f"The doctor is not available on {absent.date}", now)
+    event.about_date = absent.date
+    _refresh_payload(t, event)
+    return t
+
+
 def cancel(
     record: saga_pb2.BookingRecord, reason: str, now: datetime, actor: common_pb2.Actor | None = None
 ) -> Transition:
@@ -538,7 +560,10 @@ def notification_sent(
     t.actor = system_actor("notification_svc")
     t.record.notified_sequences.append(sent.notified_sequence)
     outcome = common_pb2.BookingStatus.Name(notified.status).removeprefix("BOOKING_STATUS_").lower()
-    told = "a place is offered" if notified.type == S.EVENT_TYPE_WAITLIST_OFFERED else f"booking {outcome}"
+    told = {
+        S.EVENT_TYPE_WAITLIST_OFFERED: "a place is offered",
+        S.EVENT_TYPE_DOCTOR_UNAVAILABLE: "the doctor is not available that day",
+    }.get(notified.type, f"booking {outcome}")
     _event(t, S.EVENT_TYPE_NOTIFICATION_SENT, f"Patient notified: {told}", now)
     return t
 
@@ -646,6 +671,14 @@ def _event(t: Transition, kind: int, message: str, now: datetime, reason: int = 
             )
         )
     return event
+
+
+def _refresh_payload(t: Transition, event: common_pb2.BookingEvent) -> None:
+    """After a field was set on an event _event already queued: queue its final form."""
+    ids = {f"{event.booking_id}:{event.sequence}", f"{event.booking_id}:notify:{event.sequence}"}
+    for message in t.outbox:
+        if message.msg_id in ids:
+            message.payload = event.SerializeToString()
 
 
 def _send(t: Transition, prefix: str, kind: str, payload) -> None:

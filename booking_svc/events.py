@@ -18,7 +18,7 @@ CONSUMER = ConsumerSpec.of(
     subjects.BOOKING_CONSUMER,
     (
         "booking_svc: places and discount decisions, waitlist offers and their expiry, released places "
-        "and quota, sent notifications, reschedules' outcomes"
+        "and quota, sent notifications, reschedules' outcomes, doctors marked absent on a booking's day"
     ),
 )
 
@@ -33,6 +33,7 @@ def make_handler(bookings: Bookings):
         subjects.QUOTA_RELEASED: (saga_pb2.QuotaReleased, bookings.on_quota_released),
         subjects.NOTIFICATION_SENT: (saga_pb2.NotificationSent, bookings.on_notification_sent),
         subjects.PLACES_MOVED: (saga_pb2.PlacesMoved, bookings.on_places_moved),
+        subjects.DOCTOR_UNAVAILABLE: (saga_pb2.DoctorUnavailable, bookings.on_doctor_unavailable),
     }
 
     async def handle(msg: Msg) -> None:

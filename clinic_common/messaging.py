@@ -57,6 +57,7 @@ MAP: dict[str, Messaging] = {
                     s.QUOTA_RELEASED,
                     s.NOTIFICATION_SENT,
                     s.PLACES_MOVED,
+                    s.DOCTOR_UNAVAILABLE,
                 ),
             ),
         ),
@@ -112,9 +113,11 @@ MAP: dict[str, Messaging] = {
             s.PLACES_OFFERED,
             s.PLACES_EXPIRED,
             s.PLACES_MOVED,
+            s.DOCTOR_UNAVAILABLE,
         ),
     ),
     "gateway": Messaging(uses_nats=False),  # the edge never touches NATS
+    "fhir_svc": Messaging(uses_nats=False),  # nor does the FHIR facade (gRPC calls only)
 }
 
 

@@ -26,6 +26,7 @@ NOTIFY_ON = frozenset(
         common_pb2.EVENT_TYPE_BOOKING_REJECTED,
         common_pb2.EVENT_TYPE_BOOKING_CANCELLED,
         common_pb2.EVENT_TYPE_WAITLIST_OFFERED,  # the patient must accept in time
+        common_pb2.EVENT_TYPE_DOCTOR_UNAVAILABLE,  # the patient must not come in vain
     }
 )
 CHANNEL = "app"
