@@ -16,6 +16,11 @@ SERVICES = {
     "clinic.v1.FrontDeskService": "frontdesk_svc",
 }
 
+# Single methods answered by another backend than their service's: the day's summary is computed
+# where the bookings are (booking_svc), while the rest of AdminService (the quota) stays with discount_svc.
+METHODS = {
+    "/clinic.v1.AdminService/GetDaySummary": "booking_svc",
+}
 # HTTP (not gRPC) services behind the edge, by path prefix: the same token checks, HTTP/1.1 upstream.
 HTTP = {"/fhir/R4": "fhir_svc"}
 # ...and the paths of theirs answered without a token (FHIR's CapabilityStatement is public).
