@@ -39,13 +39,20 @@ PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
 
 QUOTA_EXHAUSTED_MESSAGE = "Daily discount quota reached"
 OFFER_EXPIRED_MESSAGE = "The waitlist offer expired before it was accepted"
-# What the notifier hears: the outcomes, and a waitlist offer (the patient must act on it in time).
-NOTIFY_ON = frozenset(
+# The events notification_svc tells the patient about carry the appointment as it stood, so the
+# notifier words them and schedules reminders without asking booking_svc (it reads BOOKING_EVENTS
+# itself: no notification step in the saga). Kinds other helpers add join by name once they exist.
+TELLS = frozenset(
     {
         S.EVENT_TYPE_BOOKING_CONFIRMED,
         S.EVENT_TYPE_BOOKING_REJECTED,
         S.EVENT_TYPE_BOOKING_CANCELLED,
         S.EVENT_TYPE_WAITLIST_OFFERED,
+        *(
+            S.EventType.Value(name)
+            for name in ("EVENT_TYPE_BOOKING_RESCHEDULED", "EVENT_TYPE_DOCTOR_UNAVAILABLE")
+            if name in S.EventType.keys()
+        ),
     }
 )
 
@@ -476,22 +483,6 @@ def quota_released(record: saga_pb2.BookingRecord, now: datetime) -> Transition 
     return t
 
 
-def notification_sent(
-    record: saga_pb2.BookingRecord, sent: saga_pb2.NotificationSent, now: datetime
-) -> Transition | None:
-    if sent.notified_sequence in record.notified_sequences:
-        return None
-    if not 0 < sent.notified_sequence <= len(record.booking.history):
-        raise ValueError(f"notification for unknown event {sent.notified_sequence}")
-    notified = record.booking.history[sent.notified_sequence - 1]
-    t = _next(record, now)
-    t.record.notified_sequences.append(sent.notified_sequence)
-    outcome = common_pb2.BookingStatus.Name(notified.status).removeprefix("BOOKING_STATUS_").lower()
-    told = "a place is offered" if notified.type == S.EVENT_TYPE_WAITLIST_OFFERED else f"booking {outcome}"
-    _event(t, S.EVENT_TYPE_NOTIFICATION_SENT, f"Patient notified: {told}", now)
-    return t
-
-
 # ---------------------------------------------------------------------------------------------
 # Helpers
 
@@ -571,25 +562,28 @@ def _event(t: Transition, kind: int, message: str, now: datetime) -> common_pb2.
         occurred_at=to_timestamp(now),
         patient_id=b.patient.id,
     )
-    payload = event.SerializeToString()
+    if kind in TELLS:
+        event.appointment.CopyFrom(appointment_of(b))
     t.outbox.append(
         saga_pb2.OutboxMessage(
             subject=subjects.event_subject(b.id),
             msg_id=f"{b.id}:{event.sequence}",
-            payload=payload,
+            payload=event.SerializeToString(),
             headers=_trace(t.record),
         )
     )
-    if kind in NOTIFY_ON:  # the notifier hears outcomes and offers, not every step
-        t.outbox.append(
-            saga_pb2.OutboxMessage(
-                subject=subjects.saga_subject(subjects.NOTIFY, b.id),
-                msg_id=f"{b.id}:notify:{event.sequence}",
-                payload=payload,
-                headers=_trace(t.record),
-            )
-        )
     return event
+
+
+def appointment_of(b: common_pb2.Booking) -> common_pb2.Appointment:
+    return common_pb2.Appointment(
+        date=b.appointment_date,
+        start_time=b.start_time,
+        doctor_id=b.doctor_id,
+        token=b.token,
+        duration_minutes=b.duration_minutes,
+        reference=getattr(b, "reference", ""),
+    )
 
 
 def _send(t: Transition, prefix: str, kind: str, payload) -> None:

@@ -24,11 +24,10 @@ CONSUMER = ConsumerSpec(
         f"{subjects.PLACES_EXPIRED}.*",
         f"{subjects.DISCOUNT_DECIDED}.*",
         f"{subjects.QUOTA_RELEASED}.*",
-        f"{subjects.NOTIFICATION_SENT}.*",
     ],
     description=(
         "booking_svc: places and discount decisions, waitlist offers and their expiry, released places "
-        "and quota, sent notifications"
+        "and quota"
     ),
 )
 
@@ -41,7 +40,6 @@ def make_handler(bookings: Bookings):
         subjects.PLACES_EXPIRED: (saga_pb2.OfferExpired, bookings.on_offer_expired),
         subjects.DISCOUNT_DECIDED: (saga_pb2.DiscountDecided, bookings.on_discount_decided),
         subjects.QUOTA_RELEASED: (saga_pb2.QuotaReleased, bookings.on_quota_released),
-        subjects.NOTIFICATION_SENT: (saga_pb2.NotificationSent, bookings.on_notification_sent),
     }
 
     async def handle(msg: Msg) -> None:

@@ -215,11 +215,6 @@ class Bookings:
     async def on_quota_released(self, released: saga_pb2.QuotaReleased) -> None:
         await self._transition(released.booking_id, lambda r: domain.quota_released(r, self._clock.now()))
 
-    async def on_notification_sent(self, sent: saga_pb2.NotificationSent) -> None:
-        await self._transition(
-            sent.booking_id, lambda r: domain.notification_sent(r, sent, self._clock.now())
-        )
-
     # -- background duties ----------------------------------------------------------------------
 
     async def time_out_overdue(self, limit: int = 256) -> int:

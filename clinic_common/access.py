@@ -22,7 +22,14 @@ _JS_COMMON = [
     *[
         f"$JS.API.STREAM.{verb}.{stream}"
         for verb in ("CREATE", "UPDATE", "INFO")
-        for stream in (s.EVENTS_STREAM, s.SAGA_STREAM, s.VISITS_STREAM, s.DLQ_STREAM)
+        for stream in (
+            s.EVENTS_STREAM,
+            s.SAGA_STREAM,
+            s.VISITS_STREAM,
+            s.NOTIFY_STREAM,
+            s.REMINDERS_STREAM,
+            s.DLQ_STREAM,
+        )
     ],
     f"$JS.API.STREAM.MSG.GET.{s.SAGA_STREAM}",
     f"{s.DLQ_SUBJECTS}",
@@ -52,7 +59,6 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{s.PLACES_ACCEPT}.>",
             f"{s.DISCOUNT_REQUESTED}.>",
             f"{s.QUOTA_RELEASE}.>",
-            f"{s.NOTIFY}.>",
             *_JS_COMMON,
             *_consumer(s.SAGA_STREAM, s.BOOKING_CONSUMER),
         ],
@@ -69,18 +75,24 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
     },
     "notification_svc": {
         "publish": [
-            f"{s.NOTIFICATION_SENT}.>",
+            f"{s.SEND}.>",
+            f"{s.REMINDER_SCHEDULE}.>",
+            f"$JS.API.STREAM.PURGE.{s.REMINDERS_STREAM}",  # a cancellation drops its reminders
             f"$JS.API.DIRECT.GET.{s.EVENTS_STREAM}",
             f"$JS.API.DIRECT.GET.{s.EVENTS_STREAM}.>",
             *_JS_COMMON,
-            *_consumer(s.SAGA_STREAM, s.NOTIFICATION_CONSUMER),
+            *_consumer(s.EVENTS_STREAM, s.NOTIFICATION_CONSUMER),
+            *_consumer(s.NOTIFY_STREAM, s.SEND_CONSUMER),
+            *_consumer(s.REMINDERS_STREAM, s.REMINDER_CONSUMER),
             *_consumer(s.VISITS_STREAM, s.VISIT_NOTIFY_CONSUMER),
         ],
         "subscribe": [
             "_INBOX.>",
             s.EVENTS_SUBJECTS,
             s.VISITS_SUBJECTS,
-            _advisory(s.SAGA_STREAM, s.NOTIFICATION_CONSUMER),
+            _advisory(s.EVENTS_STREAM, s.NOTIFICATION_CONSUMER),
+            _advisory(s.NOTIFY_STREAM, s.SEND_CONSUMER),
+            _advisory(s.REMINDERS_STREAM, s.REMINDER_CONSUMER),
             _advisory(s.VISITS_STREAM, s.VISIT_NOTIFY_CONSUMER),
         ],
     },

@@ -62,6 +62,7 @@ class Registry:
             date_of_birth=req.date_of_birth,
             phone=phone,
             email=domain.normalise_email(req.email),
+            contact=req.contact,
         )
         created, patient_id = await self._store.register(patient)
         if created:
