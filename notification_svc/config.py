@@ -24,6 +24,9 @@ from . import domain
 from .limits import DEFAULT_MAX_WATCH_STREAMS
 
 DEFAULT_TEMPLATES = Path(__file__).parent / "templates"
+DEFAULT_BACKOFF_S = (2.0, 5.0, 15.0, 30.0, 60.0)  # six attempts over about two minutes
+MIN_ATTEMPTS = 5
+FIRST_RETRY_WITHIN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class NotificationConfig:
     templates: dict[str, str] = field(default_factory=dict)
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Kolkata"))
     schedule_addrs: tuple[str, ...] = ("127.0.0.1:50064",)  # the registry and doctors (schedule_svc)
+    backoff_s: tuple[float, ...] = DEFAULT_BACKOFF_S  # waits between a failed delivery's attempts
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NotificationConfig:
@@ -103,6 +107,7 @@ class NotificationConfig:
         except ValueError as exc:
             raise ConfigError(f"CLINIC_REMINDERS: {exc}") from None
         return cls(
+            backoff_s=_backoff(env_str(env, "CLINIC_NOTIFY_BACKOFF", "")),
             addr=env_addr(env, "NOTIFICATION_SVC_ADDR", "127.0.0.1:50062"),
             connections=Connections.from_env(env),
             metrics_addr=env_metrics_addr(env, "NOTIFICATION_SVC_METRICS_ADDR", "127.0.0.1:9462"),
@@ -126,3 +131,19 @@ def load_templates(directory: Path) -> dict[str, str]:
     except ValueError as exc:
         raise ConfigError(f"CLINIC_TEMPLATES_DIR: {exc}") from None
     return sources
+
+
+def _backoff(text: str) -> tuple[float, ...]:
+    """CLINIC_NOTIFY_BACKOFF: the waits between attempts (`2s,5s,15s,30s,60s`)."""
+    if not text:
+        return DEFAULT_BACKOFF_S
+    try:
+        waits = tuple(domain.parse_duration(item).total_seconds() for item in text.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"CLINIC_NOTIFY_BACKOFF: {exc}") from None
+    if len(waits) + 1 < MIN_ATTEMPTS or waits[0] > FIRST_RETRY_WITHIN_S:
+        raise ConfigError(
+            f"CLINIC_NOTIFY_BACKOFF: at least {MIN_ATTEMPTS - 1} waits (so {MIN_ATTEMPTS} attempts), "
+            f"the first at most {FIRST_RETRY_WITHIN_S:.0f}s"
+        )
+    return waits

@@ -25,15 +25,21 @@ from .store import NotificationStore
 
 log = get_logger(__name__)
 
-CONSUMER = ConsumerSpec(
-    stream=subjects.NOTIFY_STREAM,
-    durable=subjects.SEND_CONSUMER,
-    filter_subjects=[f"{subjects.SEND}.>"],
-    description="notification_svc: delivers each message to its channel (e-mail, SMS, WhatsApp ...)",
-    max_deliver=6,  # the first attempt and five retries
-    backoff_s=[2.0, 5.0, 15.0, 30.0, 60.0],
-    batch=32,
-)
+
+def consumer_spec(backoff_s: tuple[float, ...]) -> ConsumerSpec:
+    """The first attempt plus one retry per wait; the last failure is dead-lettered."""
+    return ConsumerSpec(
+        stream=subjects.NOTIFY_STREAM,
+        durable=subjects.SEND_CONSUMER,
+        filter_subjects=[f"{subjects.SEND}.>"],
+        description="notification_svc: delivers each message to its channel (e-mail, SMS, WhatsApp ...)",
+        max_deliver=len(backoff_s) + 1,
+        backoff_s=list(backoff_s),
+        server_backoff=False,  # the waits between attempts are the configured ones, exactly
+        ack_wait_s=30.0,  # above the slowest attempt (an SMTP or webhook call times out after 10 s)
+        batch=32,
+    )
+
 
 D = notification_pb2
 
@@ -45,7 +51,7 @@ class Sender:
         directory: Directory,
         channels: dict[str, Channel],
         templates: domain.Templates,
-        max_attempts: int = CONSUMER.max_deliver,
+        max_attempts: int,
     ) -> None:
         self._store = store
         self._directory = directory

@@ -65,13 +65,18 @@ async def main(stop: asyncio.Event, config: NotificationConfig) -> None:
         )
         teller = Teller(deps.js, directory, enabled)
         kept = reminders.Reminders(deps.js, directory, config.reminders, config.timezone)
+        send_spec = sender.consumer_spec(config.backoff_s)
         deliver = sender.Sender(
-            store, directory, channels_of(config.channels), domain.Templates(config.templates)
+            store,
+            directory,
+            channels_of(config.channels),
+            domain.Templates(config.templates),
+            max_attempts=send_spec.max_deliver,
         )
         due = reminders.DueReminders(deps.js, teller.tell)
         consumers = [
             ConsumerLoop(deps.nc, deps.js, CONSUMER, EventNotifier(teller, kept).handle),
-            ConsumerLoop(deps.nc, deps.js, sender.CONSUMER, deliver.handle),
+            ConsumerLoop(deps.nc, deps.js, send_spec, deliver.handle),
             ConsumerLoop(deps.nc, deps.js, reminders.CONSUMER, due.handle),
             ConsumerLoop(deps.nc, deps.js, VISIT_CONSUMER, CallNotifier(store).handle),
         ]

@@ -84,7 +84,7 @@ class NotificationStore:
             "at_ms": int(time.time() * 1000),
         }
         key = f"notification:deliveries:{booking_id}"
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:  # no MULTI in the ACL
             pipe.hset(key, mapping={field: json.dumps(entry), PATIENT_FIELD: patient_id})
             pipe.expire(key, RECORD_TTL_S)
             await pipe.execute()
