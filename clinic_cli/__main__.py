@@ -9,7 +9,7 @@ import sys
 
 import grpc
 
-from . import frontdesk, offers, people
+from . import deliveries, frontdesk, offers, people
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
     people.add_parsers(sub)
     frontdesk.register(sub)  # checkin, queue, call-next, done, no-show
     offers.register(sub)  # offers accept
+    deliveries.register(sub)  # deliveries <booking_id>
     return p
 
 
@@ -182,6 +183,8 @@ async def _dispatch(api, args) -> int:
             return await people.run(api, args)
         if args.command == "offers":
             return await offers.run(api, args)
+        if args.command == "deliveries":
+            return await deliveries.run(api, args)
         return await getattr(commands, args.command)(api, args)
 
 

@@ -5,9 +5,13 @@ schedules, consent, masking, and the dead letter after the last attempt.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections import Counter
 from datetime import datetime, timedelta
@@ -206,6 +210,38 @@ async def test_a_confirmation_reaches_each_allowed_channel_once_and_no_other(api
     assert hooks.accepted[key]["to"] == who.phone and "Kavya" in hooks.accepted[key]["text"]
     assert not any(k.startswith(booking.id) and k.endswith(":sms") for k in hooks.calls)  # no consent
     assert hooks.bad_signatures == 0
+
+
+async def test_the_operator_sees_deliveries_masked_and_dev_mode_prints_the_message(
+    api: Client, notify_system: System
+):
+    who = await register(api, "Meera Pillai", email=True)
+    booking = await api.create(who, ["gen-consult"], appointment_date=future_date())
+    await api.settled(booking.id)
+    await sent(api, booking.id, {("confirmed", "email"), ("confirmed", "console")})
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "clinic_cli", "deliveries", booking.id],
+        env={
+            **os.environ,
+            "CLINIC_GATEWAY_ADDR": notify_system.gateway_addr,
+            "CLINIC_TOKEN": Client.auth()[0][1].removeprefix("Bearer "),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "confirmed" in done.stdout and "email" in done.stdout and "SENT" in done.stdout
+    masked = who.email[0] + "***@example.com"
+    assert masked in done.stdout and who.email not in done.stdout and who.phone not in done.stdout
+    # The console channel printed the text (first name only) on notification_svc's output.
+    log = notify_system.log_tail("notification_svc", 200_000)
+    assert f"--- notification (confirmed, booking {booking.id}) ---" in log
+    printed = log.split(f"booking {booking.id}) ---", 1)[1].split("\n---", 1)[0]
+    assert "Meera" in printed and "Pillai" not in printed
+    # No address in the service's logs or its metrics.
+    assert who.email not in log and who.phone not in log
 
 
 async def test_a_patient_lists_only_their_own_deliveries(api: Client):
