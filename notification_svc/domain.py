@@ -135,10 +135,12 @@ class Text:
 
 class Templates:
     """`<kind>.txt` files: the first line is the subject, the rest the body, `$first_name` style
-    placeholders ($first_name, $date, $time, $doctor, $reference, $token). Reminders use
+    placeholders ($first_name, $date, $time, $doctor, $reference, $token, and the phrases $when,
+    "on 2026-12-10 at 10:30" or "on 2026-12-10 (token 4)", and $ref, " (reference K7QX9M)" or
+    nothing). Reminders use
     `reminder.txt` unless a `reminder-<offset>.txt` exists."""
 
-    FIELDS = ("first_name", "date", "time", "doctor", "reference", "token")
+    FIELDS = ("first_name", "date", "time", "doctor", "reference", "token", "when", "ref")
 
     def __init__(self, sources: dict[str, str]) -> None:
         self._templates = {kind: _split(text) for kind, text in sources.items()}
@@ -177,11 +179,18 @@ def text_values(
     doctor_name: str,
 ) -> dict[str, str]:
     """The only facts a text may carry: first name, date, time, doctor, reference, token."""
+    when = f"on {appointment.date}"
+    if appointment.start_time:
+        when += f" at {appointment.start_time}"
+    elif appointment.token:
+        when += f" (token {appointment.token})"
     return {
         "first_name": first_name(patient.name if patient is not None else ""),
         "date": appointment.date,
-        "time": appointment.start_time or (f"token {appointment.token}" if appointment.token else ""),
+        "time": appointment.start_time,
         "doctor": doctor_name or "the clinic",
         "reference": appointment.reference,
         "token": str(appointment.token) if appointment.token else "",
+        "when": when,
+        "ref": f" (reference {appointment.reference})" if appointment.reference else "",
     }

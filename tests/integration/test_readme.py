@@ -62,6 +62,7 @@ def test_the_readme_has_a_grpcurl_command_for_every_rpc():
         "AcceptOffer",
         "WatchBooking",
         "WatchPatient",
+        "ListDeliveries",
         "GetQuota",
         "ResetQuota",
         "Health/Check",
