@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -12,6 +13,7 @@ from clinic_common.catalog import DEFAULT_CATALOG, Catalog, load
 from clinic_common.config import (
     Connections,
     env_addr,
+    env_duration,
     env_int,
     env_list,
     env_metrics_addr,
@@ -34,6 +36,7 @@ class BookingConfig:
     max_pending: int = 0
     metrics_addr: str = "off"
     schedule_addrs: tuple[str, ...] = ("127.0.0.1:50064",)  # the registry and doctors (schedule_svc)
+    no_show_after: timedelta = timedelta(hours=2)  # past the day's end, an unseen booking is a no-show
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
@@ -47,4 +50,5 @@ class BookingConfig:
             max_pending=env_int(env, "CLINIC_MAX_PENDING_BOOKINGS", DEFAULT_MAX_PENDING, minimum=0),
             metrics_addr=env_metrics_addr(env, "BOOKING_SVC_METRICS_ADDR", "127.0.0.1:9461"),
             schedule_addrs=env_list(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
+            no_show_after=env_duration(env, "CLINIC_NO_SHOW_AFTER", "2h"),
         )

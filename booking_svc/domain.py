@@ -462,6 +462,27 @@ def time_out(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None
     return t
 
 
+def no_show_due(b: common_pb2.Booking, day_end: str, after: timedelta, tz: ZoneInfo, now: datetime) -> bool:
+    """A CONFIRMED booking whose day ended `after` ago (its doctor's day_end; midnight without one)."""
+    if b.status != CONFIRMED or b.attendance != S.ATTENDANCE_UNKNOWN or not b.appointment_date:
+        return False
+    day = date.fromisoformat(b.appointment_date)
+    minutes = parse_hhmm(day_end) if day_end else 24 * 60
+    end = datetime.combine(day, datetime.min.time(), tz) + timedelta(minutes=minutes)
+    return now >= end + after
+
+
+def mark_no_show(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None:
+    """The patient never came: NO_SHOW once (the booking stays CONFIRMED; its places are history)."""
+    b = record.booking
+    if b.status != CONFIRMED or b.attendance != S.ATTENDANCE_UNKNOWN:
+        return None
+    t = _next(record, now)
+    t.record.booking.attendance = S.ATTENDANCE_NO_SHOW
+    _event(t, S.EVENT_TYPE_NO_SHOW, "Not checked in by the end of the day: no-show", now)
+    return t
+
+
 def places_released(
     record: saga_pb2.BookingRecord, released: saga_pb2.PlacesReleased, now: datetime
 ) -> Transition | None:

@@ -217,6 +217,13 @@ class Bookings:
 
     # -- background duties ----------------------------------------------------------------------
 
+    async def mark_no_show(self, booking_id: str) -> bool:
+        """NO_SHOW once for a CONFIRMED booking never checked in (the caller judged the day over)."""
+        return (
+            await self._transition(booking_id, lambda r: domain.mark_no_show(r, self._clock.now()))
+            is not None
+        )
+
     async def time_out_overdue(self, limit: int = 256) -> int:
         cutoff = _ms(self._clock.now()) - self._timeout_s * 1000
         count = 0

@@ -10,12 +10,15 @@ from clinic_common.consumer import ConsumerLoop
 from clinic_common.grpc_client import open_channel
 from clinic_common.grpc_server import HealthyServer, create_server
 
+from .attendance import NoShows
 from .config import BookingConfig
 from .events import CONSUMER, make_handler
 from .handlers import BookingServicer
 from .saga import Bookings
 from .schedule_client import ScheduleClient
 from .store import BookingStore
+
+NO_SHOW_SWEEP_S = 60.0  # no-shows are a matter of hours: once a minute is plenty
 
 SERVICE_NAME = booking_pb2.DESCRIPTOR.services_by_name["BookingService"].full_name
 
@@ -54,9 +57,11 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
     metrics.serve(config.metrics_addr, "booking_svc")
     async with bootstrap.connected("booking_svc", config.connections) as deps:
         schedule_channel = open_channel(config.schedule_addrs, tls=tls.InternalTls.from_env())
-        server, bookings, store = build(config, deps, ScheduleClient(schedule_channel))
+        schedule = ScheduleClient(schedule_channel)
+        server, bookings, store = build(config, deps, schedule)
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(bookings))
         sweep_period = min(1.0, config.timeout_s / 4)
+        no_shows = NoShows(bookings, store, deps.js, schedule, config.timezone, config.no_show_after)
         await bootstrap.serve(
             server,
             stop,
@@ -65,6 +70,7 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
                 bootstrap.every(1.0, bookings.relay_outbox, stop, "outbox-relay"),
                 bootstrap.every(0.05, store.flush_done, stop, "outbox-cleanup"),
                 bootstrap.every(sweep_period, bookings.time_out_overdue, stop, "timeout-sweeper"),
+                bootstrap.every(NO_SHOW_SWEEP_S, no_shows.sweep, stop, "no-show-sweeper"),
             ],
             after_stop=[bookings.finish_publishing, store.flush_done, schedule_channel.close],
         )

@@ -59,6 +59,7 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{s.PLACES_ACCEPT}.>",
             f"{s.DISCOUNT_REQUESTED}.>",
             f"{s.QUOTA_RELEASE}.>",
+            f"$JS.API.DIRECT.GET.{s.VISITS_STREAM}.>",  # no-shows: was the booking checked in?
             *_JS_COMMON,
             *_consumer(s.SAGA_STREAM, s.BOOKING_CONSUMER),
         ],

@@ -8,13 +8,13 @@ redelivered: booking, kind, the sequence of the event it tells about, channel.
 
 from __future__ import annotations
 
-import re
 import string
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from clinic.v1 import common_pb2
+from clinic_common.timeutil import parse_duration
 
 S = common_pb2
 
@@ -42,17 +42,6 @@ SETS_APPOINTMENT = frozenset(
 )
 REMINDER_PREFIX = "reminder-"
 MAX_EVENT_AGE = timedelta(days=1)  # a notifier started on an old history does not tell last month's news
-
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> timedelta:
-    """`30s`, `15m`, `2h`, `1d` (a number with a unit); ValueError otherwise."""
-    match = _DURATION.match(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r} is not a duration like 30s, 15m, 2h or 1d")
-    return timedelta(seconds=int(match.group(1)) * _UNIT_S[match.group(2)])
 
 
 def parse_durations(text: str) -> tuple[str, ...]:
