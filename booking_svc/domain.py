@@ -480,6 +480,8 @@ def mark_no_show(record: saga_pb2.BookingRecord, now: datetime) -> Transition | 
     t = _next(record, now)
     t.record.booking.attendance = S.ATTENDANCE_NO_SHOW
     _event(t, S.EVENT_TYPE_NO_SHOW, "Not checked in by the end of the day: no-show", now)
+    counted = saga_pb2.PatientNoShow(booking_id=b.id, patient_id=b.patient.id)
+    _send(t, subjects.PATIENT_NO_SHOW, "patient.noshow", counted)
     return t
 
 

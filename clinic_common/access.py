@@ -60,6 +60,7 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{s.DISCOUNT_REQUESTED}.>",
             f"{s.QUOTA_RELEASE}.>",
             f"$JS.API.DIRECT.GET.{s.VISITS_STREAM}.>",  # no-shows: was the booking checked in?
+            f"{s.PATIENT_NO_SHOW}.>",
             *_JS_COMMON,
             *_consumer(s.SAGA_STREAM, s.BOOKING_CONSUMER),
         ],

@@ -32,6 +32,7 @@ DISCOUNT_REQUESTED = "saga.discount.requested"  # booking_svc asks (a reservatio
 DISCOUNT_DECIDED = "saga.discount.decided"
 QUOTA_RELEASE = "saga.quota.release"
 QUOTA_RELEASED = "saga.quota.released"
+PATIENT_NO_SHOW = "saga.patient.noshow"  # booking_svc -> schedule_svc: count it on the patient
 
 # Messages no consumer could process, with the reason (clinic.v1.DeadLetter).
 DLQ_STREAM = "DEAD_LETTERS"

@@ -11,7 +11,7 @@ from clinic_common.consumer import ConsumerSpec, Poison
 from clinic_common.errors import NotFound
 from clinic_common.timeutil import parse_hhmm
 
-from .schedule import Places
+from .schedule import Places, Registry
 
 CONSUMER = ConsumerSpec(
     stream=subjects.SAGA_STREAM,
@@ -20,15 +20,16 @@ CONSUMER = ConsumerSpec(
         f"{subjects.PLACES_REQUESTED}.*",
         f"{subjects.PLACES_RELEASE}.*",
         f"{subjects.PLACES_ACCEPT}.*",
+        f"{subjects.PATIENT_NO_SHOW}.*",
     ],
     description=(
         "schedule_svc: reserve a booking's places (services, doctor's token, time) or queue it on the "
-        "waitlist, release them, take an accepted waitlist offer"
+        "waitlist, release them, take an accepted waitlist offer, count a patient's no-shows"
     ),
 )
 
 
-def make_handler(places: Places):
+def make_handler(places: Places, registry: Registry | None = None):
     async def handle(msg: Msg) -> None:
         prefix, _, booking_id = msg.subject.rpartition(".")
         if prefix == subjects.PLACES_REQUESTED:
@@ -50,6 +51,11 @@ def make_handler(places: Places):
             except ValueError as exc:
                 raise Poison(f"bad date: {exc}") from exc
             run = places.on_accept(accept)
+        elif prefix == subjects.PATIENT_NO_SHOW and registry is not None:
+            counted = saga_pb2.PatientNoShow.FromString(msg.data)
+            if counted.booking_id != booking_id or not counted.patient_id:
+                raise Poison("no-show without its booking or patient")
+            run = registry.count_no_show(counted.patient_id, counted.booking_id)
         else:
             raise Poison(f"no handler for subject {msg.subject}")
         try:

@@ -5,6 +5,7 @@ ended CLINIC_NO_SHOW_AFTER ago, is left alone."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,13 +16,13 @@ from booking_svc import domain
 from booking_svc.attendance import NoShows
 from booking_svc.saga import Bookings
 from booking_svc.store import BookingStore
-from clinic.v1 import booking_pb2, frontdesk_pb2, saga_pb2
+from clinic.v1 import booking_pb2, frontdesk_pb2, patient_pb2, saga_pb2
 from clinic.v1 import common_pb2 as c
 from clinic_common import nats_io, subjects
 from clinic_common.catalog import DEFAULT_CATALOG, load
 from clinic_common.clock import FixedClock
 from clinic_common.principal import ANONYMOUS_ADMIN
-from tests.harness import future_date, patient, uid
+from tests.harness import Client, future_date, patient, uid, wait_for
 
 IST = ZoneInfo("Asia/Kolkata")
 AFTER = timedelta(hours=2)
@@ -36,16 +37,19 @@ async def js(servers):
     await nc.close()
 
 
-def instance(redis, clock) -> Bookings:
+def instance(redis, clock, js=None) -> Bookings:
+    """booking_svc's use cases in-process; with `js`, its saga messages go out for real."""
+
     async def publish(message: saga_pb2.OutboxMessage) -> None:
-        pass
+        if js is not None and message.subject.startswith(subjects.PATIENT_NO_SHOW):
+            await nats_io.publish(js, message.subject, message.payload, message.msg_id)
 
     return Bookings(BookingStore(redis), publish, load(DEFAULT_CATALOG), IST, timeout_s=600, clock=clock)
 
 
-async def confirmed(bookings: Bookings, day: str) -> c.Booking:
+async def confirmed(bookings: Bookings, day: str, who: c.Patient | None = None) -> c.Booking:
     request = booking_pb2.CreateBookingRequest(
-        patient=patient(), service_ids=["gen-consult"], appointment_date=day, request_id=uid("ns")
+        patient=who or patient(), service_ids=["gen-consult"], appointment_date=day, request_id=uid("ns")
     )
     created = await bookings.create(request, ANONYMOUS_ADMIN)
     decided = saga_pb2.DiscountDecided(
@@ -86,6 +90,44 @@ async def test_a_day_that_ended_marks_the_unseen_once_and_leaves_the_checked_in(
     assert [e.type for e in after.history].count(c.EVENT_TYPE_NO_SHOW) == 1
     assert (await made.get(came.id, ANONYMOUS_ADMIN)).attendance == c.ATTENDANCE_UNKNOWN
     assert await sweeps[0].sweep() == 0  # a later sweep changes nothing
+
+
+async def test_the_patient_counts_each_no_show_once(client: Client, redis, js):
+    """schedule_svc (the running system) counts the no-show on the registered patient, once."""
+    register = patient_pb2.RegisterPatientRequest(
+        name="Nisha Verma",
+        phone="+9197" + str(uuid.uuid4().int)[:8],
+        gender=c.GENDER_FEMALE,
+        date_of_birth="1988-08-08",
+    )
+    who = (await client.patients.RegisterPatient(register, metadata=client.auth())).patient
+    day = future_date(6)
+    made = instance(redis, FixedClock(datetime.now(IST)))
+    first, second = await confirmed(made, day, who), await confirmed(made, day, who)
+    late = FixedClock(datetime.fromisoformat(day).replace(tzinfo=IST) + timedelta(days=1) + AFTER)
+    sweep = NoShows(instance(redis, late, js), BookingStore(redis), js, None, IST, AFTER, clock=late)
+    assert await sweep.sweep() == 2
+    # The same message again (a redelivery, a replay) counts nothing more.
+    again = saga_pb2.PatientNoShow(booking_id=first.id, patient_id=who.id)
+    await js.publish(
+        subjects.saga_subject(subjects.PATIENT_NO_SHOW, first.id),
+        again.SerializeToString(),
+        headers={"Nats-Msg-Id": uid("again")},
+    )
+
+    async def counted():
+        got = patient_pb2.GetPatientRequest(patient_id=who.id)
+        return (await client.patients.GetPatient(got, metadata=client.auth())).patient.no_show_count == 2
+
+    await wait_for(counted, 15, "no_show_count 2")
+    await wait_for(lambda: _quiet(js), 15, "schedule-svc to take the repeated message")
+    assert await counted()  # still 2: each booking counts once
+    assert second.id != first.id
+
+
+async def _quiet(js) -> bool:
+    info = await js.consumer_info(subjects.SAGA_STREAM, subjects.SCHEDULE_CONSUMER)
+    return info.num_pending == 0 and info.num_ack_pending == 0
 
 
 async def test_many_instances_marking_one_booking_at_once_mark_it_once(redis):
