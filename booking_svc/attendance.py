@@ -89,3 +89,56 @@ class NoShows:
         except NotFoundError:
             return False
         return True
+
+
+class Releases:
+    """CLINIC_CONFIRM_BY: a booking not confirmed by its deadline is cancelled by the system, so its
+    places are offered to the waitlist in time. Sweeps today and the days the deadline reaches."""
+
+    def __init__(
+        self,
+        bookings,
+        store: stores.BookingStore,
+        schedule,
+        tz: ZoneInfo,
+        confirm_by: timedelta,
+        first_reminder: timedelta,
+        clock: Clock | None = None,
+    ) -> None:
+        self._bookings = bookings
+        self._store = store
+        self._schedule = schedule
+        self._tz = tz
+        self._confirm_by = confirm_by
+        self._first_reminder = first_reminder
+        self._clock = clock or Clock()
+
+    async def sweep(self) -> int:
+        now = self._clock.now()
+        today = clinic_day(now, self._tz)
+        released = 0
+        for ahead in range(self._confirm_by.days + 2):
+            day = (today + timedelta(days=ahead)).isoformat()
+            after = ""
+            while True:
+                ids = await self._store.ids_after(stores.date_key(day), after, CHUNK)
+                for record in await self._store.load_many(ids):
+                    if await self._due(record.booking, now) and await self._bookings.release_unconfirmed(
+                        record.booking.id
+                    ):
+                        released += 1
+                        log.info("booking.released_unconfirmed", booking_id=record.booking.id)
+                if len(ids) < CHUNK:
+                    break
+                after = ids[-1]
+        return released
+
+    async def _due(self, b, now) -> bool:
+        if b.status != domain.CONFIRMED or b.HasField("attendance_confirmed_at"):
+            return False
+        day_start = ""
+        if b.doctor_id and not b.start_time and self._schedule is not None:
+            doctor = await self._schedule.doctor(b.doctor_id, SELF)
+            day_start = doctor.day_start if doctor is not None else ""
+        start = domain.appointment_start(b, day_start, self._tz)
+        return domain.release_due(b, start, self._confirm_by, self._first_reminder, now)

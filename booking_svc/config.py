@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from clinic_common.catalog import DEFAULT_CATALOG, Catalog, load
 from clinic_common.config import (
+    ConfigError,
     Connections,
     env_addr,
     env_duration,
@@ -20,6 +21,7 @@ from clinic_common.config import (
     env_str,
     env_timezone,
 )
+from clinic_common.timeutil import parse_duration
 
 # Sagas in flight (PENDING bookings) at which CreateBooking answers RESOURCE_EXHAUSTED instead of
 # queueing: 4-7 s of work at the 140-280 sagas/s measured here. 0 turns shedding off.
@@ -37,6 +39,8 @@ class BookingConfig:
     metrics_addr: str = "off"
     schedule_addrs: tuple[str, ...] = ("127.0.0.1:50064",)  # the registry and doctors (schedule_svc)
     no_show_after: timedelta = timedelta(hours=2)  # past the day's end, an unseen booking is a no-show
+    confirm_by: timedelta | None = None  # CLINIC_CONFIRM_BY: unconfirmed this long before, released
+    first_reminder: timedelta = timedelta(hours=24)  # the longest of CLINIC_REMINDERS: it asks
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
@@ -51,4 +55,25 @@ class BookingConfig:
             metrics_addr=env_metrics_addr(env, "BOOKING_SVC_METRICS_ADDR", "127.0.0.1:9461"),
             schedule_addrs=env_list(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
             no_show_after=env_duration(env, "CLINIC_NO_SHOW_AFTER", "2h"),
+            **_confirm_or_release(env),
         )
+
+
+def _confirm_or_release(env: Mapping[str, str]) -> dict:
+    """CLINIC_CONFIRM_BY (off when unset) and the first reminder that asks for it (CLINIC_REMINDERS,
+    the same setting notification_svc reads): the question must come before the deadline."""
+    reminders = [
+        item.strip() for item in env_str(env, "CLINIC_REMINDERS", "24h,2h").split(",") if item.strip()
+    ]
+    try:
+        first = max(parse_duration(item) for item in reminders)
+    except ValueError as exc:
+        raise ConfigError(f"CLINIC_REMINDERS: {exc}") from None
+    if not env_str(env, "CLINIC_CONFIRM_BY", ""):
+        return {"first_reminder": first}
+    confirm_by = env_duration(env, "CLINIC_CONFIRM_BY", "")
+    if confirm_by >= first:
+        raise ConfigError(
+            "CLINIC_CONFIRM_BY must be shorter than the longest of CLINIC_REMINDERS (which asks)"
+        )
+    return {"confirm_by": confirm_by, "first_reminder": first}

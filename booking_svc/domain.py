@@ -472,6 +472,51 @@ def no_show_due(b: common_pb2.Booking, day_end: str, after: timedelta, tz: ZoneI
     return now >= end + after
 
 
+NOT_CONFIRMED = "not confirmed"
+
+
+def appointment_start(b: common_pb2.Booking, day_start: str, tz: ZoneInfo) -> datetime:
+    """When the visit begins: its time, or the doctor's day start for a token without one."""
+    minutes = parse_hhmm(b.start_time or day_start or "09:00")
+    return datetime.combine(date.fromisoformat(b.appointment_date), datetime.min.time(), tz) + timedelta(
+        minutes=minutes
+    )
+
+
+def release_due(
+    b: common_pb2.Booking, start: datetime, confirm_by: timedelta, asked_before: timedelta, now: datetime
+) -> bool:
+    """CLINIC_CONFIRM_BY: a CONFIRMED booking its patient was asked to confirm (booked before the
+    first reminder) and did not, once the deadline `confirm_by` before its start has passed."""
+    if b.status != CONFIRMED or b.HasField("attendance_confirmed_at") or not b.appointment_date:
+        return False
+    deadline, asked = start - confirm_by, start - asked_before
+    booked = b.created_at.ToDatetime(tzinfo=UTC)
+    return asked < deadline and booked <= asked and deadline <= now < start
+
+
+def confirm_attendance(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None:
+    b = record.booking
+    if b.status != CONFIRMED:
+        raise FailedPrecondition(
+            f"only a CONFIRMED booking can be confirmed, not {common_pb2.BookingStatus.Name(b.status)}"
+        )
+    if b.HasField("attendance_confirmed_at"):
+        return None  # confirmed already: a repeat changes nothing
+    t = _next(record, now)
+    t.record.booking.attendance_confirmed_at.CopyFrom(to_timestamp(now))
+    _event(t, S.EVENT_TYPE_ATTENDANCE_CONFIRMED, "The patient confirmed they will come", now)
+    return t
+
+
+def release_unconfirmed(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None:
+    """Cancel a booking not confirmed in time; its places go back (and to the waitlist) as any cancel's."""
+    b = record.booking
+    if b.status != CONFIRMED or b.HasField("attendance_confirmed_at"):
+        return None
+    return cancel(record, NOT_CONFIRMED, now)
+
+
 def mark_no_show(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None:
     """The patient never came: NO_SHOW once (the booking stays CONFIRMED; its places are history)."""
     b = record.booking

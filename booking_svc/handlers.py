@@ -44,3 +44,9 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         structlog.contextvars.bind_contextvars(booking_id=request.booking_id)
         booking = await self._bookings.accept_offer(request.booking_id, who)
         return booking_pb2.AcceptOfferResponse(booking=booking)
+
+    @rpc.unary
+    async def ConfirmAttendance(self, request, context, who):
+        structlog.contextvars.bind_contextvars(booking_id=request.booking_id)
+        booking = await self._bookings.confirm_attendance(request.booking_id, who)
+        return booking_pb2.ConfirmAttendanceResponse(booking=booking)

@@ -217,6 +217,19 @@ class Bookings:
 
     # -- background duties ----------------------------------------------------------------------
 
+    async def confirm_attendance(self, booking_id: str, who: Principal) -> common_pb2.Booking:
+        record = await self._load(booking_id)
+        who.require_patient_access(record.booking.patient.id)
+        committed = await self._transition(
+            booking_id, lambda r: domain.confirm_attendance(r, self._clock.now())
+        )
+        return (committed or await self._load(booking_id)).booking
+
+    async def release_unconfirmed(self, booking_id: str) -> bool:
+        """CLINIC_CONFIRM_BY passed unconfirmed (the caller judged it): cancelled once, by the system."""
+        step = lambda r: domain.release_unconfirmed(r, self._clock.now())  # noqa: E731
+        return await self._transition(booking_id, step) is not None
+
     async def mark_no_show(self, booking_id: str) -> bool:
         """NO_SHOW once for a CONFIRMED booking never checked in (the caller judged the day over)."""
         return (

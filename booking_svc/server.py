@@ -10,7 +10,7 @@ from clinic_common.consumer import ConsumerLoop
 from clinic_common.grpc_client import open_channel
 from clinic_common.grpc_server import HealthyServer, create_server
 
-from .attendance import NoShows
+from .attendance import NoShows, Releases
 from .config import BookingConfig
 from .events import CONSUMER, make_handler
 from .handlers import BookingServicer
@@ -19,6 +19,7 @@ from .schedule_client import ScheduleClient
 from .store import BookingStore
 
 NO_SHOW_SWEEP_S = 60.0  # no-shows are a matter of hours: once a minute is plenty
+RELEASE_SWEEP_S = 5.0  # a released place should reach the waitlist soon after the deadline
 
 SERVICE_NAME = booking_pb2.DESCRIPTOR.services_by_name["BookingService"].full_name
 
@@ -61,6 +62,12 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
         server, bookings, store = build(config, deps, schedule)
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(bookings))
         sweep_period = min(1.0, config.timeout_s / 4)
+        releases = []
+        if config.confirm_by is not None:  # CLINIC_CONFIRM_BY: confirm or release
+            unconfirmed = Releases(
+                bookings, store, schedule, config.timezone, config.confirm_by, config.first_reminder
+            )
+            releases.append(bootstrap.every(RELEASE_SWEEP_S, unconfirmed.sweep, stop, "release-sweeper"))
         no_shows = NoShows(bookings, store, deps.js, schedule, config.timezone, config.no_show_after)
         await bootstrap.serve(
             server,
@@ -71,6 +78,7 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
                 bootstrap.every(0.05, store.flush_done, stop, "outbox-cleanup"),
                 bootstrap.every(sweep_period, bookings.time_out_overdue, stop, "timeout-sweeper"),
                 bootstrap.every(NO_SHOW_SWEEP_S, no_shows.sweep, stop, "no-show-sweeper"),
+                *releases,
             ],
             after_stop=[bookings.finish_publishing, store.flush_done, schedule_channel.close],
         )

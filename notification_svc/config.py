@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -13,6 +14,7 @@ from clinic_common.config import (
     ConfigError,
     Connections,
     env_addr,
+    env_duration,
     env_int,
     env_list,
     env_metrics_addr,
@@ -98,6 +100,7 @@ class NotificationConfig:
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Kolkata"))
     schedule_addrs: tuple[str, ...] = ("127.0.0.1:50064",)  # the registry and doctors (schedule_svc)
     backoff_s: tuple[float, ...] = DEFAULT_BACKOFF_S  # waits between a failed delivery's attempts
+    confirm_by: timedelta | None = None  # CLINIC_CONFIRM_BY: the first reminder asks to confirm by then
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NotificationConfig:
@@ -108,6 +111,9 @@ class NotificationConfig:
             raise ConfigError(f"CLINIC_REMINDERS: {exc}") from None
         return cls(
             backoff_s=_backoff(env_str(env, "CLINIC_NOTIFY_BACKOFF", "")),
+            confirm_by=env_duration(env, "CLINIC_CONFIRM_BY", "1s")
+            if env_str(env, "CLINIC_CONFIRM_BY", "")
+            else None,
             addr=env_addr(env, "NOTIFICATION_SVC_ADDR", "127.0.0.1:50062"),
             connections=Connections.from_env(env),
             metrics_addr=env_metrics_addr(env, "NOTIFICATION_SVC_METRICS_ADDR", "127.0.0.1:9462"),

@@ -41,6 +41,7 @@ SETS_APPOINTMENT = frozenset(
     if name in S.EventType.keys()
 )
 REMINDER_PREFIX = "reminder-"
+CONFIRM_TEMPLATE = "reminder-confirm"  # the first reminder, with CLINIC_CONFIRM_BY: asks to confirm
 MAX_EVENT_AGE = timedelta(days=1)  # a notifier started on an old history does not tell last month's news
 
 
@@ -129,7 +130,7 @@ class Templates:
     nothing). Reminders use
     `reminder.txt` unless a `reminder-<offset>.txt` exists."""
 
-    FIELDS = ("first_name", "date", "time", "doctor", "reference", "token", "when", "ref")
+    FIELDS = ("first_name", "date", "time", "doctor", "reference", "token", "when", "ref", "confirm_by")
 
     def __init__(self, sources: dict[str, str]) -> None:
         self._templates = {kind: _split(text) for kind, text in sources.items()}

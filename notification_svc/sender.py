@@ -10,6 +10,8 @@ provider's 2xx and the mark being written is closed by the provider: the webhook
 from __future__ import annotations
 
 import time
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from nats.aio.msg import Msg
 
@@ -52,7 +54,9 @@ class Sender:
         channels: dict[str, Channel],
         templates: domain.Templates,
         max_attempts: int,
+        confirm: tuple[str, timedelta, ZoneInfo] | None = None,  # first reminder kind, CONFIRM_BY, tz
     ) -> None:
+        self._confirm = confirm
         self._store = store
         self._directory = directory
         self._channels = channels
@@ -79,9 +83,15 @@ class Sender:
             log.info("notification.no_address", booking_id=job.booking_id, channel=job.channel)
             return
         doctor = await self._directory.doctor(event.appointment.doctor_id)
-        text = self._templates.render(
-            job.kind, domain.text_values(patient, event.appointment, doctor.name if doctor else "")
-        )
+        values = domain.text_values(patient, event.appointment, doctor.name if doctor else "")
+        template = job.kind
+        if self._confirm is not None and job.kind == self._confirm[0]:
+            _, confirm_by, tz = self._confirm
+            start = domain.appointment_start(event.appointment, doctor.day_start if doctor else "", tz)
+            if start is not None:
+                template = domain.CONFIRM_TEMPLATE
+                values["confirm_by"] = (start - confirm_by).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        text = self._templates.render(template, values)
         field = f"{job.kind}:{event.sequence}:{job.channel}"
         masked = domain.mask(job.channel, to)
         started = time.monotonic()

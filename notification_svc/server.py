@@ -72,6 +72,11 @@ async def main(stop: asyncio.Event, config: NotificationConfig) -> None:
             channels_of(config.channels),
             domain.Templates(config.templates),
             max_attempts=send_spec.max_deliver,
+            confirm=(
+                (domain.reminder_kind(config.reminders[0]), config.confirm_by, config.timezone)
+                if config.confirm_by is not None and config.reminders
+                else None
+            ),
         )
         due = reminders.DueReminders(deps.js, teller.tell)
         consumers = [

@@ -63,6 +63,7 @@ def test_the_readme_has_a_grpcurl_command_for_every_rpc():
         "WatchBooking",
         "WatchPatient",
         "ListDeliveries",
+        "ConfirmAttendance",
         "GetQuota",
         "ResetQuota",
         "Health/Check",

@@ -111,3 +111,13 @@ def test_the_webhook_signature_is_hmac_sha256_over_the_raw_body():
     assert sign("Jefe", b"what do ya want for nothing?") == (
         "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
     )
+
+
+def test_the_first_reminder_asks_to_confirm_by_the_deadline():
+    templates = domain.Templates(load_templates(DEFAULT_TEMPLATES))
+    values = domain.text_values(None, c.Appointment(date="2026-12-10", start_time="10:30"), "Dr Rao")
+    values["confirm_by"] = "2026-12-10 06:30"
+    asks = templates.render(domain.CONFIRM_TEMPLATE, values)
+    assert "confirm" in asks.body and "2026-12-10 06:30" in asks.body
+    plain = templates.render("reminder-2h", values)
+    assert "06:30" not in plain.body
