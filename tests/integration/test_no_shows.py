@@ -22,9 +22,18 @@ from clinic_common import nats_io, subjects
 from clinic_common.catalog import DEFAULT_CATALOG, load
 from clinic_common.clock import FixedClock
 from clinic_common.principal import ANONYMOUS_ADMIN
-from tests.harness import Client, future_date, patient, uid, wait_for
+from tests.harness import Client, patient, uid, wait_for
 
 IST = ZoneInfo("Asia/Kolkata")
+
+
+def past_day() -> tuple[str, datetime]:
+    """A day long gone (and a moment before it to book at): no other test books in the past, so a
+    sweep of it sees only this test's bookings; the running system's own sweeps look at recent days."""
+    base = datetime.now(IST) - timedelta(days=500 + uuid.uuid4().int % 300)
+    return (base + timedelta(days=7)).date().isoformat(), base
+
+
 AFTER = timedelta(hours=2)
 
 
@@ -66,8 +75,8 @@ def sweeper(bookings: Bookings, redis, js, clock) -> NoShows:
 
 
 async def test_a_day_that_ended_marks_the_unseen_once_and_leaves_the_checked_in(redis, js):
-    day = future_date(5)
-    made = instance(redis, FixedClock(datetime.now(IST)))
+    day, booked_at = past_day()
+    made = instance(redis, FixedClock(booked_at))
     unseen, came = await confirmed(made, day), await confirmed(made, day)
     change = frontdesk_pb2.QueueChange(
         kind=frontdesk_pb2.QueueChange.KIND_CHECKED_IN,
@@ -101,8 +110,8 @@ async def test_the_patient_counts_each_no_show_once(client: Client, redis, js):
         date_of_birth="1988-08-08",
     )
     who = (await client.patients.RegisterPatient(register, metadata=client.auth())).patient
-    day = future_date(6)
-    made = instance(redis, FixedClock(datetime.now(IST)))
+    day, booked_at = past_day()
+    made = instance(redis, FixedClock(booked_at))
     first, second = await confirmed(made, day, who), await confirmed(made, day, who)
     late = FixedClock(datetime.fromisoformat(day).replace(tzinfo=IST) + timedelta(days=1) + AFTER)
     sweep = NoShows(instance(redis, late, js), BookingStore(redis), js, None, IST, AFTER, clock=late)
@@ -132,9 +141,10 @@ async def _quiet(js) -> bool:
 
 async def test_many_instances_marking_one_booking_at_once_mark_it_once(redis):
     """The race: every instance judged the day over and calls at the same moment; one wins."""
-    made = instance(redis, FixedClock(datetime.now(IST)))
-    booking = await confirmed(made, future_date(5))
-    copies = [instance(redis, FixedClock(datetime.now(IST))) for _ in range(12)]
+    day, booked_at = past_day()
+    made = instance(redis, FixedClock(booked_at))
+    booking = await confirmed(made, day)
+    copies = [instance(redis, FixedClock(booked_at)) for _ in range(12)]
     for copy in copies:
         await copy.get(booking.id, ANONYMOUS_ADMIN)  # each remembers the same CONFIRMED version
     won = await asyncio.gather(*(copy.mark_no_show(booking.id) for copy in copies))
