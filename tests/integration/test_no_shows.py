@@ -30,7 +30,7 @@ IST = ZoneInfo("Asia/Kolkata")
 def past_day() -> tuple[str, datetime]:
     """A day long gone (and a moment before it to book at): no other test books in the past, so a
     sweep of it sees only this test's bookings; the running system's own sweeps look at recent days."""
-    base = datetime.now(IST) - timedelta(days=500 + uuid.uuid4().int % 300)
+    base = datetime.now(IST) - timedelta(days=500 + uuid.uuid4().int % 5000)
     return (base + timedelta(days=7)).date().isoformat(), base
 
 
