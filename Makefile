@@ -63,7 +63,7 @@ browser: ## install Debian's chromium for the browser tests when it is missing (
 		|| echo "browser tests: apt-get could not install chromium; they will be skipped"; \
 	else echo "browser tests: /usr/bin/chromium is missing and this is not root: run 'apt-get install chromium' as root"; fi
 
-run: $(STAMP) $(WEB_DIST) ## start NATS, Redis and all four services on this machine (Ctrl-C stops all)
+run: $(STAMP) $(WEB_DIST) ## start NATS, Redis and every service (clinic_common/services.py) on this machine (Ctrl-C stops all)
 	$(PY) -m clinic_cli run
 
 cluster: $(STAMP) $(WEB_DIST) ## like run, on a 3-node NATS JetStream cluster (streams with 3 replicas)

@@ -30,7 +30,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from clinic.v1 import common_pb2
-from clinic_common import embedded
+from clinic_tools import embedded
 from gateway.auth import mint
 
 from .procstat import cpu_ms

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clinic_common import access, embedded, processes, tls
+from clinic_common import tls
 from clinic_common.config import SERVICES
+from clinic_tools import embedded, processes, starter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,26 +61,43 @@ class Subprocesses:
 
     async def wait_healthy(self, name: str, addr: str, timeout_s: float = 60.0) -> None:
         """grpc.health.v1 SERVING at addr (readiness is detected, never slept for)."""
-        proc = self.running[name]
-        ready = processes.readiness(name, addr, proc.env or {})
-        await asyncio.to_thread(proc.wait_ready, ready, timeout_s)
+        await asyncio.to_thread(starter.wait_healthy, name, self.running[name], addr, timeout_s)
 
 
 @dataclass
 class Stack:
-    """nats-server + valkey + the services, in `data_dir`."""
+    """nats-server + valkey + the services, in `data_dir` (clinic_tools.starter, as the tests)."""
 
     data_dir: Path
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    nats_port: int = field(default_factory=embedded.free_port)
-    monitor_port: int = field(default_factory=embedded.free_port)
-    redis_port: int = field(default_factory=embedded.free_port)
     ports: dict[str, int] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
-    nats: embedded.EmbeddedServer | None = None
-    redis: embedded.EmbeddedServer | None = None
     services: Subprocesses = field(default_factory=Subprocesses)
-    creds: access.Credentials | None = None
+    servers: starter.Servers | None = None
+
+    def __post_init__(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.servers = starter.Servers(self.data_dir)
+
+    @property
+    def nats_port(self) -> int:
+        return self.servers.nats_port
+
+    @property
+    def monitor_port(self) -> int:
+        return self.servers.monitor_port
+
+    @property
+    def redis_port(self) -> int:
+        return self.servers.redis_port
+
+    @property
+    def nats(self) -> embedded.EmbeddedServer | None:
+        return self.servers.nats
+
+    @property
+    def redis(self) -> embedded.EmbeddedServer | None:
+        return self.servers.redis
 
     @property
     def logs(self) -> Path:
@@ -91,7 +109,7 @@ class Stack:
 
     @property
     def ops_nats_url(self) -> str:
-        return self.creds.nats_url(access.OPS, self.nats_port)
+        return self.servers.nats_url
 
     def pids(self) -> dict[str, int]:
         out = {name: proc.pid for name, proc in self.services.procs.items()}
@@ -100,13 +118,11 @@ class Stack:
         return out
 
     def service_env(self, module: str, catalog: Path) -> dict[str, str]:
-        return processes.service_env(
+        return self.servers.service_env(
             module,
             os.environ,
             addrs={name: f"127.0.0.1:{self.ports[name]}" for name in SERVICES},
             metrics_addr=f"127.0.0.1:{self.metrics_ports.setdefault(module, embedded.free_port())}",
-            nats_url=self.creds.nats_url(module, self.nats_port),
-            redis_url=self.creds.redis_url(module, self.redis_port),
             overrides={
                 "CLINIC_CATALOG": str(catalog),
                 "CLINIC_AUTH": "jwt",
@@ -119,29 +135,21 @@ class Stack:
         )
 
     async def start(self) -> Stack:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.creds = access.Credentials.load_or_create(self.data_dir)
-        nats_config = access.write_nats_config(self.creds, self.data_dir / "nats.json")
-        acl = access.write_redis_acl(self.creds, self.data_dir / "users.acl")
-        self.nats = embedded.nats_server(
-            self.data_dir, self.nats_port, self.monitor_port, config_file=nats_config
-        )
-        self.redis = embedded.redis_server(self.data_dir, self.redis_port, acl_file=acl)
-        self.nats.start()
-        self.redis.start()
+        self.servers.start()
         catalog = self.data_dir / "bench-catalog.json"
         catalog.write_text(json.dumps(BENCH_CATALOG, indent=1))
         for name in SERVICES:
             self.ports.setdefault(name, embedded.free_port())
-        for name in SERVICES:
-            env = self.service_env(name, catalog)
-            self.services.popen(name, processes.python_module(name), env, self.logs / f"{name}.log")
-        for name in SERVICES:
-            await self.services.wait_healthy(name, f"127.0.0.1:{self.ports[name]}")
+        procs = {
+            name: starter.service_process(name, self.service_env(name, catalog), self.logs, ROOT)
+            for name in SERVICES
+        }
+        self.services.running.update(procs)
+        addrs = {name: f"127.0.0.1:{self.ports[name]}" for name in SERVICES}
+        await asyncio.to_thread(starter.start_services, procs, addrs, 60.0)
         return self
 
     def stop(self) -> None:
         self.services.stop()
-        for server in (self.nats, self.redis):
-            if server is not None:
-                server.stop()
+        if self.servers is not None:
+            self.servers.stop()

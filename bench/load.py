@@ -28,7 +28,7 @@ from clinic.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
-from clinic_common.stats import percentile
+from clinic_tools.stats import percentile
 from gateway.auth import mint
 
 from .launcher import BASIC, PREMIUM

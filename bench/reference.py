@@ -33,7 +33,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from nats.js import api as js_api
 from nats.js.errors import BadRequestError, NotFoundError
 
-from clinic_common import embedded, redis_io
+from clinic_common import redis_io
+from clinic_tools import embedded
 
 from .launcher import ROOT, Subprocesses
 from .load import CHANNEL_OPTIONS, CHANNELS

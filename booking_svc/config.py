@@ -13,14 +13,14 @@ from clinic_common.catalog import DEFAULT_CATALOG, Catalog, load
 from clinic_common.config import (
     ConfigError,
     Connections,
-    env_addr,
     env_duration,
     env_int,
-    env_list,
-    env_metrics_addr,
     env_str,
     env_timezone,
+    listening,
+    peer_addrs,
 )
+from clinic_common.services import get as service
 from clinic_common.timeutil import parse_duration
 
 # Sagas in flight (PENDING bookings) at which CreateBooking answers RESOURCE_EXHAUSTED instead of
@@ -37,7 +37,10 @@ class BookingConfig:
     timeout_s: int
     max_pending: int = 0
     metrics_addr: str = "off"
-    schedule_addrs: tuple[str, ...] = ("127.0.0.1:50064",)  # the registry and doctors (schedule_svc)
+    # the registry and doctors (schedule_svc)
+    schedule_addrs: tuple[str, ...] = (service("schedule_svc").default_addr,)
+    # check-in state (frontdesk_svc), asked before a reschedule of a booking dated today
+    frontdesk_addrs: tuple[str, ...] = (service("frontdesk_svc").default_addr,)
     no_show_after: timedelta = timedelta(hours=2)  # past the day's end, an unseen booking is a no-show
     confirm_by: timedelta | None = None  # CLINIC_CONFIRM_BY: unconfirmed this long before, released
     first_reminder: timedelta = timedelta(hours=24)  # the longest of CLINIC_REMINDERS: it asks
@@ -46,14 +49,13 @@ class BookingConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
         env = os.environ if env is None else env
         return cls(
-            addr=env_addr(env, "BOOKING_SVC_ADDR", "127.0.0.1:50061"),
-            connections=Connections.from_env(env),
+            **listening(env, "booking_svc"),
             timezone=env_timezone(env),
             catalog=load(Path(env_str(env, "CLINIC_CATALOG", str(DEFAULT_CATALOG)))),
             timeout_s=env_int(env, "BOOKING_TIMEOUT_SECONDS", 300, minimum=1),
             max_pending=env_int(env, "CLINIC_MAX_PENDING_BOOKINGS", DEFAULT_MAX_PENDING, minimum=0),
-            metrics_addr=env_metrics_addr(env, "BOOKING_SVC_METRICS_ADDR", "127.0.0.1:9461"),
-            schedule_addrs=env_list(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
+            schedule_addrs=peer_addrs(env, "schedule_svc"),
+            frontdesk_addrs=peer_addrs(env, "frontdesk_svc"),
             no_show_after=env_duration(env, "CLINIC_NO_SHOW_AFTER", "2h"),
             **_confirm_or_release(env),
         )

@@ -15,7 +15,7 @@ from clinic.v1 import booking_pb2, common_pb2, doctor_pb2, saga_pb2
 from clinic_common import subjects
 from clinic_common.catalog import Catalog
 from clinic_common.clock import parse_date
-from clinic_common.errors import FailedPrecondition, InvalidArgument
+from clinic_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from clinic_common.money import format_minor, money
 from clinic_common.timeutil import parse_hhmm, to_timestamp
 
@@ -34,6 +34,7 @@ MAX_NAME_LEN = 200
 MAX_REQUEST_ID_LEN = 128
 MAX_SERVICES = 20
 MAX_REASON_LEN = 500
+MAX_NOTE_LEN = 500
 MAX_DAYS_AHEAD = 366
 PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
 
@@ -68,6 +69,15 @@ class Transition:
     outbox: list[saga_pb2.OutboxMessage] = field(default_factory=list)
     leaves_pending: bool = False
     enters_pending: bool = False  # back under the booking timeout (an accepted waitlist offer)
+    # Whose call this step answers, when it is not the one the saga follows (record.actor): the
+    # notifier, or schedule_svc offering a place another booking freed.
+    actor: common_pb2.Actor | None = None
+    reindex: bool = False  # a reschedule moved the booking: list it under its new date and doctor
+
+
+def system_actor(service: str) -> common_pb2.Actor:
+    """The actor of what no caller did: timeouts, expiries, reminders."""
+    return common_pb2.Actor(sub=service, role="system")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,6 +145,8 @@ def validate_create(
             bad.append(("appointment_date", str(exc)))
     if len(req.request_id) > MAX_REQUEST_ID_LEN:
         bad.append(("request_id", f"at most {MAX_REQUEST_ID_LEN} characters"))
+    if len(req.note) > MAX_NOTE_LEN:
+        bad.append(("note", f"at most {MAX_NOTE_LEN} characters"))
     bad += _validate_doctor_fields(req, doctor, appointment == today, now_minute)
     return bad
 
@@ -215,6 +227,7 @@ def create(
     traceparent: str = "",
     doctor: doctor_pb2.Doctor | None = None,
     patient: common_pb2.Patient | None = None,
+    actor: common_pb2.Actor | None = None,
 ) -> Transition:
     """A new PENDING booking asking for its places. `patient`: the registry's record when the
     request names a registered patient by id alone; `doctor`: the doctor it names."""
@@ -253,6 +266,7 @@ def create(
         doctor_id=req.doctor_id,
         start_time=req.start_time,
         duration_minutes=(req.duration_minutes or doctor.slot_minutes) if req.start_time and doctor else 0,
+        note=req.note,
     )
     record = saga_pb2.BookingRecord(
         booking=booking,
@@ -260,6 +274,7 @@ def create(
         request_fingerprint=fingerprint(req, appointment),
         clinic_date=today.isoformat(),
         traceparent=traceparent,
+        actor=actor,
     )
     t = Transition(record=record)
     _event(t, S.EVENT_TYPE_BOOKING_CREATED, f"Booking created: {format_minor(base)}", now)
@@ -282,6 +297,8 @@ def places_request(record: saga_pb2.BookingRecord, waitlist: bool = False) -> sa
         start_time=b.start_time,
         duration_minutes=b.duration_minutes,
         waitlist=waitlist,
+        holder=record.holder,
+        patient_id=b.patient.id,
     )
 
 
@@ -303,7 +320,8 @@ def places_decided(
     """The places step answered booking_svc: wait in line, or reject (nothing held). After an
     accepted offer it answers again when the offer ran out. (Held places normally travel on to
     discount_svc and come back with its decision; a reservation answered here, from a request
-    without a discount part, asks for the discount itself.)"""
+    without a discount part, asks for the discount itself: the old path, kept until the condition
+    in docs/architecture.md, "When the old path can go", holds.)"""
     b = record.booking
     if b.status != PENDING or _has_event(b, S.EVENT_TYPE_PLACES_RESERVED):
         return None  # already answered, or the booking ended first (its release closed the places)
@@ -380,13 +398,14 @@ def offer(
 
     It may arrive before the answer that put the booking in line (they travel separately)."""
     b = record.booking
-    if b.HasField("offer_expires_at") or record.offer_accepted:
-        return None  # a redelivery
+    if b.HasField("offer_expires_at") or record.offer_accepted or record.holder:
+        return None  # a redelivery, or an offer to the hold a reschedule moved it away from
     if b.status != WAITLISTED and (b.status != PENDING or _has_event(b, S.EVENT_TYPE_PLACES_RESERVED)):
         return None  # ended (its release gives the place on) or never waited
     t = _next(record, now)
     nb = t.record.booking
     t.leaves_pending = nb.status == PENDING
+    t.actor = SCHEDULE_SYSTEM  # a place another booking freed
     nb.status = WAITLISTED
     nb.offer_expires_at.CopyFrom(offered.offer_expires_at)
     nb.status_message = offered.message or "A place is offered: accept it before the offer expires"
@@ -394,7 +413,9 @@ def offer(
     return t
 
 
-def accept_offer(record: saga_pb2.BookingRecord, now: datetime) -> tuple[Transition, bool]:
+def accept_offer(
+    record: saga_pb2.BookingRecord, now: datetime, actor: common_pb2.Actor | None = None
+) -> tuple[Transition, bool]:
     """The patient takes the offered place: (transition, True) and the saga goes on (schedule_svc
     turns the offer into held places, then the discount decision); after the offer's time,
     (REJECTED OFFER_EXPIRED, False), its places given back and on to the next in line."""
@@ -402,7 +423,10 @@ def accept_offer(record: saga_pb2.BookingRecord, now: datetime) -> tuple[Transit
     if b.status != WAITLISTED or not b.HasField("offer_expires_at"):
         status = common_pb2.BookingStatus.Name(b.status)
         raise FailedPrecondition(f"booking is {status} with no waitlist offer to accept")
+    if record.move.number:
+        raise FailedPrecondition("a reschedule of this booking is in progress")
     t = _next(record, now)
+    _caused_by(t, actor)
     if now >= b.offer_expires_at.ToDatetime(tzinfo=UTC):
         _reject(t, S.REJECTION_REASON_OFFER_EXPIRED, OFFER_EXPIRED_MESSAGE, now)
         return t, False
@@ -434,17 +458,21 @@ def offer_expired(record: saga_pb2.BookingRecord, now: datetime) -> Transition |
     if not b.HasField("offer_expires_at") and not record.offer_accepted:
         raise OfferNotRecordedYet(f"booking {b.id}: the offer this expiry ends is not recorded yet")
     t = _next(record, now)
+    _caused_by(t, SCHEDULE_SYSTEM)
     _reject(t, S.REJECTION_REASON_OFFER_EXPIRED, OFFER_EXPIRED_MESSAGE, now, held=False)
     return t
 
 
-def cancel(record: saga_pb2.BookingRecord, reason: str, now: datetime) -> Transition:
+def cancel(
+    record: saga_pb2.BookingRecord, reason: str, now: datetime, actor: common_pb2.Actor | None = None
+) -> Transition:
     b = record.booking
     if b.status in (REJECTED, CANCELLED):
         raise FailedPrecondition(f"booking is already {common_pb2.BookingStatus.Name(b.status)}")
     if len(reason) > MAX_REASON_LEN:
         raise InvalidArgument([("reason", f"at most {MAX_REASON_LEN} characters")])
     t = _next(record, now)
+    _caused_by(t, actor)
     nb = t.record.booking
     nb.status = CANCELLED
     nb.status_message = "Booking cancelled" + (f": {reason}" if reason else "")
@@ -458,6 +486,7 @@ def time_out(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None
     if record.booking.status != PENDING:
         return None
     t = _next(record, now)
+    _caused_by(t, BOOKING_SYSTEM)
     _reject(t, S.REJECTION_REASON_TIMED_OUT, "Booking timed out before the saga finished", now)
     return t
 
@@ -495,7 +524,9 @@ def release_due(
     return asked < deadline and booked <= asked and deadline <= now < start
 
 
-def confirm_attendance(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None:
+def confirm_attendance(
+    record: saga_pb2.BookingRecord, now: datetime, actor: common_pb2.Actor | None = None
+) -> Transition | None:
     b = record.booking
     if b.status != CONFIRMED:
         raise FailedPrecondition(
@@ -504,6 +535,7 @@ def confirm_attendance(record: saga_pb2.BookingRecord, now: datetime) -> Transit
     if b.HasField("attendance_confirmed_at"):
         return None  # confirmed already: a repeat changes nothing
     t = _next(record, now)
+    _caused_by(t, actor)
     t.record.booking.attendance_confirmed_at.CopyFrom(to_timestamp(now))
     _event(t, S.EVENT_TYPE_ATTENDANCE_CONFIRMED, "The patient confirmed they will come", now)
     return t
@@ -514,7 +546,7 @@ def release_unconfirmed(record: saga_pb2.BookingRecord, now: datetime) -> Transi
     b = record.booking
     if b.status != CONFIRMED or b.HasField("attendance_confirmed_at"):
         return None
-    return cancel(record, NOT_CONFIRMED, now)
+    return cancel(record, NOT_CONFIRMED, now, BOOKING_SYSTEM)
 
 
 def mark_no_show(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None:
@@ -523,6 +555,7 @@ def mark_no_show(record: saga_pb2.BookingRecord, now: datetime) -> Transition | 
     if b.status != CONFIRMED or b.attendance != S.ATTENDANCE_UNKNOWN:
         return None
     t = _next(record, now)
+    t.actor = BOOKING_SYSTEM
     t.record.booking.attendance = S.ATTENDANCE_NO_SHOW
     _event(t, S.EVENT_TYPE_NO_SHOW, "Not checked in by the end of the day: no-show", now)
     counted = saga_pb2.PatientNoShow(booking_id=b.id, patient_id=b.patient.id)
@@ -583,6 +616,7 @@ def _reject(t: Transition, reason: int, message: str, now: datetime, *, held: bo
 def _compensate(t: Transition, reason: str) -> None:
     _request_places_release(t, reason)
     _request_release(t, reason)
+    _release_move(t, reason)
 
 
 def _request_places_release(t: Transition, reason: str) -> None:
@@ -619,7 +653,7 @@ def _request_release(t: Transition, reason: str) -> None:
     _send(t, subjects.QUOTA_RELEASE, "quota.release", release)
 
 
-def _event(t: Transition, kind: int, message: str, now: datetime) -> common_pb2.BookingEvent:
+def _event(t: Transition, kind: int, message: str, now: datetime, reason: int = 0) -> common_pb2.BookingEvent:
     b = t.record.booking
     event = b.history.add(
         booking_id=b.id,
@@ -629,7 +663,11 @@ def _event(t: Transition, kind: int, message: str, now: datetime) -> common_pb2.
         message=message,
         occurred_at=to_timestamp(now),
         patient_id=b.patient.id,
+        reason=reason,
     )
+    actor = t.actor if t.actor is not None else (t.record.actor if t.record.HasField("actor") else None)
+    if actor is not None:
+        event.actor.CopyFrom(actor)
     if kind in TELLS:
         event.appointment.CopyFrom(appointment_of(b))
     t.outbox.append(
@@ -668,3 +706,216 @@ def _send(t: Transition, prefix: str, kind: str, payload) -> None:
 
 def _trace(record: saga_pb2.BookingRecord) -> dict[str, str]:
     return {"traceparent": record.traceparent} if record.traceparent else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Who did it, the note, and rescheduling
+
+BOOKING_SYSTEM = system_actor("booking_svc")
+SCHEDULE_SYSTEM = system_actor("schedule_svc")
+MOVABLE = frozenset({CONFIRMED, WAITLISTED})
+
+
+def _caused_by(t: Transition, actor: common_pb2.Actor | None) -> None:
+    """From this step on, the saga follows `actor`'s call: its events (and the ones its messages
+    cause later, a PLACES_RELEASED after a cancellation, say) carry it."""
+    if actor is not None:
+        t.record.actor.CopyFrom(actor)
+
+
+def update_note(
+    record: saga_pb2.BookingRecord, note: str, now: datetime, actor: common_pb2.Actor | None = None
+) -> Transition | None:
+    """The reason for the visit, changed; the event says that it changed, never what it says."""
+    if len(note) > MAX_NOTE_LEN:
+        raise InvalidArgument([("note", f"at most {MAX_NOTE_LEN} characters")])
+    if record.booking.note == note:
+        return None
+    t = _next(record, now)
+    t.record.booking.note = note
+    t.actor = actor
+    _event(t, S.EVENT_TYPE_NOTE_CHANGED, "Note changed" if note else "Note cleared", now)
+    return t
+
+
+def validate_reschedule(
+    req: booking_pb2.RescheduleBookingRequest,
+    b: common_pb2.Booking,
+    doctor: doctor_pb2.Doctor | None,
+    today: date,
+    now_minute: int,
+) -> list[tuple[str, str]]:
+    """Every bad field of a reschedule; `doctor` is the doctor it ends with (None: unknown or none)."""
+    bad: list[tuple[str, str]] = []
+    if not (req.appointment_date or req.doctor_id or req.start_time or req.duration_minutes):
+        bad.append(
+            ("appointment_date", "give a new appointment_date, doctor_id, start_time or duration_minutes")
+        )
+    day: date | None = None  # None: not known (malformed), so no "already past today" either
+    try:
+        day = parse_date(req.appointment_date or b.appointment_date)
+        if req.appointment_date and day < today:
+            bad.append(("appointment_date", "must not be before today"))
+        elif req.appointment_date and day > today + timedelta(days=MAX_DAYS_AHEAD):
+            bad.append(("appointment_date", f"at most {MAX_DAYS_AHEAD} days ahead"))
+    except ValueError as exc:
+        bad.append(("appointment_date", str(exc)))
+    doctor_id = req.doctor_id or b.doctor_id
+    if req.doctor_id and doctor is None:
+        bad.append(("doctor_id", "unknown doctor" if len(req.doctor_id) <= MAX_ID_LEN else "not a doctor id"))
+    elif req.doctor_id and doctor is not None:
+        for s in b.services:
+            if s.service_id not in doctor.service_ids:
+                bad.append(("doctor_id", f"doctor {doctor.code} does not perform {s.service_id}"))
+                break
+    start_time = req.start_time or b.start_time
+    if req.start_time:
+        if not doctor_id:
+            bad.append(("start_time", "a time needs a doctor_id"))
+        try:
+            parse_hhmm(req.start_time)
+        except ValueError:
+            bad.append(("start_time", "must be a time as HH:MM"))
+    if start_time and day == today and not any(f == "start_time" for f, _ in bad):
+        try:
+            if parse_hhmm(start_time) < now_minute:
+                bad.append(("start_time", "is already past today"))
+        except ValueError:
+            pass
+    if req.duration_minutes and not MIN_DURATION <= req.duration_minutes <= MAX_DURATION:
+        bad.append(("duration_minutes", f"between {MIN_DURATION} and {MAX_DURATION} minutes"))
+    elif req.duration_minutes and not start_time:
+        bad.append(("duration_minutes", "a duration needs a start_time"))
+    if len(req.request_id) > MAX_REQUEST_ID_LEN:
+        bad.append(("request_id", f"at most {MAX_REQUEST_ID_LEN} characters"))
+    return bad
+
+
+def reschedule_fingerprint(req: booking_pb2.RescheduleBookingRequest) -> str:
+    return req.SerializeToString(deterministic=True).hex()
+
+
+def reschedule(
+    record: saga_pb2.BookingRecord,
+    req: booking_pb2.RescheduleBookingRequest,
+    doctor: doctor_pb2.Doctor | None,
+    now: datetime,
+    tz: ZoneInfo,
+    actor: common_pb2.Actor | None = None,
+    checked_in: bool = False,
+) -> Transition | None:
+    """Ask schedule_svc to move the booking: hold the new places, then release the old ones
+    (saga.places.move). The booking keeps its places until the answer (`moved`). None: this
+    request_id already moved it (or is moving it)."""
+    b = record.booking
+    local = now.astimezone(tz)
+    bad = validate_reschedule(req, b, doctor, local.date(), local.hour * 60 + local.minute)
+    if bad:
+        raise InvalidArgument(bad)
+    if req.request_id and req.request_id in record.move_requests:
+        if record.move_requests[req.request_id] != reschedule_fingerprint(req):
+            raise AlreadyExists(f"request_id {req.request_id!r} was used for another reschedule")
+        return None
+    if b.status not in MOVABLE:
+        raise FailedPrecondition(
+            "only a CONFIRMED or WAITLISTED booking can be moved; "
+            f"it is {common_pb2.BookingStatus.Name(b.status)}"
+        )
+    if b.appointment_date < local.date().isoformat():
+        raise FailedPrecondition("the booking's date has passed")
+    if checked_in:
+        raise FailedPrecondition("the patient has checked in for this booking")
+    if record.move.number:
+        raise FailedPrecondition("a reschedule of this booking is already in progress")
+    number = record.moves + 1
+    target = places_request(record)
+    target.appointment_date = req.appointment_date or b.appointment_date
+    target.doctor_id = req.doctor_id or b.doctor_id
+    target.start_time = req.start_time or b.start_time
+    target.duration_minutes = (
+        req.duration_minutes
+        or b.duration_minutes
+        or (doctor.slot_minutes if doctor and target.start_time else 0)
+    )
+    target.holder = f"{b.id}~{number}"
+    target.waitlist = False
+    current = places_request(record)
+    if _where(current) == _where(target):
+        raise InvalidArgument([("appointment_date", "the booking is already at that date, doctor and time")])
+    t = _next(record, now)
+    _caused_by(t, actor)
+    summary = f"{_where(current)} → {_where(target)}"
+    t.record.moves = number
+    t.record.move.CopyFrom(saga_pb2.Move(number=number, target=target, summary=summary))
+    if req.request_id:
+        t.record.move_requests[req.request_id] = reschedule_fingerprint(req)
+    t.record.booking.status_message = f"Reschedule requested: {summary}"
+    move = saga_pb2.PlacesMove(booking_id=b.id, number=number, current=current, target=target)
+    _send(t, subjects.PLACES_MOVE, f"places.move.{number}", move)
+    return t
+
+
+def moved(record: saga_pb2.BookingRecord, answer: saga_pb2.PlacesMoved, now: datetime) -> Transition | None:
+    """schedule_svc's answer to a reschedule: the booking shows its new date, doctor, time and token
+    (its old places are already released), or it keeps everything it had."""
+    b = record.booking
+    if record.move.number != answer.number or b.status not in MOVABLE:
+        return None  # a redelivery, or the booking ended meanwhile (its end released the move's places)
+    t = _next(record, now)
+    move = saga_pb2.Move()
+    move.CopyFrom(record.move)
+    t.record.ClearField("move")
+    nb = t.record.booking
+    if not answer.moved:
+        name = common_pb2.RejectionReason.Name(answer.reason)
+        nb.status_message = f"Reschedule refused ({name}): {answer.message}; the booking keeps its places"
+        _event(t, S.EVENT_TYPE_RESCHEDULE_REFUSED, nb.status_message, now, reason=answer.reason)
+        return t
+    target = move.target
+    nb.appointment_date = target.appointment_date
+    nb.doctor_id = target.doctor_id
+    nb.start_time = target.start_time
+    nb.duration_minutes = target.duration_minutes
+    nb.token = answer.token
+    t.record.holder = target.holder
+    t.reindex = True
+    nb.status_message = f"Rescheduled: {move.summary}"
+    _event(t, S.EVENT_TYPE_BOOKING_RESCHEDULED, f"Rescheduled: {move.summary}", now)
+    if nb.status == WAITLISTED:
+        # It waited in line and now holds places: on to the discount decision, as after an offer.
+        nb.status = PENDING
+        nb.waitlist_position = 0
+        nb.ClearField("offer_expires_at")
+        nb.status_message = "Rescheduled into free places; checking discounts"
+        _event(t, S.EVENT_TYPE_PLACES_RESERVED, answer.message or "Places reserved", now)
+        t.record.discount_requested = True
+        t.enters_pending = True
+        _send(
+            t,
+            subjects.DISCOUNT_REQUESTED,
+            f"discount.requested.move{move.number}",
+            discount_request(t.record),
+        )
+    return t
+
+
+def _where(p: saga_pb2.PlacesRequested) -> str:
+    parts = [p.appointment_date]
+    if p.start_time:
+        parts.append(f"{p.start_time} ({p.duration_minutes} min)")
+    if p.doctor_id:
+        parts.append(f"doctor {p.doctor_id}")
+    return " ".join(parts)
+
+
+def _release_move(t: Transition, reason: str) -> None:
+    """A booking that ends while a reschedule is under way gives back what the move may hold (or
+    may still be given: schedule_svc then refuses the move), beside its current places."""
+    move = t.record.move
+    if not move.number or t.record.move_release_requested:
+        return
+    t.record.move_release_requested = True
+    release = saga_pb2.PlacesReleaseRequested(
+        booking_id=t.record.booking.id, places=move.target, reason=reason
+    )
+    _send(t, subjects.PLACES_RELEASE, f"places.release.move{move.number}", release)

@@ -6,7 +6,7 @@ from nats.aio.msg import Msg
 
 from clinic.v1 import saga_pb2
 from clinic_common import subjects
-from clinic_common.consumer import ConsumerSpec, Poison
+from clinic_common.consumer import ConsumerSpec, Poison, decode
 from clinic_common.errors import NotFound
 from clinic_common.logs import get_logger
 
@@ -14,20 +14,11 @@ from .saga import Bookings
 
 log = get_logger(__name__)
 
-CONSUMER = ConsumerSpec(
-    stream=subjects.SAGA_STREAM,
-    durable=subjects.BOOKING_CONSUMER,
-    filter_subjects=[
-        f"{subjects.PLACES_DECIDED}.*",
-        f"{subjects.PLACES_RELEASED}.*",
-        f"{subjects.PLACES_OFFERED}.*",
-        f"{subjects.PLACES_EXPIRED}.*",
-        f"{subjects.DISCOUNT_DECIDED}.*",
-        f"{subjects.QUOTA_RELEASED}.*",
-    ],
-    description=(
+CONSUMER = ConsumerSpec.of(
+    subjects.BOOKING_CONSUMER,
+    (
         "booking_svc: places and discount decisions, waitlist offers and their expiry, released places "
-        "and quota"
+        "and quota, reschedules' outcomes"
     ),
 )
 
@@ -40,6 +31,7 @@ def make_handler(bookings: Bookings):
         subjects.PLACES_EXPIRED: (saga_pb2.OfferExpired, bookings.on_offer_expired),
         subjects.DISCOUNT_DECIDED: (saga_pb2.DiscountDecided, bookings.on_discount_decided),
         subjects.QUOTA_RELEASED: (saga_pb2.QuotaReleased, bookings.on_quota_released),
+        subjects.PLACES_MOVED: (saga_pb2.PlacesMoved, bookings.on_places_moved),
     }
 
     async def handle(msg: Msg) -> None:
@@ -48,9 +40,7 @@ def make_handler(bookings: Bookings):
         if route is None:
             raise Poison(f"no handler for subject {msg.subject}")
         message_type, on_message = route
-        payload = message_type.FromString(msg.data)
-        if payload.booking_id != booking_id:
-            raise Poison(f"payload booking id {payload.booking_id!r} does not match the subject")
+        payload = decode(message_type, msg.data, booking_id)
         try:
             await on_message(payload)
         except NotFound as exc:

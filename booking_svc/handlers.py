@@ -46,6 +46,18 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         return booking_pb2.AcceptOfferResponse(booking=booking)
 
     @rpc.unary
+    async def RescheduleBooking(self, request, context, who):
+        structlog.contextvars.bind_contextvars(booking_id=request.booking_id)
+        booking = await self._bookings.reschedule(request, who)
+        return booking_pb2.RescheduleBookingResponse(booking=booking)
+
+    @rpc.unary
+    async def UpdateBookingNote(self, request, context, who):
+        structlog.contextvars.bind_contextvars(booking_id=request.booking_id)
+        booking = await self._bookings.update_note(request.booking_id, request.note, who)
+        return booking_pb2.UpdateBookingNoteResponse(booking=booking)
+
+    @rpc.unary
     async def ConfirmAttendance(self, request, context, who):
         structlog.contextvars.bind_contextvars(booking_id=request.booking_id)
         booking = await self._bookings.confirm_attendance(request.booking_id, who)

@@ -26,6 +26,7 @@ from clinic_common.principal import Principal
 
 from . import domain
 from . import store as stores
+from .frontdesk_client import FrontDeskClient
 from .schedule_client import ScheduleClient
 from .store import BookingStore, outbox_id
 
@@ -54,6 +55,7 @@ class Bookings:
         clock: Clock | None = None,
         bus_ready: Callable[[], bool] = lambda: True,
         schedule: ScheduleClient | None = None,
+        frontdesk: FrontDeskClient | None = None,
     ) -> None:
         self._store = store
         self._publish = publish
@@ -64,6 +66,7 @@ class Bookings:
         self._clock = clock or Clock()
         self._bus_ready = bus_ready
         self._schedule = schedule
+        self._frontdesk = frontdesk
         # Records this instance wrote or read last. Only a hint: every commit is compare-and-set
         # on the stored version, and a "nothing to do" or "cannot apply" verdict is re-checked on
         # the stored record (another instance may have moved the booking on since).
@@ -81,7 +84,9 @@ class Bookings:
         patient, doctor = await self._resolve(req, who)
         now = self._clock.now()
         trace = tracing.current() or tracing.new_traceparent()
-        t = domain.create(req, self._catalog, uuid.uuid4().hex, now, self._tz, trace, doctor, patient)
+        t = domain.create(
+            req, self._catalog, uuid.uuid4().hex, now, self._tz, trace, doctor, patient, actor=_actor(who)
+        )
         if not self._bus_ready():
             raise Unavailable("NATS unavailable: booking not stored, try again")
         stored_id = await self._store.create(t, _ms(now), self._max_pending)
@@ -152,7 +157,9 @@ class Bookings:
     async def cancel(self, booking_id: str, reason: str, who: Principal) -> common_pb2.Booking:
         record = await self._load(booking_id)
         who.require_patient_access(record.booking.patient.id)
-        committed = await self._transition(booking_id, lambda r: domain.cancel(r, reason, self._clock.now()))
+        committed = await self._transition(
+            booking_id, lambda r: domain.cancel(r, reason, self._clock.now(), _actor(who))
+        )
         log.info("booking.cancelled", booking_id=booking_id)
         assert committed is not None
         return committed.booking
@@ -165,7 +172,7 @@ class Bookings:
         in_time: list[bool] = []
 
         def step(r: saga_pb2.BookingRecord) -> domain.Transition:
-            t, ok = domain.accept_offer(r, self._clock.now())
+            t, ok = domain.accept_offer(r, self._clock.now(), _actor(who))
             in_time[:] = [ok]
             return t
 
@@ -177,7 +184,55 @@ class Bookings:
         log.info("booking.offer_accepted", booking_id=booking_id)
         return committed.booking
 
+    async def reschedule(
+        self, req: booking_pb2.RescheduleBookingRequest, who: Principal
+    ) -> common_pb2.Booking:
+        """Ask for a move (saga.places.move); the booking keeps its places until schedule_svc answers."""
+        record = await self._load(req.booking_id)
+        b = record.booking
+        who.require_patient_access(b.patient.id)
+        doctor = None
+        doctor_id = req.doctor_id or b.doctor_id
+        if doctor_id and len(doctor_id) <= domain.MAX_ID_LEN:
+            if self._schedule is None:
+                raise Unavailable("schedule_svc is not configured (SCHEDULE_SVC_ADDR)")
+            doctor = await self._schedule.doctor(doctor_id, who)
+        now = self._clock.now()
+        checked_in = False
+        if (
+            self._frontdesk is not None
+            and b.status == domain.CONFIRMED
+            and b.appointment_date == now.astimezone(self._tz).date().isoformat()
+        ):
+            checked_in = await self._frontdesk.checked_in(b, who)  # only today's can be checked in
+        committed = await self._transition(
+            req.booking_id,
+            lambda r: domain.reschedule(r, req, doctor, self._clock.now(), self._tz, _actor(who), checked_in),
+        )
+        if committed is None:  # this request_id asked for a move before: that one stands
+            return (await self._load(req.booking_id)).booking
+        log.info("booking.reschedule_requested", booking_id=req.booking_id, move=committed.move.number)
+        return committed.booking
+
+    async def update_note(self, booking_id: str, note: str, who: Principal) -> common_pb2.Booking:
+        who.require_staff()
+        await self._load(booking_id)
+        committed = await self._transition(
+            booking_id, lambda r: domain.update_note(r, note, self._clock.now(), _actor(who))
+        )
+        if committed is None:
+            return (await self._load(booking_id)).booking
+        log.info("booking.note_changed", booking_id=booking_id)  # never the note itself
+        return committed.booking
+
     # -- saga events ----------------------------------------------------------------------------
+
+    async def on_places_moved(self, answer: saga_pb2.PlacesMoved) -> None:
+        record = await self._transition(
+            answer.booking_id, lambda r: domain.moved(r, answer, self._clock.now())
+        )
+        if record is not None:
+            log.info("booking.moved", booking_id=answer.booking_id, move=answer.number, moved=answer.moved)
 
     async def on_places_offered(self, offered: saga_pb2.PlacesOffered) -> None:
         if await self._transition(offered.booking_id, lambda r: domain.offer(r, offered, self._clock.now())):
@@ -221,7 +276,7 @@ class Bookings:
         record = await self._load(booking_id)
         who.require_patient_access(record.booking.patient.id)
         committed = await self._transition(
-            booking_id, lambda r: domain.confirm_attendance(r, self._clock.now())
+            booking_id, lambda r: domain.confirm_attendance(r, self._clock.now(), _actor(who))
         )
         return (committed or await self._load(booking_id)).booking
 
@@ -387,6 +442,11 @@ class Bookings:
             return False
         self._store.outbox_done_later(batch_id)
         return True
+
+
+def _actor(who: Principal) -> common_pb2.Actor:
+    """The verified caller (from the gateway's token check, believed on mutual TLS only)."""
+    return common_pb2.Actor(sub=who.sub, role=who.role)
 
 
 def _ms(moment) -> int:

@@ -13,6 +13,7 @@ from clinic_common.grpc_server import HealthyServer, create_server
 from .attendance import NoShows, Releases
 from .config import BookingConfig
 from .events import CONSUMER, make_handler
+from .frontdesk_client import FrontDeskClient
 from .handlers import BookingServicer
 from .saga import Bookings
 from .schedule_client import ScheduleClient
@@ -25,7 +26,10 @@ SERVICE_NAME = booking_pb2.DESCRIPTOR.services_by_name["BookingService"].full_na
 
 
 def build(
-    config: BookingConfig, deps: bootstrap.Deps, schedule: ScheduleClient | None = None
+    config: BookingConfig,
+    deps: bootstrap.Deps,
+    schedule: ScheduleClient | None = None,
+    frontdesk: FrontDeskClient | None = None,
 ) -> tuple[HealthyServer, Bookings, BookingStore]:
     async def publish(message) -> None:
         await nats_io.publish(
@@ -42,6 +46,7 @@ def build(
         max_pending=config.max_pending,
         bus_ready=lambda: deps.nc.is_connected,
         schedule=schedule,
+        frontdesk=frontdesk,
     )
     servicer = BookingServicer(bookings)
     server = create_server(
@@ -58,8 +63,9 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
     metrics.serve(config.metrics_addr, "booking_svc")
     async with bootstrap.connected("booking_svc", config.connections) as deps:
         schedule_channel = open_channel(config.schedule_addrs, tls=tls.InternalTls.from_env())
+        frontdesk_channel = open_channel(config.frontdesk_addrs, tls=tls.InternalTls.from_env())
         schedule = ScheduleClient(schedule_channel)
-        server, bookings, store = build(config, deps, schedule)
+        server, bookings, store = build(config, deps, schedule, FrontDeskClient(frontdesk_channel))
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(bookings))
         sweep_period = min(1.0, config.timeout_s / 4)
         releases = []
@@ -80,5 +86,10 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
                 bootstrap.every(NO_SHOW_SWEEP_S, no_shows.sweep, stop, "no-show-sweeper"),
                 *releases,
             ],
-            after_stop=[bookings.finish_publishing, store.flush_done, schedule_channel.close],
+            after_stop=[
+                bookings.finish_publishing,
+                store.flush_done,
+                schedule_channel.close,
+                frontdesk_channel.close,
+            ],
         )

@@ -44,9 +44,10 @@ return ARGV[1]
 """
 
 _COMMIT = """
--- KEYS: booking, pending index, outbox, outbox due
+-- KEYS: booking, pending index, outbox, outbox due, then indexes to list it in (a reschedule's new
+--       date and doctor)
 -- ARGV: expected version, booking id, now ms, record, outbox id, outbox batch, leaves pending ('1'/'0'),
---       enters pending ('1'/'0': under the booking timeout again, from now)
+--       enters pending ('1'/'0': under the booking timeout again, from now), created ms (index score)
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[1]) + 1, 'data', ARGV[4])
 if ARGV[6] ~= '' then
@@ -55,6 +56,7 @@ if ARGV[6] ~= '' then
 end
 if ARGV[7] == '1' then redis.call('ZREM', KEYS[2], ARGV[2]) end
 if ARGV[8] == '1' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
+for i = 5, #KEYS do redis.call('ZADD', KEYS[i], ARGV[9], ARGV[2]) end
 return 1
 """
 
@@ -128,8 +130,13 @@ class BookingStore:
     async def commit(self, t: Transition, now_ms: int) -> Transition:
         """Apply a transition if nobody changed the booking since it was read (else Conflict)."""
         b = t.record.booking
+        # A moved booking is listed under its new date and doctor too; the old entries stay and
+        # ListBookings' filter (on the record) leaves it out of them.
+        indexes = [date_key(b.appointment_date)] if t.reindex else []
+        if t.reindex and b.doctor_id:
+            indexes.append(doctor_key(b.doctor_id))
         committed = await self._commit(
-            keys=[booking_key(b.id), PENDING_KEY, OUTBOX_KEY, OUTBOX_DUE_KEY],
+            keys=[booking_key(b.id), PENDING_KEY, OUTBOX_KEY, OUTBOX_DUE_KEY, *indexes],
             args=[
                 t.record.version - 1,
                 b.id,
@@ -139,6 +146,7 @@ class BookingStore:
                 _batch(t),
                 "1" if t.leaves_pending else "0",
                 "1" if t.enters_pending else "0",
+                b.created_at.ToMilliseconds(),
             ],
         )
         if not committed:

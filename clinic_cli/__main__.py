@@ -9,7 +9,7 @@ import sys
 
 import grpc
 
-from . import deliveries, frontdesk, offers, people
+from . import deliveries, frontdesk, offers, people, reschedule
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
     book.add_argument("--at", default="", help="HH:MM (with --doctor): takes that time interval")
     book.add_argument("--duration", type=int, default=0, help="minutes (default the doctor's slot)")
     book.add_argument("--request-id")
+    book.add_argument("--note", default="", help="the reason for the visit (at most 500 characters)")
     book.add_argument("services", nargs="+", metavar="SERVICE_ID")
     watch = sub.add_parser("watch", parents=[as_json], help="a booking's events: replay, then live")
     watch.add_argument("booking_id")
@@ -76,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     people.add_parsers(sub)
     frontdesk.register(sub)  # checkin, queue, call-next, done, no-show
     offers.register(sub)  # offers accept
+    reschedule.register(sub)
     deliveries.register(sub)  # deliveries <booking_id>
     return p
 
@@ -183,6 +185,8 @@ async def _dispatch(api, args) -> int:
             return await people.run(api, args)
         if args.command == "offers":
             return await offers.run(api, args)
+        if args.command == "reschedule":
+            return await reschedule.run(api, args)
         if args.command == "deliveries":
             return await deliveries.run(api, args)
         return await getattr(commands, args.command)(api, args)

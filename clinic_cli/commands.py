@@ -49,6 +49,7 @@ async def book(api: Api, args: argparse.Namespace) -> int:
         doctor_id=args.doctor,
         start_time=args.at,
         duration_minutes=args.duration,
+        note=args.note,
     )
     created = (await api.bookings.CreateBooking(req, metadata=api.md, timeout=10)).booking
     out.print(f"booking [bold]{created.id}[/] created, the saga runs:")

@@ -18,7 +18,8 @@ import nats
 from rich.table import Column, Table
 
 from clinic.v1 import saga_pb2
-from clinic_common import access, nats_io, subjects
+from clinic_common import nats_io, subjects
+from clinic_tools import access
 
 from .client import CliError
 from .show import as_dict, console, print_json

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clinic_common import access, embedded, processes, tls
+from clinic_common import services, tls
 from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES, ConfigError
+from clinic_tools import access, embedded, processes, starter
 from gateway.auth import mint
 from gateway.web import page_dir
 
@@ -25,24 +26,12 @@ from .show import console as make_console
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
 # A service that never became ready and failed this many times in a row is given up on.
 GIVE_UP_AFTER = 8
-GATEWAY = "gateway"
-# Documented defaults (README): used when free; otherwise the launcher picks the next free port
-# below the ephemeral range, so a second `make run` on the machine does not collide.
-DEFAULT_PORTS = {
-    "booking_svc": 50061,
-    "notification_svc": 50062,
-    "discount_svc": 50063,
-    "schedule_svc": 50064,
-    "frontdesk_svc": 50065,
-}
-DEFAULT_METRICS_PORTS = {
-    "booking_svc": 9461,
-    "notification_svc": 9462,
-    "discount_svc": 9463,
-    "gateway": 9464,
-    "schedule_svc": 9465,
-    "frontdesk_svc": 9466,
-}
+GATEWAY = services.GATEWAY
+# Documented defaults (README, from the service table): used when free; otherwise the launcher picks
+# the next free port below the ephemeral range, so a second `make run` on the machine does not
+# collide. The gateway's own address is the contract's and is never moved.
+DEFAULT_PORTS = {row.name: row.port for row in services.TABLE if row.name != GATEWAY}
+DEFAULT_METRICS_PORTS = {row.name: row.metrics_port for row in services.TABLE}
 FALLBACK_PORT_BASE = 20000  # services without a documented default
 
 
@@ -110,7 +99,7 @@ def choose_addresses(env: dict[str, str], say: Callable[[str], None]) -> dict[st
             env[var] = f"127.0.0.1:{port}"
             if port != preferred and module in defaults:
                 say(f"[yellow]![/] {module}: port {preferred} is in use, using {port} (set {var} to choose)")
-    env.setdefault(ADDR_VARS[GATEWAY], "127.0.0.1:50051")
+    env.setdefault(ADDR_VARS[GATEWAY], services.get(GATEWAY).default_addr)
     return env
 
 
@@ -118,54 +107,52 @@ def start_servers(
     env: dict[str, str], data_dir: Path, say: Callable[[str], None]
 ) -> tuple[list[embedded.EmbeddedServer], dict[str, dict[str, str]]]:
     """The embedded NATS and Redis (unless NATS_URL / REDIS_URL name others), and each service's URLs."""
-    servers: list[embedded.EmbeddedServer] = []
     urls: dict[str, dict[str, str]] = {module: {} for module in SERVICES}
-    creds = access.Credentials.load_or_create(data_dir)
-    if not env.get("NATS_URL"):
-        port = int(env.get("CLINIC_NATS_PORT") or 4222)
-        monitor = int(env.get("CLINIC_NATS_MONITOR_PORT") or 8222)
-        nodes = int(env.get("CLINIC_NATS_CLUSTER") or 1)
-        config = access.write_nats_config(creds, data_dir / "nats.json")
-        if nodes == 1:
-            node = embedded.nats_server(data_dir, port, monitor, config_file=config)
-            servers.append(_start_server(node, "CLINIC_NATS_PORT"))
-            ports = [port]
-        else:  # make cluster: a JetStream cluster on loopback, streams with 3 replicas
-            ports = [port + i for i in range(nodes)]
-            routes = [port + 2000 + i for i in range(nodes)]
-            cluster = embedded.nats_cluster(
-                data_dir, ports, [monitor + i for i in range(nodes)], routes, config_file=config
+    port = int(env.get("CLINIC_NATS_PORT") or 4222)
+    monitor = int(env.get("CLINIC_NATS_MONITOR_PORT") or 8222)
+    nodes = int(env.get("CLINIC_NATS_CLUSTER") or 1)
+    system = starter.Servers(  # make cluster: a JetStream cluster on loopback, streams with 3 replicas
+        data_dir,
+        nats_port=port,
+        monitor_port=monitor,
+        redis_port=int(env.get("CLINIC_REDIS_PORT") or 6379),
+        nats_nodes=nodes,
+        node_ports=[port + i for i in range(nodes)] if nodes > 1 else [],
+        monitor_ports=[monitor + i for i in range(nodes)] if nodes > 1 else [],
+        route_ports=[port + 2000 + i for i in range(nodes)] if nodes > 1 else [],
+    )
+    try:
+        if not env.get("NATS_URL"):
+            system.start_nats(lambda node: _start_server(node, "CLINIC_NATS_PORT"))
+            if nodes > 1:
+                env["CLINIC_NATS_REPLICAS"] = str(min(3, nodes))
+            for module in SERVICES:
+                urls[module]["NATS_URL"] = system.nats_urls(module)
+            ports = system.node_ports or [port]
+            say(
+                f"[green]✓[/] NATS JetStream  {', '.join(f'nats://127.0.0.1:{p}' for p in ports)}"
+                f"  (monitoring http://127.0.0.1:{monitor}/jsz?streams=true&consumers=true)"
             )
-            for node in cluster:
-                servers.append(_start_server(node, "CLINIC_NATS_PORT"))
-            env["CLINIC_NATS_REPLICAS"] = str(min(3, nodes))
-        for module in SERVICES:
-            urls[module]["NATS_URL"] = ",".join(creds.nats_url(module, p) for p in ports)
-        say(
-            f"[green]✓[/] NATS JetStream  {', '.join(f'nats://127.0.0.1:{p}' for p in ports)}"
-            f"  (monitoring http://127.0.0.1:{monitor}/jsz?streams=true&consumers=true)"
-        )
-        say(
-            f"  operator login: {creds.nats_url(access.OPS, port)}"
-            f"  (one user per service: {data_dir / 'nats.json'})"
-        )
-    else:
-        say(f"[green]✓[/] NATS           {env['NATS_URL']} (external)")
-    if not env.get("REDIS_URL"):
-        port = int(env.get("CLINIC_REDIS_PORT") or 6379)
-        acl = access.write_redis_acl(creds, data_dir / "users.acl")
-        servers.append(
-            _start_server(embedded.redis_server(data_dir, port, acl_file=acl), "CLINIC_REDIS_PORT")
-        )
-        for module in SERVICES:
-            urls[module]["REDIS_URL"] = creds.redis_url(module, port)
-        say(
-            f"[green]✓[/] Redis (valkey)  redis://127.0.0.1:{port}"
-            f"  (append-only file in {data_dir / 'redis'})"
-        )
-    else:
-        say(f"[green]✓[/] Redis          {env['REDIS_URL']} (external)")
-    return servers, urls
+            say(
+                f"  operator login: {system.creds.nats_url(access.OPS, port)}"
+                f"  (one user per service: {data_dir / 'nats.json'})"
+            )
+        else:
+            say(f"[green]✓[/] NATS           {env['NATS_URL']} (external)")
+        if not env.get("REDIS_URL"):
+            system.start_redis(lambda server: _start_server(server, "CLINIC_REDIS_PORT"))
+            for module in SERVICES:
+                urls[module]["REDIS_URL"] = system.urls_for(module)["REDIS_URL"]
+            say(
+                f"[green]✓[/] Redis (valkey)  redis://127.0.0.1:{system.redis_port}"
+                f"  (append-only file in {data_dir / 'redis'})"
+            )
+        else:
+            say(f"[green]✓[/] Redis          {env['REDIS_URL']} (external)")
+    except BaseException:
+        system.stop()  # what did start must not outlive the launcher
+        raise
+    return system.servers, urls
 
 
 class LaunchError(Exception):
@@ -280,9 +267,7 @@ def run() -> int:
             ports = {ADDR_VARS[module]: processes.port_of(addrs[module])}
             if env[METRICS_VARS[module]] != "off":
                 ports[METRICS_VARS[module]] = processes.port_of(env[METRICS_VARS[module]])
-            proc = processes.Process(
-                module, processes.python_module(module), logs_dir / f"{module}.log", service_env
-            )
+            proc = starter.service_process(module, service_env, logs_dir)
             supervisor.services.append(Supervised(module, proc, addrs[module], ports))
         supervisor.start()
         announced = False

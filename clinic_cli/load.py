@@ -13,7 +13,7 @@ from rich.table import Table
 
 from clinic.v1 import booking_pb2, notification_pb2
 from clinic.v1 import common_pb2 as c
-from clinic_common.stats import percentile
+from clinic_tools.stats import percentile
 
 from .client import Api
 from .show import console, status

@@ -14,11 +14,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from clinic_common import processes, tls
+from clinic_common import tls
 from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
+from clinic_tools import processes, starter
 from gateway.auth import mint
 
-from .launcher import LaunchError, start_servers
+from .launcher import LaunchError
 
 # Variables that point at a live system; a throwaway one must never inherit them.
 _LIVE_VARS = (
@@ -44,6 +45,7 @@ class Throwaway:
         self.quota = quota
         self.timeout_s = timeout_s
         self.dir: Path | None = None
+        self.system: starter.Servers | None = None
         self.servers: list = []
         self.procs: list[processes.Process] = []
         self.gateway_addr = ""
@@ -61,11 +63,12 @@ class Throwaway:
     def _start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k not in _LIVE_VARS}
         secret = secrets.token_urlsafe(32)
+        self.system = starter.Servers(self.dir)
         env.update(
             CLINIC_DATA_DIR=str(self.dir),
-            CLINIC_NATS_PORT=str(processes.free_port()),
-            CLINIC_NATS_MONITOR_PORT=str(processes.free_port()),
-            CLINIC_REDIS_PORT=str(processes.free_port()),
+            CLINIC_NATS_PORT=str(self.system.nats_port),
+            CLINIC_NATS_MONITOR_PORT=str(self.system.monitor_port),
+            CLINIC_REDIS_PORT=str(self.system.redis_port),
             CLINIC_NATS_CLUSTER="1",
             CLINIC_AUTH="jwt",
             CLINIC_JWT_SECRET=secret,
@@ -74,34 +77,33 @@ class Throwaway:
             CLINIC_LOG_LEVEL="warning",
             **tls.ensure_dev_pki(self.dir),  # internal mutual TLS, as make run does
         )
-        self.servers, urls = start_servers(env, self.dir, lambda _text: None)
+        try:
+            self.system.start()
+        except (processes.ProcessDied, TimeoutError) as exc:
+            raise LaunchError(str(exc).splitlines()[0]) from None
+        self.servers = self.system.servers
         addrs = {module: f"127.0.0.1:{processes.free_port()}" for module in SERVICES}
-        for module in SERVICES:
-            service_env = processes.service_env(
-                module,
-                env,
-                addrs=addrs,
-                metrics_addr="off",
-                nats_url=urls[module].get("NATS_URL"),
-                redis_url=urls[module].get("REDIS_URL"),
+        logs = self.dir / "logs"
+        procs = {
+            module: starter.service_process(
+                module, self.system.service_env(module, env, addrs=addrs, metrics_addr="off"), logs
             )
-            log = self.dir / "logs" / f"{module}.log"
-            self.procs.append(
-                processes.Process(module, processes.python_module(module), log, service_env).start()
-            )
-        for proc, module in zip(self.procs, SERVICES, strict=True):
-            try:
-                proc.wait_ready(processes.readiness(module, addrs[module], proc.env), self.timeout_s)
-            except (processes.ProcessDied, TimeoutError):
-                raise LaunchError(
-                    f"{module} of the throwaway system did not start: {proc.error_line()}"
-                ) from None
+            for module in SERVICES
+        }
+        self.procs = list(procs.values())
+        try:
+            starter.start_services(procs, addrs, self.timeout_s)
+        except (processes.ProcessDied, TimeoutError) as exc:
+            module = getattr(exc, "service", "a service")
+            raise LaunchError(
+                f"{module} of the throwaway system did not start: {procs[module].error_line()}"
+            ) from None
         self.gateway_addr = addrs["gateway"]
         self.token = mint(secret, "scenarios", "admin", 3600)
 
     def __exit__(self, *_exc) -> None:
-        processes.stop_all([p.popen for p in reversed(self.procs) if p.popen], 10)
-        for server in reversed(self.servers):
-            server.stop()
+        starter.stop_services(self.procs, 10)
+        if self.system is not None:
+            self.system.stop()
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -365,6 +365,39 @@ async def waitlist_offer_expires(run: Run) -> str:
     return "the first in line let the offer expire (REJECTED OFFER_EXPIRED); the place went to the next"
 
 
+async def reschedule(run: Run) -> str:
+    doctor, day = await _doctor(run, capacity=1), await _later(run)
+    services = list(doctor.service_ids)
+    b = await run.book(run.patient(), services, day, doctor_id=doctor.id, start_time="10:00")
+    other = await _doctor(run, capacity=1)
+    taken = await run.book(run.patient(), services, day, doctor_id=other.id, start_time="12:00")
+    if (b.status, taken.status) != (c.BOOKING_STATUS_CONFIRMED,) * 2:
+        raise Failed(f"expected two CONFIRMED bookings, got {summary(b)} and {summary(taken)}")
+
+    async def move(**target) -> c.Booking:
+        req = booking_pb2.RescheduleBookingRequest(booking_id=b.id, **target)
+        asked = (await run.api.bookings.RescheduleBooking(req, metadata=run.api.md, timeout=10)).booking
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            got = booking_pb2.GetBookingRequest(booking_id=b.id)
+            now = (await run.api.bookings.GetBooking(got, metadata=run.api.md, timeout=10)).booking
+            if len(now.history) > len(asked.history):
+                return now
+            await asyncio.sleep(0.1)
+        raise Failed("no answer to the reschedule")
+
+    refused = await move(doctor_id=other.id, start_time="12:00")  # the other doctor's 12:00 is taken
+    if refused.history[-1].type != c.EVENT_TYPE_RESCHEDULE_REFUSED or refused.start_time != "10:00":
+        raise Failed(f"a move into a taken time: {refused.status_message}")
+    moved = await move(doctor_id=other.id, start_time="11:00")  # a full day of capacity 1 elsewhere: no
+    if moved.history[-1].type != c.EVENT_TYPE_RESCHEDULE_REFUSED:
+        raise Failed(f"a move into a full day: {moved.status_message}")
+    moved = await move(start_time="11:00")  # its own doctor's day: it keeps its token
+    if moved.history[-1].type != c.EVENT_TYPE_BOOKING_RESCHEDULED or moved.token != b.token:
+        raise Failed(f"a move within its day: {moved.status_message}")
+    return "into a taken time or a full day: REFUSED, places kept; within its day: RESCHEDULED, same token"
+
+
 SCENARIOS = [
     ("birthday discount", birthday),
     ("quota exhausted", quota_exhausted),
@@ -377,6 +410,7 @@ SCENARIOS = [
     ("check-in queue", queue_positions),
     ("waitlist: offer accepted", waitlist_offer_accepted),
     ("waitlist: offer expired, next in line", waitlist_offer_expires),
+    ("reschedule: new places first", reschedule),
 ]
 
 
@@ -387,11 +421,11 @@ async def plan(api: Api) -> str:
     services = await run.services()
     pricey = [s for s in services if s.price.amount_minor > HIGH_VALUE_MINOR and not s.genders]
     capacity = min((s.daily_capacity for s in pricey), default=0)
-    total = 1 + q.remaining + 1 + capacity + 1 + 1 + 30 + 2 + 1 + 4 + 2 + 3
+    total = 1 + q.remaining + 1 + capacity + 1 + 1 + 30 + 2 + 1 + 4 + 2 + 3 + 2
     return (
         f"  - make about {total} real bookings for patients named scenario-… (and fail_test_user),\n"
         f"    on dates up to a year ahead;\n"
-        f"  - add six doctors coded SCN-… (one marked absent on one date) and register one patient\n"
+        f"  - add eight doctors coded SCN-… (one marked absent on one date) and register one patient\n"
         f"    (a random phone); these stay; check three of today's bookings in to one new doctor's queue;\n"
         f"  - use today's {q.remaining} remaining discount units ({q.used} of {q.limit} used) for a moment,\n"
         f"    and fill the smallest high-value service ({capacity} places) on one far date;\n"

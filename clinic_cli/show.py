@@ -32,7 +32,8 @@ def event_line(event: c.BookingEvent) -> str:
     when = event.occurred_at.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
     kind = c.EventType.Name(event.type).removeprefix("EVENT_TYPE_")
     style = STATUS_STYLE.get(event.status, "white")
-    return f"[dim]{when}[/]  {event.sequence:>2}. [{style}]{kind:<22}[/] {event.message}"
+    by = f"  [dim](by {event.actor.sub})[/]" if event.actor.sub else ""
+    return f"[dim]{when}[/]  {event.sequence:>2}. [{style}]{kind:<22}[/] {event.message}{by}"
 
 
 def id_column(header: str) -> Column:

@@ -13,35 +13,15 @@ from functools import wraps
 from typing import NoReturn, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from clinic_common import services
+
 T = TypeVar("T")
 
-SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "frontdesk_svc", "gateway")
-# The variable that holds each service's listen address (and, for the gateway, its backends').
-ADDR_VARS = {
-    "booking_svc": "BOOKING_SVC_ADDR",
-    "notification_svc": "NOTIFICATION_SVC_ADDR",
-    "discount_svc": "DISCOUNT_SVC_ADDR",
-    "schedule_svc": "SCHEDULE_SVC_ADDR",
-    "frontdesk_svc": "FRONTDESK_SVC_ADDR",
-    "gateway": "CLINIC_GATEWAY_ADDR",
-}
-DEFAULT_ADDRS = {
-    "booking_svc": "127.0.0.1:50061",
-    "notification_svc": "127.0.0.1:50062",
-    "discount_svc": "127.0.0.1:50063",
-    "schedule_svc": "127.0.0.1:50064",
-    "frontdesk_svc": "127.0.0.1:50065",
-    "gateway": "127.0.0.1:50051",
-}
-# The variable that holds each service's /metrics address.
-METRICS_VARS = {
-    "booking_svc": "BOOKING_SVC_METRICS_ADDR",
-    "notification_svc": "NOTIFICATION_SVC_METRICS_ADDR",
-    "discount_svc": "DISCOUNT_SVC_METRICS_ADDR",
-    "schedule_svc": "SCHEDULE_SVC_METRICS_ADDR",
-    "frontdesk_svc": "FRONTDESK_SVC_METRICS_ADDR",
-    "gateway": "CLINIC_GATEWAY_METRICS_ADDR",
-}
+# Every list of services comes from the one table (clinic_common/services.py).
+SERVICES = services.NAMES
+ADDR_VARS = services.ADDR_VARS  # each service's listen address (and, for the gateway, its backends')
+DEFAULT_ADDRS = services.DEFAULT_ADDRS
+METRICS_VARS = services.METRICS_VARS  # each service's /metrics address
 
 
 class ConfigError(Exception):
@@ -179,6 +159,41 @@ def env_metrics_addr(env: Mapping[str, str], name: str, default: str) -> str:
     """host:port for /metrics, or 'off'."""
     value = env_str(env, name, default)
     return value if value == "off" else env_addr(env, name, default)
+
+
+def env_addrs(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    """A comma-separated list of host:port addresses (every instance of a service), each checked."""
+    addrs = env_list(env, name, default)
+    for addr in addrs:
+        env_addr({name: addr}, name, addr)
+    return addrs
+
+
+def own_addr(env: Mapping[str, str], service: str) -> str:
+    """Where `service` listens: its variable in the service table, else its documented default."""
+    row = services.get(service)
+    return env_addr(env, row.addr_var, row.default_addr)
+
+
+def own_metrics_addr(env: Mapping[str, str], service: str) -> str:
+    row = services.get(service)
+    return env_metrics_addr(env, row.metrics_var, row.default_metrics_addr)
+
+
+def listening(env: Mapping[str, str], service: str) -> dict[str, object]:
+    """What every service's config starts with: `addr`, `metrics_addr` (from the service table) and
+    `connections` (NATS, Redis): `cls(**listening(env, "booking_svc"), ...)`."""
+    return {
+        "addr": own_addr(env, service),
+        "connections": Connections.from_env(env),
+        "metrics_addr": own_metrics_addr(env, service),
+    }
+
+
+def peer_addrs(env: Mapping[str, str], service: str) -> tuple[str, ...]:
+    """Every instance of another service this one dials, from that service's variable."""
+    row = services.get(service)
+    return env_addrs(env, row.addr_var, row.default_addr)
 
 
 @dataclass(frozen=True)

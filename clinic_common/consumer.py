@@ -13,25 +13,42 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import structlog
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
-from clinic_common import metrics, nats_io, tracing
+from clinic_common import messaging, metrics, nats_io, tracing
 from clinic_common.config import ack_wait_seconds
 from clinic_common.logs import get_logger
 
 log = get_logger(__name__)
+
+M = TypeVar("M", bound=Message)
 
 Handler = Callable[[Msg], Awaitable[None]]
 
 
 class Poison(Exception):
     """This message can never be processed (undecodable, unknown version...)."""
+
+
+def same_booking(payload_id: str, subject_id: str) -> None:
+    """A saga payload's booking id is its subject's last token (`saga.<step>.<verb>.<booking_id>`);
+    anything else is Poison: acting on it would touch another booking than the one addressed."""
+    if not payload_id or payload_id != subject_id:
+        raise Poison(f"payload booking id {payload_id!r} does not match the subject")
+
+
+def decode(message_type: type[M], data: bytes, subject_id: str) -> M:
+    """The payload of a saga message, checked against its subject's booking id."""
+    payload = message_type.FromString(data)
+    same_booking(payload.booking_id, subject_id)
+    return payload
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,12 @@ class ConsumerSpec:
     # False: no server-side BackOff list, so each retry waits exactly its nak delay (nats-server lets a
     # BackOff list override the delay); an unacked message then comes back after ack_wait.
     server_backoff: bool = True
+
+    @classmethod
+    def of(cls, durable: str, description: str) -> ConsumerSpec:
+        """The durable consumer `durable` as the messaging map (clinic_common/messaging.py) says."""
+        found = messaging.consumer(durable)
+        return cls(found.stream, durable, list(found.filters), description)
 
     def config(self) -> js_api.ConsumerConfig:
         ack_wait_s = self.ack_wait_s or ack_wait_seconds()

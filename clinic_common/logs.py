@@ -13,7 +13,18 @@ from clinic_common.config import ConfigError, exit_with, log_level
 
 # Keys that could carry a patient's identity beyond their id. They are dropped from every log line
 # whatever the caller passed, so a careless log call cannot leak them.
-_FORBIDDEN_KEYS = frozenset({"name", "patient_name", "date_of_birth", "dob", "patient", "phone", "email"})
+_FORBIDDEN_KEYS = frozenset(
+    {
+        "name",
+        "patient_name",
+        "date_of_birth",
+        "dob",
+        "patient",
+        "phone",
+        "email",
+        "note",
+    }  # note: the visit's reason
+)
 
 
 def _drop_health_data(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import datetime
 import ipaddress
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,8 +206,9 @@ def _still_valid(cert_path: Path) -> bool:
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write beside, then rename: processes starting at the same time never read half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    """Write beside, then rename: processes (or threads) starting at the same time never read half a
+    file, nor take each other's temporary one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
     tmp.write_bytes(data)
     tmp.chmod(mode)
     tmp.replace(path)

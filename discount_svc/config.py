@@ -10,12 +10,13 @@ from zoneinfo import ZoneInfo
 from clinic_common.config import (
     ConfigError,
     Connections,
-    env_addr,
     env_int,
     env_list,
-    env_metrics_addr,
     env_timezone,
+    listening,
+    peer_addrs,
 )
+from clinic_common.services import get as service
 
 from .domain import Rules
 
@@ -27,19 +28,18 @@ class DiscountConfig:
     timezone: ZoneInfo
     daily_quota: int
     rules: Rules
-    booking_addrs: tuple[str, ...] = ("127.0.0.1:50061",)  # VerifyQuota reads bookings from booking_svc
+    # VerifyQuota reads bookings from booking_svc
+    booking_addrs: tuple[str, ...] = (service("booking_svc").default_addr,)
     metrics_addr: str = "off"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DiscountConfig:
         env = os.environ if env is None else env
         return cls(
-            addr=env_addr(env, "DISCOUNT_SVC_ADDR", "127.0.0.1:50063"),
-            connections=Connections.from_env(env),
+            **listening(env, "discount_svc"),
             timezone=env_timezone(env),
             daily_quota=env_int(env, "DAILY_DISCOUNT_QUOTA", 100),
-            booking_addrs=env_list(env, "BOOKING_SVC_ADDR", "127.0.0.1:50061"),
-            metrics_addr=env_metrics_addr(env, "DISCOUNT_SVC_METRICS_ADDR", "127.0.0.1:9463"),
+            booking_addrs=peer_addrs(env, "booking_svc"),
             rules=Rules(
                 percent=_percent(env),
                 high_value_threshold_minor=env_int(env, "HIGH_VALUE_THRESHOLD", 1000) * 100,

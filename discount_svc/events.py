@@ -7,19 +7,13 @@ from nats.aio.msg import Msg
 from clinic.v1 import saga_pb2
 from clinic_common import subjects
 from clinic_common.clock import parse_date
-from clinic_common.consumer import ConsumerSpec, Poison
+from clinic_common.consumer import ConsumerSpec, Poison, same_booking
 
 from .decisions import Discounts
 
-CONSUMER = ConsumerSpec(
-    stream=subjects.SAGA_STREAM,
-    durable=subjects.DISCOUNT_CONSUMER,
-    filter_subjects=[
-        f"{subjects.PLACES_RESERVED}.*",
-        f"{subjects.DISCOUNT_REQUESTED}.*",
-        f"{subjects.QUOTA_RELEASE}.*",
-    ],
-    description=(
+CONSUMER = ConsumerSpec.of(
+    subjects.DISCOUNT_CONSUMER,
+    (
         "discount_svc: R1, blocklist and R2 quota decisions for bookings that hold their places; "
         "quota releases (compensation)"
     ),
@@ -33,8 +27,7 @@ def make_handler(discounts: Discounts):
             places = saga_pb2.PlacesDecided.FromString(msg.data)
             if not places.reserved or not places.HasField("discount"):
                 raise Poison("a reservation without held places or without its discount request")
-            if places.booking_id != booking_id:
-                raise Poison(f"payload booking id {places.booking_id!r} does not match the subject")
+            same_booking(places.booking_id, booking_id)
             request = places.discount
             places.ClearField("discount")
             _check_request(request, booking_id)
@@ -62,8 +55,7 @@ def _check_request(request: saga_pb2.DiscountRequested, subject_id: str) -> None
 
 
 def _check(payload_id: str, subject_id: str, day: str) -> None:
-    if not payload_id or payload_id != subject_id:
-        raise Poison(f"payload booking id {payload_id!r} does not match the subject")
+    same_booking(payload_id, subject_id)
     try:
         parse_date(day)
     except ValueError as exc:

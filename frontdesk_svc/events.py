@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from clinic.v1 import frontdesk_pb2
-from clinic_common import subjects
+from clinic_common import live, subjects
 from clinic_common.logs import get_logger
 
 from .domain import QueueId
@@ -56,26 +55,13 @@ class Relay:
             await self._store.forget_if_empty(queue_tag)
 
 
-class QueueHistory:
-    """One queue's changes as stored in VISITS, read by subject (direct get: no consumer)."""
+class QueueHistory(live.StreamHistory[frontdesk_pb2.QueueChange]):
+    """One queue's changes as stored in VISITS."""
 
     def __init__(self, js: JetStreamContext, queue: QueueId) -> None:
-        self._js = js
-        self._filter = subjects.queue_subjects(queue.doctor_id, queue.day)
-        self._next_stream_seq = 1
-
-    async def read_new(self) -> list[frontdesk_pb2.QueueChange]:
-        changes = []
-        while True:
-            try:
-                raw = await self._js.get_msg(
-                    subjects.VISITS_STREAM,
-                    seq=self._next_stream_seq,
-                    subject=self._filter,
-                    next=True,
-                    direct=True,
-                )
-            except NotFoundError:
-                return changes
-            self._next_stream_seq = raw.seq + 1
-            changes.append(frontdesk_pb2.QueueChange.FromString(raw.data))
+        super().__init__(
+            js,
+            subjects.VISITS_STREAM,
+            subjects.queue_subjects(queue.doctor_id, queue.day),
+            frontdesk_pb2.QueueChange.FromString,
+        )

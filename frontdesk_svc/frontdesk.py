@@ -61,7 +61,7 @@ class FrontDesk:
             date=booking.appointment_date,
             token=booking.token,
         )
-        outcome = await self._store.check_in(queue, visit, uuid.uuid4().hex, self._now_ms())
+        outcome = await self._store.check_in(queue, visit, uuid.uuid4().hex, self._now_ms(), _actor(who))
         if not outcome.changed:
             raise AlreadyExists(
                 f"booking {booking_id} is already checked in (position {outcome.visit.position})"
@@ -93,12 +93,15 @@ class FrontDesk:
                     kind=item.kind,
                     visit=domain.for_viewer(item.visit, viewer),
                     occurred_at=item.occurred_at,
+                    actor=item.actor,
                 )
 
     async def call_next(self, doctor_id: str, day: str, who: Principal) -> frontdesk_pb2.Visit:
         who.require_staff()
         queue = domain.queue_id(doctor_id, day, self._today())
-        outcome = await self._store.transition(queue, "", domain.CALL, uuid.uuid4().hex, self._now_ms())
+        outcome = await self._store.transition(
+            queue, "", domain.CALL, uuid.uuid4().hex, self._now_ms(), _actor(who)
+        )
         if outcome is None:
             raise FailedPrecondition(f"nobody is waiting in the queue of {_name(queue)}")
         await self._publish(queue, outcome.sequence)
@@ -117,7 +120,9 @@ class FrontDesk:
         queue = await self._store.queue_of(booking_id)
         outcome = None
         if queue is not None:
-            outcome = await self._store.transition(queue, booking_id, move, uuid.uuid4().hex, self._now_ms())
+            outcome = await self._store.transition(
+                queue, booking_id, move, uuid.uuid4().hex, self._now_ms(), _actor(who)
+            )
         if outcome is None:
             raise NotFound(f"booking {booking_id} has not checked in")
         if not outcome.changed:
@@ -136,6 +141,11 @@ class FrontDesk:
         except Exception as exc:
             log.warning("visit.publish_deferred", queue=tag(queue), error=repr(exc))
             await self._store.mark_pending(tag(queue))
+
+
+def _actor(who: Principal) -> tuple[str, str]:
+    """The verified caller, for the change's `actor` (never anything from the request)."""
+    return who.sub, who.role
 
 
 def _viewer(who: Principal) -> str | None:

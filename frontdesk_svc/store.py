@@ -25,16 +25,18 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from clinic.v1 import frontdesk_pb2
+from clinic.v1 import common_pb2, frontdesk_pb2
 from clinic_common import redis_io, subjects
 
 from .domain import QueueId, Transition
 
 OPS_TTL_S = 2 * 24 * 3600
+Actor = tuple[str, str]  # (sub, role) of the verified caller whose call made a change
 OUTBOXES = "frontdesk:outboxes"
 
 _CHECK_IN = """
--- KEYS: visits, waiting, pos, seq, outbox, ops   ARGV: booking id, op id, visit JSON, now ms, ops ttl
+-- KEYS: visits, waiting, pos, seq, outbox, ops
+-- ARGV: booking id, op id, visit JSON, now ms, ops ttl, actor sub, actor role
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then
   if redis.call('HGET', KEYS[6], ARGV[2]) == ARGV[1] then return {1, existing} end
@@ -47,7 +49,9 @@ local visit = cjson.encode(v)
 redis.call('HSET', KEYS[1], ARGV[1], visit)
 redis.call('ZADD', KEYS[2], v.position, ARGV[1])
 local seq = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[5], seq, cjson.encode({sequence = seq, kind = 1, at = ARGV[4], visit = v}))
+local actor = {sub = ARGV[6] or '', role = ARGV[7] or ''}
+local change = {sequence = seq, kind = 1, at = ARGV[4], visit = v, actor = actor}
+redis.call('HSET', KEYS[5], seq, cjson.encode(change))
 redis.call('HSET', KEYS[6], ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[6], ARGV[5])
 return {1, visit, seq}
@@ -56,7 +60,7 @@ return {1, visit, seq}
 _TRANSITION = """
 -- KEYS: visits, waiting, pos, seq, outbox, ops
 -- ARGV: booking id ('' = the first waiting), op id, ',from states,', to state, kind, now ms,
---       time field, ops ttl
+--       time field, ops ttl, actor sub, actor role
 local done = redis.call('HGET', KEYS[6], ARGV[2])
 if done then return {1, redis.call('HGET', KEYS[1], done)} end
 local booking = ARGV[1]
@@ -75,7 +79,8 @@ local visit = cjson.encode(v)
 redis.call('HSET', KEYS[1], booking, visit)
 redis.call('ZREM', KEYS[2], booking)
 local seq = redis.call('INCR', KEYS[4])
-local change = {sequence = seq, kind = tonumber(ARGV[5]), at = ARGV[6], visit = v}
+local change = {sequence = seq, kind = tonumber(ARGV[5]), at = ARGV[6], visit = v,
+                actor = {sub = ARGV[9] or '', role = ARGV[10] or ''}}
 redis.call('HSET', KEYS[5], seq, cjson.encode(change))
 redis.call('HSET', KEYS[6], ARGV[2], booking)
 redis.call('EXPIRE', KEYS[6], ARGV[8])
@@ -138,6 +143,7 @@ def change_from_json(raw: bytes | str) -> frontdesk_pb2.QueueChange:
         kind=int(c["kind"]),
         visit=visit_from_json(json.dumps(c["visit"])),
         occurred_at=_ts(c["at"]),
+        actor=common_pb2.Actor(**(c.get("actor") or {})),
     )
 
 
@@ -162,7 +168,9 @@ class QueueStore:
         self._transition = redis_io.batched_script(redis, _TRANSITION)
         self._snapshot = redis_io.batched_script(redis, _SNAPSHOT)
 
-    async def check_in(self, queue: QueueId, visit: frontdesk_pb2.Visit, op_id: str, now_ms: int) -> Outcome:
+    async def check_in(
+        self, queue: QueueId, visit: frontdesk_pb2.Visit, op_id: str, now_ms: int, actor: Actor = ("", "")
+    ) -> Outcome:
         """Stores the visit with the queue's next position, or answers the booking's existing visit."""
         queue_tag = tag(queue)
         record = {
@@ -176,7 +184,8 @@ class QueueStore:
         await self._redis.set(index_key(visit.booking_id), queue_tag)
         await self._redis.sadd(OUTBOXES, queue_tag)
         answer = await self._check_in(
-            keys=_keys(queue_tag), args=[visit.booking_id, op_id, json.dumps(record), now_ms, OPS_TTL_S]
+            keys=_keys(queue_tag),
+            args=[visit.booking_id, op_id, json.dumps(record), now_ms, OPS_TTL_S, *actor],
         )
         return _outcome(answer)
 
@@ -185,7 +194,13 @@ class QueueStore:
         return queue_of_tag(queue_tag.decode()) if queue_tag else None
 
     async def transition(
-        self, queue: QueueId, booking_id: str, move: Transition, op_id: str, now_ms: int
+        self,
+        queue: QueueId,
+        booking_id: str,
+        move: Transition,
+        op_id: str,
+        now_ms: int,
+        actor: Actor = ("", ""),
     ) -> Outcome | None:
         """The compare-and-set; None when there is no such visit (or, for '' , nobody waits)."""
         queue_tag = tag(queue)
@@ -193,7 +208,7 @@ class QueueStore:
         allowed = "," + ",".join(str(s) for s in move.from_states) + ","
         answer = await self._transition(
             keys=_keys(queue_tag),
-            args=[booking_id, op_id, allowed, move.to, move.kind, now_ms, move.stamp, OPS_TTL_S],
+            args=[booking_id, op_id, allowed, move.to, move.kind, now_ms, move.stamp, OPS_TTL_S, *actor],
         )
         if answer[0] < 0:
             return None

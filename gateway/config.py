@@ -7,17 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from clinic_common import tls
+from clinic_common import services, tls
 from clinic_common.config import (
-    ADDR_VARS,
-    DEFAULT_ADDRS,
     ConfigError,
-    env_addr,
     env_int,
-    env_list,
-    env_metrics_addr,
     env_str,
     log_level,
+    own_addr,
+    own_metrics_addr,
+    peer_addrs,
 )
 from clinic_common.tls import DEFAULT_NAME
 
@@ -66,13 +64,9 @@ class GatewayConfig:
         tls_cert, tls_key = _path(env, "CLINIC_TLS_CERT"), _path(env, "CLINIC_TLS_KEY")
         if bool(tls_cert) != bool(tls_key):
             raise ConfigError("set both CLINIC_TLS_CERT and CLINIC_TLS_KEY, or neither")
-        backends = {
-            name: _addrs(env, var, DEFAULT_ADDRS.get(name, ""))
-            for name, var in ADDR_VARS.items()
-            if name != "gateway"
-        }
+        backends = {name: peer_addrs(env, name) for name in services.BACKENDS}
         return cls(
-            addr=env_addr(env, "CLINIC_GATEWAY_ADDR", "127.0.0.1:50051"),
+            addr=own_addr(env, "gateway"),
             backends={name: addrs for name, addrs in backends.items() if addrs},
             auth=auth,
             jwt_secret=secret,
@@ -83,7 +77,7 @@ class GatewayConfig:
             tls_cert=tls_cert,
             tls_key=tls_key,
             internal_tls=_internal_tls(env),
-            metrics_addr=env_metrics_addr(env, "CLINIC_GATEWAY_METRICS_ADDR", "127.0.0.1:9464"),
+            metrics_addr=own_metrics_addr(env, "gateway"),
             workers=env_int(env, "CLINIC_GATEWAY_WORKERS", 1, minimum=1),
             log_level=log_level(env),
             web_dir=str(web.page_dir(env) or ""),
@@ -105,10 +99,3 @@ def _internal_tls(env: Mapping[str, str]) -> InternalTlsFiles | None:
     return InternalTlsFiles(
         *(_path(env, n) for n in tls.VARS), name=env_str(env, "CLINIC_INTERNAL_TLS_NAME", DEFAULT_NAME)
     )
-
-
-def _addrs(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
-    addrs = env_list(env, name, default)
-    for addr in addrs:
-        env_addr({name: addr}, name, addr)
-    return addrs

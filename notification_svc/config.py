@@ -13,14 +13,14 @@ from zoneinfo import ZoneInfo
 from clinic_common.config import (
     ConfigError,
     Connections,
-    env_addr,
     env_duration,
     env_int,
-    env_list,
-    env_metrics_addr,
     env_str,
     env_timezone,
+    listening,
+    peer_addrs,
 )
+from clinic_common.services import get as service
 
 from . import domain
 from .limits import DEFAULT_MAX_WATCH_STREAMS
@@ -98,7 +98,8 @@ class NotificationConfig:
     reminders: tuple[str, ...] = ("24h", "2h")
     templates: dict[str, str] = field(default_factory=dict)
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Kolkata"))
-    schedule_addrs: tuple[str, ...] = ("127.0.0.1:50064",)  # the registry and doctors (schedule_svc)
+    # the registry and doctors (schedule_svc)
+    schedule_addrs: tuple[str, ...] = (service("schedule_svc").default_addr,)
     backoff_s: tuple[float, ...] = DEFAULT_BACKOFF_S  # waits between a failed delivery's attempts
     confirm_by: timedelta | None = None  # CLINIC_CONFIRM_BY: the first reminder asks to confirm by then
 
@@ -110,19 +111,17 @@ class NotificationConfig:
         except ValueError as exc:
             raise ConfigError(f"CLINIC_REMINDERS: {exc}") from None
         return cls(
+            **listening(env, "notification_svc"),
             backoff_s=_backoff(env_str(env, "CLINIC_NOTIFY_BACKOFF", "")),
             confirm_by=env_duration(env, "CLINIC_CONFIRM_BY", "1s")
             if env_str(env, "CLINIC_CONFIRM_BY", "")
             else None,
-            addr=env_addr(env, "NOTIFICATION_SVC_ADDR", "127.0.0.1:50062"),
-            connections=Connections.from_env(env),
-            metrics_addr=env_metrics_addr(env, "NOTIFICATION_SVC_METRICS_ADDR", "127.0.0.1:9462"),
             max_watch_streams=env_int(env, "CLINIC_MAX_WATCH_STREAMS", DEFAULT_MAX_WATCH_STREAMS, minimum=0),
             channels=ChannelConfig.from_env(env),
             reminders=reminders,
             templates=load_templates(Path(env_str(env, "CLINIC_TEMPLATES_DIR", str(DEFAULT_TEMPLATES)))),
             timezone=env_timezone(env),
-            schedule_addrs=env_list(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
+            schedule_addrs=peer_addrs(env, "schedule_svc"),
         )
 
 

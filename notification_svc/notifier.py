@@ -28,18 +28,14 @@ from .store import NotificationStore
 
 log = get_logger(__name__)
 
-CONSUMER = ConsumerSpec(
-    stream=subjects.EVENTS_STREAM,
-    durable=subjects.NOTIFICATION_CONSUMER,
-    filter_subjects=[subjects.EVENTS_SUBJECTS],
-    description="notification_svc: what to tell each patient, and their reminders (booking events)",
+CONSUMER = ConsumerSpec.of(
+    subjects.NOTIFICATION_CONSUMER,
+    "notification_svc: what to tell each patient, and their reminders (booking events)",
 )
 
-VISIT_CONSUMER = ConsumerSpec(
-    stream=subjects.VISITS_STREAM,
-    durable=subjects.VISIT_NOTIFY_CONSUMER,
-    filter_subjects=[subjects.VISITS_SUBJECTS],
-    description="notification_svc: tells a patient they are called to the consultation room (VISITS)",
+VISIT_CONSUMER = ConsumerSpec.of(
+    subjects.VISIT_NOTIFY_CONSUMER,
+    "notification_svc: tells a patient they are called to the consultation room (VISITS)",
 )
 
 

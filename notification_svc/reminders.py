@@ -32,11 +32,9 @@ log = get_logger(__name__)
 SCHEDULE_HEADER = "Nats-Schedule"
 TARGET_HEADER = "Nats-Schedule-Target"
 
-CONSUMER = ConsumerSpec(
-    stream=subjects.REMINDERS_STREAM,
-    durable=subjects.REMINDER_CONSUMER,
-    filter_subjects=[f"{subjects.REMINDER_DUE}.>"],
-    description="notification_svc: a reminder is due (fired by its JetStream message schedule)",
+CONSUMER = ConsumerSpec.of(
+    subjects.REMINDER_CONSUMER,
+    "notification_svc: a reminder is due (fired by its JetStream message schedule)",
 )
 
 Tell = Callable[[str, common_pb2.BookingEvent], Awaitable[list[str]]]

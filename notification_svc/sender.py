@@ -9,6 +9,7 @@ provider's 2xx and the mark being written is closed by the provider: the webhook
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -30,11 +31,12 @@ log = get_logger(__name__)
 
 def consumer_spec(backoff_s: tuple[float, ...]) -> ConsumerSpec:
     """The first attempt plus one retry per wait; the last failure is dead-lettered."""
-    return ConsumerSpec(
-        stream=subjects.NOTIFY_STREAM,
-        durable=subjects.SEND_CONSUMER,
-        filter_subjects=[f"{subjects.SEND}.>"],
-        description="notification_svc: delivers each message to its channel (e-mail, SMS, WhatsApp ...)",
+    spec = ConsumerSpec.of(
+        subjects.SEND_CONSUMER,
+        "notification_svc: delivers each message to its channel (e-mail, SMS, WhatsApp ...)",
+    )
+    return dataclasses.replace(
+        spec,
         max_deliver=len(backoff_s) + 1,
         backoff_s=list(backoff_s),
         server_backoff=False,  # the waits between attempts are the configured ones, exactly

@@ -1,23 +1,25 @@
 """WatchBooking's stream: the booking's stored events, then live ones, strictly by sequence.
 
-The live listener is registered before the history is read, and every event carries its booking's
-sequence (1, 2, 3 ...), so the hand-over has no gap and no duplicate: events are released in
-sequence order, anything already sent is skipped, and a hole is filled by reading the stream again.
+The replay-then-live machinery (no gap, no duplicate, holes filled from the stream) is
+clinic_common.live; what is this service's own: the key (the booking), where its history comes
+from (what this instance heard whole, else BOOKING_EVENTS), and the stop rule (a final status,
+unless the caller follows).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from clinic.v1 import common_pb2
-from clinic_common import subjects
-from clinic_common.errors import NotFound, ResourceExhausted
+from clinic_common import live, subjects
+from clinic_common.errors import NotFound
+from clinic_common.live import WatcherTooSlow
 
-from .hub import EventHub, Item, Watcher
+from .hub import EventHub, Item
+
+__all__ = ["FINAL", "BookingHistory", "WatcherTooSlow", "watch_booking", "watch_patient"]
 
 FINAL = frozenset(
     {
@@ -26,36 +28,15 @@ FINAL = frozenset(
         common_pb2.BOOKING_STATUS_CANCELLED,
     }
 )
-GAP_RECHECK_S = 1.0
 
 
-class WatcherTooSlow(ResourceExhausted):
-    """The client reads slower than events arrive and its buffer filled up."""
-
-
-class BookingHistory:
-    """Reads one booking's events from the stream by subject (direct get: no consumer created)."""
+class BookingHistory(live.StreamHistory[common_pb2.BookingEvent]):
+    """One booking's events as stored in BOOKING_EVENTS."""
 
     def __init__(self, js: JetStreamContext, booking_id: str) -> None:
-        self._js = js
-        self._subject = subjects.event_subject(booking_id)
-        self._next_stream_seq = 1
-
-    async def read_new(self) -> list[common_pb2.BookingEvent]:
-        events = []
-        while True:
-            try:
-                raw = await self._js.get_msg(
-                    subjects.EVENTS_STREAM,
-                    seq=self._next_stream_seq,
-                    subject=self._subject,
-                    next=True,
-                    direct=True,
-                )
-            except NotFoundError:
-                return events
-            self._next_stream_seq = raw.seq + 1
-            events.append(common_pb2.BookingEvent.FromString(raw.data))
+        super().__init__(
+            js, subjects.EVENTS_STREAM, subjects.event_subject(booking_id), common_pb2.BookingEvent.FromString
+        )
 
 
 async def watch_booking(
@@ -64,55 +45,17 @@ async def watch_booking(
     watcher = hub.watch_booking(booking_id)
     try:
         history = BookingHistory(js, booking_id)
-        waiting: dict[int, common_pb2.BookingEvent] = {}
         # What this instance heard live is complete from sequence 1 for recent bookings; anything
         # missing after it (events still on their way) is filled from the stream as a hole.
         stored = hub.recent(booking_id) or await history.read_new()
         if not stored:
             raise NotFound(f"booking {booking_id} not found")
         authorize(stored[0].patient_id)
-        for event in stored:
-            waiting[event.sequence] = event
-        next_seq = 1
-        last_status = None
-        caught_up = False  # the stored history is out; from here a final status ends the stream
-        while True:
-            while next_seq in waiting:
-                event = waiting.pop(next_seq)
-                next_seq += 1
-                last_status = event.status
-                yield event
-                if caught_up and last_status in FINAL and not follow:
-                    return
-            if not caught_up:
-                caught_up = True
-                if not waiting and last_status in FINAL and not follow:
-                    return
-            event = await _next_live(watcher, waiting, next_seq)
-            if event is None:
-                if hub.closed:
-                    return
-                for stored_event in await history.read_new():  # a hole: look in the stream again
-                    if stored_event.sequence >= next_seq:
-                        waiting[stored_event.sequence] = stored_event
-                continue
-            if event.sequence >= next_seq:
-                waiting[event.sequence] = event
+        done = (lambda _event: False) if follow else (lambda event: event.status in FINAL)
+        async for event in live.in_sequence(watcher, history, stored, 1, done=done):
+            yield event
     finally:
         hub.forget(watcher)
-
-
-async def _next_live(
-    watcher: Watcher, waiting: dict[int, common_pb2.BookingEvent], next_seq: int
-) -> common_pb2.BookingEvent | None:
-    """The next live event; None when the hub closes or a hole needs the stream read again."""
-    if watcher.overflowed:
-        raise WatcherTooSlow("watcher fell too far behind; watch again")
-    timeout = GAP_RECHECK_S if waiting else None
-    try:
-        return await asyncio.wait_for(watcher.queue.get(), timeout)
-    except TimeoutError:
-        return None
 
 
 async def watch_patient(hub: EventHub, patient_id: str, on_live=None) -> AsyncIterator[Item]:
@@ -120,12 +63,7 @@ async def watch_patient(hub: EventHub, patient_id: str, on_live=None) -> AsyncIt
     try:
         if on_live is not None:
             await on_live()
-        while True:
-            if watcher.overflowed:
-                raise WatcherTooSlow("watcher fell too far behind; watch again")
-            event = await watcher.queue.get()
-            if event is None:
-                return
-            yield event
+        async for item in live.live_only(watcher):
+            yield item
     finally:
         hub.forget(watcher)

@@ -12,11 +12,10 @@ from clinic_common.catalog import DEFAULT_CATALOG, Catalog, load
 from clinic_common.config import (
     ConfigError,
     Connections,
-    env_addr,
     env_int,
-    env_metrics_addr,
     env_str,
     env_timezone,
+    listening,
 )
 
 
@@ -34,12 +33,10 @@ class ScheduleConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ScheduleConfig:
         env = os.environ if env is None else env
         return cls(
-            addr=env_addr(env, "SCHEDULE_SVC_ADDR", "127.0.0.1:50064"),
-            connections=Connections.from_env(env),
+            **listening(env, "schedule_svc"),
             timezone=env_timezone(env),
             catalog=load(Path(env_str(env, "CLINIC_CATALOG", str(DEFAULT_CATALOG)))),
             country_code=_country_code(env),
-            metrics_addr=env_metrics_addr(env, "SCHEDULE_SVC_METRICS_ADDR", "127.0.0.1:9465"),
             offer_s=env_int(env, "WAITLIST_OFFER_SECONDS", 900, minimum=1),
         )
 

@@ -7,7 +7,7 @@ interval [day_start, day_end), and so is a booking's [start, start + duration).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -71,6 +71,19 @@ def normalise_phone(raw: str, country_code: str) -> str | None:
 
 def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
+
+
+def booking_of(holder: str) -> str:
+    """A holder is a booking id, or "<booking>~<move>" for the places a reschedule of it takes."""
+    return holder.partition("~")[0]
+
+
+def patient_busy(holder: str, interval: tuple[int, int], held: Mapping[str, tuple[int, int]]) -> bool:
+    """No patient holds two overlapping times, with any doctors: `held` is the patient's intervals
+    on the date by holder; the booking's own holders never count (a move may overlap its old time).
+    The reserve script (places.py, `fits`) applies the same rule in the same step as the places."""
+    mine = booking_of(holder)
+    return any(booking_of(other) != mine and overlaps(interval, span) for other, span in held.items())
 
 
 def free_times(day_start: int, day_end: int, slot: int, taken: Iterable[tuple[int, int]]) -> list[str]:
@@ -284,3 +297,97 @@ def day_view(
         day_start=hhmm(plan.start),
         day_end=hhmm(plan.end),
     )
+
+
+# -- places ------------------------------------------------------------------------------------
+# The rule the reservation script (schedule_svc/places.py, `fits` and `take` in _HELPERS) applies
+# atomically in Redis, stated once in Python so it can be read and tested on its own:
+# - a booking with a doctor takes that doctor's lowest free token 1..capacity of the day (none free:
+#   `capacity`); an absent doctor gives none (`doctor`);
+# - its interval, when it has one, lies inside the day's hours (`hours`) and overlaps no interval
+#   already taken that day (`slot`);
+# - every service it books has a place left of that service's daily capacity (`capacity`);
+# - its interval overlaps none of the patient's other intervals that date, with any doctor (`busy`,
+#   `patient_busy` above; tests/integration/test_reschedule.py holds the script to it);
+# - a reschedule's new places (holder "<booking>~<n>") count what the booking's current holder on
+#   the same date has (token, interval, service places) as free: they go as soon as these are held;
+# - all of it or nothing: a refused booking changes nothing.
+# The script answers `hours` as `slot` to the caller; a booking that asked for the waitlist waits on
+# `capacity` or `slot` (a place like that can free up), never on `doctor` or `hours`.
+
+NO_INTERVAL = -1
+
+
+@dataclass(frozen=True)
+class PlacesAsk:
+    """What one booking asks of one date: a doctor ('' for none), an interval, its services."""
+
+    booking_id: str
+    services: tuple[tuple[str, int], ...]  # (service id, that service's daily capacity)
+    doctor_id: str = ""
+    start: int = NO_INTERVAL  # minutes since midnight
+    end: int = NO_INTERVAL
+
+
+@dataclass(frozen=True)
+class PlacesDay:
+    """One date as the places see it: the doctor's day and what is taken (doctor's tokens and
+    intervals, each service's holders)."""
+
+    present: bool = True
+    capacity: int = DEFAULT_CAPACITY
+    start: int = 9 * 60
+    end: int = 17 * 60
+    tokens: frozenset[int] = frozenset()
+    intervals: tuple[tuple[int, int], ...] = ()
+    service_held: tuple[tuple[str, int], ...] = ()  # (service id, bookings holding a place)
+
+    def held_of(self, service_id: str) -> int:
+        return dict(self.service_held).get(service_id, 0)
+
+
+@dataclass(frozen=True)
+class PlacesGrant:
+    token: int  # 0: no doctor, so no token
+    day: PlacesDay  # the date with this booking's places taken
+
+
+def places_fit(ask: PlacesAsk, day: PlacesDay) -> tuple[int, str]:
+    """(the token `ask` would get, '') or (0, why not: doctor | capacity | hours | slot)."""
+    token = 0
+    if ask.doctor_id:
+        if not day.present:
+            return 0, "doctor"
+        token = next((i for i in range(1, day.capacity + 1) if i not in day.tokens), 0)
+        if token == 0:
+            return 0, "capacity"
+        if ask.start >= 0:
+            if ask.start < day.start or ask.end > day.end:
+                return 0, "hours"
+            if any(overlaps((ask.start, ask.end), taken) for taken in day.intervals):
+                return 0, "slot"
+    for service_id, capacity in ask.services:
+        if day.held_of(service_id) >= capacity:
+            return 0, "capacity"
+    return token, ""
+
+
+def take_places(ask: PlacesAsk, day: PlacesDay) -> PlacesGrant | str:
+    """All the places of `ask` (the grant, with the new day) or none (why not; `day` unchanged)."""
+    token, reason = places_fit(ask, day)
+    if reason:
+        return reason
+    held = dict(day.service_held)
+    for service_id in dict(ask.services):  # a set of holders per service: a booking counts once
+        held[service_id] = held.get(service_id, 0) + 1
+    interval = ask.doctor_id and ask.start >= 0
+    taken = PlacesDay(
+        present=day.present,
+        capacity=day.capacity,
+        start=day.start,
+        end=day.end,
+        tokens=day.tokens | {token} if token else day.tokens,
+        intervals=(*day.intervals, (ask.start, ask.end)) if interval else day.intervals,
+        service_held=tuple(held.items()),
+    )
+    return PlacesGrant(token, taken)

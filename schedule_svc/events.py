@@ -7,24 +7,18 @@ from nats.aio.msg import Msg
 from clinic.v1 import saga_pb2
 from clinic_common import subjects
 from clinic_common.clock import parse_date
-from clinic_common.consumer import ConsumerSpec, Poison
+from clinic_common.consumer import ConsumerSpec, Poison, decode, same_booking
 from clinic_common.errors import NotFound
 from clinic_common.timeutil import parse_hhmm
 
 from .schedule import Places, Registry
 
-CONSUMER = ConsumerSpec(
-    stream=subjects.SAGA_STREAM,
-    durable=subjects.SCHEDULE_CONSUMER,
-    filter_subjects=[
-        f"{subjects.PLACES_REQUESTED}.*",
-        f"{subjects.PLACES_RELEASE}.*",
-        f"{subjects.PLACES_ACCEPT}.*",
-        f"{subjects.PATIENT_NO_SHOW}.*",
-    ],
-    description=(
+CONSUMER = ConsumerSpec.of(
+    subjects.SCHEDULE_CONSUMER,
+    (
         "schedule_svc: reserve a booking's places (services, doctor's token, time) or queue it on the "
-        "waitlist, release them, take an accepted waitlist offer, count a patient's no-shows"
+        "waitlist, release them, take an accepted waitlist offer, move them (reschedule), count a "
+        "patient's no-shows"
     ),
 )
 
@@ -37,20 +31,23 @@ def make_handler(places: Places, registry: Registry | None = None):
             _check(request, booking_id)
             run = places.on_requested(request)
         elif prefix == subjects.PLACES_RELEASE:
-            release = saga_pb2.PlacesReleaseRequested.FromString(msg.data)
-            if release.booking_id != booking_id:
-                raise Poison(f"payload booking id {release.booking_id!r} does not match the subject")
+            release = decode(saga_pb2.PlacesReleaseRequested, msg.data, booking_id)
             _check(release.places, booking_id)
             run = places.on_release_requested(release)
         elif prefix == subjects.PLACES_ACCEPT:
-            accept = saga_pb2.PlacesAccept.FromString(msg.data)
-            if accept.booking_id != booking_id:
-                raise Poison(f"payload booking id {accept.booking_id!r} does not match the subject")
+            accept = decode(saga_pb2.PlacesAccept, msg.data, booking_id)
             try:
                 parse_date(accept.appointment_date)
             except ValueError as exc:
                 raise Poison(f"bad date: {exc}") from exc
             run = places.on_accept(accept)
+        elif prefix == subjects.PLACES_MOVE:
+            move = decode(saga_pb2.PlacesMove, msg.data, booking_id)
+            if move.number < 1:
+                raise Poison(f"move number {move.number} is not a move")
+            _check(move.current, booking_id)
+            _check(move.target, booking_id)
+            run = places.on_move(move)
         elif prefix == subjects.PATIENT_NO_SHOW and registry is not None:
             counted = saga_pb2.PatientNoShow.FromString(msg.data)
             if counted.booking_id != booking_id or not counted.patient_id:
@@ -67,8 +64,7 @@ def make_handler(places: Places, registry: Registry | None = None):
 
 
 def _check(request: saga_pb2.PlacesRequested, subject_id: str) -> None:
-    if not request.booking_id or request.booking_id != subject_id:
-        raise Poison(f"payload booking id {request.booking_id!r} does not match the subject")
+    same_booking(request.booking_id, subject_id)
     try:
         parse_date(request.appointment_date)
         if request.start_time:

@@ -11,6 +11,8 @@ on its date — so both scripts touch one slot and run on Redis Cluster:
 - `{places:D}:doc:<doctor>:tokens`   token -> booking (the lowest free number is taken)
 - `{places:D}:doc:<doctor>:slots`    booking -> "start,end" minutes (no two overlap)
 - `{places:D}:doc:<doctor>:day`      that date's availability: present, note, capacity, start, end
+- `{places:D}:patient:<patient>`     holder -> "start,end" minutes: the patient's intervals on D, with
+                                      any doctor (no two overlap: PATIENT_BUSY)
 - `{places:D}:waitlist`              waitlisted bookings of the date, in arrival order (`waitseq`)
 - `{places:D}:doc:<doctor>:waiting`  that doctor's line (`-`: bookings without a doctor): waiting or
                                       offered bookings; positions and GetDoctorDay.waitlisted count it
@@ -54,31 +56,51 @@ local function split(text)
   return out
 end
 local function load_w(hold)
-  local h = redis.call('HMGET', hold, 'doctor', 'cap', 'dstart', 'dend', 's', 'e', 'svcs', 'caps')
+  local h = redis.call('HMGET', hold, 'doctor', 'cap', 'dstart', 'dend', 's', 'e', 'svcs', 'caps', 'pid')
   return {doctor = h[1] or '', capacity = h[2], dstart = h[3], dend = h[4], s = tonumber(h[5] or '-1'),
-          e = tonumber(h[6] or '-1'), services = split(h[7]), caps = split(h[8])}
+          e = tonumber(h[6] or '-1'), services = split(h[7]), caps = split(h[8]), pid = h[9] or '',
+          replaces = ''}
 end
--- The token w would get (0: no doctor), or nil and why not: doctor | capacity | hours | slot.
-local function fits(tag, w)
+-- A holder is a booking id, or "<booking>~<move>" for the places a reschedule takes.
+local function booking_of(holder) return string.match(holder, '^[^~]+') end
+local function overlaps(w, taken)
+  local ts, te = string.match(taken, '(%d+),(%d+)')
+  return w.s < tonumber(te) and tonumber(ts) < w.e
+end
+-- The token w would get (0: no doctor), or nil and why not: doctor | capacity | hours | slot | busy.
+-- w.replaces: the holder a reschedule moves from; what it holds counts as free for w (it goes next).
+local function fits(tag, w, id)
   local token = 0
   if w.doctor ~= '' then
     local day = redis.call('HMGET', doc_key(tag, w.doctor, 'day'), 'present', 'capacity', 'start', 'end')
     if day[1] == '0' then return nil, 'doctor' end
     local tokens = doc_key(tag, w.doctor, 'tokens')
     for i = 1, tonumber(day[2] or w.capacity) do
-      if redis.call('HEXISTS', tokens, i) == 0 then token = i break end
+      local holder = redis.call('HGET', tokens, i)
+      if not holder or (w.replaces ~= '' and holder == w.replaces) then token = i break end
     end
     if token == 0 then return nil, 'capacity' end
     if w.s >= 0 then
       if w.s < tonumber(day[3] or w.dstart) or w.e > tonumber(day[4] or w.dend) then return nil, 'hours' end
-      for _, taken in ipairs(redis.call('HVALS', doc_key(tag, w.doctor, 'slots'))) do
-        local ts, te = string.match(taken, '(%d+),(%d+)')
-        if w.s < tonumber(te) and tonumber(ts) < w.e then return nil, 'slot' end
+      local slots = redis.call('HGETALL', doc_key(tag, w.doctor, 'slots'))
+      for i = 1, #slots, 2 do
+        if slots[i] ~= w.replaces and overlaps(w, slots[i + 1]) then return nil, 'slot' end
+      end
+      -- Patient busy: the patient's intervals on this date, with any doctor (not this booking's own).
+      if w.pid ~= '' then
+        local mine = booking_of(id)
+        local busy = redis.call('HGETALL', tag .. ':patient:' .. w.pid)
+        for i = 1, #busy, 2 do
+          if booking_of(busy[i]) ~= mine and overlaps(w, busy[i + 1]) then return nil, 'busy' end
+        end
       end
     end
   end
   for i, service in ipairs(w.services) do
-    if redis.call('SCARD', tag .. ':svc:' .. service) >= tonumber(w.caps[i]) then return nil, 'capacity' end
+    local set = tag .. ':svc:' .. service
+    local used = redis.call('SCARD', set)
+    if w.replaces ~= '' and redis.call('SISMEMBER', set, w.replaces) == 1 then used = used - 1 end
+    if used >= tonumber(w.caps[i]) then return nil, 'capacity' end
   end
   return token
 end
@@ -94,6 +116,10 @@ local function take(tag, id, w, token, expire)
   if w.doctor ~= '' and w.s >= 0 then
     redis.call('HSET', doc_key(tag, w.doctor, 'slots'), id, w.s .. ',' .. w.e)
     redis.call('EXPIREAT', doc_key(tag, w.doctor, 'slots'), expire)
+    if w.pid ~= '' then
+      redis.call('HSET', tag .. ':patient:' .. w.pid, id, w.s .. ',' .. w.e)
+      redis.call('EXPIREAT', tag .. ':patient:' .. w.pid, expire)
+    end
   end
 end
 local function free(tag, id, w, token)
@@ -102,6 +128,7 @@ local function free(tag, id, w, token)
     if token > 0 and redis.call('HGET', tokens, token) == id then redis.call('HDEL', tokens, token) end
     redis.call('HDEL', doc_key(tag, w.doctor, 'slots'), id)
   end
+  if w.pid ~= '' then redis.call('HDEL', tag .. ':patient:' .. w.pid, id) end
   for _, service in ipairs(w.services) do redis.call('SREM', tag .. ':svc:' .. service, id) end
 end
 -- The first waitlisted booking that fits now gets the places, held for it until now + offer_ms;
@@ -114,7 +141,7 @@ local function offer_next(tag, now, offer_ms, expire)
       redis.call('ZREM', queue, id)
     else
       local w = load_w(hold)
-      local token = fits(tag, w)
+      local token = fits(tag, w, id)
       if token then
         take(tag, id, w, token, expire)
         local until_ms = now + offer_ms
@@ -137,15 +164,17 @@ _RESERVE = (
     + """
 -- KEYS: hold, day, tokens, slots, service sets... (named for the cluster; built again from the tag)
 -- ARGV: booking, doctor ('' none), capacity, day start, day end, start (-1: none), end, expire at,
---       waitlist ('1'/'0'), service ids (a,b), their capacities (n,m), tag
+--       waitlist ('1'/'0'), service ids (a,b), their capacities (n,m), tag, patient id ('' none),
+--       the holder a reschedule moves from ('' none)
 local prior = redis.call('HMGET', KEYS[1], 'state', 'token', 'reason', 'position')
 if prior[1] then return {prior[1], tonumber(prior[2] or '0'), prior[3] or '', tonumber(prior[4] or '0')} end
 local tag, expire = ARGV[12], ARGV[8]
 local w = {doctor = ARGV[2], capacity = ARGV[3], dstart = ARGV[4], dend = ARGV[5], s = tonumber(ARGV[6]),
-           e = tonumber(ARGV[7]), services = split(ARGV[10]), caps = split(ARGV[11])}
+           e = tonumber(ARGV[7]), services = split(ARGV[10]), caps = split(ARGV[11]), pid = ARGV[13] or '',
+           replaces = ARGV[14] or ''}
 local request = {'doctor', ARGV[2], 'cap', ARGV[3], 'dstart', ARGV[4], 'dend', ARGV[5], 's', ARGV[6],
-                 'e', ARGV[7], 'svcs', ARGV[10], 'caps', ARGV[11]}
-local token, reason = fits(tag, w)
+                 'e', ARGV[7], 'svcs', ARGV[10], 'caps', ARGV[11], 'pid', w.pid}
+local token, reason = fits(tag, w, ARGV[1])
 if token then
   take(tag, ARGV[1], w, token, expire)
   redis.call('HSET', KEYS[1], 'state', 'held', 'token', token, unpack(request))
@@ -186,6 +215,8 @@ if state == 'held' or state == 'offered' then
     if token > 0 and redis.call('HGET', KEYS[3], token) == ARGV[1] then redis.call('HDEL', KEYS[3], token) end
     redis.call('HDEL', KEYS[4], ARGV[1])
     for i = 5, #KEYS do redis.call('SREM', KEYS[i], ARGV[1]) end
+    local pid = redis.call('HGET', KEYS[1], 'pid')
+    if pid and pid ~= '' then redis.call('HDEL', tag .. ':patient:' .. pid, ARGV[1]) end
   else
     local w = load_w(KEYS[1])
     free(tag, ARGV[1], w, token)
@@ -279,6 +310,7 @@ class Request:
     doctor_id: str = ""
     start: int = -1  # minutes since midnight; -1: no interval
     end: int = -1
+    patient_id: str = ""  # set: the interval must not overlap the patient's others that date
 
 
 WAITLIST_DAYS_KEY = "{places:waitlist}:days"
@@ -367,9 +399,12 @@ class PlacesStore:
         service_capacities: Sequence[int],
         doctor_defaults: tuple[int, int, int] = (0, 0, 0),
         waitlist: bool = False,
+        replaces: str = "",
     ) -> Outcome:
         """All the places of `r` or none. doctor_defaults: (capacity, day start, day end) of the doctor.
-        With `waitlist`, a booking that finds the day full (or its time taken) waits in line."""
+        With `waitlist`, a booking that finds the day full (or its time taken) waits in line.
+        `replaces`: the holder a reschedule moves from (same date): its token, interval and service
+        places count as free for `r`, since they go as soon as `r` holds."""
         capacity, day_start, day_end = doctor_defaults
         if waitlist:  # before the script: any date with an offer is in the sweeper's index
             await self._redis.sadd(WAITLIST_DAYS_KEY, r.day)
@@ -388,6 +423,8 @@ class PlacesStore:
                 ",".join(r.service_ids),
                 ",".join(str(c) for c in service_capacities),
                 _tag(r.day),
+                r.patient_id,
+                replaces,
             ],
         )
         return Outcome(state.decode(), int(token), reason.decode(), int(position))

@@ -35,6 +35,10 @@ REFUSALS = {
         "That time is outside the doctor's hours or taken",
     ),
     "closed": (common_pb2.REJECTION_REASON_TIMED_OUT, "The booking ended before its places were reserved"),
+    "busy": (
+        common_pb2.REJECTION_REASON_PATIENT_BUSY,
+        "The patient has another booking at an overlapping time",
+    ),
 }
 WAITING_STATES = frozenset({"waiting", "offered", "expired", "left"})  # a waitlisted booking's holds
 ANNOUNCE_AFTER_MS = 2000  # an offer or expiry still unpublished after this is published by the sweeper
@@ -257,7 +261,8 @@ class Places:
         await self._publish(
             subjects.saga_subject(subjects.PLACES_RELEASED, req.booking_id),
             released.SerializeToString(),
-            f"{req.booking_id}:places.released",
+            # the places a reschedule took are released under their own id ("<booking>~<move>")
+            f"{req.booking_id}:places.released" + request.booking_id.removeprefix(req.booking_id),
         )
         if offered:
             await self._announce(request.day, f"o:{offered}")
@@ -273,6 +278,43 @@ class Places:
             decided.message = "The waitlist offer expired before it was accepted"
         log.info("places.accept", booking_id=req.booking_id, state=state)
         await self._answer(decided, req, ".accept")
+
+    async def on_move(self, move: saga_pb2.PlacesMove) -> None:
+        """A reschedule: the target places all or nothing first; only once they are held are the
+        current ones released (and offered on to the waitlist, as a cancellation's are). Each step
+        is idempotent per holder, so a redelivery after a crash between them ends the same way."""
+        target, defaults = await self._request(move.target)
+        current, _ = await self._request(move.current)
+        capacities = [self._catalog.services[s].daily_capacity for s in move.target.service_ids]
+        replaces = current.booking_id if current.day == target.day else ""
+        outcome = await self._places.reserve(target, capacities, defaults, replaces=replaces)
+        moved = saga_pb2.PlacesMoved(
+            booking_id=move.booking_id, number=move.number, moved=outcome.state == "held"
+        )
+        offered = ""
+        if moved.moved:
+            state, offered = await self._places.release_offering(current, self._now_ms(), self._offer_ms)
+            moved.token = outcome.token
+            moved.message = _reserved_message(outcome.token, move.target).replace("Places reserved", "Moved")
+        else:
+            moved.reason, moved.message = REFUSALS.get(outcome.reason, REFUSALS["closed"])
+            state = "kept"
+        log.info(
+            "places.move",
+            booking_id=move.booking_id,
+            move=move.number,
+            outcome=outcome.state,
+            reason=outcome.reason,
+            current=state,
+            offered_to=offered,
+        )
+        await self._publish(
+            subjects.saga_subject(subjects.PLACES_MOVED, move.booking_id),
+            moved.SerializeToString(),
+            f"{move.booking_id}:places.moved.{move.number}",
+        )
+        if offered:
+            await self._announce(current.day, f"o:{offered}")
 
     async def _answer(
         self,
@@ -369,7 +411,13 @@ class Places:
             if service_id not in self._catalog.services:
                 raise NotFound(f"service {service_id} is not in the catalog")
         request = Request(
-            req.booking_id, req.appointment_date, list(req.service_ids), req.doctor_id, start, end
+            req.holder or req.booking_id,
+            req.appointment_date,
+            list(req.service_ids),
+            req.doctor_id,
+            start,
+            end,
+            req.patient_id,
         )
         return request, defaults
 

@@ -34,8 +34,10 @@ from clinic.v1 import (
     notification_pb2_grpc,
     patient_pb2_grpc,
 )
-from clinic_common import access, embedded, processes, tls
+from clinic_common import tls
 from clinic_common.config import ADDR_VARS, SERVICES
+from clinic_tools import embedded, processes, starter
+from clinic_tools.starter import Servers
 from gateway.auth import mint
 from notification_svc.domain import KINDS as TOLD_KINDS
 
@@ -84,83 +86,6 @@ def uid(prefix: str) -> str:
 
 
 @dataclass
-class Servers:
-    data_dir: Path
-    nats_port: int = field(default_factory=embedded.free_port)
-    monitor_port: int = field(default_factory=embedded.free_port)
-    redis_port: int = field(default_factory=embedded.free_port)
-    nats: embedded.EmbeddedServer | None = None
-    redis: embedded.EmbeddedServer | None = None
-    creds: access.Credentials | None = None
-    nats_nodes: int = 1  # 3: a JetStream cluster; `nats` is then its first node
-    nats_cluster: list[embedded.EmbeddedServer] = field(default_factory=list)
-    node_ports: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.creds = access.Credentials.load_or_create(self.data_dir)
-        if self.nats_nodes > 1 and not self.node_ports:
-            self.node_ports = [self.nats_port] + [embedded.free_port() for _ in range(self.nats_nodes - 1)]
-            self._monitors = [self.monitor_port] + [embedded.free_port() for _ in range(self.nats_nodes - 1)]
-            self._routes = [embedded.free_port() for _ in range(self.nats_nodes)]
-
-    def start(self) -> Servers:
-        self.start_nats()
-        self.start_redis()
-        return self
-
-    def start_nats(self) -> None:
-        config = access.write_nats_config(self.creds, self.data_dir / "nats.json")
-        if self.nats_nodes == 1:
-            self.nats = embedded.nats_server(
-                self.data_dir, self.nats_port, self.monitor_port, config_file=config
-            ).start()
-            return
-        self.nats_cluster = embedded.nats_cluster(
-            self.data_dir, self.node_ports, self._monitors, self._routes, config_file=config
-        )
-        for node in self.nats_cluster:
-            node.start()
-        self.nats = self.nats_cluster[0]
-
-    def restart_node(self, index: int, down_s: float = 0.5) -> None:
-        node = self.nats_cluster[index]
-        node.kill()
-        time.sleep(down_s)
-        node.start()
-
-    def start_redis(self) -> None:
-        acl = access.write_redis_acl(self.creds, self.data_dir / "users.acl")
-        self.redis = embedded.redis_server(self.data_dir, self.redis_port, acl_file=acl).start()
-
-    def stop(self) -> None:
-        for server in (*(self.nats_cluster or [self.nats]), self.redis):
-            if server:
-                server.stop()
-
-    def _nats_urls(self, user: str) -> str:
-        return ",".join(self.creds.nats_url(user, p) for p in (self.node_ports or [self.nats_port]))
-
-    @property
-    def nats_url(self) -> str:
-        """The operators' full-access user (tests inject and inspect with it)."""
-        return self._nats_urls(access.OPS).split(",")[0] if self.nats_nodes == 1 else self.nats_servers[0]
-
-    @property
-    def nats_servers(self) -> list[str]:
-        return self._nats_urls(access.OPS).split(",")
-
-    @property
-    def redis_url(self) -> str:
-        return self.creds.redis_url(access.OPS, self.redis_port)
-
-    def urls_for(self, module: str) -> dict[str, str]:
-        return {
-            "NATS_URL": self._nats_urls(module),
-            "REDIS_URL": self.creds.redis_url(module, self.redis_port),
-        }
-
-
-@dataclass
 class System:
     """`instances` copies of each service over `servers`; `env` overrides every service's defaults.
 
@@ -197,21 +122,18 @@ class System:
         return f"127.0.0.1:{self.instance_ports[name]}"
 
     def service_env(self, name: str) -> dict[str, str]:
-        module = name.partition("@")[0]
-        urls = self.servers.urls_for(module)
+        module = starter.module_of(name)
         # the gateway (and discount_svc) dial every instance; each instance listens on its own
         addrs = {
             backend: ",".join(self.addr_of(n) for n in self.names if n.partition("@")[0] == backend)
             for backend in ADDR_VARS
         }
         addrs[module] = self.addr_of(name)
-        return processes.service_env(
+        return self.servers.service_env(
             module,
             os.environ,
             addrs=addrs,
             metrics_addr=f"127.0.0.1:{self.metrics_ports.setdefault(name, embedded.free_port())}",
-            nats_url=urls["NATS_URL"],
-            redis_url=urls["REDIS_URL"],
             overrides={
                 "CLINIC_CATALOG": str(TEST_CATALOG),
                 "CLINIC_AUTH": "jwt",
@@ -230,20 +152,13 @@ class System:
     def start(self, only: tuple[str, ...] | None = None) -> System:
         logs = self.servers.data_dir / "logs"
         names = only or tuple(self.names)
-        for name in names:
-            module = name.partition("@")[0]
-            self.running[name] = processes.Process(
-                name, processes.python_module(module), logs / f"{name}.log", self.service_env(name), ROOT
-            ).start()
-        for name in names:
-            self.wait_healthy(name)
+        procs = {name: starter.service_process(name, self.service_env(name), logs, ROOT) for name in names}
+        self.running.update(procs)
+        starter.start_services(procs, {name: self.addr_of(name) for name in names})
         return self
 
     def wait_healthy(self, module: str, timeout_s: float = 30.0) -> None:
-        proc = self.running[module]
-        proc.wait_ready(
-            processes.readiness(module.partition("@")[0], self.addr_of(module), proc.env), timeout_s
-        )
+        starter.wait_healthy(module, self.running[module], self.addr_of(module), timeout_s)
 
     def log_tail(self, module: str, chars: int = 3000) -> str:
         path = self.servers.data_dir / "logs" / f"{module}.log"

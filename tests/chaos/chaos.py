@@ -37,6 +37,7 @@ from tests.harness import (
     uid,
 )
 
+from .reschedules import ANSWERS, Moves, holder
 from .waitlist import OFFER_S, WaitlistTraffic
 
 DOCTOR_CAPACITY = 8
@@ -67,6 +68,7 @@ class Report:
     leaderless_s: dict[str, float] = field(default_factory=dict)  # stream -> longest time without a leader
     queue: str = ""  # check-ins through the faults: positions 1..n, each once
     waitlist: Counter = field(default_factory=Counter)
+    reschedules: Counter = field(default_factory=Counter)
 
     def longest_gap_after(self) -> dict[str, float]:
         """The longest time with no booking accepted, by the fault that came just before (or at)
@@ -98,6 +100,8 @@ class Report:
             f"lost {self.lost}  doubled {self.doubled}  dead letters {self.dead_letters} (1 poison injected)",
             f"places checked {dict(self.places_checked)} (tokens and intervals held only by CONFIRMED, once)",
             f"waitlist {dict(self.waitlist)} (no token held twice, no offer lost, every expiry passed on)",
+            f"reschedules {dict(self.reschedules)} (every move answered once; places held by the holder"
+            " the record names: one set each, never two, never none)",
             f"load {self.load_s:.1f}s  time to settle {self.settle_s:.1f}s",
             *([self.queue] if self.queue else []),
             *([f"longest time a stream had no leader {self.leaderless_s}"] if self.leaderless_s else []),
@@ -150,7 +154,8 @@ class Chaos:
         self.slot_days = [future_date() for _ in range(3)]
         self.doctor_ids: list[str] = []  # created at start; their days are contested for tokens and times
         self._leaders: dict[str, str | None] = {}  # stream -> its leader, as last seen by _watch_leaders
-        self.waitlist = WaitlistTraffic()
+        self.moves = Moves(self._retry)
+        self.waitlist = WaitlistTraffic(self.moves)
 
     async def run(self) -> Report:
         self.servers.start()
@@ -182,7 +187,11 @@ class Chaos:
                 client, self.report, max(5, self.total // 12), self.interval_s * 12, self._retry
             )
             queue = asyncio.create_task(checkins.run())
+            loaded = asyncio.Event()
+            movers = asyncio.create_task(self._reschedules(client, loaded))
             await self._load(client)
+            loaded.set()
+            await movers
             await queue
             done.set()
             if chaos:
@@ -200,6 +209,7 @@ class Chaos:
             await acceptor
             self.report.problems += await self.waitlist.check(client, self.servers)
             self.report.waitlist = self.waitlist.figures
+            self.report.reschedules = self.moves.figures
             return self.report
         finally:
             await client.close()
@@ -263,6 +273,25 @@ class Chaos:
         if self.rng.random() < 0.05:
             await self._duplicate(booking.id)
 
+    async def _reschedules(self, client: Client, loaded: asyncio.Event) -> None:
+        """While the load runs: move a CONFIRMED booking of the doctors' days every few arrivals, to
+        the other day or doctor and, for a timed one, to a time many others want too."""
+        while not loaded.is_set():
+            await asyncio.sleep(self.interval_s * 3)
+            candidates = [b.id for b in self.created.values() if b.doctor_id in self.doctor_ids]
+            if not candidates:
+                continue
+            booking_id = self.rng.choice(candidates)
+            b = await self._retry(lambda booking_id=booking_id: client.get(booking_id))
+            if b.status != c.BOOKING_STATUS_CONFIRMED:
+                continue
+            target = {"appointment_date": self.rng.choice(self.slot_days[:2])}
+            if self.rng.random() < 0.5:
+                target["doctor_id"] = self.rng.choice(self.doctor_ids)
+            if b.start_time:
+                target["start_time"] = self.rng.choice(STARTS[:4])  # contested: the first hour
+            await self.moves.move(client, b.id, **target)
+
     def _retry(self, call):
         return retrying(call, self.report)
 
@@ -295,6 +324,8 @@ class Chaos:
                 subjects.PLACES_OFFERED,
                 subjects.PLACES_EXPIRED,
                 subjects.PLACES_ACCEPT,
+                subjects.PLACES_MOVE,
+                subjects.PLACES_MOVED,
                 subjects.DISCOUNT_REQUESTED,
                 subjects.DISCOUNT_DECIDED,
                 subjects.QUOTA_RELEASE,
@@ -422,7 +453,7 @@ class Chaos:
                     if err.code() == grpc.StatusCode.NOT_FOUND:
                         continue
                     raise
-                if _settled(b) and await self._told(client, b):
+                if _settled(b) and self.moves.answered(b) and await self._told(client, b):
                     final[booking_id] = b
                     waiting.discard(booking_id)
             if waiting:
@@ -446,18 +477,11 @@ class Chaos:
             if b.discount.outcome == c.DISCOUNT_OUTCOME_APPLIED:
                 applied_by_day[b.discount.quota_date] += 1
             steps = Counter(e.type for e in b.history)
-            finals = sum(
-                steps[t]
-                for t in (
-                    c.EVENT_TYPE_BOOKING_CONFIRMED,
-                    c.EVENT_TYPE_BOOKING_REJECTED,
-                    c.EVENT_TYPE_BOOKING_CANCELLED,
-                    c.EVENT_TYPE_WAITLIST_OFFERED,  # told to the patient too
-                )
-            )
-            doubled = [c.EventType.Name(t) for t, n in steps.items() if n > 1]
-            if self.told.get(b.id, 0) != finals:
-                doubled.append(f"told x{self.told.get(b.id, 0)} for {finals} outcomes")
+            doubled = [
+                c.EventType.Name(t) for t, n in steps.items() if t not in ANSWERS and n > 1
+            ] + self.moves.problems(b)
+            if self.told.get(b.id, 0) != told_count(b):
+                doubled.append(f"told x{self.told.get(b.id, 0)} for {told_count(b)} events told of")
             if [e.sequence for e in b.history] != list(range(1, len(b.history) + 1)):
                 doubled.append("sequence gap or repeat")
             if doubled:
@@ -480,6 +504,7 @@ class Chaos:
             if len(listed.bookings) != 1:
                 r.doubled += 1
                 r.problems.append(f"patient {pid} has {len(listed.bookings)} bookings")
+        self.moves.count(final.values())
         await self._check_places(final)
         await self._check_dead_letters()
 
@@ -507,22 +532,26 @@ class Chaos:
     async def _places_problems(self, redis, final: dict[str, c.Booking]) -> tuple[list[str], Counter]:
         problems: list[str] = []
         counted: Counter = Counter()
-        day = self.slot_days[0]
-        for doctor_id in self.doctor_ids:
+        # Reschedules move bookings between the doctors and the first two days: every token and
+        # interval there is held by exactly the holder the booking's record names, so none holds
+        # two sets (an old one left behind) or none (its move's places lost).
+        for day, doctor_id in itertools.product(self.slot_days[:2], self.doctor_ids):
             confirmed = [
                 b
                 for b in final.values()
-                if b.doctor_id == doctor_id and b.status == c.BOOKING_STATUS_CONFIRMED
+                if b.doctor_id == doctor_id
+                and b.appointment_date == day
+                and b.status == c.BOOKING_STATUS_CONFIRMED
             ]
             _, tokens_key, slots_key = doctor_keys(day, doctor_id)
             tokens = {int(k): v.decode() for k, v in (await redis.hgetall(tokens_key)).items()}
             slots = {k.decode(): v.decode() for k, v in (await redis.hgetall(slots_key)).items()}
-            expected = {b.token: b.id for b in confirmed}
+            expected = {b.token: holder(b) for b in confirmed}
             if tokens != expected or len(expected) != len(confirmed):
-                problems.append(f"doctor {doctor_id}: tokens held {tokens} != confirmed {expected}")
+                problems.append(f"doctor {doctor_id} {day}: tokens held {tokens} != confirmed {expected}")
             if not set(tokens) <= set(range(1, DOCTOR_CAPACITY + 1)):
                 problems.append(f"doctor {doctor_id}: a token outside 1..{DOCTOR_CAPACITY}: {sorted(tokens)}")
-            timed = {b.id for b in confirmed if b.start_time}
+            timed = {holder(b) for b in confirmed if b.start_time}
             if set(slots) != timed:
                 problems.append(
                     f"doctor {doctor_id}: intervals held by {sorted(slots)} != confirmed {sorted(timed)}"

@@ -19,6 +19,8 @@ from clinic.v1 import common_pb2 as c
 from schedule_svc.places import doctor_keys
 from tests.harness import Client, future_date, patient, redis_client, uid
 
+from .reschedules import Moves, holder
+
 CAPACITY = 3
 OFFER_S = 3  # WAITLIST_OFFER_SECONDS of the fault run
 EVERY = 8  # one booking in EVERY is waitlist traffic
@@ -27,13 +29,16 @@ TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grp
 
 
 class WaitlistTraffic:
-    def __init__(self) -> None:
+    def __init__(self, moves: Moves | None = None) -> None:
+        self.moves = moves
         self.day = future_date()
+        self.away = future_date()  # where some confirmed bookings move to, freeing a place for the line
         self.doctor_id = ""
         self.ids: list[str] = []
         self.done: set[str] = set()  # final: the acceptor stops looking at them
         self.answered: set[str] = set()  # offers the acceptor dealt with
         self.figures: Counter = Counter()
+        self._frees = 0  # places freed for the line so far: every other one by a reschedule away
 
     async def setup(self, client: Client) -> None:
         self.doctor_id = (await client.doctor(daily_capacity=CAPACITY)).id
@@ -84,7 +89,11 @@ class WaitlistTraffic:
         if b.status == c.BOOKING_STATUS_CONFIRMED:
             if pick % 3 == 0:
                 self.done.add(b.id)  # keeps its place
-            elif someone_waits:  # two in three give their place up, once someone waits for one
+            elif someone_waits and self.moves is not None and b.appointment_date == self.day and self._turn():
+                self.done.add(b.id)  # moves away: its freed token goes to the line as a cancellation's
+                if await self.moves.move(client, b.id, appointment_date=self.away):
+                    self.figures["moved away to free a place"] += 1
+            elif someone_waits:  # two in three give their place up (moved away or cancelled)
                 self.done.add(b.id)
                 await client.cancel(b.id, "chaos: frees a place for the line")
                 self.figures["cancelled to free a place"] += 1
@@ -102,6 +111,10 @@ class WaitlistTraffic:
                 if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
                     raise
                 self.figures["accepted too late"] += 1
+
+    def _turn(self) -> bool:
+        self._frees += 1
+        return self._frees % 2 == 1
 
     async def check(self, client: Client, servers, deadline_s: float = 60.0) -> list[str]:
         """Wait (with a deadline) for a quiet moment, then compare the tokens with the bookings."""
@@ -121,11 +134,18 @@ class WaitlistTraffic:
         offered = [b for b in bookings if b.status == WAITLISTED and b.HasField("offer_expires_at")]
         waiting = [b for b in bookings if b.status == WAITLISTED and not b.HasField("offer_expires_at")]
         pending = [b for b in bookings if b.status == c.BOOKING_STATUS_PENDING]
-        if offered or pending:
-            return [f"waitlist not quiet: {len(offered)} offers out, {len(pending)} pending"]
+        moving = [b for b in bookings if self.moves is not None and not self.moves.answered(b)]
+        if offered or pending or moving:
+            return [
+                f"waitlist not quiet: {len(offered)} offers out, {len(pending)} pending, {len(moving)} moving"
+            ]
         _, tokens_key, _ = doctor_keys(self.day, self.doctor_id)
         tokens = {int(k): v.decode() for k, v in (await redis.hgetall(tokens_key)).items()}
-        confirmed = {b.token: b.id for b in bookings if b.status == c.BOOKING_STATUS_CONFIRMED}
+        confirmed = {
+            b.token: holder(b)
+            for b in bookings
+            if b.status == c.BOOKING_STATUS_CONFIRMED and b.appointment_date == self.day
+        }
         problems = []
         if len(set(tokens.values())) != len(tokens) or tokens != confirmed or len(tokens) > CAPACITY:
             problems.append(f"waitlist day: tokens held {tokens} != confirmed {confirmed}")

@@ -24,7 +24,8 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 
-from clinic_common import embedded, tls
+from clinic_common import tls
+from clinic_tools import embedded
 from gateway.auth import mint
 from tests.harness import ROOT
 

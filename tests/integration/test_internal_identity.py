@@ -120,7 +120,7 @@ def test_the_container_health_probe_dials_with_the_internal_certificate(system):
     from tests.harness import ROOT
 
     def probe(*args: str) -> int:
-        cmd = [sys.executable, "-m", "clinic_common.probe", system.addr_of("booking_svc"), *args]
+        cmd = [sys.executable, "-m", "clinic_tools.probe", system.addr_of("booking_svc"), *args]
         return subprocess.run(cmd, env=system.service_env("booking_svc"), cwd=ROOT, timeout=30).returncode
 
     assert probe("--internal") == 0

@@ -17,8 +17,8 @@ import grpc
 
 from clinic.v1 import common_pb2 as c
 from clinic_cli.launcher import DEFAULT_METRICS_PORTS, DEFAULT_PORTS
-from clinic_common import embedded, processes
 from clinic_common.config import ADDR_VARS, METRICS_VARS, SERVICES
+from clinic_tools import embedded, processes
 from tests.harness import ROOT, SECRET, Client, future_date, patient, wait_for
 
 

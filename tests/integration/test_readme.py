@@ -60,6 +60,8 @@ def test_the_readme_has_a_grpcurl_command_for_every_rpc():
         "ListBookings",
         "CancelBooking",
         "AcceptOffer",
+        "RescheduleBooking",
+        "UpdateBookingNote",
         "WatchBooking",
         "WatchPatient",
         "ListDeliveries",
@@ -94,6 +96,11 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
     ]
     desk = frontdesk_pb2_grpc.FrontDeskServiceStub(client.channel)
     await desk.CheckIn(frontdesk_pb2.CheckInRequest(booking_id=today[1].id), metadata=client.auth())
+    mover = await client.doctor()
+    to_move = await client.create(
+        patient(), ["gen-consult"], appointment_date=future_date(), doctor_id=mover.id, start_time="10:00"
+    )
+    await client.settled(to_move.id)
     env = as_a_reader(Client.auth()[0][1].removeprefix("Bearer "))
     filled = {
         "<id>": booking.id,
@@ -102,6 +109,7 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
         "<booking_id>": today[0].id,
         "<other_booking_id>": today[1].id,
         "<offered-id>": offered,
+        "<move_id>": to_move.id,
     }
     for command in readme_commands():
         command = command.replace("127.0.0.1:50051", system.gateway_addr)
@@ -138,6 +146,11 @@ async def _an_offered_booking(client: Client) -> str:
 
 
 async def test_readme_buf_curl_commands_work_as_printed(client, system):
+    mover = await client.doctor()
+    to_move = await client.create(
+        patient(), ["gen-consult"], appointment_date=future_date(), doctor_id=mover.id, start_time="10:00"
+    )
+    await client.settled(to_move.id)
     env = as_a_reader(Client.auth()[0][1].removeprefix("Bearer "))
     commands = readme_commands("buf curl")
     assert len(commands) == 2

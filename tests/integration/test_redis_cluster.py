@@ -18,7 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 from clinic.v1.common_pb2 import Patient
 from clinic.v1.doctor_pb2 import Doctor
 from clinic.v1.frontdesk_pb2 import Visit
-from clinic_common import embedded
+from clinic_tools import embedded
 from discount_svc.quota import QuotaStore
 from frontdesk_svc import domain
 from frontdesk_svc.domain import QueueId

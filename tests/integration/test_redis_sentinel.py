@@ -8,7 +8,8 @@ import subprocess
 import pytest
 import redis.asyncio as aioredis
 
-from clinic_common import embedded, redis_io
+from clinic_common import redis_io
+from clinic_tools import embedded
 from discount_svc.quota import QuotaStore
 from tests.harness import wait_for
 

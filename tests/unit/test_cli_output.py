@@ -6,8 +6,8 @@ import re
 
 from clinic.v1 import common_pb2 as c
 from clinic_cli.scenarios import summary
-from clinic_common.processes import first_error
-from clinic_common.stats import percentile
+from clinic_tools.processes import first_error
+from clinic_tools.stats import percentile
 
 
 def test_a_scenario_failure_names_the_outcome():

@@ -11,14 +11,17 @@ from pathlib import Path
 
 import yaml
 
+from clinic_common import services
+
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "frontdesk_svc", "gateway")
+SERVICES = services.NAMES
 TLS_VARS = ("CLINIC_INTERNAL_TLS_CERT", "CLINIC_INTERNAL_TLS_KEY", "CLINIC_INTERNAL_TLS_CA")
 READ = re.compile(r"""(?:env_\w+\(env,\s*|env\.get\(|os\.environ\.get\()\s*["']([A-Z][A-Z0-9_]+)["']""")
 
 
 def variables_read_by(package: str) -> set[str]:
-    names: set[str] = set()
+    # addresses are read through the service table (clinic_common.config.own_addr, peer_addrs)
+    names: set[str] = {var for row in services.TABLE for var in (row.addr_var, row.metrics_var)}
     for path in [*(ROOT / package).glob("*.py"), *(ROOT / "clinic_common").glob("*.py")]:
         names |= set(READ.findall(path.read_text()))
     return names

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from clinic_common import embedded, tls
+from clinic_common import tls
 from clinic_common.config import ADDR_VARS
+from clinic_tools import embedded
 from gateway import routes
 from gateway.config import GatewayConfig
 from gateway.envoy import _token_bucket, render

@@ -1,4 +1,4 @@
-"""`python -m clinic_common.probe HOST:PORT [--internal]`: exit 0 if the server's health is SERVING.
+"""`python -m clinic_tools.probe HOST:PORT [--internal]`: exit 0 if the server's health is SERVING.
 
 For container health checks. `--internal` dials with the process's internal mutual-TLS certificate
 (CLINIC_INTERNAL_TLS_*), as an internal service takes no other connection.

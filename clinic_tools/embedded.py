@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from clinic_common.processes import Process, free_port, free_port_below, port_free, port_open
+from clinic_tools.processes import Process, free_port, free_port_below, port_free, port_open
 
 __all__ = ["EmbeddedServer", "free_port", "free_port_below", "nats_cluster", "nats_server", "redis_server"]
 

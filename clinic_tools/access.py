@@ -12,9 +12,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from clinic_common import services
 from clinic_common import subjects as s
+from clinic_common.messaging import MAP, Messaging
 
-SERVICES = ("schedule_svc", "booking_svc", "discount_svc", "notification_svc", "frontdesk_svc", "gateway")
+SERVICES = services.NAMES  # one NATS user and one Redis user each
 OPS = "ops"
 
 _JS_COMMON = [
@@ -50,76 +52,30 @@ def _advisory(stream: str, durable: str) -> str:
     return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}"
 
 
-NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
-    "booking_svc": {
+def _permissions(messaging: Messaging) -> dict[str, list[str]]:
+    """What one service may publish and subscribe to: exactly its part of the messaging map."""
+    if not messaging.uses_nats:
+        return {"publish": [], "subscribe": []}
+    direct = [f"$JS.API.DIRECT.GET.{stream}{tail}" for stream in messaging.reads for tail in ("", ".>")]
+    purges = [f"$JS.API.STREAM.PURGE.{stream}" for stream in messaging.purges]
+    return {
         "publish": [
-            s.EVENTS_SUBJECTS,
-            f"{s.PLACES_REQUESTED}.>",
-            f"{s.PLACES_RELEASE}.>",
-            f"{s.PLACES_ACCEPT}.>",
-            f"{s.DISCOUNT_REQUESTED}.>",
-            f"{s.QUOTA_RELEASE}.>",
-            f"$JS.API.DIRECT.GET.{s.VISITS_STREAM}.>",  # no-shows: was the booking checked in?
-            f"{s.PATIENT_NO_SHOW}.>",
+            *messaging.produces,
+            *direct,
+            *purges,
             *_JS_COMMON,
-            *_consumer(s.SAGA_STREAM, s.BOOKING_CONSUMER),
-        ],
-        "subscribe": ["_INBOX.>", _advisory(s.SAGA_STREAM, s.BOOKING_CONSUMER)],
-    },
-    "discount_svc": {
-        "publish": [
-            f"{s.DISCOUNT_DECIDED}.>",
-            f"{s.QUOTA_RELEASED}.>",
-            *_JS_COMMON,
-            *_consumer(s.SAGA_STREAM, s.DISCOUNT_CONSUMER),
-        ],
-        "subscribe": ["_INBOX.>", _advisory(s.SAGA_STREAM, s.DISCOUNT_CONSUMER)],
-    },
-    "notification_svc": {
-        "publish": [
-            f"{s.SEND}.>",
-            f"{s.REMINDER_SCHEDULE}.>",
-            f"$JS.API.STREAM.PURGE.{s.REMINDERS_STREAM}",  # a cancellation drops its reminders
-            f"$JS.API.DIRECT.GET.{s.EVENTS_STREAM}",
-            f"$JS.API.DIRECT.GET.{s.EVENTS_STREAM}.>",
-            *_JS_COMMON,
-            *_consumer(s.EVENTS_STREAM, s.NOTIFICATION_CONSUMER),
-            *_consumer(s.NOTIFY_STREAM, s.SEND_CONSUMER),
-            *_consumer(s.REMINDERS_STREAM, s.REMINDER_CONSUMER),
-            *_consumer(s.VISITS_STREAM, s.VISIT_NOTIFY_CONSUMER),
+            *(p for c in messaging.consumes for p in _consumer(c.stream, c.durable)),
         ],
         "subscribe": [
             "_INBOX.>",
-            s.EVENTS_SUBJECTS,
-            s.VISITS_SUBJECTS,
-            _advisory(s.EVENTS_STREAM, s.NOTIFICATION_CONSUMER),
-            _advisory(s.NOTIFY_STREAM, s.SEND_CONSUMER),
-            _advisory(s.REMINDERS_STREAM, s.REMINDER_CONSUMER),
-            _advisory(s.VISITS_STREAM, s.VISIT_NOTIFY_CONSUMER),
+            *messaging.hears,
+            *(_advisory(c.stream, c.durable) for c in messaging.consumes),
         ],
-    },
-    "frontdesk_svc": {  # publishes queue changes, reads them back by subject, hears them live
-        "publish": [
-            s.VISITS_SUBJECTS,
-            f"$JS.API.DIRECT.GET.{s.VISITS_STREAM}",
-            f"$JS.API.DIRECT.GET.{s.VISITS_STREAM}.>",
-            *_JS_COMMON,
-        ],
-        "subscribe": ["_INBOX.>", s.VISITS_SUBJECTS],
-    },
-    "schedule_svc": {
-        "publish": [
-            f"{s.PLACES_DECIDED}.>",
-            f"{s.PLACES_RESERVED}.>",
-            f"{s.PLACES_RELEASED}.>",
-            f"{s.PLACES_OFFERED}.>",
-            f"{s.PLACES_EXPIRED}.>",
-            *_JS_COMMON,
-            *_consumer(s.SAGA_STREAM, s.SCHEDULE_CONSUMER),
-        ],
-        "subscribe": ["_INBOX.>", _advisory(s.SAGA_STREAM, s.SCHEDULE_CONSUMER)],
-    },
-    "gateway": {"publish": [], "subscribe": []},  # the gateway never touches NATS
+    }
+
+
+NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
+    name: _permissions(messaging) for name, messaging in MAP.items()
 }
 
 REDIS_KEYS: dict[str, list[str]] = {

@@ -1,7 +1,7 @@
 """Starting, readying and stopping local processes, and building a service's environment.
 
 The one copy used by `make run` (clinic_cli.launcher), `clinic scenarios`' throwaway system, the
-benchmark (bench.launcher), the embedded servers (clinic_common.embedded) and the tests
+benchmark (bench.launcher), the embedded servers (clinic_tools.embedded) and the tests
 (tests.harness). Readiness is a condition polled with a deadline, never a sleep.
 """
 
