@@ -26,7 +26,8 @@ from aiosmtpd.controller import Controller
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import notification_pb2 as n
 from clinic.v1 import patient_pb2, saga_pb2
-from clinic_common import embedded, nats_io, subjects
+from clinic_common import nats_io, subjects
+from clinic_tools import embedded
 from tests.harness import IST, Client, Servers, System, future_date, patient, uid, wait_for
 
 SECRET = "webhook-secret-for-tests-0123456789"
