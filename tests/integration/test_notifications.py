@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,9 +23,9 @@ import nats
 import pytest
 from aiosmtpd.controller import Controller
 
+from clinic.v1 import booking_pb2, patient_pb2, saga_pb2
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import notification_pb2 as n
-from clinic.v1 import patient_pb2, saga_pb2
 from clinic_common import nats_io, subjects
 from clinic_tools import embedded
 from tests.harness import IST, Client, Servers, System, future_date, patient, uid, wait_for
@@ -110,15 +110,15 @@ def provider():
 
 
 def reminder_plan() -> tuple[datetime, str]:
-    """An appointment time a couple of minutes ahead, and a reminder offset that fires ~25 s from now
-    (the system starts after this is computed)."""
+    """An appointment time a few minutes ahead, and a reminder offset that fires ~40 s from now
+    (the system starts right after this is computed; the reminder test runs first)."""
     now = datetime.now(IST)
     start = (now + timedelta(minutes=3)).replace(second=0, microsecond=0)
-    offset_s = int((start - now).total_seconds()) - 25
+    offset_s = int((start - now).total_seconds()) - 40
     return start, f"{offset_s}s"
 
 
-PLAN = reminder_plan()
+PLAN: list[tuple[datetime, str]] = []  # set when the system starts
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +132,7 @@ def notify_servers(tmp_path_factory):
 def notify_system(notify_servers, mailbox, provider):
     _, smtp_port = mailbox
     _, hook_port = provider
+    PLAN.append(reminder_plan())
     system = System(
         notify_servers,
         env={
@@ -141,7 +142,7 @@ def notify_system(notify_servers, mailbox, provider):
             "CLINIC_WEBHOOK_SECRET": SECRET,
             "CLINIC_NOTIFY_DEV": "1",
             "CLINIC_NOTIFY_BACKOFF": "1s,1s,1s,1s,1s",
-            "CLINIC_REMINDERS": f"30d,{PLAN[1]}",  # 30d: already past for these bookings, never sent
+            "CLINIC_REMINDERS": f"30d,{PLAN[0][1]}",  # 30d: already past for these bookings, never sent
         },
     ).start()
     yield system
@@ -171,13 +172,73 @@ async def register(api: Client, name: str, phone: str = "", **consent) -> c.Pati
     return (await api.patients.RegisterPatient(req, metadata=Client.auth("desk", "staff"))).patient
 
 
-async def sent(api: Client, booking_id: str, kinds: set[tuple[str, str]]) -> list[n.Delivery]:
+async def sent(
+    api: Client, booking_id: str, kinds: set[tuple[str, str]], timeout_s: float = 30
+) -> list[n.Delivery]:
     async def check():
         found = await api.deliveries(booking_id)
         done = {(d.kind, d.channel) for d in found if d.status == n.DELIVERY_STATUS_SENT}
         return found if kinds <= done else None
 
-    return await wait_for(check, 30, f"deliveries {sorted(kinds)} of {booking_id}")
+    return await wait_for(check, timeout_s, f"deliveries {sorted(kinds)} of {booking_id}")
+
+
+async def test_reminders_arrive_at_their_time_and_never_for_a_cancelled_or_moved_booking(
+    api: Client, notify_servers
+):
+    """First in this file: its reminder is set to fire about 40 s after the system started."""
+    start, offset = PLAN[0]
+    kind = f"reminder-{offset}"
+    doctor = await api.doctor(day_start="00:00", day_end="23:45", slot_minutes=15, daily_capacity=40)
+    kept = await api.create(
+        patient(),
+        ["gen-consult"],
+        appointment_date=start.date().isoformat(),
+        doctor_id=doctor.id,
+        start_time=start.strftime("%H:%M"),
+    )
+    dropped = await api.create(
+        patient(),
+        ["gen-consult"],
+        appointment_date=start.date().isoformat(),
+        doctor_id=doctor.id,
+        start_time=(start + timedelta(minutes=15)).strftime("%H:%M"),
+    )
+    moved = await api.create(
+        patient(),
+        ["gen-consult"],
+        appointment_date=start.date().isoformat(),
+        doctor_id=doctor.id,
+        start_time=(start + timedelta(minutes=30)).strftime("%H:%M"),
+    )
+    for b in (kept, dropped, moved):
+        assert (await api.settled(b.id)).status == c.BOOKING_STATUS_CONFIRMED
+    await api.cancel(dropped.id, "changed plans")
+    await sent(api, dropped.id, {("cancelled", "app")})
+    later = (start + timedelta(days=1)).date().isoformat()
+    move = booking_pb2.RescheduleBookingRequest(
+        booking_id=moved.id, appointment_date=later, request_id=uid("mv")
+    )
+    await api.bookings.RescheduleBooking(move, metadata=api.auth(), timeout=10)
+    await sent(api, moved.id, {("rescheduled", "app")})
+
+    fired_at = start - timedelta(seconds=int(offset[:-1]))
+    found = await sent(api, kept.id, {(kind, "app"), (kind, "console")}, timeout_s=120)
+    assert datetime.now(IST) >= fired_at - timedelta(seconds=1)  # not before its time
+    assert not any(d.kind == "reminder-30d" for d in found)  # its time had passed: never scheduled
+    assert sum(1 for d in found if d.kind == kind) == 2
+    # The cancelled booking's schedule was purged: nothing of it is left to fire, nothing fired.
+    assert await _stored(notify_servers, f"reminders.*.*.{dropped.id}") == []
+    assert [s for s in await _stored(notify_servers, f"reminders.*.*.{kept.id}")] == [
+        subjects.reminder_due_subject(kind, kept.id)
+    ]
+    assert not any(d.kind.startswith("reminder-") for d in await api.deliveries(dropped.id))
+    # The moved booking's schedule was replaced: one, for the new day, and nothing fired for the old time.
+    assert not any(d.kind.startswith("reminder-") for d in await api.deliveries(moved.id))
+    [schedule] = await _messages(notify_servers, f"reminders.*.*.{moved.id}")
+    assert schedule.subject == subjects.reminder_schedule_subject(kind, moved.id)
+    new_at = start + timedelta(days=1, minutes=30) - timedelta(seconds=int(offset[:-1]))
+    assert schedule.headers["Nats-Schedule"] == f"@at {new_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
 
 
 async def test_a_confirmation_reaches_each_allowed_channel_once_and_no_other(api: Client, mailbox, provider):
@@ -290,43 +351,11 @@ async def test_a_provider_that_never_accepts_ends_dead_lettered(api: Client, pro
         await nc.close()
 
 
-async def test_reminders_arrive_at_their_time_and_never_for_a_cancelled_booking(api: Client, notify_servers):
-    start, offset = PLAN
-    kind = f"reminder-{offset}"
-    doctor = await api.doctor(day_start="00:00", day_end="23:45", slot_minutes=15, daily_capacity=40)
-    kept = await api.create(
-        patient(),
-        ["gen-consult"],
-        appointment_date=start.date().isoformat(),
-        doctor_id=doctor.id,
-        start_time=start.strftime("%H:%M"),
-    )
-    dropped = await api.create(
-        patient(),
-        ["gen-consult"],
-        appointment_date=start.date().isoformat(),
-        doctor_id=doctor.id,
-        start_time=(start + timedelta(minutes=15)).strftime("%H:%M"),
-    )
-    assert (await api.settled(kept.id)).status == c.BOOKING_STATUS_CONFIRMED
-    assert (await api.settled(dropped.id)).status == c.BOOKING_STATUS_CONFIRMED
-    await api.cancel(dropped.id, "changed plans")
-    await sent(api, dropped.id, {("cancelled", "app")})
-
-    fired_at = start - timedelta(seconds=int(offset[:-1]))
-    found = await sent(api, kept.id, {(kind, "app"), (kind, "console")})
-    assert datetime.now(IST) >= fired_at - timedelta(seconds=1)  # not before its time
-    assert not any(d.kind == "reminder-30d" for d in found)  # its time had passed: never scheduled
-    assert sum(1 for d in found if d.kind == kind) == 2
-    # The cancelled booking's schedule was purged: nothing of it is left to fire, nothing fired.
-    assert await _stored(notify_servers, f"reminders.*.*.{dropped.id}") == []
-    assert [s for s in await _stored(notify_servers, f"reminders.*.*.{kept.id}")] == [
-        subjects.reminder_due_subject(kind, kept.id)
-    ]
-    assert not any(d.kind.startswith("reminder-") for d in await api.deliveries(dropped.id))
-
-
 async def _stored(servers: Servers, subject: str) -> list[str]:
+    return [msg.subject for msg in await _messages(servers, subject)]
+
+
+async def _messages(servers: Servers, subject: str) -> list:
     nc = await nats.connect(servers.nats_url)
     try:
         js = nc.jetstream()
@@ -336,7 +365,7 @@ async def _stored(servers: Servers, subject: str) -> list[str]:
                 msg = await js.get_msg(subjects.REMINDERS_STREAM, seq=seq, subject=subject, next=True)
             except nats.js.errors.NotFoundError:
                 return found
-            found.append(msg.subject)
+            found.append(msg)
             seq = msg.seq + 1
     finally:
         await nc.close()
