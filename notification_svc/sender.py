@@ -123,15 +123,14 @@ class Sender:
             )
             raise
         metrics.NOTIFICATION_SECONDS.labels(job.channel).observe(time.monotonic() - started)
-        await self._store.mark_sent(key)
-        await self._store.record(
+        await self._store.record_sent(
+            key,
             job.booking_id,
             event.patient_id,
             field,
             kind=job.kind,
             channel=job.channel,
             to=masked,
-            status=D.DELIVERY_STATUS_SENT,
             attempts=attempt,
         )
         metrics.NOTIFICATIONS.labels(job.channel, "sent").inc()

@@ -5,8 +5,6 @@
   the booking's patient (who may list them).
 - `notification:sent:<idempotency key>`: set once the provider accepted the message; a delivery
   whose key is set is never sent again, whatever is redelivered or restarted.
-- `notification:booking:<booking_id>`: the sequence and status of the booking's latest
-  appointment-setting event, so a due reminder can tell whether its time still holds.
 - `notifications:patient:<patient_id>`: the in-app channel, the patient's latest messages.
 """
 
@@ -33,12 +31,10 @@ redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
 return 1
 """
 
-# Move the booking's appointment state forward only: events may be handled out of order.
-_ADVANCE = """
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-if tonumber(ARGV[1]) <= seq then return 0 end
-redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'status', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+_MARK_SENT = """
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
 return 1
 """
 
@@ -54,13 +50,41 @@ class NotificationStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._record_once = redis_io.batched_script(redis, _RECORD_ONCE)
-        self._advance = redis_io.batched_script(redis, _ADVANCE)
+        self._mark_sent = redis_io.batched_script(redis, _MARK_SENT)
 
     async def already_sent(self, key: str) -> bool:
         return bool(await self._redis.exists(f"notification:sent:{key}"))
 
-    async def mark_sent(self, key: str) -> None:
-        await self._redis.set(f"notification:sent:{key}", "1", ex=RECORD_TTL_S)
+    async def record_sent(
+        self,
+        key: str,
+        booking_id: str,
+        patient_id: str,
+        field: str,
+        *,
+        kind: str,
+        channel: str,
+        to: str,
+        attempts: int,
+    ) -> None:
+        """The provider took it: the mark and the SENT record in one script (a crash leaves neither
+        or both; with only the mark, a redelivery would skip the message and never say it was sent)."""
+        entry = self._entry(kind, channel, to, notification_pb2.DELIVERY_STATUS_SENT, attempts)
+        await self._mark_sent(
+            keys=[f"notification:sent:{key}", f"notification:deliveries:{booking_id}"],
+            args=[RECORD_TTL_S, field, json.dumps(entry), PATIENT_FIELD, patient_id],
+        )
+
+    @staticmethod
+    def _entry(kind: str, channel: str, to: str, status: int, attempts: int) -> dict:
+        return {
+            "kind": kind,
+            "channel": channel,
+            "to": to,
+            "status": STATUS_NAMES[status],
+            "attempts": attempts,
+            "at_ms": int(time.time() * 1000),
+        }
 
     async def record(
         self,
@@ -75,14 +99,7 @@ class NotificationStore:
         attempts: int,
     ) -> None:
         """The delivery's latest state (`to` already masked)."""
-        entry = {
-            "kind": kind,
-            "channel": channel,
-            "to": to,
-            "status": STATUS_NAMES[status],
-            "attempts": attempts,
-            "at_ms": int(time.time() * 1000),
-        }
+        entry = self._entry(kind, channel, to, status, attempts)
         key = f"notification:deliveries:{booking_id}"
         async with self._redis.pipeline(transaction=False) as pipe:  # no MULTI in the ACL
             pipe.hset(key, mapping={field: json.dumps(entry), PATIENT_FIELD: patient_id})
@@ -117,15 +134,3 @@ class NotificationStore:
                 args=[line, RECORD_TTL_S, KEEP_PER_PATIENT],
             )
         )
-
-    async def advance(self, booking_id: str, sequence: int, status: int) -> bool:
-        return bool(
-            await self._advance(
-                keys=[f"notification:booking:{booking_id}"], args=[sequence, status, RECORD_TTL_S * 10]
-            )
-        )
-
-    async def appointment_state(self, booking_id: str) -> tuple[int, int]:
-        """(sequence, status) of the booking's latest told event; (0, 0) if none was heard."""
-        seq, status = await self._redis.hmget(f"notification:booking:{booking_id}", "seq", "status")
-        return int(seq or 0), int(status or 0)

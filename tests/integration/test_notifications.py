@@ -397,3 +397,21 @@ async def test_a_reminder_fired_for_a_time_that_no_longer_holds_is_dropped(api: 
     finally:
         await nc.close()
     assert not any(d.kind == "reminder-9m" for d in await api.deliveries(booking.id))
+
+
+async def test_a_killed_notifier_still_delivers_each_message_once(api: Client, provider, notify_system):
+    """notification_svc is killed (SIGKILL) while deliveries are queued and failing, then started
+    again: every message reaches the provider, and the provider accepts each key once."""
+    hooks, _ = provider
+    people = [await register(api, f"Lata {i} Nair", whatsapp=True, sms=True) for i in range(4)]
+    bookings = [await api.create(p, ["gen-consult"], appointment_date=future_date()) for p in people]
+    for b in bookings:
+        await api.settled(b.id, notified=False)
+    notify_system.kill("notification_svc")
+    await asyncio.to_thread(notify_system.start, ("notification_svc",))
+    for b in bookings:
+        await sent(api, b.id, {("confirmed", "whatsapp"), ("confirmed", "sms"), ("confirmed", "app")}, 60)
+    keys = [f"{b.id}:confirmed:4:{channel}" for b in bookings for channel in ("sms", "whatsapp")]
+    assert [hooks.accepted_calls[key] for key in keys] == [1] * len(keys)
+    for b in bookings:  # the in-app record once too, whatever was redelivered
+        assert [d.channel for d in await api.deliveries(b.id)].count("app") == 1
