@@ -25,13 +25,19 @@ $(GEN_DIR)/%_pb2.py: $(PROTO_DIR)/%.proto | $(VENV)/bin/python
 	@touch $(GEN_DIR)/clinic/__init__.py $(GEN_DIR)/clinic/v1/__init__.py
 	$(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$(GEN_DIR) --pyi_out=$(GEN_DIR) --grpc_python_out=$(GEN_DIR) $<
 
-protos: $(GENERATED) ## generate Python code (and .pyi stubs) from protos/
+# The descriptor set Envoy's gRPC-JSON transcoder and the OpenAPI document are made from (gateway/json_api.py):
+# every public proto with its imports, and google.rpc's error details (BadRequest in JSON errors).
+DESCRIPTORS := $(GEN_DIR)/clinic_descriptors.pb
+$(DESCRIPTORS): $(PROTOS) | $(STAMP)
+	$(PY) -m grpc_tools.protoc -I $(PROTO_DIR) -I $(GOOGLE_PROTOS) --include_imports --include_source_info --descriptor_set_out=$@ $(filter-out %saga.proto,$(PROTOS)) google/rpc/error_details.proto google/rpc/status.proto
+
+protos: $(GENERATED) $(DESCRIPTORS) ## generate Python code (and .pyi stubs) and the descriptor set from protos/
 
 $(STAMP): pyproject.toml $(GENERATED)
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(DESCRIPTORS)
 
 # The front desk page (web/): TypeScript clients generated from the same protos by protoc-gen-es
 # (pinned in web/package-lock.json), bundled by esbuild into web/dist, which Envoy serves. Like gen/,
@@ -63,22 +69,22 @@ browser: ## install Debian's chromium for the browser tests when it is missing (
 		|| echo "browser tests: apt-get could not install chromium; they will be skipped"; \
 	else echo "browser tests: /usr/bin/chromium is missing and this is not root: run 'apt-get install chromium' as root"; fi
 
-run: $(STAMP) $(WEB_DIST) ## start NATS, Redis and every service (clinic_common/services.py) on this machine (Ctrl-C stops all)
+run: $(STAMP) $(DESCRIPTORS) $(WEB_DIST) ## start NATS, Redis and every service (clinic_common/services.py) on this machine (Ctrl-C stops all)
 	$(PY) -m clinic_cli run
 
-cluster: $(STAMP) $(WEB_DIST) ## like run, on a 3-node NATS JetStream cluster (streams with 3 replicas)
+cluster: $(STAMP) $(DESCRIPTORS) $(WEB_DIST) ## like run, on a 3-node NATS JetStream cluster (streams with 3 replicas)
 	CLINIC_NATS_CLUSTER=3 $(PY) -m clinic_cli run
 
-test: $(STAMP) $(WEB_DIST) browser ## run the whole test suite against real NATS and Redis servers
+test: $(STAMP) $(DESCRIPTORS) $(WEB_DIST) browser ## run the whole test suite against real NATS and Redis servers
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## unit tests only (no servers)
+test-fast: $(STAMP) $(DESCRIPTORS) ## unit tests only (no servers)
 	$(PY) -m pytest -q tests/unit
 
 chaos: $(STAMP) ## long fault run: kills, restarts, duplicates, poison (prints its figures)
 	CLINIC_CHAOS_BOOKINGS=$${CLINIC_CHAOS_BOOKINGS:-2000} $(PY) -m pytest -q -s tests/chaos -o timeout=1800
 
-bench: $(STAMP) ## throughput/latency benchmark through the gateway (prints a table, writes bench/results)
+bench: $(STAMP) $(DESCRIPTORS) ## throughput/latency benchmark through the gateway (prints a table, writes bench/results)
 	$(PY) -m bench
 
 CLIENT_SRC := clients/python/src

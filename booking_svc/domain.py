@@ -463,6 +463,26 @@ def offer_expired(record: saga_pb2.BookingRecord, now: datetime) -> Transition |
     return t
 
 
+def doctor_unavailable(
+    record: saga_pb2.BookingRecord, absent: saga_pb2.DoctorUnavailable, now: datetime
+) -> Transition | None:
+    """schedule_svc marked the booking's day absent: the booking keeps its places (staff move or
+    cancel it) and its history says so, once per date, however often the message comes."""
+    b = record.booking
+    if b.status in (REJECTED, CANCELLED) or b.doctor_id != absent.doctor_id:
+        return None
+    if b.appointment_date != absent.date:
+        return None  # moved to another day since
+    if any(e.type == S.EVENT_TYPE_DOCTOR_UNAVAILABLE and e.about_date == absent.date for e in b.history):
+        return None  # a redelivery
+    t = _next(record, now)
+    t.actor = absent.actor if absent.HasField("actor") else SCHEDULE_SYSTEM  # the desk that marked it
+    event = _event(t, S.EVENT_TYPE_DOCTOR_UNAVAILABLE, f"The doctor is not available on {absent.date}", now)
+    event.about_date = absent.date
+    _refresh_payload(t, event)
+    return t
+
+
 def cancel(
     record: saga_pb2.BookingRecord, reason: str, now: datetime, actor: common_pb2.Actor | None = None
 ) -> Transition:
@@ -690,6 +710,14 @@ def appointment_of(b: common_pb2.Booking) -> common_pb2.Appointment:
         duration_minutes=b.duration_minutes,
         reference=getattr(b, "reference", ""),
     )
+
+
+def _refresh_payload(t: Transition, event: common_pb2.BookingEvent) -> None:
+    """After a field was set on an event _event already queued: queue its final form."""
+    ids = {f"{event.booking_id}:{event.sequence}", f"{event.booking_id}:notify:{event.sequence}"}
+    for message in t.outbox:
+        if message.msg_id in ids:
+            message.payload = event.SerializeToString()
 
 
 def _send(t: Transition, prefix: str, kind: str, payload) -> None:

@@ -242,6 +242,12 @@ class Bookings:
         if await self._transition(expired.booking_id, lambda r: domain.offer_expired(r, self._clock.now())):
             log.info("booking.offer_expired", booking_id=expired.booking_id, via="sweeper")
 
+    async def on_doctor_unavailable(self, absent: saga_pb2.DoctorUnavailable) -> None:
+        if await self._transition(
+            absent.booking_id, lambda r: domain.doctor_unavailable(r, absent, self._clock.now())
+        ):
+            log.info("booking.doctor_unavailable", booking_id=absent.booking_id, date=absent.date)
+
     async def on_places_decided(self, decided: saga_pb2.PlacesDecided) -> None:
         record = await self._transition(
             decided.booking_id, lambda r: domain.places_decided(r, decided, self._clock.now())

@@ -1,11 +1,14 @@
 """booking_svc asks schedule_svc, over gRPC, about the registered patient and the doctor a request names.
 
 The caller's identity goes along, so the registry applies its own rules (a patient reads only
-their own record). Doctors never change once created, so each one read is kept.
+their own record). A doctor read is kept for DOCTOR_TTL_S: UpdateDoctor (services performed, slot
+length) reaches new bookings within that; retirement and hours are judged by the places step,
+which always reads the doctor afresh.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 
 import grpc
@@ -16,13 +19,14 @@ from clinic_common.errors import PermissionDenied, Unavailable
 
 CALL_TIMEOUT_S = 3.0
 KEEP_DOCTORS = 1000
+DOCTOR_TTL_S = 2.0
 
 
 class ScheduleClient:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._patients = patient_pb2_grpc.PatientServiceStub(channel)
         self._doctors = doctor_pb2_grpc.DoctorServiceStub(channel)
-        self._known: OrderedDict[str, doctor_pb2.Doctor] = OrderedDict()
+        self._known: OrderedDict[str, tuple[float, doctor_pb2.Doctor]] = OrderedDict()
 
     async def patient(self, patient_id: str, who: principals.Principal) -> common_pb2.Patient | None:
         """The registered patient, or None when no patient has that id."""
@@ -38,9 +42,9 @@ class ScheduleClient:
 
     async def doctor(self, doctor_id: str, who: principals.Principal) -> doctor_pb2.Doctor | None:
         """The doctor, or None when no doctor has that id."""
-        doctor = self._known.get(doctor_id)
-        if doctor is not None:
-            return doctor
+        kept = self._known.get(doctor_id)
+        if kept is not None and time.monotonic() - kept[0] < DOCTOR_TTL_S:
+            return kept[1]
         try:
             response = await self._doctors.GetDoctor(
                 doctor_pb2.GetDoctorRequest(doctor_id=doctor_id),
@@ -49,7 +53,8 @@ class ScheduleClient:
             )
         except grpc.aio.AioRpcError as err:
             return _absent_or_raise(err)
-        self._known[doctor_id] = response.doctor
+        self._known[doctor_id] = (time.monotonic(), response.doctor)
+        self._known.move_to_end(doctor_id)
         if len(self._known) > KEEP_DOCTORS:
             self._known.popitem(last=False)
         return response.doctor

@@ -347,3 +347,11 @@ def _print_ready(
         f"{gateway_addr} clinic.v1.BookingService/ListServices"
     )
     say(f"  {env_line}")
+    scheme = "https" if env.get("CLINIC_TLS_CERT") else "http"
+    say("JSON over HTTP (the same calls; OpenAPI document without a token) and FHIR R4:")
+    say(f"  curl -s {scheme}://{gateway_addr}/openapi.json | head -c 300")
+    say(
+        f"  curl -s {header}-H 'content-type: application/json' -d '{{}}' "
+        f"{scheme}://{gateway_addr}/clinic.v1.DoctorService/ListDoctors"
+    )
+    say(f"  curl -s {header}{scheme}://{gateway_addr}/fhir/R4/Practitioner")

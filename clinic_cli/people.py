@@ -1,4 +1,4 @@
-"""`clinic patients|doctors|availability`: the registry and doctors' days, for the front desk."""
+"""`clinic patients|doctors|availability|slots`: the registry and doctors' days, for the front desk."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from rich.table import Table
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import doctor_pb2, patient_pb2
 
+from . import week
 from .client import Api
 from .show import console, id_column
 
 GENDERS = {"female": c.GENDER_FEMALE, "male": c.GENDER_MALE, "other": c.GENDER_OTHER}
-COMMANDS = ("patients", "doctors", "availability")
+COMMANDS = ("patients", "doctors", "availability", "slots")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +30,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     key = find.add_mutually_exclusive_group(required=True)
     key.add_argument("--phone")
     key.add_argument("--email")
+    week.add_patient_actions(p, GENDERS)
 
     doctors = sub.add_parser("doctors", help="doctors: add (admin), list, a doctor's day")
     d = doctors.add_subparsers(dest="action", required=True)
@@ -44,9 +46,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     listing = d.add_parser("list", help="doctors, optionally by service or specialty")
     listing.add_argument("--service", default="")
     listing.add_argument("--specialty", default="")
+    listing.add_argument("--all", action="store_true", help="retired doctors too")
     day = d.add_parser("day", help="a doctor's day: capacity, booked, remaining, free times")
     day.add_argument("doctor_id")
     day.add_argument("--date", default="", help="YYYY-MM-DD (default today)")
+    week.add_doctor_actions(d)
+    week.add_parsers(sub)
 
     availability = sub.add_parser("availability", help="set a doctor's availability for a date (staff)")
     a = availability.add_subparsers(dest="action", required=True)
@@ -68,7 +73,13 @@ async def run(api: Api, args: argparse.Namespace) -> int:
         ("doctors", "list"): _list_doctors,
         ("doctors", "day"): _day,
         ("availability", "set"): _set_availability,
-    }[(args.command, args.action)]
+        ("patients", "update"): lambda api, args: week.update_patient(api, args, GENDERS),
+        ("doctors", "update"): lambda api, args: week.update_doctor(api, args, _doctors_table),
+        ("doctors", "plan"): week.set_plan,
+        ("doctors", "leave"): week.set_leave,
+        ("doctors", "affected"): week.affected,
+        ("slots", None): week.slots,
+    }[(args.command, getattr(args, "action", None))]
     return await handler(api, args)
 
 
@@ -120,7 +131,9 @@ async def _add_doctor(api: Api, args) -> int:
 
 
 async def _list_doctors(api: Api, args) -> int:
-    req = doctor_pb2.ListDoctorsRequest(service_id=args.service, specialty=args.specialty)
+    req = doctor_pb2.ListDoctorsRequest(
+        service_id=args.service, specialty=args.specialty, include_retired=args.all
+    )
     console().print(_doctors_table((await api.doctors.ListDoctors(req, metadata=api.md, timeout=10)).doctors))
     return 0
 
@@ -131,7 +144,7 @@ def _doctors_table(doctors) -> Table:
         table.add_row(
             d.id,
             d.code,
-            d.name,
+            d.name + (" (retired)" if d.retired else ""),
             d.specialty,
             ", ".join(d.service_ids),
             str(d.daily_capacity),
@@ -156,7 +169,10 @@ async def _set_availability(api: Api, args) -> int:
         req.day_end = args.end
     if args.capacity is not None:
         req.daily_capacity = args.capacity
-    _print_day((await api.doctors.SetAvailability(req, metadata=api.md, timeout=10)).day)
+    reply = await api.doctors.SetAvailability(req, metadata=api.md, timeout=10)
+    _print_day(reply.day)
+    if not reply.day.present:
+        week.print_affected(reply.affected_bookings)
     return 0
 
 
@@ -164,7 +180,14 @@ def _print_day(day: doctor_pb2.DoctorDay) -> None:
     out = console()
     presence = "[green]present[/]" if day.present else "[red]absent[/]"
     note = f" — {day.note}" if day.note else ""
-    out.print(f"{day.doctor_id} on {day.date}: {presence}{note}, {day.day_start}-{day.day_end}")
+    source = doctor_pb2.HoursSource.Name(day.hours_source).removeprefix("HOURS_SOURCE_").lower()
+    leave = " (on leave)" if day.on_leave else ""
+    out.print(
+        f"{day.doctor_id} on {day.date}: {presence}{leave}{note}, {day.day_start}-{day.day_end}"
+        + (f" (from {source.replace('_', ' ')})" if day.hours_source else "")
+    )
+    if day.breaks:
+        out.print("breaks: " + ", ".join(f"{b.start}-{b.end}" for b in day.breaks))
     counts = f"capacity {day.capacity}, booked {day.booked}, remaining {day.remaining}"
     out.print(f"{counts}, waitlisted {day.waitlisted}")
     out.print("free times: " + (" ".join(day.free_times) or "none"))

@@ -22,6 +22,7 @@ SERVICES = services.NAMES
 ADDR_VARS = services.ADDR_VARS  # each service's listen address (and, for the gateway, its backends')
 DEFAULT_ADDRS = services.DEFAULT_ADDRS
 METRICS_VARS = services.METRICS_VARS  # each service's /metrics address
+HTTP_SERVICES = services.HTTP_SERVICES  # HTTP behind the edge: health is GET /healthz
 
 
 class ConfigError(Exception):

@@ -165,8 +165,19 @@ class ConsumerLoop:
         """Runs in a task of its own (gather), so the ids bound here stay with this message."""
         spec = self._spec
         delivered = msg.metadata.num_delivered if msg.metadata else 1
-        structlog.contextvars.bind_contextvars(booking_id=msg.subject.rpartition(".")[2])
-        tracing.bind((msg.headers or {}).get(tracing.HEADER, ""))
+        booking_id = msg.subject.rpartition(".")[2]
+        structlog.contextvars.bind_contextvars(booking_id=booking_id)
+        parent = (msg.headers or {}).get(tracing.HEADER, "")
+        attributes = {
+            "messaging.system": "nats",
+            "messaging.destination.name": msg.subject,
+            "messaging.consumer.group.name": spec.durable,
+            "clinic.booking_id": booking_id,
+        }
+        with tracing.span(f"process {spec.durable}", "consumer", parent, **attributes):
+            await self._handle(msg, spec, delivered)
+
+    async def _handle(self, msg: Msg, spec, delivered: int) -> None:
         if delivered > 1:
             metrics.CONSUMER_REDELIVERIES.labels(spec.durable).inc()
         try:

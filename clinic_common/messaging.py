@@ -58,6 +58,7 @@ MAP: dict[str, Messaging] = {
                     s.DISCOUNT_DECIDED,
                     s.QUOTA_RELEASED,
                     s.PLACES_MOVED,
+                    s.DOCTOR_UNAVAILABLE,
                 ),
             ),
         ),
@@ -120,9 +121,11 @@ MAP: dict[str, Messaging] = {
             s.PLACES_OFFERED,
             s.PLACES_EXPIRED,
             s.PLACES_MOVED,
+            s.DOCTOR_UNAVAILABLE,
         ),
     ),
     "gateway": Messaging(uses_nats=False),  # the edge never touches NATS
+    "fhir_svc": Messaging(uses_nats=False),  # nor does the FHIR facade (gRPC calls only)
 }
 
 

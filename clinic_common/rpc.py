@@ -34,8 +34,18 @@ def _bind(context: grpc.aio.ServicerContext) -> principals.Principal:
     structlog.contextvars.bind_contextvars(
         request_id=principals.request_id(metadata) or uuid.uuid4().hex[:16]
     )
-    tracing.bind(next((v for k, v in metadata if k == tracing.HEADER and isinstance(v, str)), ""))
     return principals.from_context(context)
+
+
+def _span(servicer: object, fn: Callable, context: grpc.aio.ServicerContext):
+    """The SERVER span of one call, parented by the caller's traceparent (the edge's span)."""
+    parent = next(
+        (v for k, v in context.invocation_metadata() or () if k == tracing.HEADER and isinstance(v, str)), ""
+    )
+    service = type(servicer).__name__.removesuffix("Servicer")
+    return tracing.span(
+        f"{service}/{fn.__name__}", "server", parent, **{"rpc.system": "grpc", "rpc.method": fn.__name__}
+    )
 
 
 def _count(name: str, code: grpc.StatusCode) -> None:
@@ -48,7 +58,8 @@ def unary(fn: Callable) -> Callable:
     @functools.wraps(fn)
     async def wrapper(self, request, context: grpc.aio.ServicerContext):
         try:
-            response = await fn(self, request, context, _bind(context))
+            with _span(self, fn, context):
+                response = await fn(self, request, context, _bind(context))
             _count(fn.__name__, grpc.StatusCode.OK)
             return response
         except Exception as exc:
@@ -71,8 +82,9 @@ def server_stream(fn: Callable) -> Callable:
     @functools.wraps(fn)
     async def wrapper(self, request, context: grpc.aio.ServicerContext) -> AsyncIterator:
         try:
-            async for item in fn(self, request, context, _bind(context)):
-                yield item
+            with _span(self, fn, context):
+                async for item in fn(self, request, context, _bind(context)):
+                    yield item
             _count(fn.__name__, grpc.StatusCode.OK)
         except Exception as exc:
             error = _as_clinic_error(exc)

@@ -7,8 +7,8 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 
-from clinic_common import tls
-from clinic_common.config import ConfigError, ack_wait_seconds, exit_with, nats_replicas
+from clinic_common import tls, tracing
+from clinic_common.config import ConfigError, ack_wait_seconds, exit_with, nats_replicas, running_service
 from clinic_common.logs import get_logger
 
 log = get_logger(__name__)
@@ -29,9 +29,12 @@ def run(main: Main) -> None:
         runner = uvloop.run
     try:
         check_shared_settings()
+        tracing.configure(running_service() or "clinic")
         runner(_with_signals(main))
     except ConfigError as exc:
         exit_with(exc)
+    finally:
+        tracing.shutdown()  # the spans still in the batch go out before the process ends
 
 
 def check_shared_settings() -> None:

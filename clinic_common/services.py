@@ -26,6 +26,7 @@ class Service:
     metrics_port: int  # the documented default /metrics port
     addr_var: str  # its listen address; the others dial it there (comma-separated instances)
     metrics_var: str
+    http: bool = False  # answers HTTP behind the edge (health: GET /healthz), not gRPC
 
     @property
     def package(self) -> str:
@@ -46,6 +47,7 @@ TABLE: tuple[Service, ...] = (
     Service("discount_svc", 50063, 9463, "DISCOUNT_SVC_ADDR", "DISCOUNT_SVC_METRICS_ADDR"),
     Service("notification_svc", 50062, 9462, "NOTIFICATION_SVC_ADDR", "NOTIFICATION_SVC_METRICS_ADDR"),
     Service("frontdesk_svc", 50065, 9466, "FRONTDESK_SVC_ADDR", "FRONTDESK_SVC_METRICS_ADDR"),
+    Service("fhir_svc", 50066, 9467, "FHIR_SVC_ADDR", "FHIR_SVC_METRICS_ADDR", http=True),
     Service("gateway", 50051, 9464, "CLINIC_GATEWAY_ADDR", "CLINIC_GATEWAY_METRICS_ADDR"),
 )
 BY_NAME: dict[str, Service] = {service.name: service for service in TABLE}
@@ -56,6 +58,7 @@ BACKENDS: tuple[str, ...] = tuple(name for name in NAMES if name != GATEWAY)
 ADDR_VARS: dict[str, str] = {service.name: service.addr_var for service in TABLE}
 METRICS_VARS: dict[str, str] = {service.name: service.metrics_var for service in TABLE}
 DEFAULT_ADDRS: dict[str, str] = {service.name: service.default_addr for service in TABLE}
+HTTP_SERVICES: tuple[str, ...] = tuple(service.name for service in TABLE if service.http)
 
 
 def get(name: str) -> Service:

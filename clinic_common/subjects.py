@@ -30,6 +30,7 @@ PLACES_EXPIRED = "saga.places.expired"  # an offer ran out unaccepted
 PLACES_ACCEPT = "saga.places.accept"  # the patient accepted an offer
 PLACES_MOVE = "saga.places.move"  # a reschedule: hold the new places, then release the old ones
 PLACES_MOVED = "saga.places.moved"  # its outcome: moved, or refused (the booking keeps what it had)
+DOCTOR_UNAVAILABLE = "saga.doctor.unavailable"  # a held booking's day was marked absent (schedule_svc)
 DISCOUNT_REQUESTED = "saga.discount.requested"  # booking_svc asks (a reservation without discount part)
 DISCOUNT_DECIDED = "saga.discount.decided"
 QUOTA_RELEASE = "saga.quota.release"

@@ -123,6 +123,38 @@ def server_credentials_from_env() -> grpc.ServerCredentials | None:
     return tls.server_credentials() if tls else None
 
 
+def ssl_server_context(env: Mapping[str, str] | None = None):
+    """An HTTPS server's side of internal mutual TLS (fhir_svc): only CA-signed clients get in.
+
+    None on a declared development machine without internal TLS (plaintext, as for gRPC)."""
+    import ssl
+
+    env = os.environ if env is None else env
+    if required_from_env(env) is None:
+        return None
+    cert, key, ca = (env[n].strip() for n in VARS)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca)
+    context.load_cert_chain(cert, key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def ssl_client_context(env: Mapping[str, str] | None = None):
+    """A client's side of internal mutual TLS over HTTPS (readiness probes): the CA and our certificate.
+
+    The server's name is the internal one (CLINIC_INTERNAL_TLS_NAME), not its address: pass it as
+    `server_hostname`."""
+    import ssl
+
+    env = os.environ if env is None else env
+    if InternalTls.from_env(env) is None:
+        return None
+    cert, key, ca = (env[n].strip() for n in VARS)
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 def channel(addr: str, tls: InternalTls | None) -> grpc.Channel:
     """A blocking channel to one internal service (health probes, tests)."""
     if tls is None:

@@ -85,6 +85,7 @@ REDIS_KEYS: dict[str, list[str]] = {
     "notification_svc": ["notification:*", "notifications:*"],
     "frontdesk_svc": ["{queue:*", "frontdesk:*"],  # one hash tag per queue: {queue:<doctor|general>:<date>}
     "gateway": [],
+    "fhir_svc": [],
 }
 
 

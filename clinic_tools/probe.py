@@ -1,7 +1,8 @@
-"""`python -m clinic_tools.probe HOST:PORT [--internal]`: exit 0 if the server's health is SERVING.
+"""`python -m clinic_tools.probe HOST:PORT [--internal] [--http]`: exit 0 if the server's health is SERVING.
 
 For container health checks. `--internal` dials with the process's internal mutual-TLS certificate
-(CLINIC_INTERNAL_TLS_*), as an internal service takes no other connection.
+(CLINIC_INTERNAL_TLS_*), as an internal service takes no other connection. `--http`: an HTTP service
+(fhir_svc), healthy when GET /healthz answers 200.
 """
 
 from __future__ import annotations
@@ -25,5 +26,12 @@ def serving(addr: str, internal: tls.InternalTls | None, timeout_s: float = 2.0)
 
 
 if __name__ == "__main__":
+    if "--http" in sys.argv[2:]:
+        import os
+
+        from clinic_tools.processes import http_healthy
+
+        env = os.environ if "--internal" in sys.argv[2:] else {}
+        sys.exit(0 if http_healthy(sys.argv[1], env, timeout_s=2.0) else 1)
     internal = tls.InternalTls.from_env() if "--internal" in sys.argv[2:] else None
     sys.exit(0 if serving(sys.argv[1], internal) else 1)

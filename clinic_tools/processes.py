@@ -115,6 +115,45 @@ def grpc_serving(addr: str, timeout_s: float = 0.5, credentials=None, options: S
 PUBLIC_EDGE = "gateway"  # serves the public (plaintext, or CLINIC_TLS_*) port; the rest are internal
 
 
+def http_healthy(addr: str, env: Mapping[str, str], timeout_s: float = 0.5) -> bool:
+    """GET /healthz answers 200 (over internal mutual TLS when the environment turns it on)."""
+    import http.client
+
+    from clinic_common import tls
+    from clinic_common.config import ConfigError
+
+    host, _, port = addr.rpartition(":")
+    try:
+        context = tls.ssl_client_context(env)
+    except ConfigError:
+        return False
+    if context is None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+    else:
+        name = env.get("CLINIC_INTERNAL_TLS_NAME", "").strip() or tls.DEFAULT_NAME
+        conn = _NamedHTTPS(host, int(port), name, context, timeout_s)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def _NamedHTTPS(host: str, port: int, name: str, context, timeout_s: float):
+    """An HTTPS connection to host:port that checks the certificate for `name` (the internal one)."""
+    import http.client
+    import socket
+
+    class Conn(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            raw = socket.create_connection((host, port), timeout_s)
+            self.sock = context.wrap_socket(raw, server_hostname=name)
+
+    return Conn(host, port, timeout=timeout_s, context=context)
+
+
 def readiness(module: str, addr: str, env: Mapping[str, str]) -> Callable[[], bool]:
     """The one readiness check of a service started with `env`: its health SERVING at `addr`.
 
@@ -122,6 +161,10 @@ def readiness(module: str, addr: str, env: Mapping[str, str]) -> Callable[[], bo
     answers only TLS clients with a certificate, so it is checked with the same client identity; a
     gateway serving public TLS (CLINIC_TLS_*) is ready once its port accepts connections.
     """
+    from clinic_common.config import HTTP_SERVICES
+
+    if module in HTTP_SERVICES:
+        return lambda: http_healthy(addr, env)
     if module != PUBLIC_EDGE:
         from clinic_common.config import ConfigError
         from clinic_common.tls import InternalTls

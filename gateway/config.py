@@ -6,8 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from clinic_common import services, tls
+from clinic_common import services, tls, tracing
 from clinic_common.config import (
     ConfigError,
     env_int,
@@ -19,7 +20,7 @@ from clinic_common.config import (
 )
 from clinic_common.tls import DEFAULT_NAME
 
-from . import web
+from . import json_api, web
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class GatewayConfig:
     workers: int = 1
     log_level: str = "info"
     web_dir: str = ""  # the front desk page's built files (gateway/web.py); empty: no page
+    descriptors: str = ""  # the protos' descriptor set (gateway/json_api.py); empty: no JSON mapping
+    otlp_url: str = ""  # where Envoy's OpenTelemetry tracer sends spans (OTEL_* variables); empty: no spans
+    otlp_protocol: str = "http/protobuf"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -81,7 +85,34 @@ class GatewayConfig:
             workers=env_int(env, "CLINIC_GATEWAY_WORKERS", 1, minimum=1),
             log_level=log_level(env),
             web_dir=str(web.page_dir(env) or ""),
+            descriptors=_descriptors(env),
+            otlp_url=_otlp_url(env),
+            otlp_protocol=tracing.protocol_from_env(env),
         )
+
+
+def _otlp_url(env: Mapping[str, str]) -> str:
+    """The OTLP traces URL from the standard variables (the signal's own one as is; the base + /v1/traces)."""
+    if tracing.exporter_from_env(env) != "otlp":
+        return ""
+    own = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4318"
+    url = own or base.rstrip("/") + "/v1/traces"
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if own else "OTEL_EXPORTER_OTLP_ENDPOINT"
+        raise ConfigError(f"{name}={env.get(name, '').strip()!r} is not an http(s)://host:port URL")
+    return url
+
+
+def _descriptors(env: Mapping[str, str]) -> str:
+    """CLINIC_PROTO_DESCRIPTORS (default gen/clinic_descriptors.pb when built; "off": no JSON mapping)."""
+    raw = env.get("CLINIC_PROTO_DESCRIPTORS", "").strip()
+    if raw == "off":
+        return ""
+    if not raw:
+        return str(json_api.DEFAULT_PATH) if json_api.DEFAULT_PATH.is_file() else ""
+    return _path(env, "CLINIC_PROTO_DESCRIPTORS")
 
 
 def _path(env: Mapping[str, str], name: str) -> str:

@@ -14,13 +14,14 @@ import json
 from math import gcd
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from clinic_common.principal import ADMIN, ANONYMOUS_ADMIN, REQUEST_ID_KEY, ROLE_KEY, STAFF, SUB_KEY
 
-from . import routes, web
+from . import json_api, routes, web
 from .auth import ROLES, SUBJECT
 from .config import GatewayConfig
 
@@ -53,6 +54,9 @@ def render(config: GatewayConfig, admin: dict[str, Any]) -> dict[str, Any]:
     """The whole bootstrap. `admin` is the admin interface's address (never public)."""
     listeners = [_public_listener(config)]
     clusters = [_backend_cluster(name, addrs, config) for name, addrs in sorted(config.backends.items())]
+    clusters = [_http_backend(c) if c["name"] in routes.HTTP.values() else c for c in clusters]
+    if config.otlp_url:
+        clusters.append(_otlp_cluster(config))
     if config.metrics_addr != "off":
         listeners.append(_metrics_listener(config.metrics_addr))
         clusters.append(_cluster("admin", [admin], http2=False))
@@ -119,6 +123,7 @@ def _public_listener(config: GatewayConfig) -> dict[str, Any]:
         route_config=_route_config(config),
         http_filters=_http_filters(config),
         local_reply_config=_local_replies(config),
+        **({"tracing": _tracing(config)} if config.otlp_url else {}),
         access_log=[
             {
                 "name": "envoy.access_loggers.stdout",
@@ -154,6 +159,18 @@ def _public_listener(config: GatewayConfig) -> dict[str, Any]:
 def _http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
     filters = [
         _filter("envoy.filters.http.grpc_web", "extensions.filters.http.grpc_web.v3.GrpcWeb"),
+    ]
+    if config.descriptors:
+        # JSON callers become gRPC calls here, before the token check, the stats and the limits.
+        files = json_api.load(config.descriptors)
+        filters.append(
+            _filter(
+                "envoy.filters.http.grpc_json_transcoder",
+                "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+                **json_api.transcoder(files, json_api.public_services(files)),
+            )
+        )
+    filters += [
         # Calls by method and status: envoy_cluster_grpc_<code>{grpc_method="clinic.v1.X.Method"}
         _filter(
             "envoy.filters.http.grpc_stats",
@@ -311,8 +328,25 @@ def _local_replies(config: GatewayConfig) -> dict[str, Any]:
             }
         ]
 
+    fhir_denied = {
+        "and_filter": {
+            "filters": [
+                {"header_filter": {"header": {"name": ":path", "string_match": {"prefix": "/fhir/"}}}},
+                {"or_filter": {"filters": [status_is(401), status_is(403)]}},
+            ]
+        }
+    }
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "login", "diagnostics": "%LOCAL_REPLY_BODY%"}],
+    }
     return {
         "mappers": [
+            {  # a FHIR client gets its refusal as an OperationOutcome (RBAC's 403 is a bad token too)
+                "filter": fhir_denied,
+                "status_code": 401,
+                "body_format_override": {"json_format": outcome, "content_type": "application/fhir+json"},
+            },
             {
                 "filter": status_is(413),
                 "body": {"inline_string": f"request larger than {config.max_request_bytes} bytes"},
@@ -345,6 +379,11 @@ _UNCHECKED = {"envoy.filters.http.jwt_authn": _DISABLED, "envoy.filters.http.rba
 
 def _route_config(config: GatewayConfig) -> dict[str, Any]:
     route_list = web.routes(Path(config.web_dir), _UNCHECKED) if config.web_dir else []
+    if config.descriptors:
+        route_list.append(_openapi_route(config.descriptors))
+    for prefix, backend in routes.HTTP.items():
+        if backend in config.backends:
+            route_list += _http_routes(prefix, backend)
     for service, backend in {**routes.OPEN, **routes.SERVICES}.items():
         if backend not in config.backends:
             continue  # not deployed (yet): callers get UNIMPLEMENTED
@@ -371,6 +410,58 @@ def _route_config(config: GatewayConfig) -> dict[str, Any]:
         ]
         if config.auth == "none"
         else [],
+    }
+
+
+def _http_routes(prefix: str, backend: str) -> list[dict[str, Any]]:
+    """An HTTP service's paths: its open ones first (no token, identity headers dropped), then the rest."""
+    action = {"cluster": backend, "timeout": UNARY_TIMEOUT}
+    out: list[dict[str, Any]] = [
+        {
+            "name": f"{backend}-open",
+            "match": {"path": path},
+            "route": action,
+            "typed_per_filter_config": _UNCHECKED,
+            "request_headers_to_remove": [SUB_KEY, ROLE_KEY],
+        }
+        for path in routes.HTTP_OPEN
+        if path.startswith(prefix)
+    ]
+    out.append({"name": backend, "match": {"path": prefix}, "route": action})
+    out.append({"name": backend, "match": {"prefix": prefix + "/"}, "route": action})
+    return out
+
+
+def _http_backend(cluster: dict[str, Any]) -> dict[str, Any]:
+    """A backend that answers HTTP/1.1 (fhir_svc): HTTP health checks on /healthz, TLS without h2."""
+    cluster = {k: v for k, v in cluster.items() if k != "typed_extension_protocol_options"}
+    check = {k: v for k, v in cluster["health_checks"][0].items() if k != "grpc_health_check"}
+    cluster["health_checks"] = [{**check, "http_health_check": {"path": "/healthz"}}]
+    tls = cluster.get("transport_socket")
+    if tls:
+        tls["typed_config"]["common_tls_context"]["alpn_protocols"] = ["http/1.1"]
+    return cluster
+
+
+def _openapi_route(descriptors: str) -> dict[str, Any]:
+    """GET /openapi.json: the JSON mapping's OpenAPI document, generated from the protos, no token."""
+    files = json_api.load(descriptors)
+    body = json.dumps(json_api.openapi(files, json_api.public_services(files)), indent=1)
+    return {
+        "name": "openapi",
+        "match": {
+            "path": json_api.OPENAPI_PATH,
+            "headers": [{"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}],
+        },
+        "direct_response": {"status": 200, "body": {"inline_string": body}},
+        "response_headers_to_add": [
+            {
+                "header": {"key": "content-type", "value": "application/json"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
+        "typed_per_filter_config": _UNCHECKED,
+        "request_headers_to_remove": [SUB_KEY, ROLE_KEY],
     }
 
 
@@ -491,6 +582,51 @@ def _backend_cluster(name: str, addrs: tuple[str, ...], config: GatewayConfig) -
             ),
         }
     return cluster
+
+
+# ---- traces ------------------------------------------------------------------------------
+
+OTLP_CLUSTER = "otlp_collector"
+
+
+def _tracing(config: GatewayConfig) -> dict[str, Any]:
+    """Envoy's OpenTelemetry tracer: a span per request, W3C traceparent handed to the backends."""
+    if config.otlp_protocol == "grpc":
+        service: dict[str, Any] = {
+            "grpc_service": {"envoy_grpc": {"cluster_name": OTLP_CLUSTER}, "timeout": "1s"}
+        }
+    else:
+        service = {
+            "http_service": {"http_uri": {"uri": config.otlp_url, "cluster": OTLP_CLUSTER, "timeout": "1s"}}
+        }
+    return {
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": _typed("config.trace.v3.OpenTelemetryConfig", service_name="gateway", **service),
+        },
+        "random_sampling": {"value": 100},
+        "spawn_upstream_span": False,
+    }
+
+
+def _otlp_cluster(config: GatewayConfig) -> dict[str, Any]:
+    url = urlsplit(config.otlp_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    address = {"socket_address": {"address": url.hostname, "port_value": port}}
+    cluster = _cluster(OTLP_CLUSTER, [address], http2=config.otlp_protocol == "grpc")
+    if url.scheme == "https":
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": _typed(
+                "extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                sni=url.hostname,
+                common_tls_context={"validation_context": {"trusted_ca": {"filename": SYSTEM_CAS}}},
+            ),
+        }
+    return cluster
+
+
+SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
 
 
 # ---- metrics -------------------------------------------------------------------------------

@@ -16,6 +16,11 @@ SERVICES = {
     "clinic.v1.FrontDeskService": "frontdesk_svc",
 }
 
+# HTTP (not gRPC) services behind the edge, by path prefix: the same token checks, HTTP/1.1 upstream.
+HTTP = {"/fhir/R4": "fhir_svc"}
+# ...and the paths of theirs answered without a token (FHIR's CapabilityStatement is public).
+HTTP_OPEN = ("/fhir/R4/metadata",)
+
 # Answered without a token, by one backend that knows every public proto (reflection cannot be
 # merged across upstreams, envoyproxy/envoy#7631).
 OPEN = {

@@ -26,6 +26,10 @@ class PatientServicer(patient_pb2_grpc.PatientServiceServicer):
         patients = await self._registry.find(request.phone, request.email, who)
         return patient_pb2.FindPatientsResponse(patients=patients)
 
+    @rpc.unary
+    async def UpdatePatient(self, request, context, who):
+        return patient_pb2.UpdatePatientResponse(patient=await self._registry.update(request, who))
+
 
 class DoctorServicer(doctor_pb2_grpc.DoctorServiceServicer):
     def __init__(self, doctors: Doctors) -> None:
@@ -37,7 +41,7 @@ class DoctorServicer(doctor_pb2_grpc.DoctorServiceServicer):
 
     @rpc.unary
     async def ListDoctors(self, request, context, who):
-        doctors = await self._doctors.list(request.service_id, request.specialty)
+        doctors = await self._doctors.list(request.service_id, request.specialty, request.include_retired)
         return doctor_pb2.ListDoctorsResponse(doctors=doctors)
 
     @rpc.unary
@@ -46,8 +50,26 @@ class DoctorServicer(doctor_pb2_grpc.DoctorServiceServicer):
 
     @rpc.unary
     async def SetAvailability(self, request, context, who):
-        return doctor_pb2.SetAvailabilityResponse(day=await self._doctors.set_availability(request, who))
+        day, affected = await self._doctors.set_availability(request, who)
+        return doctor_pb2.SetAvailabilityResponse(day=day, affected_bookings=affected)
 
     @rpc.unary
     async def GetDoctorDay(self, request, context, who):
         return doctor_pb2.GetDoctorDayResponse(day=await self._doctors.day(request.doctor_id, request.date))
+
+    @rpc.unary
+    async def UpdateDoctor(self, request, context, who):
+        return doctor_pb2.UpdateDoctorResponse(doctor=await self._doctors.update(request, who))
+
+    @rpc.unary
+    async def SetWeeklyPlan(self, request, context, who):
+        return doctor_pb2.SetWeeklyPlanResponse(plan=await self._doctors.set_weekly_plan(request, who))
+
+    @rpc.unary
+    async def SetLeave(self, request, context, who):
+        days, affected = await self._doctors.set_leave(request, who)
+        return doctor_pb2.SetLeaveResponse(days=days, affected_bookings=affected)
+
+    @rpc.unary
+    async def FindSlots(self, request, context, who):
+        return doctor_pb2.FindSlotsResponse(slots=await self._doctors.find_slots(request))

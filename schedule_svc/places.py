@@ -67,21 +67,39 @@ local function overlaps(w, taken)
   local ts, te = string.match(taken, '(%d+),(%d+)')
   return w.s < tonumber(te) and tonumber(ts) < w.e
 end
+-- A doctor's day as resolved (schedule_svc/domain.py resolve_day: availability, leave, weekly plan,
+-- defaults), kept in the date's slot by the scripts that resolve it. A day nobody resolved yet
+-- (a hold from before) falls back on the date's availability and the doctor's defaults w recorded.
+local function day_of(tag, w)
+  local r = redis.call('HMGET', doc_key(tag, w.doctor, 'resolved'),
+                       'present', 'capacity', 'start', 'end', 'breaks')
+  if r[1] then
+    return {present = r[1], capacity = tonumber(r[2]), s = tonumber(r[3]), e = tonumber(r[4]),
+            breaks = r[5] or ''}
+  end
+  local d = redis.call('HMGET', doc_key(tag, w.doctor, 'day'), 'present', 'capacity', 'start', 'end')
+  return {present = d[1] or '1', capacity = tonumber(d[2] or w.capacity), s = tonumber(d[3] or w.dstart),
+          e = tonumber(d[4] or w.dend), breaks = ''}
+end
 -- The token w would get (0: no doctor), or nil and why not: doctor | capacity | hours | slot | busy.
+-- Outside the hours or across a break is 'hours' (domain.places_fit states the same rule).
 -- w.replaces: the holder a reschedule moves from; what it holds counts as free for w (it goes next).
 local function fits(tag, w, id)
   local token = 0
   if w.doctor ~= '' then
-    local day = redis.call('HMGET', doc_key(tag, w.doctor, 'day'), 'present', 'capacity', 'start', 'end')
-    if day[1] == '0' then return nil, 'doctor' end
+    local day = day_of(tag, w)
+    if day.present == '0' then return nil, 'doctor' end
     local tokens = doc_key(tag, w.doctor, 'tokens')
-    for i = 1, tonumber(day[2] or w.capacity) do
+    for i = 1, day.capacity do
       local holder = redis.call('HGET', tokens, i)
       if not holder or (w.replaces ~= '' and holder == w.replaces) then token = i break end
     end
     if token == 0 then return nil, 'capacity' end
     if w.s >= 0 then
-      if w.s < tonumber(day[3] or w.dstart) or w.e > tonumber(day[4] or w.dend) then return nil, 'hours' end
+      if w.s < day.s or w.e > day.e then return nil, 'hours' end
+      for bs, be in string.gmatch(day.breaks, '(%d+)-(%d+)') do
+        if w.s < tonumber(be) and tonumber(bs) < w.e then return nil, 'hours' end
+      end
       local slots = redis.call('HGETALL', doc_key(tag, w.doctor, 'slots'))
       for i = 1, #slots, 2 do
         if slots[i] ~= w.replaces and overlaps(w, slots[i + 1]) then return nil, 'slot' end
@@ -103,6 +121,18 @@ local function fits(tag, w, id)
     if used >= tonumber(w.caps[i]) then return nil, 'capacity' end
   end
   return token
+end
+-- The day as the caller resolved it, if it is not older than what the slot has seen: the count of
+-- writes to the date's availability and leave (n) must match, and the doctor's revision (rev: plans,
+-- defaults, retirement) must not be behind. Otherwise 'stale': the caller resolves again.
+local function resolved_fresh(key, n, rev)
+  local cur = redis.call('HMGET', key, 'n', 'rev')
+  return tonumber(cur[1] or '0') == tonumber(n) and tonumber(cur[2] or '-1') <= tonumber(rev)
+end
+local function keep_resolved(key, n, rev, day, expire)
+  redis.call('HSET', key, 'n', n, 'rev', rev, 'present', day[1], 'capacity', day[2], 'start', day[3],
+             'end', day[4], 'breaks', day[5])
+  redis.call('EXPIREAT', key, expire)
 end
 local function take(tag, id, w, token, expire)
   for _, service in ipairs(w.services) do
@@ -165,10 +195,16 @@ _RESERVE = (
 -- KEYS: hold, day, tokens, slots, service sets... (named for the cluster; built again from the tag)
 -- ARGV: booking, doctor ('' none), capacity, day start, day end, start (-1: none), end, expire at,
 --       waitlist ('1'/'0'), service ids (a,b), their capacities (n,m), tag, patient id ('' none),
---       the holder a reschedule moves from ('' none)
+--       the holder a reschedule moves from ('' none),
+--       n, rev (-1: no resolution given), resolved present, capacity, start, end, breaks
 local prior = redis.call('HMGET', KEYS[1], 'state', 'token', 'reason', 'position')
 if prior[1] then return {prior[1], tonumber(prior[2] or '0'), prior[3] or '', tonumber(prior[4] or '0')} end
 local tag, expire = ARGV[12], ARGV[8]
+if ARGV[2] ~= '' and tonumber(ARGV[15]) >= 0 then
+  local key = doc_key(tag, ARGV[2], 'resolved')
+  if not resolved_fresh(key, ARGV[15], ARGV[16]) then return {'stale', 0, '', 0} end
+  keep_resolved(key, ARGV[15], ARGV[16], {ARGV[17], ARGV[18], ARGV[19], ARGV[20], ARGV[21]}, expire)
+end
 local w = {doctor = ARGV[2], capacity = ARGV[3], dstart = ARGV[4], dend = ARGV[5], s = tonumber(ARGV[6]),
            e = tonumber(ARGV[7]), services = split(ARGV[10]), caps = split(ARGV[11]), pid = ARGV[13] or '',
            replaces = ARGV[14] or ''}
@@ -291,12 +327,59 @@ end
 return {h[1] or 'none', 0}
 """
 
-_SET_DAY = """
--- KEYS: day   ARGV: expire at, then field, value pairs
+_SET_DAY = (
+    _HELPERS
+    + """
+-- KEYS: the input (the date's availability or its leave), resolved, tokens, slots
+-- ARGV: expire at, n as read, rev, the day resolved with this input (present, capacity, start, end,
+--       breaks; present '' when not resolved), collect ('1'/'0'), tag, then the input's field, value pairs
+-- Replaces the input whole and the resolved day with it; with collect, answers the bookings that
+-- hold a token of the day (id, token, interval), in the same step, so none is missed.
+if not resolved_fresh(KEYS[2], ARGV[2], ARGV[3]) then return {'stale'} end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], unpack(ARGV, 11))
 redis.call('EXPIREAT', KEYS[1], ARGV[1])
+if ARGV[4] == '' then  -- no resolution given: the next reservation resolves the day again
+  redis.call('HDEL', KEYS[2], 'present', 'capacity', 'start', 'end', 'breaks')
+  redis.call('HSET', KEYS[2], 'n', tonumber(ARGV[2]) + 1)
+  redis.call('EXPIREAT', KEYS[2], ARGV[1])
+else
+  local resolved = {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]}
+  keep_resolved(KEYS[2], tonumber(ARGV[2]) + 1, ARGV[3], resolved, ARGV[1])
+end
+local out = {'set'}
+if ARGV[9] == '1' then
+  local tokens = redis.call('HGETALL', KEYS[3])
+  for i = 1, #tokens, 2 do
+    local id = tokens[i + 1]
+    if redis.call('HGET', ARGV[10] .. ':hold:' .. id, 'state') == 'held' then
+      out[#out + 1] = id
+      out[#out + 1] = tokens[i]
+      out[#out + 1] = redis.call('HGET', KEYS[4], id) or ''
+    end
+  end
+end
+return out
+"""
+)
+
+
+_SETTLE = (
+    _HELPERS
+    + """
+-- KEYS: resolved   ARGV: expire at, n, rev, present, capacity, start, end, breaks
+-- Keep a resolution of the day unless the slot has moved past it (1), or answer stale (0). After
+-- it, every script of this slot that judges a booking (fits) sees this day or a newer one.
+if not resolved_fresh(KEYS[1], ARGV[2], ARGV[3]) then return 0 end
+keep_resolved(KEYS[1], ARGV[2], ARGV[3], {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]}, ARGV[1])
 return 1
+"""
+)
+
+_READ_DAY = """
+-- KEYS: day, tokens, slots, leave, resolved   (read only: one doctor's date at one moment)
+return {redis.call('HGETALL', KEYS[1]), redis.call('HLEN', KEYS[2]), redis.call('HVALS', KEYS[3]),
+        redis.call('HGETALL', KEYS[4]), redis.call('HGET', KEYS[5], 'n') or '0'}
 """
 
 
@@ -337,6 +420,43 @@ class DayState:
     override: dict[str, str]
     tokens_held: int
     intervals: list[tuple[int, int]]
+    leave: dict[str, str] | None = None
+    n: int = 0  # writes to the date's availability and leave so far (the reserve script checks it)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A resolved day (domain.DayPlan) with what it was resolved from: n (DayState.n) and the
+    doctor's revision. The scripts take it only if neither moved on since."""
+
+    present: bool
+    capacity: int
+    start: int
+    end: int
+    breaks: str  # domain.encode_breaks
+    n: int
+    revision: int
+
+    def args(self) -> list[str | int]:
+        return [
+            self.n,
+            self.revision,
+            "1" if self.present else "0",
+            self.capacity,
+            self.start,
+            self.end,
+            self.breaks,
+        ]
+
+
+@dataclass(frozen=True)
+class Affected:
+    booking_id: str
+    token: int
+    start: int  # -1: no interval
+
+
+_NO_RESOLUTION = [-1, -1, "1", 0, 0, 0, ""]
 
 
 def _tag(day: str) -> str:
@@ -372,6 +492,14 @@ def doctor_keys(day: str, doctor_id: str) -> list[str]:
     return [f"{base}:day", f"{base}:tokens", f"{base}:slots"]
 
 
+def leave_key(day: str, doctor_id: str) -> str:
+    return f"{_tag(day)}:doc:{doctor_id}:leave"
+
+
+def resolved_key(day: str, doctor_id: str) -> str:
+    return f"{_tag(day)}:doc:{doctor_id}:resolved"
+
+
 def expire_at(day: str) -> int:
     """Keys of a date live until a month after it."""
     moment = datetime.combine(parse_date(day), time(), tzinfo=UTC) + KEEP_AFTER_DATE
@@ -387,6 +515,8 @@ class PlacesStore:
         self._expire = redis_io.batched_script(redis, _EXPIRE)
         self._accept = redis_io.batched_script(redis, _ACCEPT)
         self._offer_announced = redis_io.batched_script(redis, _OFFER_ANNOUNCED)
+        self._read_day = redis_io.batched_script(redis, _READ_DAY)
+        self._settle = redis_io.batched_script(redis, _SETTLE)
 
     def _keys(self, r: Request) -> list[str]:
         return [hold_key(r.day, r.booking_id), *doctor_keys(r.day, r.doctor_id or "-")] + [
@@ -400,11 +530,13 @@ class PlacesStore:
         doctor_defaults: tuple[int, int, int] = (0, 0, 0),
         waitlist: bool = False,
         replaces: str = "",
+        resolved: Resolved | None = None,
     ) -> Outcome:
         """All the places of `r` or none. doctor_defaults: (capacity, day start, day end) of the doctor.
         With `waitlist`, a booking that finds the day full (or its time taken) waits in line.
         `replaces`: the holder a reschedule moves from (same date): its token, interval and service
-        places count as free for `r`, since they go as soon as `r` holds."""
+        places count as free for `r`, since they go as soon as `r` holds.
+        With `resolved`, the doctor's day is that one (state `stale`: resolve again and retry)."""
         capacity, day_start, day_end = doctor_defaults
         if waitlist:  # before the script: any date with an offer is in the sweeper's index
             await self._redis.sadd(WAITLIST_DAYS_KEY, r.day)
@@ -425,6 +557,7 @@ class PlacesStore:
                 _tag(r.day),
                 r.patient_id,
                 replaces,
+                *(resolved.args() if resolved else _NO_RESOLUTION),
             ],
         )
         return Outcome(state.decode(), int(token), reason.decode(), int(position))
@@ -487,22 +620,97 @@ class PlacesStore:
         return await self._redis.scard(line_key(day, doctor_id))
 
     async def day(self, day: str, doctor_id: str) -> DayState:
-        day_key, tokens_key, slots_key = doctor_keys(day, doctor_id)
-        async with self._redis.pipeline(transaction=False) as pipe:  # a view: a moment apart is fine
-            pipe.hgetall(day_key)
-            pipe.hlen(tokens_key)
-            pipe.hvals(slots_key)
-            override, held, slots = await pipe.execute()
-        intervals = []
-        for raw in slots:
-            start, _, end = raw.decode().partition(",")
-            intervals.append((int(start), int(end)))
-        return DayState({k.decode(): v.decode() for k, v in override.items()}, held, intervals)
+        override, held, slots, leave, n = await self._read_day(
+            keys=[*doctor_keys(day, doctor_id), leave_key(day, doctor_id), resolved_key(day, doctor_id)],
+            args=[],
+        )
+        return DayState(_pairs(override), int(held), _intervals(slots), _pairs(leave) or None, int(n))
+
+    async def days(self, day: str, doctor_ids: Sequence[str]) -> dict[str, DayState]:
+        """Many doctors' states on one date (a view: FindSlots)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for doctor_id in doctor_ids:
+                day_key, tokens_key, slots_key = doctor_keys(day, doctor_id)
+                pipe.hgetall(day_key)
+                pipe.hlen(tokens_key)
+                pipe.hvals(slots_key)
+                pipe.hgetall(leave_key(day, doctor_id))
+            rows = await pipe.execute()
+        out = {}
+        for i, doctor_id in enumerate(doctor_ids):
+            override, held, slots, leave = rows[4 * i : 4 * i + 4]
+            out[doctor_id] = DayState(
+                _text(override), held, _intervals(slots), _text(leave) if leave else None
+            )
+        return out
+
+    async def set_input(
+        self,
+        day: str,
+        doctor_id: str,
+        kind: str,
+        fields: dict[str, str | int],
+        resolved: Resolved,
+        collect: bool,
+        resolve: bool = True,
+    ) -> list[Affected] | None:
+        """Replace the date's availability (kind `day`) or leave (`leave`) and its resolved day; None
+        when the resolution is stale (read again). With collect: the bookings holding its tokens."""
+        _, tokens_key, slots_key = doctor_keys(day, doctor_id)
+        target = doctor_keys(day, doctor_id)[0] if kind == "day" else leave_key(day, doctor_id)
+        pairs = [item for field, value in fields.items() for item in (field, value)]
+        reply = await self._set_day(
+            keys=[target, resolved_key(day, doctor_id), tokens_key, slots_key],
+            args=[
+                expire_at(day),
+                *resolved.args()[:2],
+                *(resolved.args()[2:] if resolve else ["", "", "", "", ""]),
+                "1" if collect else "0",
+                _tag(day),
+                *pairs,
+            ],
+        )
+        if reply[0] == b"stale":
+            return None
+        affected = []
+        for i in range(1, len(reply), 3):
+            interval = reply[i + 2].decode()
+            start = int(interval.partition(",")[0]) if interval else -1
+            affected.append(Affected(reply[i].decode(), int(reply[i + 1]), start))
+        return affected
+
+    async def settle(self, day: str, doctor_id: str, resolved: Resolved) -> bool:
+        """Keep `resolved` as the doctor's day on that date (False: stale, resolve again). A script
+        of the date's slot that judges a booking with `fits` (a move, say) then sees this day or a
+        newer one: availability and leave writes replace it in the same step as themselves."""
+        kept = await self._settle(
+            keys=[resolved_key(day, doctor_id)], args=[expire_at(day), *resolved.args()]
+        )
+        return bool(kept)
 
     async def set_day(self, day: str, doctor_id: str, fields: dict[str, str | int]) -> None:
-        """That date's availability, replaced whole: the last write stands."""
-        pairs = [item for field, value in fields.items() for item in (field, value)]
-        await self._set_day(keys=[doctor_keys(day, doctor_id)[0]], args=[expire_at(day), *pairs])
+        """That date's availability, replaced whole, without resolving the day (the next reservation
+        does, from the doctor's defaults it passes): for callers that have no doctor record."""
+        state = await self.day(day, doctor_id)
+        unresolved = Resolved(True, 0, 0, 0, "", state.n, -1)
+        await self.set_input(day, doctor_id, "day", fields, unresolved, False, resolve=False)
 
     async def service_booked(self, day: str, service_id: str) -> int:
         return await self._redis.scard(service_key(day, service_id))
+
+
+def _text(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _intervals(slots: list[bytes]) -> list[tuple[int, int]]:
+    intervals = []
+    for raw in slots:
+        start, _, end = raw.decode().partition(",")
+        intervals.append((int(start), int(end)))
+    return intervals
+
+
+def _pairs(flat: list[bytes]) -> dict[str, str]:
+    """HGETALL as a script returns it (field, value, field, value ...)."""
+    return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}

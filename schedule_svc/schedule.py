@@ -10,15 +10,15 @@ from zoneinfo import ZoneInfo
 from clinic.v1 import common_pb2, doctor_pb2, patient_pb2, saga_pb2
 from clinic_common import subjects
 from clinic_common.catalog import Catalog
-from clinic_common.clock import Clock, clinic_day
-from clinic_common.errors import AlreadyExists, InvalidArgument, NotFound
+from clinic_common.clock import Clock, clinic_day, parse_date
+from clinic_common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from clinic_common.logs import get_logger
 from clinic_common.principal import Principal
 from clinic_common.timeutil import to_timestamp
 
 from . import domain
-from .places import PlacesStore, Request
-from .store import DoctorStore, RegistryStore
+from .places import Outcome, PlacesStore, Request, Resolved
+from .store import DoctorStore, RegistryStore, Schedule
 
 log = get_logger(__name__)
 
@@ -43,6 +43,7 @@ REFUSALS = {
 WAITING_STATES = frozenset({"waiting", "offered", "expired", "left"})  # a waitlisted booking's holds
 ANNOUNCE_AFTER_MS = 2000  # an offer or expiry still unpublished after this is published by the sweeper
 KEEP_SWEEPING_DAYS = 2  # a date leaves the sweeper's index this many days after it
+UPDATE_ATTEMPTS = 20  # compare-and-set rounds before an update gives up (ABORTED)
 
 
 class Registry:
@@ -68,6 +69,8 @@ class Registry:
             email=domain.normalise_email(req.email),
             contact=req.contact,
         )
+        if patient.contact.email and not patient.email:
+            raise InvalidArgument([("contact.email", "the patient has no email address to send to")])
         created, patient_id = await self._store.register(patient)
         if created:
             log.info("patient.registered", patient_id=patient_id)
@@ -85,6 +88,29 @@ class Registry:
         if patient is None:
             raise NotFound(f"patient {patient_id} not found")
         return patient
+
+    async def update(self, req: patient_pb2.UpdatePatientRequest, who: Principal) -> common_pb2.Patient:
+        """The masked fields changed, compare-and-set on the stored record (retried on a lost race)."""
+        if not req.patient_id or len(req.patient_id) > domain.MAX_ID_LEN:
+            raise InvalidArgument([("patient_id", "must be a patient id")])
+        who.require_patient_access(req.patient_id)
+        for _ in range(UPDATE_ATTEMPTS):
+            read = await self._store.get_raw(req.patient_id)
+            if read is None:
+                raise NotFound(f"patient {req.patient_id} not found")
+            current = common_pb2.Patient.FromString(read)
+            bad, updated = domain.apply_patient_update(current, req, self._country_code, self._today())
+            if bad:
+                raise InvalidArgument(bad)
+            state, holder = await self._store.update(read, current, updated)
+            if state == "updated":
+                log.info("patient.updated", patient_id=updated.id, fields=",".join(req.update_mask.paths))
+                return updated
+            if state == "taken":
+                raise AlreadyExists(f"that phone is registered to patient {holder}")
+            if state == "missing":
+                raise NotFound(f"patient {req.patient_id} not found")
+        raise Conflict(f"patient {req.patient_id} kept changing; try again")
 
     async def count_no_show(self, patient_id: str, booking_id: str) -> None:
         await self._store.count_no_show(patient_id, booking_id)
@@ -111,6 +137,9 @@ class Registry:
 
 
 class Doctors:
+    """Doctors, their weekly plans, leave and days. A date's availability is resolved in one place,
+    `resolve`, for GetDoctorDay, free times, FindSlots and the reserve step alike."""
+
     def __init__(
         self,
         doctors: DoctorStore,
@@ -118,12 +147,14 @@ class Doctors:
         catalog: Catalog,
         tz: ZoneInfo,
         clock: Clock | None = None,
+        publish: Publish | None = None,
     ) -> None:
         self._doctors = doctors
         self._places = places
         self._catalog = catalog
         self._tz = tz
         self._clock = clock or Clock()
+        self._publish = publish
 
     async def create(self, req: doctor_pb2.CreateDoctorRequest, who: Principal) -> doctor_pb2.Doctor:
         who.require_admin()
@@ -137,7 +168,25 @@ class Doctors:
         log.info("doctor.created", doctor_id=doctor.id)
         return doctor
 
-    async def list(self, service_id: str, specialty: str) -> list[doctor_pb2.Doctor]:
+    async def update(self, req: doctor_pb2.UpdateDoctorRequest, who: Principal) -> doctor_pb2.Doctor:
+        who.require_admin()
+        for _ in range(UPDATE_ATTEMPTS):
+            schedule = await self._schedule(req.doctor_id)
+            bad, updated = domain.apply_doctor_update(schedule.doctor, req, self._catalog)
+            if bad:
+                raise InvalidArgument(bad)
+            revision = await self._doctors.update(schedule.raw, updated)
+            if revision > 0:
+                updated.revision = revision
+                log.info("doctor.updated", doctor_id=updated.id, fields=",".join(req.update_mask.paths))
+                return updated
+            if revision < 0:
+                raise NotFound(f"doctor {req.doctor_id} not found")
+        raise Conflict(f"doctor {req.doctor_id} kept changing; try again")
+
+    async def list(
+        self, service_id: str, specialty: str, include_retired: bool = False
+    ) -> list[doctor_pb2.Doctor]:
         if len(service_id) > domain.MAX_ID_LEN:
             raise InvalidArgument([("service_id", f"at most {domain.MAX_ID_LEN} characters")])
         if len(specialty) > domain.MAX_SPECIALTY_LEN:
@@ -147,24 +196,42 @@ class Doctors:
             for d in await self._doctors.all()
             if (not service_id or service_id in d.service_ids)
             and (not specialty or d.specialty.lower() == specialty.lower())
+            and (include_retired or not d.retired)
         ]
 
     async def get(self, doctor_id: str, field: str = "doctor_id") -> doctor_pb2.Doctor:
-        if not doctor_id or len(doctor_id) > domain.MAX_ID_LEN:
-            raise InvalidArgument([(field, "must be a doctor id")])
-        doctor = await self._doctors.get(doctor_id)
-        if doctor is None:
-            raise NotFound(f"doctor {doctor_id} not found")
-        return doctor
+        return (await self._schedule(doctor_id, field)).doctor
+
+    async def set_weekly_plan(
+        self, req: doctor_pb2.SetWeeklyPlanRequest, who: Principal
+    ) -> doctor_pb2.WeeklyPlan:
+        who.require_staff()
+        bad = domain.validate_weekly_plan(req, self._today())
+        if bad:
+            raise InvalidArgument(bad)
+        doctor = await self.get(req.doctor_id)
+        bad = domain.check_plan_against_doctor(req, doctor)
+        if bad:
+            raise InvalidArgument(bad)
+        plan = doctor_pb2.WeeklyPlan(
+            doctor_id=doctor.id,
+            effective_from=req.effective_from,
+            days=sorted(req.days, key=lambda d: d.weekday),
+        )
+        if await self._doctors.set_plan(plan) < 0:
+            raise NotFound(f"doctor {req.doctor_id} not found")
+        log.info("doctor.plan_set", doctor_id=doctor.id, effective_from=req.effective_from)
+        return plan
 
     async def set_availability(
         self, req: doctor_pb2.SetAvailabilityRequest, who: Principal
-    ) -> doctor_pb2.DoctorDay:
+    ) -> tuple[doctor_pb2.DoctorDay, list[doctor_pb2.AffectedBooking]]:
         who.require_staff()
         bad = domain.validate_availability(req, self._today())
         if bad:
             raise InvalidArgument(bad)
-        doctor = await self.get(req.doctor_id)
+        schedule = await self._schedule(req.doctor_id)
+        doctor = schedule.doctor
         fields: dict[str, str | int] = {
             "present": "1" if (not req.HasField("present") or req.present) else "0"
         }
@@ -172,21 +239,37 @@ class Doctors:
             fields["note"] = req.note
         if req.HasField("daily_capacity"):
             fields["capacity"] = req.daily_capacity
-        start = domain.parse_hhmm(req.day_start) if req.HasField("day_start") else None
-        end = domain.parse_hhmm(req.day_end) if req.HasField("day_end") else None
-        effective_start = start if start is not None else domain.parse_hhmm(doctor.day_start)
-        effective_end = end if end is not None else domain.parse_hhmm(doctor.day_end)
-        if effective_end <= effective_start:
-            raise InvalidArgument(
-                [("day_end", f"must be after the day's start ({domain.hhmm(effective_start)})")]
-            )
-        if start is not None:
-            fields["start"] = start
-        if end is not None:
-            fields["end"] = end
-        await self._places.set_day(req.date, doctor.id, fields)
+        if req.HasField("day_start"):
+            fields["start"] = domain.parse_hhmm(req.day_start)
+        if req.HasField("day_end"):
+            fields["end"] = domain.parse_hhmm(req.day_end)
+        state = await self._places.day(req.date, doctor.id)
+        plan = self._resolve(schedule, req.date, {k: str(v) for k, v in fields.items()}, state.leave)
+        if plan.end <= plan.start:
+            raise InvalidArgument([("day_end", f"must be after the day's start ({domain.hhmm(plan.start)})")])
+        affected = await self._write_day(req.date, schedule, "day", fields, req.note, who)
         log.info("doctor.availability_set", doctor_id=doctor.id, date=req.date, present=fields["present"])
-        return await self._view(doctor, req.date)
+        return await self._view(doctor, req.date), affected
+
+    async def set_leave(
+        self, req: doctor_pb2.SetLeaveRequest, who: Principal
+    ) -> tuple[list[doctor_pb2.DoctorDay], list[doctor_pb2.AffectedBooking]]:
+        who.require_staff()
+        first, last = getattr(req, "from"), req.to
+        bad, days = domain.validate_leave(req.doctor_id, first, last, req.note, self._today())
+        if bad:
+            raise InvalidArgument(bad)
+        schedule = await self._schedule(req.doctor_id)
+        affected: list[doctor_pb2.AffectedBooking] = []
+        views = []
+        for day in days:
+            iso = day.isoformat()
+            affected += await self._write_day(iso, schedule, "leave", {"note": req.note}, req.note, who)
+            views.append(await self._view(schedule.doctor, iso))
+        log.info(
+            "doctor.leave_set", doctor_id=schedule.doctor.id, first=first, last=last, affected=len(affected)
+        )
+        return views, affected
 
     async def day(self, doctor_id: str, day: str) -> doctor_pb2.DoctorDay:
         day = day or self._today().isoformat()
@@ -195,14 +278,157 @@ class Doctors:
             raise InvalidArgument(bad)
         return await self._view(await self.get(doctor_id), day)
 
+    async def find_slots(self, req: doctor_pb2.FindSlotsRequest) -> list[doctor_pb2.Slot]:
+        bad, days = domain.validate_find_slots(req, self._today())
+        if req.service_id and req.service_id not in self._catalog.services and not bad:
+            bad.append(("service_id", "unknown service id"))
+        if bad:
+            raise InvalidArgument(bad)
+        limit = req.limit or domain.DEFAULT_FIND_LIMIT
+        doctors = await self.list(req.service_id, req.specialty)
+        plans = await self._doctors.schedules([d.id for d in doctors])
+        found: list[doctor_pb2.Slot] = []
+        for day in days:
+            iso = day.isoformat()
+            if req.service_id:
+                capacity = self._catalog.services[req.service_id].daily_capacity
+                if await self._places.service_booked(iso, req.service_id) >= capacity:
+                    continue
+            states = await self._places.days(iso, [d.id for d in doctors])
+            on_day = []
+            for doctor in doctors:
+                state = states[doctor.id]
+                plan = domain.resolve_day(doctor, day, state.override, state.leave, plans[doctor.id])
+                for start in domain.free_times_of(
+                    doctor,
+                    plan,
+                    state.tokens_held,
+                    state.intervals,
+                    req.duration_minutes,
+                    self._not_before(iso),
+                ):
+                    on_day.append((start, doctor.code.lower(), doctor.id))
+            found += [doctor_pb2.Slot(doctor_id=d, date=iso, start_time=t) for t, _, d in sorted(on_day)]
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
+    async def resolve(self, doctor_id: str, day: str) -> tuple[Schedule, domain.DayPlan, Resolved]:
+        """The doctor's day as it stands, and the same as the places scripts take it."""
+        schedule = await self._schedule(doctor_id)
+        state = await self._places.day(day, doctor_id)
+        plan = self._resolve(schedule, day, state.override, state.leave)
+        return schedule, plan, _resolved(plan, state.n, schedule.revision)
+
+    async def settle(self, doctor_id: str, day: str) -> domain.DayPlan:
+        """Resolve the doctor's day and keep it in the date's slot, so a script there that judges a
+        booking against it (`fits`, e.g. a reschedule's) sees it, or a newer one, atomically."""
+        for _ in range(UPDATE_ATTEMPTS):
+            _, plan, resolved = await self.resolve(doctor_id, day)
+            if await self._places.settle(day, doctor_id, resolved):
+                return plan
+        raise Conflict(f"doctor {doctor_id}'s day {day} kept changing; try again")
+
+    # -- internals ------------------------------------------------------------------------------
+
+    async def _schedule(self, doctor_id: str, field: str = "doctor_id") -> Schedule:
+        if not doctor_id or len(doctor_id) > domain.MAX_ID_LEN:
+            raise InvalidArgument([(field, "must be a doctor id")])
+        schedule = await self._doctors.schedule(doctor_id)
+        if schedule is None:
+            raise NotFound(f"doctor {doctor_id} not found")
+        return schedule
+
+    def _resolve(self, schedule: Schedule, day: str, override, leave) -> domain.DayPlan:
+        return domain.resolve_day(schedule.doctor, parse_date(day), override, leave, schedule.plans)
+
+    async def _write_day(
+        self,
+        day: str,
+        schedule: Schedule,
+        kind: str,
+        fields: dict[str, str | int],
+        note: str,
+        who: Principal,
+    ) -> list[doctor_pb2.AffectedBooking]:
+        """Write the date's availability or leave with the day it resolves to (compare-and-set, read
+        again on a lost race); an absent day answers (and tells booking_svc of) its held bookings."""
+        for _ in range(UPDATE_ATTEMPTS):
+            state = await self._places.day(day, schedule.doctor.id)
+            override = state.override if kind == "leave" else {k: str(v) for k, v in fields.items()}
+            leave = {k: str(v) for k, v in fields.items()} if kind == "leave" else state.leave
+            plan = self._resolve(schedule, day, override, leave)
+            held = await self._places.set_input(
+                day,
+                schedule.doctor.id,
+                kind,
+                fields,
+                _resolved(plan, state.n, schedule.revision),
+                collect=not plan.present,
+            )
+            if held is not None:
+                break
+            schedule = await self._schedule(schedule.doctor.id)  # a newer plan or doctor: read it
+        else:
+            raise Conflict(f"doctor {schedule.doctor.id}'s day {day} kept changing; try again")
+        affected = [
+            doctor_pb2.AffectedBooking(
+                booking_id=h.booking_id,
+                date=day,
+                start_time=domain.hhmm(h.start) if h.start >= 0 else "",
+                token=h.token,
+            )
+            for h in sorted(held, key=lambda h: h.token)
+        ]
+        actor = common_pb2.Actor(sub=who.sub, role=who.role)
+        for a in affected:
+            await self._tell_unavailable(a, schedule.doctor.id, note, actor)
+        return affected
+
+    async def _tell_unavailable(
+        self, a: doctor_pb2.AffectedBooking, doctor_id: str, note: str, actor: common_pb2.Actor
+    ) -> None:
+        """booking_svc records EVENT_TYPE_DOCTOR_UNAVAILABLE once per booking and date; the message
+        id makes a repeated call (or a retried publish) one message."""
+        if self._publish is None:
+            return
+        message = saga_pb2.DoctorUnavailable(
+            booking_id=a.booking_id, doctor_id=doctor_id, date=a.date, note=note, actor=actor
+        )
+        await self._publish(
+            subjects.saga_subject(subjects.DOCTOR_UNAVAILABLE, a.booking_id),
+            message.SerializeToString(),
+            f"{a.booking_id}:doctor.unavailable:{a.date}",
+        )
+
     async def _view(self, doctor: doctor_pb2.Doctor, day: str) -> doctor_pb2.DoctorDay:
+        schedule = await self._schedule(doctor.id)
         state = await self._places.day(day, doctor.id)
-        plan = domain.plan_for(doctor, state.override)
+        plan = self._resolve(schedule, day, state.override, state.leave)
         waitlisted = await self._places.waitlisted(day, doctor.id)
-        return domain.day_view(doctor, day, plan, state.tokens_held, state.intervals, waitlisted)
+        return domain.day_view(
+            schedule.doctor,
+            day,
+            plan,
+            state.tokens_held,
+            state.intervals,
+            waitlisted,
+            not_before=self._not_before(day),
+        )
+
+    def _not_before(self, day: str) -> int:
+        """On today's date, the current minute in the clinic (no past time is offered); else 0."""
+        now = self._clock.now().astimezone(self._tz)
+        return now.hour * 60 + now.minute + 1 if day == now.date().isoformat() else 0
 
     def _today(self):
         return clinic_day(self._clock.now(), self._tz)
+
+
+def _resolved(plan: domain.DayPlan, n: int, revision: int) -> Resolved:
+    return Resolved(
+        plan.present, plan.capacity, plan.start, plan.end, domain.encode_breaks(plan.breaks), n, revision
+    )
 
 
 class Places:
@@ -217,6 +443,7 @@ class Places:
         catalog: Catalog,
         publish: Publish,
         *,
+        resolve: Callable[[str, str], Awaitable[tuple[Schedule, domain.DayPlan, Resolved]]],
         offer_s: int = 900,
         tz: ZoneInfo | None = None,
         clock: Clock | None = None,
@@ -225,14 +452,13 @@ class Places:
         self._doctors = doctors
         self._catalog = catalog
         self._publish = publish
+        self._resolve = resolve  # Doctors.resolve: the one place a doctor's day is resolved
         self._offer_ms = offer_s * 1000
         self._tz = tz or ZoneInfo("Asia/Kolkata")
         self._clock = clock or Clock()
 
     async def on_requested(self, req: saga_pb2.PlacesRequested) -> None:
-        request, defaults = await self._request(req)
-        capacities = [self._catalog.services[s].daily_capacity for s in req.service_ids]
-        outcome = await self._places.reserve(request, capacities, defaults, waitlist=req.waitlist)
+        _, outcome = await self._reserve(req, waitlist=req.waitlist)
         decided = saga_pb2.PlacesDecided(booking_id=req.booking_id, reserved=outcome.state == "held")
         if decided.reserved:
             decided.token = outcome.token
@@ -283,11 +509,9 @@ class Places:
         """A reschedule: the target places all or nothing first; only once they are held are the
         current ones released (and offered on to the waitlist, as a cancellation's are). Each step
         is idempotent per holder, so a redelivery after a crash between them ends the same way."""
-        target, defaults = await self._request(move.target)
         current, _ = await self._request(move.current)
-        capacities = [self._catalog.services[s].daily_capacity for s in move.target.service_ids]
-        replaces = current.booking_id if current.day == target.day else ""
-        outcome = await self._places.reserve(target, capacities, defaults, replaces=replaces)
+        same_day = move.current.appointment_date == move.target.appointment_date
+        _, outcome = await self._reserve(move.target, replaces=current.booking_id if same_day else "")
         moved = saga_pb2.PlacesMoved(
             booking_id=move.booking_id, number=move.number, moved=outcome.state == "held"
         )
@@ -315,6 +539,26 @@ class Places:
         )
         if offered:
             await self._announce(current.day, f"o:{offered}")
+
+    async def _reserve(
+        self, req: saga_pb2.PlacesRequested, *, waitlist: bool = False, replaces: str = ""
+    ) -> tuple[Request, Outcome]:
+        """Reserve `req`'s places against the doctor's day as it stands now: resolved here (plans,
+        leave, availability, retirement), handed to the script, resolved again if the script finds
+        the date or the doctor moved on since."""
+        capacities = [self._catalog.services[s].daily_capacity for s in req.service_ids]
+        for _ in range(UPDATE_ATTEMPTS):
+            resolved, doctor = None, None
+            if req.doctor_id:
+                schedule, _, resolved = await self._resolve(req.doctor_id, req.appointment_date)
+                doctor = schedule.doctor
+            request, defaults = await self._request(req, doctor)
+            outcome = await self._places.reserve(
+                request, capacities, defaults, waitlist=waitlist, replaces=replaces, resolved=resolved
+            )
+            if outcome.state != "stale":
+                return request, outcome
+        raise Conflict(f"doctor {req.doctor_id}'s day kept changing while booking {req.booking_id} waited")
 
     async def _answer(
         self,
@@ -392,11 +636,13 @@ class Places:
     def _now_ms(self) -> int:
         return int(self._clock.now().timestamp() * 1000)
 
-    async def _request(self, req: saga_pb2.PlacesRequested) -> tuple[Request, tuple[int, int, int]]:
+    async def _request(
+        self, req: saga_pb2.PlacesRequested, doctor: doctor_pb2.Doctor | None = None
+    ) -> tuple[Request, tuple[int, int, int]]:
         start = end = -1
         defaults = (0, 0, 0)
         if req.doctor_id:
-            doctor = await self._doctors.get(req.doctor_id)
+            doctor = doctor or await self._doctors.get(req.doctor_id)
             if doctor is None:
                 raise NotFound(f"doctor {req.doctor_id} not found")
             defaults = (

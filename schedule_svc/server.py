@@ -31,9 +31,15 @@ async def main(stop: asyncio.Event, config: ScheduleConfig) -> None:
 
         doctor_store, places_store = DoctorStore(deps.redis), PlacesStore(deps.redis)
         registry = Registry(RegistryStore(deps.redis), config.country_code, config.timezone)
-        doctors = Doctors(doctor_store, places_store, config.catalog, config.timezone)
+        doctors = Doctors(doctor_store, places_store, config.catalog, config.timezone, publish=publish)
         places = Places(
-            places_store, doctor_store, config.catalog, publish, offer_s=config.offer_s, tz=config.timezone
+            places_store,
+            doctor_store,
+            config.catalog,
+            publish,
+            resolve=doctors.resolve,
+            offer_s=config.offer_s,
+            tz=config.timezone,
         )
         patient_servicer, doctor_servicer = PatientServicer(registry), DoctorServicer(doctors)
         server = create_server(

@@ -8,6 +8,8 @@ registrations of the same phone (in any spelling, normalised before) return the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import redis.asyncio as aioredis
 
 from clinic.v1 import common_pb2, doctor_pb2
@@ -23,6 +25,29 @@ if ARGV[3] == '1' then redis.call('SADD', KEYS[3], ARGV[1]) end
 return {1, ARGV[1]}
 """
 
+_UPDATE_PATIENT = """
+-- KEYS: patient, old phone index, new phone index, old email index, new email index
+-- ARGV: id, the record as read, the new record, phone changes ('1'/'0'), email changes ('1'/'0'),
+--       old email ('' none), new email ('' none)
+-- Compare-and-set on the whole record, so two updates of different fields both land; the new phone
+-- is claimed (and the old one let go) in the same step, so one phone never names two patients.
+local current = redis.call('GET', KEYS[1])
+if not current then return {'missing', ''} end
+if current ~= ARGV[2] then return {'conflict', ''} end
+if ARGV[4] == '1' then
+  local holder = redis.call('GET', KEYS[3])
+  if holder and holder ~= ARGV[1] then return {'taken', holder} end
+  redis.call('SET', KEYS[3], ARGV[1])
+  if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+end
+if ARGV[5] == '1' then
+  if ARGV[6] ~= '' then redis.call('SREM', KEYS[4], ARGV[1]) end
+  if ARGV[7] ~= '' then redis.call('SADD', KEYS[5], ARGV[1]) end
+end
+redis.call('SET', KEYS[1], ARGV[3])
+return {'updated', ''}
+"""
+
 _CREATE_DOCTOR = """
 -- KEYS: code index, doctor, all doctors   ARGV: id, record
 local existing = redis.call('GET', KEYS[1])
@@ -31,6 +56,29 @@ redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[1])
 return ARGV[1]
+"""
+
+_UPDATE_DOCTOR = """
+-- KEYS: doctor, revision   ARGV: the record as read, the new record
+-- Compare-and-set on the record; every change to what a doctor's days resolve from bumps the
+-- revision (the places scripts refuse a resolution older than one they have seen).
+local current = redis.call('GET', KEYS[1])
+if not current then return -1 end
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return redis.call('INCR', KEYS[2])
+"""
+
+_READ_SCHEDULE = """
+-- KEYS: doctor, revision, plans   (read only: the doctor, its revision and plans at one moment)
+return {redis.call('GET', KEYS[1]) or '', redis.call('GET', KEYS[2]) or '0', redis.call('HVALS', KEYS[3])}
+"""
+
+_SET_PLAN = """
+-- KEYS: doctor, revision, plans   ARGV: effective from, plan
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+return redis.call('INCR', KEYS[2])
 """
 
 
@@ -57,6 +105,14 @@ def doctor_key(doctor_id: str) -> str:
     return f"{{doctors}}:doctor:{doctor_id}"
 
 
+def revision_key(doctor_id: str) -> str:
+    return f"{{doctors}}:doctor:{doctor_id}:rev"
+
+
+def plans_key(doctor_id: str) -> str:
+    return f"{{doctors}}:doctor:{doctor_id}:plans"
+
+
 def code_key(code: str) -> str:
     return f"{{doctors}}:code:{code.lower()}"
 
@@ -65,6 +121,7 @@ class RegistryStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._register = redis_io.batched_script(redis, _REGISTER)
+        self._update = redis_io.batched_script(redis, _UPDATE_PATIENT)
 
     async def register(self, patient: common_pb2.Patient) -> tuple[bool, str]:
         """(created, id): the new patient's id, or the id the phone already names."""
@@ -89,6 +146,31 @@ class RegistryStore:
         """Once per booking, however often the message comes."""
         await self._redis.sadd(no_shows_key(patient_id), booking_id)
 
+    async def get_raw(self, patient_id: str) -> bytes | None:
+        return await self._redis.get(patient_key(patient_id))
+
+    async def update(self, read: bytes, old: common_pb2.Patient, new: common_pb2.Patient) -> tuple[str, str]:
+        """(updated | conflict | missing | taken, the id holding the new phone when taken)."""
+        state, holder = await self._update(
+            keys=[
+                patient_key(new.id),
+                phone_key(old.phone),
+                phone_key(new.phone),
+                email_key(old.email or "-"),
+                email_key(new.email or "-"),
+            ],
+            args=[
+                new.id,
+                read,
+                new.SerializeToString(),
+                "1" if new.phone != old.phone else "0",
+                "1" if new.email != old.email else "0",
+                old.email,
+                new.email,
+            ],
+        )
+        return state.decode(), holder.decode()
+
     async def by_phone(self, phone: str) -> list[common_pb2.Patient]:
         patient_id = await self._redis.get(phone_key(phone))
         patient = await self.get(patient_id.decode()) if patient_id else None
@@ -100,13 +182,27 @@ class RegistryStore:
         return [common_pb2.Patient.FromString(row) for row in rows if row]
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """What a doctor's days resolve from, read in one transaction: the doctor, its weekly plans and
+    the revision of both."""
+
+    doctor: doctor_pb2.Doctor
+    raw: bytes
+    revision: int
+    plans: list[doctor_pb2.WeeklyPlan]
+
+
 class DoctorStore:
-    """Doctors never change once created, so every instance keeps the ones it has read."""
+    """Doctors and their weekly plans. Nothing is cached: UpdateDoctor and SetWeeklyPlan change them,
+    and every instance must see the change on its next read."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._create = redis_io.batched_script(redis, _CREATE_DOCTOR)
-        self._known: dict[str, doctor_pb2.Doctor] = {}
+        self._update = redis_io.batched_script(redis, _UPDATE_DOCTOR)
+        self._set_plan = redis_io.batched_script(redis, _SET_PLAN)
+        self._read = redis_io.batched_script(redis, _READ_SCHEDULE)
 
     async def create(self, doctor: doctor_pb2.Doctor) -> str:
         """The id stored for the doctor's code: `doctor.id` when new, another id when the code is taken."""
@@ -117,21 +213,61 @@ class DoctorStore:
         return stored.decode()
 
     async def get(self, doctor_id: str) -> doctor_pb2.Doctor | None:
-        doctor = self._known.get(doctor_id)
-        if doctor is None:
-            data = await self._redis.get(doctor_key(doctor_id))
-            if not data:
-                return None
-            doctor = self._known[doctor_id] = doctor_pb2.Doctor.FromString(data)
-        return doctor
+        found = await self.schedule(doctor_id)
+        return found.doctor if found else None
+
+    async def schedule(self, doctor_id: str) -> Schedule | None:
+        raw, revision, plans = await self._read(
+            keys=[doctor_key(doctor_id), revision_key(doctor_id), plans_key(doctor_id)], args=[]
+        )
+        if not raw:
+            return None
+        doctor = doctor_pb2.Doctor.FromString(raw)
+        doctor.revision = int(revision)
+        return Schedule(doctor, raw, doctor.revision, [doctor_pb2.WeeklyPlan.FromString(p) for p in plans])
+
+    async def update(self, read: bytes, doctor: doctor_pb2.Doctor) -> int:
+        """The new revision; 0 when the record changed since it was read, -1 when it is gone."""
+        stored = doctor_pb2.Doctor()
+        stored.CopyFrom(doctor)
+        stored.ClearField("revision")
+        return int(
+            await self._update(
+                keys=[doctor_key(doctor.id), revision_key(doctor.id)],
+                args=[read, stored.SerializeToString()],
+            )
+        )
+
+    async def set_plan(self, plan: doctor_pb2.WeeklyPlan) -> int:
+        """The doctor's new revision (-1: no such doctor). A plan from the same date is replaced."""
+        return int(
+            await self._set_plan(
+                keys=[doctor_key(plan.doctor_id), revision_key(plan.doctor_id), plans_key(plan.doctor_id)],
+                args=[plan.effective_from, plan.SerializeToString()],
+            )
+        )
 
     async def all(self) -> list[doctor_pb2.Doctor]:
         ids = sorted(raw.decode() for raw in await self._redis.smembers(DOCTORS_KEY))
-        missing = [i for i in ids if i not in self._known]
-        if missing:
-            for doctor_id, row in zip(
-                missing, await self._redis.mget([doctor_key(i) for i in missing]), strict=True
-            ):
-                if row:
-                    self._known[doctor_id] = doctor_pb2.Doctor.FromString(row)
-        return sorted((self._known[i] for i in ids if i in self._known), key=lambda d: d.code.lower())
+        if not ids:
+            return []
+        rows = await self._redis.mget([doctor_key(i) for i in ids])
+        revs = await self._redis.mget([revision_key(i) for i in ids])
+        doctors = []
+        for row, rev in zip(rows, revs, strict=True):
+            if row:
+                doctor = doctor_pb2.Doctor.FromString(row)
+                doctor.revision = int(rev or 0)
+                doctors.append(doctor)
+        return sorted(doctors, key=lambda d: d.code.lower())
+
+    async def schedules(self, doctor_ids: list[str]) -> dict[str, list[doctor_pb2.WeeklyPlan]]:
+        """Every listed doctor's weekly plans (for FindSlots: many doctors at once)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for doctor_id in doctor_ids:
+                pipe.hvals(plans_key(doctor_id))
+            rows = await pipe.execute()
+        return {
+            doctor_id: [doctor_pb2.WeeklyPlan.FromString(raw) for raw in row]
+            for doctor_id, row in zip(doctor_ids, rows, strict=True)
+        }

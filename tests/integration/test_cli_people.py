@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 
 from tests.harness import future_date, uid
 from tests.integration.test_cli import clinic
@@ -91,3 +92,76 @@ async def test_a_bad_phone_is_named(system):
     )
     assert done.returncode != 0
     assert "phone" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_the_desk_edits_a_patient_plans_a_week_marks_leave_and_finds_slots(system):
+    phone = "9" + uid("")[-9:].translate(str.maketrans("abcdef", "123456"))
+    register = ["patients", "register", "--name", "Ravi", "--gender", "male", "--dob", "1980-01-02"]
+    first = await clinic(system, *register, "--phone", phone)
+    patient_id = re.search(r"patient (p-[0-9a-f]+) registered", first.stdout).group(1)
+    new_phone = "8" + phone[1:]
+    specialty = uid("geriatrics")
+    updated = await clinic(
+        system, "patients", "update", patient_id, "--phone", new_phone, "--contact", "sms,whatsapp"
+    )
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert f"patient {patient_id} updated (phone, contact); contact: sms, whatsapp" in updated.stdout
+    assert patient_id in (await clinic(system, "patients", "find", "--phone", new_phone)).stdout
+
+    added = await clinic(
+        system,
+        "doctors",
+        "add",
+        "--code",
+        uid("DR"),
+        "--name",
+        "Dr Iyer",
+        "--services",
+        "gen-consult",
+        "--specialty",
+        specialty,
+    )
+    doctor_id = re.search(r"doctor (d-[0-9a-f]+) added", added.stdout).group(1)
+    renamed = await clinic(system, "doctors", "update", doctor_id, "--name", "Dr K Iyer", "--slot", "30")
+    assert renamed.returncode == 0 and "Dr K Iyer" in renamed.stdout and "30 min" in renamed.stdout
+
+    day = future_date(120)
+    weekday = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][date.fromisoformat(day).weekday()]
+    planned = await clinic(
+        system,
+        "doctors",
+        "plan",
+        doctor_id,
+        "--from",
+        future_date(110),
+        "--day",
+        f"{weekday} 10:00-13:00 break 11:00-11:30",
+    )
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    view = await clinic(system, "doctors", "day", doctor_id, "--date", day)
+    assert "10:00-13:00 (from weekly plan)" in view.stdout and "breaks: 11:00-11:30" in view.stdout
+    assert "free times: 10:00 10:30 11:30 12:00 12:30" in view.stdout
+
+    found = await clinic(system, "slots", "--specialty", specialty, "--from", day, "--limit", "3")
+    assert found.returncode == 0 and doctor_id in found.stdout
+
+    booked = await clinic(
+        system,
+        "book",
+        "--patient",
+        patient_id,
+        "--doctor",
+        doctor_id,
+        "--at",
+        "12:00",
+        "--date",
+        day,
+        "gen-consult",
+    )
+    assert booked.returncode == 0, booked.stdout + booked.stderr
+    booking_id = re.search(r"\b(b-[0-9a-f]+|[0-9a-f]{32})\b", booked.stdout).group(1)
+    leave = await clinic(system, "doctors", "leave", doctor_id, "--from", day, "--note", "conference")
+    assert leave.returncode == 0 and f"{doctor_id} {day}: on leave" in leave.stdout
+    assert booking_id in leave.stdout
+    affected = await clinic(system, "doctors", "affected", doctor_id, "--date", day)
+    assert affected.returncode == 0 and booking_id in affected.stdout and "12:00" in affected.stdout

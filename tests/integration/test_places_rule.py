@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schedule_svc.domain import PlacesAsk, PlacesDay, take_places
-from schedule_svc.places import PlacesStore, Request
+from schedule_svc.domain import PlacesAsk, PlacesDay, encode_breaks, take_places
+from schedule_svc.places import PlacesStore, Request, Resolved
 from tests.harness import future_date
 
 DAY_START, DAY_END = 9 * 60, 17 * 60
@@ -27,13 +27,17 @@ ask = st.tuples(
 )
 
 
-async def _run(redis_url: str, capacity: int, service_caps: tuple[int, int], asks) -> tuple[list, list]:
+async def _run(
+    redis_url: str, capacity: int, service_caps: tuple[int, int], asks, breaks=()
+) -> tuple[list, list]:
     client = aioredis.Redis.from_url(redis_url)
     try:
         store = PlacesStore(client)
         day, doctor = future_date(), f"dr-{uuid.uuid4().hex[:8]}"
         service_ids = [f"svc-{uuid.uuid4().hex[:8]}" for _ in service_caps]
-        model = PlacesDay(capacity=capacity, start=DAY_START, end=DAY_END)
+        model = PlacesDay(capacity=capacity, start=DAY_START, end=DAY_END, breaks=tuple(breaks))
+        # The doctor's day as schedule_svc resolves it (its breaks too), handed to every reservation.
+        resolved = Resolved(True, capacity, DAY_START, DAY_END, encode_breaks(breaks), 0, 0)
         got, wanted = [], []
         for i, (with_doctor, start, length, chosen) in enumerate(asks):
             booking = f"b-{i}-{uuid.uuid4().hex[:6]}"
@@ -42,7 +46,7 @@ async def _run(redis_url: str, capacity: int, service_caps: tuple[int, int], ask
             services = [service_ids[j] for j in picked]
             r = Request(booking, day, services, doctor if with_doctor else "", start, end)
             caps = [service_caps[j] for j in picked]
-            outcome = await store.reserve(r, caps, (capacity, DAY_START, DAY_END))
+            outcome = await store.reserve(r, caps, (capacity, DAY_START, DAY_END), resolved=resolved)
             got.append((outcome.state, outcome.token, outcome.reason))
             a = PlacesAsk(
                 booking,
@@ -67,7 +71,8 @@ async def _run(redis_url: str, capacity: int, service_caps: tuple[int, int], ask
     capacity=st.integers(0, 4),
     service_caps=st.tuples(st.integers(0, 3), st.integers(1, 5)),
     asks=st.lists(ask, min_size=1, max_size=12),
+    breaks=st.sampled_from([(), ((540, 555),), ((570, 600), (1005, 1020))]),
 )
-def test_the_script_and_the_stated_rule_agree(servers, capacity, service_caps, asks):
-    got, wanted = asyncio.run(_run(servers.redis_url, capacity, service_caps, asks))
+def test_the_script_and_the_stated_rule_agree(servers, capacity, service_caps, asks, breaks):
+    got, wanted = asyncio.run(_run(servers.redis_url, capacity, service_caps, asks, breaks))
     assert got == wanted

@@ -77,6 +77,11 @@ def test_the_readme_has_a_grpcurl_command_for_every_rpc():
         "GetDoctor",
         "SetAvailability",
         "GetDoctorDay",
+        "UpdatePatient",
+        "UpdateDoctor",
+        "SetWeeklyPlan",
+        "SetLeave",
+        "FindSlots",
         *(f"FrontDeskService/{m}" for m in ("CheckIn", "GetQueue", "WatchQueue", "CallNext")),
         *(f"FrontDeskService/{m}" for m in ("CompleteVisit", "MarkNoShow")),
     ):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from clinic.v1 import admin_pb2, booking_pb2, doctor_pb2, notification_pb2, patient_pb2
 from clinic.v1 import common_pb2 as c
@@ -67,6 +68,37 @@ async def test_registry_and_doctor_rpcs_by_role(client: Client, registered):
             "GetDoctorDay": d.GetDoctorDay(
                 doctor_pb2.GetDoctorDayRequest(doctor_id=doctor.id, date=day), metadata=md
             ),
+            "UpdatePatient": p.UpdatePatient(
+                patient_pb2.UpdatePatientRequest(
+                    patient_id=patient_id,
+                    update_mask=FieldMask(paths=["contact"]),
+                    contact=c.ContactConsent(sms=True),
+                ),
+                metadata=md,
+            ),
+            "UpdateDoctor": d.UpdateDoctor(
+                doctor_pb2.UpdateDoctorRequest(
+                    doctor_id=doctor.id, update_mask=FieldMask(paths=["name"]), name="Dr Test"
+                ),
+                metadata=md,
+            ),
+            "SetWeeklyPlan": d.SetWeeklyPlan(
+                doctor_pb2.SetWeeklyPlanRequest(
+                    doctor_id=doctor.id,
+                    effective_from=future_date(300),
+                    days=[doctor_pb2.PlanDay(weekday=doctor_pb2.WEEKDAY_SUNDAY, present=False)],
+                ),
+                metadata=md,
+            ),
+            "SetLeave": d.SetLeave(
+                doctor_pb2.SetLeaveRequest(
+                    doctor_id=doctor.id, note="x", **{"from": future_date(301), "to": future_date(301)}
+                ),
+                metadata=md,
+            ),
+            "FindSlots": d.FindSlots(
+                doctor_pb2.FindSlotsRequest(service_id="gen-consult", date_from=day, limit=1), metadata=md
+            ),
         }
 
     async def run(md, patient_id: str) -> dict[str, grpc.StatusCode]:
@@ -82,10 +114,16 @@ async def test_registry_and_doctor_rpcs_by_role(client: Client, registered):
         "GetDoctor": OK,
         "SetAvailability": DENIED,
         "GetDoctorDay": OK,
+        "UpdatePatient": OK,
+        "UpdateDoctor": DENIED,
+        "SetWeeklyPlan": DENIED,
+        "SetLeave": DENIED,
+        "FindSlots": OK,
     }
-    assert (await run(as_alice, bob.id))["GetPatient"] == DENIED
+    as_alice_on_bob = await run(as_alice, bob.id)
+    assert (as_alice_on_bob["GetPatient"], as_alice_on_bob["UpdatePatient"]) == (DENIED, DENIED)
     staff = await run(Client.auth("desk-1", "staff"), bob.id)
-    assert staff == {**{k: OK for k in staff}, "CreateDoctor": DENIED}
+    assert staff == {**{k: OK for k in staff}, "CreateDoctor": DENIED, "UpdateDoctor": DENIED}
     admin = await run(Client.auth(), bob.id)
     assert admin == {k: OK for k in admin}
 

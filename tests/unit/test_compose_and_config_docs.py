@@ -53,6 +53,7 @@ def test_compose_configures_every_service_the_way_the_code_reads_it():
             "notification_svc": "NOTIFICATION_SVC_ADDR",
             "schedule_svc": "SCHEDULE_SVC_ADDR",
             "frontdesk_svc": "FRONTDESK_SVC_ADDR",
+            "fhir_svc": "FHIR_SVC_ADDR",
             "gateway": "CLINIC_GATEWAY_ADDR",
         }[name]
         host, port = env[own].rsplit(":", 1)
@@ -65,6 +66,7 @@ def test_compose_configures_every_service_the_way_the_code_reads_it():
         ("notification_svc", "NOTIFICATION_SVC_ADDR"),
         ("schedule_svc", "SCHEDULE_SVC_ADDR"),
         ("frontdesk_svc", "FRONTDESK_SVC_ADDR"),
+        ("fhir_svc", "FHIR_SVC_ADDR"),
     ):
         host, port = gateway[var].rsplit(":", 1)
         assert host == backend

@@ -32,7 +32,9 @@ def page(tmp_path):
 
 
 def boot(**env: str) -> dict:
-    return render(GatewayConfig.from_env({"CLINIC_JWT_SECRET": SECRET, **PKI, **env}), ADMIN)
+    # Only the page's direct responses here (/openapi.json is one too: tests/unit/test_json_api.py).
+    env = {"CLINIC_JWT_SECRET": SECRET, "CLINIC_PROTO_DESCRIPTORS": "off", **PKI, **env}
+    return render(GatewayConfig.from_env(env), ADMIN)
 
 
 def route_config(b: dict) -> dict:

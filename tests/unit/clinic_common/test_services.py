@@ -29,6 +29,7 @@ CONFIGS = {
     "notification_svc": "NotificationConfig",
     "schedule_svc": "ScheduleConfig",
     "frontdesk_svc": "FrontDeskConfig",
+    "fhir_svc": "FhirConfig",
     "gateway": "GatewayConfig",
 }
 

@@ -202,20 +202,25 @@ DOCTOR = doctor_pb2.Doctor(
 
 
 def test_a_day_plan_is_the_doctor_with_the_override_on_top():
-    assert domain.plan_for(DOCTOR, {}) == domain.DayPlan(True, "", 3, 540, 600)
+    day = date(2026, 3, 11)
+    assert domain.resolve_day(DOCTOR, day, {}) == domain.DayPlan(True, "", 3, 540, 600)
     override = {"present": "0", "note": "leave", "capacity": "5", "start": "600", "end": "660"}
-    assert domain.plan_for(DOCTOR, override) == domain.DayPlan(False, "leave", 5, 600, 660)
+    assert domain.resolve_day(DOCTOR, day, override) == domain.DayPlan(
+        False, "leave", 5, 600, 660, source="availability"
+    )
 
 
 def test_the_day_view_counts_what_is_left_and_offers_the_free_times():
-    plan = domain.plan_for(DOCTOR, {})
+    plan = domain.resolve_day(DOCTOR, date(2026, 3, 11), {})
     view = domain.day_view(DOCTOR, "2026-03-11", plan, 1, [(555, 570)], waitlisted=2)
     assert (view.capacity, view.booked, view.remaining, view.waitlisted) == (3, 1, 2, 2)
     assert list(view.free_times) == ["09:00", "09:30", "09:45"]
     assert (view.day_start, view.day_end, view.present) == ("09:00", "10:00", True)
     full = domain.day_view(DOCTOR, "2026-03-11", plan, 4, [])
     assert full.remaining == 0 and list(full.free_times) == []  # full: no times offered
-    absent = domain.day_view(DOCTOR, "2026-03-11", domain.plan_for(DOCTOR, {"present": "0"}), 0, [])
+    absent = domain.day_view(
+        DOCTOR, "2026-03-11", domain.resolve_day(DOCTOR, date(2026, 3, 11), {"present": "0"}), 0, []
+    )
     assert absent.remaining == 0 and list(absent.free_times) == [] and not absent.present
 
 
