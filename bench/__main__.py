@@ -55,6 +55,7 @@ SYSTEM_CONSUMERS = [
     (subjects.SAGA_STREAM, subjects.DISCOUNT_CONSUMER),
     (subjects.SAGA_STREAM, subjects.BOOKING_CONSUMER),
     (subjects.EVENTS_STREAM, subjects.NOTIFICATION_CONSUMER),
+    (subjects.NOTIFY_STREAM, subjects.SEND_CONSUMER),
 ]
 REF_CONSUMERS = [(REF_STREAM, "ref-a"), (REF_STREAM, "ref-b")]
 
@@ -65,7 +66,7 @@ def say(console: Console, text: str) -> None:
 
 async def wait_quiet(js, consumers: list[tuple[str, str]], timeout_s: float = 60.0) -> float:
     """Until no consumer has messages waiting or unacknowledged: the tail of a phase's sagas
-    (the notification and its report back to booking_svc) is work that phase caused."""
+    (the patient's notification, off the hot path) is work that phase caused."""
     start = time.perf_counter()
     while time.perf_counter() - start < timeout_s:
         busy = 0

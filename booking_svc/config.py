@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -13,6 +14,7 @@ from clinic_common.config import (
     ConfigError,
     Connections,
     env_country_code,
+    env_duration,
     env_int,
     env_str,
     env_timezone,
@@ -20,6 +22,7 @@ from clinic_common.config import (
     peer_addrs,
 )
 from clinic_common.services import get as service
+from clinic_common.timeutil import parse_duration
 
 # Sagas in flight (PENDING bookings) at which CreateBooking answers RESOURCE_EXHAUSTED instead of
 # queueing: 4-7 s of work at the 140-280 sagas/s measured here. 0 turns shedding off.
@@ -43,6 +46,9 @@ class BookingConfig:
     payment_fsync: str = "waitaof"  # a payment is fsynced before the answer; "off" for a Redis without AOF
     # check-in state (frontdesk_svc), asked before a reschedule of a booking dated today
     frontdesk_addrs: tuple[str, ...] = (service("frontdesk_svc").default_addr,)
+    no_show_after: timedelta = timedelta(hours=2)  # past the day's end, an unseen booking is a no-show
+    confirm_by: timedelta | None = None  # CLINIC_CONFIRM_BY: unconfirmed this long before, released
+    first_reminder: timedelta = timedelta(hours=24)  # the longest of CLINIC_REMINDERS: it asks
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BookingConfig:
@@ -59,6 +65,8 @@ class BookingConfig:
             refund_policy=env_choice(env, "CLINIC_REFUND_POLICY", "full", ("full", "none")),
             payment_fsync=env_choice(env, "CLINIC_PAYMENT_FSYNC", "waitaof", ("waitaof", "off")),
             frontdesk_addrs=peer_addrs(env, "frontdesk_svc"),
+            no_show_after=env_duration(env, "CLINIC_NO_SHOW_AFTER", "2h"),
+            **_confirm_or_release(env),
         )
 
 
@@ -67,3 +75,23 @@ def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[s
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
     return value
+
+
+def _confirm_or_release(env: Mapping[str, str]) -> dict:
+    """CLINIC_CONFIRM_BY (off when unset) and the first reminder that asks for it (CLINIC_REMINDERS,
+    the same setting notification_svc reads): the question must come before the deadline."""
+    reminders = [
+        item.strip() for item in env_str(env, "CLINIC_REMINDERS", "24h,2h").split(",") if item.strip()
+    ]
+    try:
+        first = max(parse_duration(item) for item in reminders)
+    except ValueError as exc:
+        raise ConfigError(f"CLINIC_REMINDERS: {exc}") from None
+    if not env_str(env, "CLINIC_CONFIRM_BY", ""):
+        return {"first_reminder": first}
+    confirm_by = env_duration(env, "CLINIC_CONFIRM_BY", "")
+    if confirm_by >= first:
+        raise ConfigError(
+            "CLINIC_CONFIRM_BY must be shorter than the longest of CLINIC_REMINDERS (which asks)"
+        )
+    return {"confirm_by": confirm_by, "first_reminder": first}

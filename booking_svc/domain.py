@@ -38,15 +38,20 @@ MAX_DAYS_AHEAD = 366
 
 QUOTA_EXHAUSTED_MESSAGE = "Daily discount quota reached"
 OFFER_EXPIRED_MESSAGE = "The waitlist offer expired before it was accepted"
-# What the notifier hears: the outcomes, a waitlist offer (the patient must act on it in time), and
-# the doctor marked absent on the booking's day (the patient must not come in vain).
-NOTIFY_ON = frozenset(
+# The events notification_svc tells the patient about carry the appointment as it stood, so the
+# notifier words them and schedules reminders without asking booking_svc (it reads BOOKING_EVENTS
+# itself: no notification step in the saga). Kinds other helpers add join by name once they exist.
+TELLS = frozenset(
     {
         S.EVENT_TYPE_BOOKING_CONFIRMED,
         S.EVENT_TYPE_BOOKING_REJECTED,
         S.EVENT_TYPE_BOOKING_CANCELLED,
         S.EVENT_TYPE_WAITLIST_OFFERED,
-        S.EVENT_TYPE_DOCTOR_UNAVAILABLE,
+        *(
+            S.EventType.Value(name)
+            for name in ("EVENT_TYPE_BOOKING_RESCHEDULED", "EVENT_TYPE_DOCTOR_UNAVAILABLE")
+            if name in S.EventType.keys()
+        ),
     }
 )
 
@@ -541,6 +546,78 @@ def time_out(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None
     return t
 
 
+def no_show_due(b: common_pb2.Booking, day_end: str, after: timedelta, tz: ZoneInfo, now: datetime) -> bool:
+    """A CONFIRMED booking whose day ended `after` ago (its doctor's day_end; midnight without one)."""
+    if b.status != CONFIRMED or b.attendance != S.ATTENDANCE_UNKNOWN or not b.appointment_date:
+        return False
+    day = date.fromisoformat(b.appointment_date)
+    minutes = parse_hhmm(day_end) if day_end else 24 * 60
+    end = datetime.combine(day, datetime.min.time(), tz) + timedelta(minutes=minutes)
+    return now >= end + after
+
+
+NOT_CONFIRMED = "not confirmed"
+
+
+def appointment_start(b: common_pb2.Booking, day_start: str, tz: ZoneInfo) -> datetime:
+    """When the visit begins: its time, or the doctor's day start for a token without one."""
+    minutes = parse_hhmm(b.start_time or day_start or "09:00")
+    return datetime.combine(date.fromisoformat(b.appointment_date), datetime.min.time(), tz) + timedelta(
+        minutes=minutes
+    )
+
+
+def release_due(
+    b: common_pb2.Booking, start: datetime, confirm_by: timedelta, asked_before: timedelta, now: datetime
+) -> bool:
+    """CLINIC_CONFIRM_BY: a CONFIRMED booking its patient was asked to confirm (booked before the
+    first reminder) and did not, once the deadline `confirm_by` before its start has passed."""
+    if b.status != CONFIRMED or b.HasField("attendance_confirmed_at") or not b.appointment_date:
+        return False
+    deadline, asked = start - confirm_by, start - asked_before
+    booked = b.created_at.ToDatetime(tzinfo=UTC)
+    return asked < deadline and booked <= asked and deadline <= now < start
+
+
+def confirm_attendance(
+    record: saga_pb2.BookingRecord, now: datetime, actor: common_pb2.Actor | None = None
+) -> Transition | None:
+    b = record.booking
+    if b.status != CONFIRMED:
+        raise FailedPrecondition(
+            f"only a CONFIRMED booking can be confirmed, not {common_pb2.BookingStatus.Name(b.status)}"
+        )
+    if b.HasField("attendance_confirmed_at"):
+        return None  # confirmed already: a repeat changes nothing
+    t = _next(record, now)
+    _caused_by(t, actor)
+    t.record.booking.attendance_confirmed_at.CopyFrom(to_timestamp(now))
+    _event(t, S.EVENT_TYPE_ATTENDANCE_CONFIRMED, "The patient confirmed they will come", now)
+    return t
+
+
+def release_unconfirmed(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None:
+    """Cancel a booking not confirmed in time; its places go back (and to the waitlist) as any cancel's."""
+    b = record.booking
+    if b.status != CONFIRMED or b.HasField("attendance_confirmed_at"):
+        return None
+    return cancel(record, NOT_CONFIRMED, now, BOOKING_SYSTEM)
+
+
+def mark_no_show(record: saga_pb2.BookingRecord, now: datetime) -> Transition | None:
+    """The patient never came: NO_SHOW once (the booking stays CONFIRMED; its places are history)."""
+    b = record.booking
+    if b.status != CONFIRMED or b.attendance != S.ATTENDANCE_UNKNOWN:
+        return None
+    t = _next(record, now)
+    t.actor = BOOKING_SYSTEM
+    t.record.booking.attendance = S.ATTENDANCE_NO_SHOW
+    _event(t, S.EVENT_TYPE_NO_SHOW, "Not checked in by the end of the day: no-show", now)
+    counted = saga_pb2.PatientNoShow(booking_id=b.id, patient_id=b.patient.id)
+    _send(t, subjects.PATIENT_NO_SHOW, "patient.noshow", counted)
+    return t
+
+
 def places_released(
     record: saga_pb2.BookingRecord, released: saga_pb2.PlacesReleased, now: datetime
 ) -> Transition | None:
@@ -559,26 +636,6 @@ def quota_released(record: saga_pb2.BookingRecord, now: datetime) -> Transition 
     t = _next(record, now)
     t.record.booking.discount.outcome = S.DISCOUNT_OUTCOME_RELEASED
     _event(t, S.EVENT_TYPE_QUOTA_RELEASED, "Discount quota unit released", now)
-    return t
-
-
-def notification_sent(
-    record: saga_pb2.BookingRecord, sent: saga_pb2.NotificationSent, now: datetime
-) -> Transition | None:
-    if sent.notified_sequence in record.notified_sequences:
-        return None
-    if not 0 < sent.notified_sequence <= len(record.booking.history):
-        raise ValueError(f"notification for unknown event {sent.notified_sequence}")
-    notified = record.booking.history[sent.notified_sequence - 1]
-    t = _next(record, now)
-    t.actor = system_actor("notification_svc")
-    t.record.notified_sequences.append(sent.notified_sequence)
-    outcome = common_pb2.BookingStatus.Name(notified.status).removeprefix("BOOKING_STATUS_").lower()
-    told = {
-        S.EVENT_TYPE_WAITLIST_OFFERED: "a place is offered",
-        S.EVENT_TYPE_DOCTOR_UNAVAILABLE: "the doctor is not available that day",
-    }.get(notified.type, f"booking {outcome}")
-    _event(t, S.EVENT_TYPE_NOTIFICATION_SENT, f"Patient notified: {told}", now)
     return t
 
 
@@ -666,25 +723,28 @@ def _event(t: Transition, kind: int, message: str, now: datetime, reason: int = 
     actor = t.actor if t.actor is not None else (t.record.actor if t.record.HasField("actor") else None)
     if actor is not None:
         event.actor.CopyFrom(actor)
-    payload = event.SerializeToString()
+    if kind in TELLS:
+        event.appointment.CopyFrom(appointment_of(b))
     t.outbox.append(
         saga_pb2.OutboxMessage(
             subject=subjects.event_subject(b.id),
             msg_id=f"{b.id}:{event.sequence}",
-            payload=payload,
+            payload=event.SerializeToString(),
             headers=_trace(t.record),
         )
     )
-    if kind in NOTIFY_ON:  # the notifier hears outcomes and offers, not every step
-        t.outbox.append(
-            saga_pb2.OutboxMessage(
-                subject=subjects.saga_subject(subjects.NOTIFY, b.id),
-                msg_id=f"{b.id}:notify:{event.sequence}",
-                payload=payload,
-                headers=_trace(t.record),
-            )
-        )
     return event
+
+
+def appointment_of(b: common_pb2.Booking) -> common_pb2.Appointment:
+    return common_pb2.Appointment(
+        date=b.appointment_date,
+        start_time=b.start_time,
+        doctor_id=b.doctor_id,
+        token=b.token,
+        duration_minutes=b.duration_minutes,
+        reference=getattr(b, "reference", ""),
+    )
 
 
 def _refresh_payload(t: Transition, event: common_pb2.BookingEvent) -> None:

@@ -18,7 +18,7 @@ CONSUMER = ConsumerSpec.of(
     subjects.BOOKING_CONSUMER,
     (
         "booking_svc: places and discount decisions, waitlist offers and their expiry, released places "
-        "and quota, sent notifications, reschedules' outcomes, doctors marked absent on a booking's day"
+        "and quota, reschedules' outcomes, doctors marked absent on a booking's day"
     ),
 )
 
@@ -31,7 +31,6 @@ def make_handler(bookings: Bookings):
         subjects.PLACES_EXPIRED: (saga_pb2.OfferExpired, bookings.on_offer_expired),
         subjects.DISCOUNT_DECIDED: (saga_pb2.DiscountDecided, bookings.on_discount_decided),
         subjects.QUOTA_RELEASED: (saga_pb2.QuotaReleased, bookings.on_quota_released),
-        subjects.NOTIFICATION_SENT: (saga_pb2.NotificationSent, bookings.on_notification_sent),
         subjects.PLACES_MOVED: (saga_pb2.PlacesMoved, bookings.on_places_moved),
         subjects.DOCTOR_UNAVAILABLE: (saga_pb2.DoctorUnavailable, bookings.on_doctor_unavailable),
     }

@@ -69,6 +69,11 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         booking = await self._bookings.update_note(request.booking_id, request.note, who)
         return booking_pb2.UpdateBookingNoteResponse(booking=booking)
 
+    @rpc.unary
+    async def ConfirmAttendance(self, request, context, who):
+        structlog.contextvars.bind_contextvars(booking_id=request.booking_id)
+        booking = await self._bookings.confirm_attendance(request.booking_id, who)
+        return booking_pb2.ConfirmAttendanceResponse(booking=booking)
 
 class DaySummaryServicer(admin_pb2_grpc.AdminServiceServicer):
     """AdminService.GetDaySummary only: the figures come from the bookings, which booking_svc holds

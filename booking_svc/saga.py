@@ -482,12 +482,27 @@ class Bookings:
     async def on_quota_released(self, released: saga_pb2.QuotaReleased) -> None:
         await self._transition(released.booking_id, lambda r: domain.quota_released(r, self._clock.now()))
 
-    async def on_notification_sent(self, sent: saga_pb2.NotificationSent) -> None:
-        await self._transition(
-            sent.booking_id, lambda r: domain.notification_sent(r, sent, self._clock.now())
-        )
-
     # -- background duties ----------------------------------------------------------------------
+
+    async def confirm_attendance(self, booking_id: str, who: Principal) -> common_pb2.Booking:
+        record = await self._load(booking_id)
+        who.require_patient_access(record.booking.patient.id)
+        committed = await self._transition(
+            booking_id, lambda r: domain.confirm_attendance(r, self._clock.now(), _actor(who))
+        )
+        return (committed or await self._load(booking_id)).booking
+
+    async def release_unconfirmed(self, booking_id: str) -> bool:
+        """CLINIC_CONFIRM_BY passed unconfirmed (the caller judged it): cancelled once, by the system."""
+        step = lambda r: domain.release_unconfirmed(r, self._clock.now())  # noqa: E731
+        return await self._transition(booking_id, step) is not None
+
+    async def mark_no_show(self, booking_id: str) -> bool:
+        """NO_SHOW once for a CONFIRMED booking never checked in (the caller judged the day over)."""
+        return (
+            await self._transition(booking_id, lambda r: domain.mark_no_show(r, self._clock.now()))
+            is not None
+        )
 
     async def time_out_overdue(self, limit: int = 256) -> int:
         cutoff = _ms(self._clock.now()) - self._timeout_s * 1000

@@ -10,6 +10,7 @@ from clinic_common.consumer import ConsumerLoop
 from clinic_common.grpc_client import open_channel
 from clinic_common.grpc_server import HealthyServer, create_server
 
+from .attendance import NoShows, Releases
 from .config import BookingConfig
 from .events import CONSUMER, make_handler
 from .frontdesk_client import FrontDeskClient
@@ -17,6 +18,9 @@ from .handlers import BookingServicer, DaySummaryServicer
 from .saga import Bookings
 from .schedule_client import ScheduleClient
 from .store import BookingStore
+
+NO_SHOW_SWEEP_S = 60.0  # no-shows are a matter of hours: once a minute is plenty
+RELEASE_SWEEP_S = 5.0  # a released place should reach the waitlist soon after the deadline
 
 SERVICE_NAME = booking_pb2.DESCRIPTOR.services_by_name["BookingService"].full_name
 
@@ -68,11 +72,17 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
     async with bootstrap.connected("booking_svc", config.connections) as deps:
         schedule_channel = open_channel(config.schedule_addrs, tls=tls.InternalTls.from_env())
         frontdesk_channel = open_channel(config.frontdesk_addrs, tls=tls.InternalTls.from_env())
-        server, bookings, store = build(
-            config, deps, ScheduleClient(schedule_channel), FrontDeskClient(frontdesk_channel)
-        )
+        schedule = ScheduleClient(schedule_channel)
+        server, bookings, store = build(config, deps, schedule, FrontDeskClient(frontdesk_channel))
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(bookings))
         sweep_period = min(1.0, config.timeout_s / 4)
+        releases = []
+        if config.confirm_by is not None:  # CLINIC_CONFIRM_BY: confirm or release
+            unconfirmed = Releases(
+                bookings, store, schedule, config.timezone, config.confirm_by, config.first_reminder
+            )
+            releases.append(bootstrap.every(RELEASE_SWEEP_S, unconfirmed.sweep, stop, "release-sweeper"))
+        no_shows = NoShows(bookings, store, deps.js, schedule, config.timezone, config.no_show_after)
         await bootstrap.serve(
             server,
             stop,
@@ -81,6 +91,8 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
                 bootstrap.every(1.0, bookings.relay_outbox, stop, "outbox-relay"),
                 bootstrap.every(0.05, store.flush_done, stop, "outbox-cleanup"),
                 bootstrap.every(sweep_period, bookings.time_out_overdue, stop, "timeout-sweeper"),
+                bootstrap.every(NO_SHOW_SWEEP_S, no_shows.sweep, stop, "no-show-sweeper"),
+                *releases,
             ],
             after_stop=[
                 bookings.finish_publishing,

@@ -9,7 +9,7 @@ import sys
 
 import grpc
 
-from . import desk, frontdesk, offers, people, reschedule
+from . import deliveries, desk, frontdesk, offers, people, reschedule
 
 
 def parser() -> argparse.ArgumentParser:
@@ -86,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
     frontdesk.register(sub)  # checkin, queue, call-next, done, no-show
     offers.register(sub)  # offers accept
     reschedule.register(sub)
+    deliveries.register(sub)  # deliveries <booking_id>
     return p
 
 
@@ -197,6 +198,8 @@ async def _dispatch(api, args) -> int:
             return await offers.run(api, args)
         if args.command == "reschedule":
             return await reschedule.run(api, args)
+        if args.command == "deliveries":
+            return await deliveries.run(api, args)
         return await getattr(commands, args.command)(api, args)
 
 

@@ -256,6 +256,7 @@ def run() -> int:
         if auth == "jwt" and not env.get("CLINIC_JWT_SECRET"):
             env["CLINIC_JWT_SECRET"] = dev_secret(data_dir)
             say(f"[yellow]![/] development JWT secret in {data_dir / 'dev-jwt-secret'}")
+        env.setdefault("CLINIC_NOTIFY_DEV", "1")  # notification_svc prints what it would send
         if not any(env.get(var) for var in tls.VARS):  # internal mutual TLS by default, a development CA
             env.update(tls.ensure_dev_pki(data_dir))
         addrs = {module: env[ADDR_VARS[module]] for module in SERVICES}
@@ -298,6 +299,24 @@ def _page_served(env: dict[str, str]) -> bool:
         return False  # the gateway itself says why, once, as it exits
 
 
+def _print_channels(say: Callable[[str], None], env: dict[str, str], logs: Path) -> None:
+    on = [name for name, var in NOTIFY_CHANNELS if env.get(var)]
+    if env.get("CLINIC_NOTIFY_DEV") == "1":
+        say(f"Notifications: dev mode prints each message it would send in {logs / 'notification_svc.log'}")
+    if on:
+        say(f"Notifications: {', '.join(on)} on")
+    else:
+        say("  no channel configured: set CLINIC_SMTP_URL (e-mail), CLINIC_SMS_WEBHOOK_URL or")
+        say("  CLINIC_WHATSAPP_WEBHOOK_URL with CLINIC_WEBHOOK_SECRET (docs/notifications.md)")
+
+
+NOTIFY_CHANNELS = (
+    ("email", "CLINIC_SMTP_URL"),
+    ("sms", "CLINIC_SMS_WEBHOOK_URL"),
+    ("whatsapp", "CLINIC_WHATSAPP_WEBHOOK_URL"),
+)
+
+
 def _print_ready(
     say: Callable[[str], None], env: dict[str, str], services: list[Supervised], logs: Path
 ) -> None:
@@ -308,6 +327,7 @@ def _print_ready(
     gateway_addr = env[ADDR_VARS[GATEWAY]]
     say(f"  logs in {logs}")
     say(f"[bold green]✓ gateway ready on {gateway_addr}[/]  — Ctrl-C stops everything\n")
+    _print_channels(say, env, logs)
     if _page_served(env):
         scheme = "https" if env.get("CLINIC_TLS_CERT") else "http"
         sign_in = "sign in with `clinic token --role staff --sub desk-1`"

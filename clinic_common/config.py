@@ -8,6 +8,7 @@ import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import wraps
 from typing import NoReturn, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -127,6 +128,16 @@ def check_listen_addrs(config: object) -> None:
         addr = getattr(config, attr, None)
         if isinstance(addr, str) and addr != "off" and _bind_error(addr):
             raise cannot_listen(addr, kind)
+
+
+def env_duration(env: Mapping[str, str], name: str, default: str) -> timedelta:
+    """A duration setting (`30s`, `15m`, `2h`, `1d`)."""
+    from clinic_common.timeutil import parse_duration
+
+    try:
+        return parse_duration(env_str(env, name, default))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def env_timezone(env: Mapping[str, str], name: str = "CLINIC_TIMEZONE") -> ZoneInfo:

@@ -65,6 +65,9 @@ class ConsumerSpec:
     max_ack_pending: int = 2000
     batch: int = 128
     fetch_timeout_s: float = 1.0
+    # False: no server-side BackOff list, so each retry waits exactly its nak delay (nats-server lets a
+    # BackOff list override the delay); an unacked message then comes back after ack_wait.
+    server_backoff: bool = True
 
     @classmethod
     def of(cls, durable: str, description: str) -> ConsumerSpec:
@@ -82,7 +85,7 @@ class ConsumerSpec:
             ack_wait=ack_wait_s,
             max_deliver=self.max_deliver,
             # Redelivery after an unacked delivery (the holder died): never sooner than ack_wait.
-            backoff=[ack_wait_s * k for k in (1, 1, 2, 3, 6)],
+            backoff=[ack_wait_s * k for k in (1, 1, 2, 3, 6)] if self.server_backoff else None,
             max_ack_pending=self.max_ack_pending,
             filter_subjects=self.filter_subjects,
         )

@@ -29,6 +29,8 @@ class Messaging:
     produces: tuple[str, ...] = ()  # subjects it publishes (patterns)
     hears: tuple[str, ...] = ()  # live core subscriptions (watchers)
     reads: tuple[str, ...] = ()  # streams it reads back by subject (direct get)
+    purges: tuple[str, ...] = ()  # streams it purges subjects of (a cancellation drops its reminders)
+    fires: tuple[str, ...] = ()  # what its JetStream message schedules publish (the server does)
     uses_nats: bool = True
 
 
@@ -55,7 +57,6 @@ MAP: dict[str, Messaging] = {
                     s.PLACES_EXPIRED,
                     s.DISCOUNT_DECIDED,
                     s.QUOTA_RELEASED,
-                    s.NOTIFICATION_SENT,
                     s.PLACES_MOVED,
                     s.DOCTOR_UNAVAILABLE,
                 ),
@@ -70,9 +71,10 @@ MAP: dict[str, Messaging] = {
                 s.PLACES_MOVE,
                 s.DISCOUNT_REQUESTED,
                 s.QUOTA_RELEASE,
-                s.NOTIFY,
+                s.PATIENT_NO_SHOW,
             ),
         ),
+        reads=(s.VISITS_STREAM,),  # no-shows: was the booking checked in?
     ),
     "discount_svc": Messaging(
         consumes=(
@@ -86,12 +88,16 @@ MAP: dict[str, Messaging] = {
     ),
     "notification_svc": Messaging(
         consumes=(
-            Consumer(s.SAGA_STREAM, s.NOTIFICATION_CONSUMER, _each(s.NOTIFY)),
+            Consumer(s.EVENTS_STREAM, s.NOTIFICATION_CONSUMER, (s.EVENTS_SUBJECTS,)),
+            Consumer(s.NOTIFY_STREAM, s.SEND_CONSUMER, (f"{s.SEND}.>",)),
+            Consumer(s.REMINDERS_STREAM, s.REMINDER_CONSUMER, (f"{s.REMINDER_DUE}.>",)),
             Consumer(s.VISITS_STREAM, s.VISIT_NOTIFY_CONSUMER, (s.VISITS_SUBJECTS,)),
         ),
-        produces=_any(s.NOTIFICATION_SENT),
+        produces=_any(s.SEND, s.REMINDER_SCHEDULE),
         hears=(s.EVENTS_SUBJECTS, s.VISITS_SUBJECTS),
         reads=(s.EVENTS_STREAM,),
+        purges=(s.REMINDERS_STREAM,),
+        fires=_any(s.REMINDER_DUE),
     ),
     "frontdesk_svc": Messaging(  # publishes queue changes, reads them back by subject, hears them live
         produces=(s.VISITS_SUBJECTS,),
@@ -103,7 +109,9 @@ MAP: dict[str, Messaging] = {
             Consumer(
                 s.SAGA_STREAM,
                 s.SCHEDULE_CONSUMER,
-                _each(s.PLACES_REQUESTED, s.PLACES_RELEASE, s.PLACES_ACCEPT, s.PLACES_MOVE),
+                _each(
+                    s.PLACES_REQUESTED, s.PLACES_RELEASE, s.PLACES_ACCEPT, s.PLACES_MOVE, s.PATIENT_NO_SHOW
+                ),
             ),
         ),
         produces=_any(

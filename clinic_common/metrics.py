@@ -42,6 +42,18 @@ OUTBOX_RELAYED = Counter("clinic_outbox_relayed_total", "Outbox batches publishe
 WATCH_STREAMS_REFUSED = Counter(
     "clinic_watch_streams_refused_total", "Watch streams refused: the caller already holds the most allowed"
 )
+NOTIFICATIONS = Counter(
+    "clinic_notifications_total",
+    "Delivery attempts to patients by channel and result (sent, failed, dead); never an address",
+    ["channel", "result"],
+)
+NOTIFICATION_SECONDS = Histogram(
+    "clinic_notification_send_seconds",
+    "How long a channel's provider took to accept a message",
+    ["channel"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+REMINDERS = Counter("clinic_reminders_total", "Reminders scheduled, fired and dropped as stale", ["result"])
 
 
 EVERY_SERVICE = frozenset(SERVICES)
@@ -55,6 +67,9 @@ OWNERS: dict[str, frozenset[str]] = {
         (SAGA_SECONDS, {"booking_svc"}),
         (OUTBOX_RELAYED, {"booking_svc"}),
         (WATCH_STREAMS_REFUSED, {"notification_svc"}),
+        (NOTIFICATIONS, {"notification_svc"}),
+        (NOTIFICATION_SECONDS, {"notification_svc"}),
+        (REMINDERS, {"notification_svc"}),
         (QUOTA_USED, {"discount_svc"}),
         (QUOTA_LIMIT, {"discount_svc"}),
         (QUOTA_GRANTS, {"discount_svc"}),

@@ -114,6 +114,22 @@ def stream_configs() -> list[js_api.StreamConfig]:
             **common,
         ),
         js_api.StreamConfig(
+            name=subjects.NOTIFY_STREAM,
+            description=subjects.NOTIFY_DESCRIPTION,
+            subjects=[subjects.NOTIFY_SUBJECTS],
+            max_age=7 * DAY_S,
+            **common,
+        ),
+        js_api.StreamConfig(  # a schedule waits up to a year: nothing ages out before its booking
+            name=subjects.REMINDERS_STREAM,
+            description=subjects.REMINDERS_DESCRIPTION,
+            subjects=[subjects.REMINDERS_SUBJECTS],
+            max_age=400 * DAY_S,
+            max_msgs_per_subject=1,  # a schedule, or the last reminder it fired, per booking and kind
+            allow_msg_schedules=True,
+            **common,
+        ),
+        js_api.StreamConfig(
             name=subjects.DLQ_STREAM,
             description=subjects.DLQ_DESCRIPTION,
             subjects=[subjects.DLQ_SUBJECTS],

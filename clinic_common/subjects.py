@@ -1,8 +1,9 @@
 """The messaging map: every stream, subject and durable consumer name, in one place.
 
 Subjects carry the booking id as their last token, so `nats sub 'booking.events.<id>'` follows one
-booking and `nats sub 'saga.*.*.<id>'` shows its internal saga traffic (plus `saga.notify.<id>`,
-one token shorter).
+booking and `nats sub 'saga.*.*.<id>'` shows its internal saga traffic. Notifications are not part
+of the saga: notification_svc reads BOOKING_EVENTS itself and keeps its own work in NOTIFICATIONS
+and REMINDERS (`nats sub 'notify.send.*.<id>'`, `reminders.*.*.<id>`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ DISCOUNT_REQUESTED = "saga.discount.requested"  # booking_svc asks (a reservatio
 DISCOUNT_DECIDED = "saga.discount.decided"
 QUOTA_RELEASE = "saga.quota.release"
 QUOTA_RELEASED = "saga.quota.released"
-NOTIFICATION_SENT = "saga.notification.sent"
-NOTIFY = "saga.notify"  # a booking's final event again, for the notifier only (payload: BookingEvent)
+PATIENT_NO_SHOW = "saga.patient.noshow"  # booking_svc -> schedule_svc: count it on the patient
 
 # Messages no consumer could process, with the reason (clinic.v1.DeadLetter).
 DLQ_STREAM = "DEAD_LETTERS"
@@ -51,10 +51,28 @@ VISITS_DESCRIPTION = (
 )
 GENERAL_QUEUE = "general"  # the subject token of the clinic's general queue (no doctor)
 
+# notification_svc's work queue: one job per (booking, kind, channel) (clinic.v1.DeliveryJob),
+# subject notify.send.<channel>.<booking_id>; retried with backoff, then dead-lettered.
+NOTIFY_STREAM = "NOTIFICATIONS"
+NOTIFY_SUBJECTS = "notify.>"
+NOTIFY_DESCRIPTION = "One message per booking, kind and channel for notification_svc to deliver"
+SEND = "notify.send"
+
+# Reminders as JetStream message schedules (ADR-51): a schedule on reminders.schedule.<kind>.<id>
+# (one per subject: a re-publish replaces it, a purge drops it) fires a copy onto
+# reminders.due.<kind>.<id> at its time (clinic.v1.ReminderDue).
+REMINDERS_STREAM = "REMINDERS"
+REMINDERS_SUBJECTS = "reminders.>"
+REMINDERS_DESCRIPTION = "Reminder schedules (Nats-Schedule @at) and the reminders they fire"
+REMINDER_SCHEDULE = "reminders.schedule"
+REMINDER_DUE = "reminders.due"
+
 # Durable consumers.
 DISCOUNT_CONSUMER = "discount-svc"
 BOOKING_CONSUMER = "booking-svc"
-NOTIFICATION_CONSUMER = "notification-svc"
+NOTIFICATION_CONSUMER = "notification-svc"  # on BOOKING_EVENTS: what to tell, and reminders to set
+SEND_CONSUMER = "notification-svc-send"  # on NOTIFICATIONS: delivers each job to its channel
+REMINDER_CONSUMER = "notification-svc-reminders"  # on REMINDERS (reminders.due.>): a reminder is due
 SCHEDULE_CONSUMER = "schedule-svc"
 VISIT_NOTIFY_CONSUMER = "notification-svc-visits"  # on VISITS: tells a patient they are called in
 
@@ -86,3 +104,15 @@ def visit_subject(doctor_id: str, day: str, booking_id: str) -> str:
 def queue_subjects(doctor_id: str, day: str) -> str:
     """Every change of one queue (doctor and date)."""
     return f"visits.{queue_token(doctor_id)}.{day}.*"
+
+
+def send_subject(channel: str, booking_id: str) -> str:
+    return f"{SEND}.{channel}.{booking_id}"
+
+
+def reminder_schedule_subject(kind: str, booking_id: str) -> str:
+    return f"{REMINDER_SCHEDULE}.{kind}.{booking_id}"
+
+
+def reminder_due_subject(kind: str, booking_id: str) -> str:
+    return f"{REMINDER_DUE}.{kind}.{booking_id}"

@@ -24,7 +24,14 @@ _JS_COMMON = [
     *[
         f"$JS.API.STREAM.{verb}.{stream}"
         for verb in ("CREATE", "UPDATE", "INFO")
-        for stream in (s.EVENTS_STREAM, s.SAGA_STREAM, s.VISITS_STREAM, s.DLQ_STREAM)
+        for stream in (
+            s.EVENTS_STREAM,
+            s.SAGA_STREAM,
+            s.VISITS_STREAM,
+            s.NOTIFY_STREAM,
+            s.REMINDERS_STREAM,
+            s.DLQ_STREAM,
+        )
     ],
     f"$JS.API.STREAM.MSG.GET.{s.SAGA_STREAM}",
     f"{s.DLQ_SUBJECTS}",
@@ -50,10 +57,12 @@ def _permissions(messaging: Messaging) -> dict[str, list[str]]:
     if not messaging.uses_nats:
         return {"publish": [], "subscribe": []}
     direct = [f"$JS.API.DIRECT.GET.{stream}{tail}" for stream in messaging.reads for tail in ("", ".>")]
+    purges = [f"$JS.API.STREAM.PURGE.{stream}" for stream in messaging.purges]
     return {
         "publish": [
             *messaging.produces,
             *direct,
+            *purges,
             *_JS_COMMON,
             *(p for c in messaging.consumes for p in _consumer(c.stream, c.durable)),
         ],

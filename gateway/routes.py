@@ -49,6 +49,7 @@ RETRYABLE = (
     "/clinic.v1.AdminService/GetQuota",
     "/clinic.v1.NotificationService/WatchBooking",
     "/clinic.v1.NotificationService/WatchPatient",
+    "/clinic.v1.NotificationService/ListDeliveries",
     "/clinic.v1.FrontDeskService/GetQueue",
     "/clinic.v1.FrontDeskService/WatchQueue",
 )

@@ -12,6 +12,7 @@ from clinic_common.validate import MAX_ID_LEN, PATIENT_ID, full
 from . import watch
 from .hub import EventHub
 from .limits import OpenStreams
+from .store import NotificationStore
 
 
 def _require_id(field: str, value: str) -> None:
@@ -21,10 +22,17 @@ def _require_id(field: str, value: str) -> None:
 
 
 class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
-    def __init__(self, hub: EventHub, js: JetStreamContext, streams: OpenStreams | None = None) -> None:
+    def __init__(
+        self,
+        hub: EventHub,
+        js: JetStreamContext,
+        streams: OpenStreams | None = None,
+        store: NotificationStore | None = None,
+    ) -> None:
         self._hub = hub
         self._js = js
         self._streams = streams or OpenStreams()
+        self._store = store
 
     @rpc.server_stream
     async def WatchBooking(self, request, context, who):
@@ -50,3 +58,13 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                     yield notification_pb2.WatchPatientResponse(event=item)
                 else:
                     yield notification_pb2.WatchPatientResponse(visit=item)
+
+    @rpc.unary
+    async def ListDeliveries(self, request, context, who):
+        _require_id("booking_id", request.booking_id)
+        found = await self._store.deliveries(request.booking_id)
+        if found is None:  # nothing sent (yet), or no such booking: the same answer for everyone
+            return notification_pb2.ListDeliveriesResponse()
+        patient_id, deliveries = found
+        who.require_patient_access(patient_id)
+        return notification_pb2.ListDeliveriesResponse(deliveries=deliveries)

@@ -1,41 +1,36 @@
-"""Tells the patient each final outcome and each waitlist offer, once, and reports it back to
-booking_svc.
+"""What to tell, learnt from the booking events themselves (no step of the saga waits for it).
 
-Delivery is a record per patient in Redis (the channel a real SMS/e-mail sender would read) plus a
-log line naming only ids; the Lua script makes "record it" happen once however often the event is
-delivered.
+`EventNotifier` reads BOOKING_EVENTS through its own durable consumer. For each event the patient
+is told about it queues one DeliveryJob per channel (NOTIFICATIONS, Nats-Msg-Id = the delivery's
+idempotency key, so a redelivered event queues nothing new) and sets or drops the booking's
+reminders. JetStream subject filters see only `booking.events.<id>`, not the event's kind, so the
+consumer hears every event and skips the untold ones after decoding (a few microseconds each).
+
+`CallNotifier` tells a patient, once per visit, that the doctor calls them in (VISITS).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from clinic.v1 import common_pb2, frontdesk_pb2, saga_pb2
-from clinic_common import redis_io, subjects
+from clinic_common import nats_io, subjects
 from clinic_common.consumer import ConsumerSpec, Poison
 from clinic_common.logs import get_logger
 
-log = get_logger(__name__)
+from . import domain
+from .directory import Directory
+from .reminders import Reminders
+from .store import NotificationStore
 
-NOTIFY_ON = frozenset(
-    {
-        common_pb2.EVENT_TYPE_BOOKING_CONFIRMED,
-        common_pb2.EVENT_TYPE_BOOKING_REJECTED,
-        common_pb2.EVENT_TYPE_BOOKING_CANCELLED,
-        common_pb2.EVENT_TYPE_WAITLIST_OFFERED,  # the patient must accept in time
-        common_pb2.EVENT_TYPE_DOCTOR_UNAVAILABLE,  # the patient must not come in vain
-    }
-)
-CHANNEL = "app"
-RECORD_TTL_S = 40 * 24 * 3600
-KEEP_PER_PATIENT = 200
+log = get_logger(__name__)
 
 CONSUMER = ConsumerSpec.of(
     subjects.NOTIFICATION_CONSUMER,
-    "notification_svc: tells patients each booking's outcome and offer (saga.notify.<id>)",
+    "notification_svc: what to tell each patient, and their reminders (booking events)",
 )
 
 VISIT_CONSUMER = ConsumerSpec.of(
@@ -43,55 +38,57 @@ VISIT_CONSUMER = ConsumerSpec.of(
     "notification_svc: tells a patient they are called to the consultation room (VISITS)",
 )
 
-_RECORD_ONCE = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
-redis.call('LPUSH', KEYS[2], ARGV[1])
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
-return 1
-"""
 
-Publish = Callable[[str, bytes, str], Awaitable[None]]
+class Teller:
+    """Queues one delivery job per channel the clinic runs and the patient allows."""
+
+    def __init__(self, js: JetStreamContext, directory: Directory, channels: tuple[str, ...]) -> None:
+        self._js = js
+        self._directory = directory
+        self._channels = channels
+
+    async def tell(self, kind: str, event: common_pb2.BookingEvent) -> list[str]:
+        consent = None
+        if any(channel in domain.NEEDS_CONSENT for channel in self._channels):
+            patient = await self._directory.patient(event.patient_id)
+            consent = patient.contact if patient is not None else None
+        chosen = domain.channels_for(self._channels, consent)
+        for channel in chosen:
+            job = saga_pb2.DeliveryJob(booking_id=event.booking_id, kind=kind, channel=channel, event=event)
+            await nats_io.publish(
+                self._js,
+                subjects.send_subject(channel, event.booking_id),
+                job.SerializeToString(),
+                domain.idempotency_key(event.booking_id, kind, event.sequence, channel),
+            )
+        return chosen
 
 
-class Notifier:
-    def __init__(self, redis: aioredis.Redis, publish: Publish) -> None:
-        self._record_once = redis_io.batched_script(redis, _RECORD_ONCE)
-        self._publish = publish
+class EventNotifier:
+    def __init__(self, teller: Teller, reminders: Reminders, clock=None) -> None:
+        self._teller = teller
+        self._reminders = reminders
+        self._now = clock or (lambda: datetime.now(UTC))
 
     async def handle(self, msg: Msg) -> None:
         event = common_pb2.BookingEvent.FromString(msg.data)
         if not event.booking_id or event.sequence < 1:
             raise Poison("event without booking id or sequence")
-        if event.type not in NOTIFY_ON:
+        kind = domain.KINDS.get(event.type)
+        if kind is None:
             return
-        text = event.message or common_pb2.EventType.Name(event.type)
-        first = await self._record_once(
-            keys=[
-                f"notification:{event.booking_id}:{event.sequence}",
-                f"notifications:patient:{event.patient_id}",
-            ],
-            args=[f"{event.booking_id}: {text}", RECORD_TTL_S, KEEP_PER_PATIENT],
-        )
-        if first:
-            log.info(
-                "notification.sent", booking_id=event.booking_id, patient_id=event.patient_id, channel=CHANNEL
-            )
-        sent = saga_pb2.NotificationSent(
-            booking_id=event.booking_id, notified_sequence=event.sequence, channel=CHANNEL
-        )
-        await self._publish(
-            subjects.saga_subject(subjects.NOTIFICATION_SENT, event.booking_id),
-            sent.SerializeToString(),
-            f"{event.booking_id}:notified:{event.sequence}",
-        )
+        if self._now() - event.occurred_at.ToDatetime(UTC) > domain.MAX_EVENT_AGE:
+            return  # a notifier started on an old history does not tell last month's news
+        await self._reminders.follow(event)
+        await self._teller.tell(kind, event)
 
 
 class CallNotifier:
     """Tells the patient, once per visit, that the doctor calls them in (KIND_CALLED on VISITS),
-    in the same per-patient notification records as the booking outcomes."""
+    in the same per-patient in-app records as the booking messages."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._record_once = redis_io.batched_script(redis, _RECORD_ONCE)
+    def __init__(self, store: NotificationStore) -> None:
+        self._store = store
 
     async def handle(self, msg: Msg) -> None:
         change = frontdesk_pb2.QueueChange.FromString(msg.data)
@@ -100,16 +97,10 @@ class CallNotifier:
             raise Poison("queue change without booking, patient or sequence")
         if change.kind != frontdesk_pb2.QueueChange.KIND_CALLED:
             return
-        first = await self._record_once(
-            keys=[
-                f"notification:{visit.booking_id}:called",
-                f"notifications:patient:{visit.patient_id}",
-            ],
-            args=[
-                f"{visit.booking_id}: Please go to the consultation room (queue position {visit.position})",
-                RECORD_TTL_S,
-                KEEP_PER_PATIENT,
-            ],
+        first = await self._store.record_in_app(
+            f"{visit.booking_id}:called",
+            visit.patient_id,
+            f"{visit.booking_id}: Please go to the consultation room (queue position {visit.position})",
         )
         if first:
-            log.info("notification.called_in", booking_id=visit.booking_id, patient_id=visit.patient_id)
+            log.info("notification.called_in", booking_id=visit.booking_id)

@@ -11,18 +11,19 @@ from clinic_common.consumer import ConsumerSpec, Poison, decode, same_booking
 from clinic_common.errors import NotFound
 from clinic_common.timeutil import parse_hhmm
 
-from .schedule import Places
+from .schedule import Places, Registry
 
 CONSUMER = ConsumerSpec.of(
     subjects.SCHEDULE_CONSUMER,
     (
         "schedule_svc: reserve a booking's places (services, doctor's token, time) or queue it on the "
-        "waitlist, release them, take an accepted waitlist offer, move them (reschedule)"
+        "waitlist, release them, take an accepted waitlist offer, move them (reschedule), count a "
+        "patient's no-shows"
     ),
 )
 
 
-def make_handler(places: Places):
+def make_handler(places: Places, registry: Registry | None = None):
     async def handle(msg: Msg) -> None:
         prefix, _, booking_id = msg.subject.rpartition(".")
         if prefix == subjects.PLACES_REQUESTED:
@@ -47,6 +48,11 @@ def make_handler(places: Places):
             _check(move.current, booking_id)
             _check(move.target, booking_id)
             run = places.on_move(move)
+        elif prefix == subjects.PATIENT_NO_SHOW and registry is not None:
+            counted = saga_pb2.PatientNoShow.FromString(msg.data)
+            if counted.booking_id != booking_id or not counted.patient_id:
+                raise Poison("no-show without its booking or patient")
+            run = registry.count_no_show(counted.patient_id, counted.booking_id)
         else:
             raise Poison(f"no handler for subject {msg.subject}")
         try:

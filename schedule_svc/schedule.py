@@ -112,6 +112,9 @@ class Registry:
                 raise NotFound(f"patient {req.patient_id} not found")
         raise Conflict(f"patient {req.patient_id} kept changing; try again")
 
+    async def count_no_show(self, patient_id: str, booking_id: str) -> None:
+        await self._store.count_no_show(patient_id, booking_id)
+
     async def find(self, phone: str, email: str, who: Principal) -> list[common_pb2.Patient]:
         who.require_staff()
         if phone and email:

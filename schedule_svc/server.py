@@ -51,7 +51,7 @@ async def main(stop: asyncio.Event, config: ScheduleConfig) -> None:
             SERVICE_NAMES,
             credentials=tls.server_credentials_from_env(),
         )
-        consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(places))
+        consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(places, registry))
         sweep_period = min(1.0, config.offer_s / 4)
         await bootstrap.serve(
             server,

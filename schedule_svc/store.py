@@ -32,6 +32,10 @@ def phone_key(phone: str) -> str:
     return f"{{registry}}:phone:{phone}"
 
 
+def no_shows_key(patient_id: str) -> str:
+    return f"{{registry}}:noshows:{patient_id}"
+
+
 def email_key(email: str) -> str:
     return f"{{registry}}:email:{email}"
 
@@ -70,8 +74,19 @@ class RegistryStore:
         return bool(created), patient_id.decode()
 
     async def get(self, patient_id: str) -> common_pb2.Patient | None:
-        data = await self.get_raw(patient_id)
-        return common_pb2.Patient.FromString(data) if data else None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(patient_key(patient_id))
+            pipe.scard(no_shows_key(patient_id))
+            data, no_shows = await pipe.execute()
+        if not data:
+            return None
+        patient = common_pb2.Patient.FromString(data)
+        patient.no_show_count = no_shows
+        return patient
+
+    async def count_no_show(self, patient_id: str, booking_id: str) -> None:
+        """Once per booking, however often the message comes."""
+        await self._redis.sadd(no_shows_key(patient_id), booking_id)
 
     async def get_raw(self, patient_id: str) -> bytes | None:
         return await self._redis.get(patient_key(patient_id))

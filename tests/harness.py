@@ -39,6 +39,7 @@ from clinic_common.config import ADDR_VARS, SERVICES
 from clinic_tools import embedded, processes, starter
 from clinic_tools.starter import Servers
 from gateway.auth import mint
+from notification_svc.domain import KINDS as TOLD_KINDS
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,16 +228,25 @@ class Client:
         stream = self.notifications.WatchBooking(req, metadata=self.auth(), timeout=timeout_s)
         return [item.event async for item in stream]
 
+    async def deliveries(self, booking_id: str, metadata=None) -> list[notification_pb2.Delivery]:
+        req = notification_pb2.ListDeliveriesRequest(booking_id=booking_id)
+        answer = await self.notifications.ListDeliveries(req, metadata=metadata or self.auth(), timeout=10)
+        return list(answer.deliveries)
+
+    async def fully_notified(self, b: common_pb2.Booking) -> bool:
+        """notification_svc told the patient (in app) about every event it tells of."""
+        return app_deliveries(await self.deliveries(b.id)) >= told_count(b)
+
     async def settled(
         self, booking_id: str, *, notified: bool = True, timeout_s: float = 20.0
     ) -> common_pb2.Booking:
-        """The booking once final and (by default) with its NOTIFICATION_SENT recorded."""
+        """The booking once final and (by default) its patient told (notification_svc's deliveries)."""
 
         async def check():
             b = await self.get(booking_id)
             if b.status not in FINAL:
                 return None
-            if notified and not fully_notified(b):
+            if notified and not await self.fully_notified(b):
                 return None
             if b.status != common_pb2.BOOKING_STATUS_CONFIRMED:
                 kinds = {e.type for e in b.history}
@@ -252,13 +262,16 @@ class Client:
         return await wait_for(check, timeout_s, f"booking {booking_id} to settle")
 
 
-NOTIFIED = (*FINAL_EVENTS, common_pb2.EVENT_TYPE_WAITLIST_OFFERED)
+def told_count(b: common_pb2.Booking) -> int:
+    """How many of the booking's events the patient is told about (outcomes, offers, moves ...)."""
+    return sum(1 for e in b.history if e.type in TOLD_KINDS)
 
 
-def fully_notified(b: common_pb2.Booking) -> bool:
-    """Every event the patient is told about (outcomes, waitlist offers) has its NOTIFICATION_SENT."""
-    told = sum(1 for e in b.history if e.type == common_pb2.EVENT_TYPE_NOTIFICATION_SENT)
-    return told >= sum(1 for e in b.history if e.type in NOTIFIED)
+def app_deliveries(deliveries) -> int:
+    """The in-app messages notification_svc recorded as sent (one per told event)."""
+    return sum(
+        1 for d in deliveries if d.channel == "app" and d.status == notification_pb2.DELIVERY_STATUS_SENT
+    )
 
 
 def patient(

@@ -54,20 +54,18 @@ async def test_a_stale_copy_on_one_instance_does_not_block_a_step_another_instan
     await second.on_discount_decided(decided)  # `second` moves it on
     stored = await second.get(created.id, ANONYMOUS_ADMIN)
     assert stored.status == c.BOOKING_STATUS_CONFIRMED
-    outcome_seq = stored.history[-1].sequence
 
-    # The notifier tells `first` about an event only `second` has seen: it must apply, first time.
-    await first.on_notification_sent(
-        saga_pb2.NotificationSent(booking_id=created.id, notified_sequence=outcome_seq, channel="test")
-    )
+    await second.cancel(created.id, "test", ANONYMOUS_ADMIN)  # and ends it: the places must go back
+
+    # schedule_svc's answer reaches `first`, which saw neither step: it must apply, first time.
+    released = saga_pb2.PlacesReleased(booking_id=created.id, freed=True)
+    await first.on_places_released(released)
     after = await first.get(created.id, ANONYMOUS_ADMIN)
-    assert [e.type for e in after.history][-1] == c.EVENT_TYPE_NOTIFICATION_SENT
-    assert sum(e.type == c.EVENT_TYPE_NOTIFICATION_SENT for e in after.history) == 1
+    assert [e.type for e in after.history][-1] == c.EVENT_TYPE_PLACES_RELEASED
+    assert sum(e.type == c.EVENT_TYPE_PLACES_RELEASED for e in after.history) == 1
 
-    # And the redelivery of the same notification (to either instance) changes nothing.
-    await second.on_notification_sent(
-        saga_pb2.NotificationSent(booking_id=created.id, notified_sequence=outcome_seq, channel="test")
-    )
+    # And the redelivery of the same answer (to either instance) changes nothing.
+    await second.on_places_released(released)
     assert len((await first.get(created.id, ANONYMOUS_ADMIN)).history) == len(after.history)
 
 

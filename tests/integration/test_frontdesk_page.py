@@ -190,7 +190,7 @@ async def test_book_a_walk_in_and_watch_it_confirm_with_its_price(api, browser, 
 
     await expect(page.locator("#result-status")).to_have_text("Confirmed")
     await expect(page.locator("#result-status")).to_have_attribute("title", "CONFIRMED")
-    # Once, wherever it falls (NOTIFICATION_SENT may come after it in the same stream); in words,
+    # Once, wherever it falls (later events may follow it in the same stream); in words,
     # with the code in the tooltip.
     await expect(page.locator('#events li[title="BOOKING_CONFIRMED"]')).to_have_count(1)
     await expect(page.locator('#events li[title="BOOKING_CREATED"]')).to_contain_text("Booking created")

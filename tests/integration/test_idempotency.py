@@ -63,25 +63,28 @@ async def test_duplicated_saga_messages_have_one_effect(client, redis, servers):
             subjects.PLACES_REQUESTED,
             subjects.PLACES_RESERVED,
             subjects.DISCOUNT_DECIDED,
-            subjects.NOTIFICATION_SENT,
         ):
             subject = subjects.saga_subject(prefix, booking.id)
             original = await js.get_msg(subjects.SAGA_STREAM, subject=subject)
             for copy in range(2):
                 await js.publish(subject, original.data, headers={"Nats-Msg-Id": uid(f"dup{copy}")})
                 replayed += 1
-        # Redeliver the final event to the notifier as well.
-        notify_subject = subjects.saga_subject(subjects.NOTIFY, booking.id)
+        # Redeliver the final event to the notifier as well (it reads BOOKING_EVENTS itself).
         confirmed = next(e for e in before.history if e.type == c.EVENT_TYPE_BOOKING_CONFIRMED)
-        await js.publish(notify_subject, confirmed.SerializeToString(), headers={"Nats-Msg-Id": uid("dupev")})
-        assert replayed == 8
+        await js.publish(
+            subjects.event_subject(booking.id),
+            confirmed.SerializeToString(),
+            headers={"Nats-Msg-Id": uid("dupev")},
+        )
+        assert replayed == 6
 
         async def consumers_drained():
             infos = [
                 await js.consumer_info(subjects.SAGA_STREAM, subjects.SCHEDULE_CONSUMER),
                 await js.consumer_info(subjects.SAGA_STREAM, subjects.DISCOUNT_CONSUMER),
                 await js.consumer_info(subjects.SAGA_STREAM, subjects.BOOKING_CONSUMER),
-                await js.consumer_info(subjects.SAGA_STREAM, subjects.NOTIFICATION_CONSUMER),
+                await js.consumer_info(subjects.EVENTS_STREAM, subjects.NOTIFICATION_CONSUMER),
+                await js.consumer_info(subjects.NOTIFY_STREAM, subjects.SEND_CONSUMER),
             ]
             return all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos)
 
@@ -94,6 +97,7 @@ async def test_duplicated_saga_messages_have_one_effect(client, redis, servers):
     assert (await client.quota()).used == 1
     notifications = await redis.lrange(f"notifications:patient:{booking.patient.id}", 0, -1)
     assert len(notifications) == 1
+    assert [(d.kind, d.channel) for d in await client.deliveries(booking.id)] == [("confirmed", "app")]
 
 
 def _reservation(booking_id: str, *, reserved: bool, places_of: str = "") -> bytes:

@@ -151,10 +151,14 @@ def test_nats_monitoring_port_shows_the_documented_streams_and_consumers(system,
     ) as r:
         jsz = json.loads(r.read())
     streams = {s["name"]: s for a in jsz["account_details"] for s in a["stream_detail"]}
-    assert {"BOOKING_EVENTS", "SAGA", "DEAD_LETTERS"} <= set(streams)
+    assert {"BOOKING_EVENTS", "SAGA", "NOTIFICATIONS", "REMINDERS", "DEAD_LETTERS"} <= set(streams)
     assert streams["BOOKING_EVENTS"]["config"]["subjects"] == ["booking.events.>"]
     assert streams["SAGA"]["config"]["description"].startswith("Saga commands")
     consumers = {c["name"] for c in streams["SAGA"]["consumer_detail"]}
-    assert {"booking-svc", "discount-svc", "notification-svc"} <= consumers
+    assert {"booking-svc", "discount-svc", "schedule-svc"} <= consumers
+    # notification_svc reads the events themselves, after the saga; reminders are message schedules
+    assert {c["name"] for c in streams["BOOKING_EVENTS"]["consumer_detail"]} == {"notification-svc"}
+    assert {c["name"] for c in streams["NOTIFICATIONS"]["consumer_detail"]} == {"notification-svc-send"}
+    assert streams["REMINDERS"]["config"]["allow_msg_schedules"] is True
     with urllib.request.urlopen(f"http://127.0.0.1:{servers.monitor_port}/healthz", timeout=5) as r:
         assert json.loads(r.read())["status"] == "ok"

@@ -418,9 +418,9 @@ async def test_marking_a_day_absent_answers_its_bookings(client: Client):
 
     assert len(await wait_for(recorded, what="DOCTOR_UNAVAILABLE")) == 1
 
-    async def told():
-        b = await client.get(held.id)
-        return [e for e in b.history if e.message == "Patient notified: the doctor is not available that day"]
+    async def told():  # notification_svc tells the patient (off the saga: its deliveries say so)
+        found = await client.deliveries(held.id)
+        return [d for d in found if (d.kind, d.channel) == ("doctor-unavailable", "app")]
 
     assert len(await wait_for(told, what="the patient to be notified")) == 1
     present = doctor_pb2.SetAvailabilityRequest(doctor_id=doctor.id, date=day, present=True)

@@ -64,6 +64,8 @@ def test_the_readme_has_a_grpcurl_command_for_every_rpc():
         "UpdateBookingNote",
         "WatchBooking",
         "WatchPatient",
+        "ListDeliveries",
+        "ConfirmAttendance",
         "GetQuota",
         "ResetQuota",
         "GetDaySummary",

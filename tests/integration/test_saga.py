@@ -45,9 +45,8 @@ async def test_birthday_discount_is_applied_and_confirmed(client: Client, redis)
         "PLACES_RESERVED",
         "DISCOUNT_APPLIED",
         "BOOKING_CONFIRMED",
-        "NOTIFICATION_SENT",
     ]
-    assert [e.sequence for e in done.history] == [1, 2, 3, 4, 5]
+    assert [e.sequence for e in done.history] == [1, 2, 3, 4]
     assert (await client.quota()).used == 1
 
 
@@ -86,7 +85,7 @@ async def test_quota_exhausted_rejects_with_the_contract_message(client, redis):
     assert done.status_message == "Daily discount quota reached"
     assert done.discount.outcome == c.DISCOUNT_OUTCOME_QUOTA_EXHAUSTED
     assert types(done)[:4] == ["BOOKING_CREATED", "PLACES_RESERVED", "DISCOUNT_REJECTED", "BOOKING_REJECTED"]
-    assert sorted(types(done)[4:]) == ["NOTIFICATION_SENT", "PLACES_RELEASED"]  # the places went back
+    assert types(done)[4:] == ["PLACES_RELEASED"]  # the places went back
     assert (await client.quota()).used == TEST_QUOTA
     await set_used(redis, 0)
 
@@ -103,7 +102,7 @@ async def test_a_booking_refused_for_places_never_touches_the_quota(client, redi
     assert done.status == c.BOOKING_STATUS_REJECTED
     assert done.rejection_reason == c.REJECTION_REASON_CAPACITY_UNAVAILABLE
     assert done.discount.outcome == c.DISCOUNT_OUTCOME_UNSPECIFIED  # never asked for a discount
-    assert types(done) == ["BOOKING_CREATED", "BOOKING_REJECTED", "NOTIFICATION_SENT"]
+    assert types(done) == ["BOOKING_CREATED", "BOOKING_REJECTED"]
     assert (await client.quota()).used == 1  # only the confirmed booking holds a unit
 
 
@@ -189,11 +188,11 @@ async def _has(client: Client, booking_id: str, kind: str) -> bool:
     return kind in types(await client.get(booking_id))
 
 
-async def test_a_confirmed_booking_costs_five_saga_messages_each_once(client: Client, servers):
-    """The hot path's shape (issue 12): the places request, the reservation straight to
-    discount_svc, its decision, the notifier's copy and its receipt; nothing else on SAGA, and the
-    five public events on BOOKING_EVENTS. A step put back in (booking_svc asking for the discount
-    itself, say) shows here."""
+async def test_a_confirmed_booking_costs_three_saga_messages_each_once(client: Client, servers):
+    """The hot path's shape (issues 12, 20): the places request, the reservation straight to
+    discount_svc and its decision; nothing else on SAGA, and four public events on BOOKING_EVENTS.
+    Notifications are not in the saga: notification_svc reads the events themselves. A step put
+    back in (booking_svc asking for the discount itself, a notification receipt) shows here."""
     booking = await client.create(patient(), ["gen-consult"], appointment_date=future_date())
     done = await client.settled(booking.id)
     assert types(done) == [
@@ -201,12 +200,11 @@ async def test_a_confirmed_booking_costs_five_saga_messages_each_once(client: Cl
         "PLACES_RESERVED",
         "DISCOUNT_NOT_ELIGIBLE",
         "BOOKING_CONFIRMED",
-        "NOTIFICATION_SENT",
     ]
     nc = await nats.connect(servers.nats_url)
     try:
         js = nc.jetstream()
-        saga = [  # saga.<step>.<verb>.<id>, and saga.notify.<id>
+        saga = [  # saga.<step>.<verb>.<id>, and anything one token shorter
             *await _stored(js, subjects.SAGA_STREAM, f"saga.*.*.{booking.id}"),
             *await _stored(js, subjects.SAGA_STREAM, f"saga.*.{booking.id}"),
         ]
@@ -220,11 +218,11 @@ async def test_a_confirmed_booking_costs_five_saga_messages_each_once(client: Cl
             subjects.PLACES_REQUESTED,
             subjects.PLACES_RESERVED,
             subjects.DISCOUNT_DECIDED,
-            subjects.NOTIFY,
-            subjects.NOTIFICATION_SENT,
         )
     )
-    assert events == [subjects.event_subject(booking.id)] * 5
+    assert events == [subjects.event_subject(booking.id)] * 4
+    # The patient is still told, once, off the hot path.
+    assert [(d.kind, d.channel) for d in await client.deliveries(booking.id)] == [("confirmed", "app")]
 
 
 async def _stored(js, stream: str, subject: str) -> list[str]:

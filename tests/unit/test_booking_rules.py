@@ -208,17 +208,26 @@ def test_places_released_recorded_once_and_only_when_something_was_freed():
     assert domain.places_released(t.record, freed, NOW) is None
 
 
-def test_quota_released_and_notifications_are_recorded_once():
+def test_quota_released_is_recorded_once():
     applied = domain.apply_discount(held(), decided(c.DISCOUNT_OUTCOME_APPLIED, 1), NOW)
     cancelled = domain.cancel(applied.record, "", NOW).record
     released = domain.quota_released(cancelled, NOW).record
     assert released.booking.discount.outcome == c.DISCOUNT_OUTCOME_RELEASED
     assert domain.quota_released(released, NOW) is None
-    final_seq = next(e.sequence for e in released.booking.history if e.type == c.EVENT_TYPE_BOOKING_CANCELLED)
-    sent = saga_pb2.NotificationSent(booking_id="b1", notified_sequence=final_seq)
-    notified = domain.notification_sent(released, sent, NOW).record
-    assert domain.notification_sent(notified, sent, NOW) is None
-    assert [e.sequence for e in notified.booking.history] == list(range(1, len(notified.booking.history) + 1))
+    assert [e.sequence for e in released.booking.history] == list(range(1, len(released.booking.history) + 1))
+
+
+def test_told_events_carry_the_appointment_and_no_notification_leaves_the_saga():
+    """notification_svc words its messages and sets reminders from the event alone."""
+    applied = domain.apply_discount(held(), decided(c.DISCOUNT_OUTCOME_APPLIED, 1), NOW)
+    confirmed = applied.record.booking.history[-1]
+    assert confirmed.type == c.EVENT_TYPE_BOOKING_CONFIRMED
+    b = applied.record.booking
+    assert (confirmed.appointment.date, confirmed.appointment.doctor_id) == (b.appointment_date, b.doctor_id)
+    assert confirmed.appointment.date
+    assert all(not m.subject.startswith("saga.notify") for m in applied.outbox)
+    untold = next(e for e in b.history if e.type == c.EVENT_TYPE_DISCOUNT_APPLIED)
+    assert not untold.HasField("appointment")  # the other steps stay as small as before
 
 
 # -- the waitlist ---------------------------------------------------------------------------------
@@ -262,17 +271,15 @@ def test_a_waitlisted_answer_puts_the_booking_in_line_off_the_timeout_holding_no
     assert domain.places_decided(t.record, waiting_answer(), NOW) is None  # a redelivery
 
 
-def test_an_offer_sets_its_expiry_and_reaches_the_notifier_once():
+def test_an_offer_sets_its_expiry_once_and_carries_the_appointment_for_the_notifier():
     t = domain.offer(waiting(), offer_of(), NOW)
     b = t.record.booking
     assert b.status == c.BOOKING_STATUS_WAITLISTED
     assert b.offer_expires_at.ToDatetime(tzinfo=UTC) == EXPIRES
     assert [e.type for e in b.history][-1] == c.EVENT_TYPE_WAITLIST_OFFERED
-    assert subjects_of(t) == ["booking.events.b1", "saga.notify.b1"]
+    assert subjects_of(t) == ["booking.events.b1"]  # the notifier reads the event itself
+    assert b.history[-1].HasField("appointment")
     assert domain.offer(t.record, offer_of(), NOW) is None
-    sent = saga_pb2.NotificationSent(booking_id="b1", notified_sequence=3)
-    told = domain.notification_sent(t.record, sent, NOW).record.booking.history[-1]
-    assert told.message == "Patient notified: a place is offered"
 
 
 def test_an_offer_that_overtakes_the_waitlisted_answer_still_counts_and_the_answer_then_changes_nothing():

@@ -144,11 +144,9 @@ def test_events_carry_the_caller_or_the_system_that_caused_them():
     assert {e.actor.sub for e in confirmed_.record.booking.history} == {"p1"}  # caused by her call
     timed_out = domain.time_out(t.record, NOW)
     assert timed_out.record.booking.history[-1].actor == c.Actor(sub="booking_svc", role="system")
-    sent = domain.notification_sent(
-        confirmed_.record, saga_pb2.NotificationSent(booking_id="b1", notified_sequence=3), NOW
-    )
-    assert sent.record.booking.history[-1].actor.sub == "notification_svc"
-    assert sent.record.actor == ASHA  # the notifier's step does not take over the saga
+    no_show = domain.mark_no_show(confirmed_.record, NOW)  # the sweep's step, after the day
+    assert no_show.record.booking.history[-1].actor == c.Actor(sub="booking_svc", role="system")
+    assert no_show.record.actor == ASHA  # a system step does not take over the saga
 
 
 def test_the_note_is_validated_and_changing_it_records_who_not_what():

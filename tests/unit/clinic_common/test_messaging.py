@@ -33,7 +33,7 @@ def test_every_service_has_its_messaging_and_durables_are_unique():
 
 
 def test_everything_consumed_is_produced_and_every_saga_subject_is_consumed():
-    produced = [p for m in messaging.MAP.values() for p in m.produces]
+    produced = [p for m in messaging.MAP.values() for p in (*m.produces, *m.fires)]
     filters = [f for m in messaging.MAP.values() for c in m.consumes for f in c.filters]
     for subject in filters:
         example = subject.replace("*", "b-1").replace(">", "x.b-1")

@@ -1,0 +1,131 @@
+"""Reminders kept by JetStream itself: message schedules (ADR-51, nats-server >= 2.12).
+
+A CONFIRMED (or moved) appointment publishes one schedule per reminder kind on
+`reminders.schedule.<kind>.<booking_id>` with `Nats-Schedule: @at <UTC time>` and a target
+`reminders.due.<kind>.<booking_id>`; the server publishes the body there at that time. The subject
+is the schedule's identity, so a reschedule's re-publish replaces it and a cancellation purges the
+booking's schedules. A reminder that fires anyway (a purge raced it, the event consumer lagged)
+is checked against the booking's history first: any told event after the one that set the
+appointment means its time no longer holds, and it is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from clinic.v1 import common_pb2, saga_pb2
+from clinic_common import metrics, nats_io, subjects
+from clinic_common.consumer import ConsumerSpec, Poison
+from clinic_common.logs import get_logger
+
+from . import domain
+from .directory import Directory
+
+log = get_logger(__name__)
+
+SCHEDULE_HEADER = "Nats-Schedule"
+TARGET_HEADER = "Nats-Schedule-Target"
+
+CONSUMER = ConsumerSpec.of(
+    subjects.REMINDER_CONSUMER,
+    "notification_svc: a reminder is due (fired by its JetStream message schedule)",
+)
+
+Tell = Callable[[str, common_pb2.BookingEvent], Awaitable[list[str]]]
+
+
+def schedule_headers(at: datetime, kind: str, booking_id: str) -> dict[str, str]:
+    return {
+        SCHEDULE_HEADER: f"@at {at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        TARGET_HEADER: subjects.reminder_due_subject(kind, booking_id),
+    }
+
+
+class Reminders:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        directory: Directory,
+        offsets: tuple[str, ...],
+        tz: ZoneInfo,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._js = js
+        self._directory = directory
+        self._offsets = offsets
+        self._tz = tz
+        self._now = clock or (lambda: datetime.now(UTC))
+
+    async def follow(self, event: common_pb2.BookingEvent) -> None:
+        """Set the reminders of an appointment just confirmed or moved; drop them on anything else."""
+        booking_id = event.booking_id
+        if event.type not in domain.SETS_APPOINTMENT or event.status != common_pb2.BOOKING_STATUS_CONFIRMED:
+            await self._purge(f"{subjects.REMINDER_SCHEDULE}.*.{booking_id}")
+            return
+        doctor = await self._directory.doctor(event.appointment.doctor_id)
+        start = domain.appointment_start(event.appointment, doctor.day_start if doctor else "", self._tz)
+        if start is None:
+            return
+        due = domain.reminder_times(start, self._offsets, self._now())
+        for kind, at in due.items():
+            subject = subjects.reminder_schedule_subject(kind, booking_id)
+            if at is None:  # too late for this one (booked or moved close to the start)
+                await self._purge(subject)
+                continue
+            body = saga_pb2.ReminderDue(booking_id=booking_id, kind=kind, event=event)
+            await nats_io.publish(
+                self._js,
+                subject,
+                body.SerializeToString(),
+                f"{booking_id}:{kind}:{event.sequence}:schedule",
+                headers=schedule_headers(at, kind, booking_id),
+            )
+            metrics.REMINDERS.labels("scheduled").inc()
+
+    async def _purge(self, subject: str) -> None:
+        try:
+            await self._js.purge_stream(subjects.REMINDERS_STREAM, subject=subject)
+        except NotFoundError:
+            pass
+
+
+class DueReminders:
+    """Handles reminders.due.<kind>.<id>: tells the patient unless the time no longer holds."""
+
+    def __init__(self, js: JetStreamContext, tell: Tell) -> None:
+        self._js = js
+        self._tell = tell
+
+    async def handle(self, msg: Msg) -> None:
+        due = saga_pb2.ReminderDue.FromString(msg.data)
+        if not due.booking_id or not due.kind.startswith(domain.REMINDER_PREFIX) or due.event.sequence < 1:
+            raise Poison("reminder without booking, kind or event")
+        if await self._superseded(due.booking_id, due.event.sequence):
+            metrics.REMINDERS.labels("stale").inc()
+            log.info("reminder.stale", booking_id=due.booking_id, kind=due.kind)
+            return
+        await self._tell(due.kind, due.event)
+        metrics.REMINDERS.labels("fired").inc()
+        log.info("reminder.due", booking_id=due.booking_id, kind=due.kind)
+
+    async def _superseded(self, booking_id: str, sequence: int) -> bool:
+        """True if any told event (cancelled, moved ...) followed the one that set the appointment."""
+        subject = subjects.event_subject(booking_id)
+        seq = 1
+        while True:
+            try:
+                raw = await self._js.get_msg(
+                    subjects.EVENTS_STREAM, seq=seq, subject=subject, next=True, direct=True
+                )
+            except NotFoundError:
+                return False
+            seq = raw.seq + 1
+            event = common_pb2.BookingEvent.FromString(raw.data)
+            if event.sequence > sequence and event.type in domain.KINDS:
+                return True
