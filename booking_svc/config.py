@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from clinic_common.catalog import DEFAULT_CATALOG, Catalog, load
 from clinic_common.config import (
+    ConfigError,
     Connections,
     env_int,
     env_str,
@@ -35,6 +36,9 @@ class BookingConfig:
     metrics_addr: str = "off"
     # the registry and doctors (schedule_svc)
     schedule_addrs: tuple[str, ...] = (service("schedule_svc").default_addr,)
+    cancel_notice_hours: int = 0  # a patient cancels at least this long before the start (0: any time)
+    refund_policy: str = "full"  # what a cancelled paid booking is owed: full (in notice) or none
+    payment_fsync: str = "waitaof"  # a payment is fsynced before the answer; "off" for a Redis without AOF
     # check-in state (frontdesk_svc), asked before a reschedule of a booking dated today
     frontdesk_addrs: tuple[str, ...] = (service("frontdesk_svc").default_addr,)
 
@@ -48,5 +52,15 @@ class BookingConfig:
             timeout_s=env_int(env, "BOOKING_TIMEOUT_SECONDS", 300, minimum=1),
             max_pending=env_int(env, "CLINIC_MAX_PENDING_BOOKINGS", DEFAULT_MAX_PENDING, minimum=0),
             schedule_addrs=peer_addrs(env, "schedule_svc"),
+            cancel_notice_hours=env_int(env, "CLINIC_CANCEL_NOTICE_HOURS", 0, minimum=0),
+            refund_policy=env_choice(env, "CLINIC_REFUND_POLICY", "full", ("full", "none")),
+            payment_fsync=env_choice(env, "CLINIC_PAYMENT_FSYNC", "waitaof", ("waitaof", "off")),
             frontdesk_addrs=peer_addrs(env, "frontdesk_svc"),
         )
+
+
+def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value

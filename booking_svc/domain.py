@@ -170,6 +170,7 @@ def _validate_doctor_fields(
 
 
 MAX_PAGE_SIZE = 100
+MAX_LIST_DAYS = 92  # a date range of ListBookings: a quarter at most
 
 
 def validate_list(req: booking_pb2.ListBookingsRequest) -> list[tuple[str, str]]:
@@ -183,6 +184,20 @@ def validate_list(req: booking_pb2.ListBookingsRequest) -> list[tuple[str, str]]
             parse_date(req.date)
         except ValueError as exc:
             bad.append(("date", str(exc)))
+    for name in ("date_from", "date_to"):
+        if getattr(req, name):
+            try:
+                parse_date(getattr(req, name))
+            except ValueError as exc:
+                bad.append((name, str(exc)))
+    if req.date_from and req.date_to and not any(n == "date_from" or n == "date_to" for n, _ in bad):
+        span = (parse_date(req.date_to) - parse_date(req.date_from)).days
+        if span < 0:
+            bad.append(("date_to", "must not be before date_from"))
+        elif span > MAX_LIST_DAYS:
+            bad.append(("date_to", f"at most {MAX_LIST_DAYS} days after date_from"))
+    if len(req.reference) > MAX_ID_LEN:
+        bad.append(("reference", f"at most {MAX_ID_LEN} characters"))
     if req.status not in common_pb2.BookingStatus.values():
         bad.append(("status", "not a BookingStatus"))
     if req.page_size < 0 or req.page_size > MAX_PAGE_SIZE:
@@ -198,6 +213,9 @@ def matches(b: common_pb2.Booking, req: booking_pb2.ListBookingsRequest) -> bool
         and (not req.date or b.appointment_date == req.date)
         and (not req.doctor_id or b.doctor_id == req.doctor_id)
         and (not req.status or b.status == req.status)
+        and (not req.date_from or b.appointment_date >= req.date_from)
+        and (not req.date_to or b.appointment_date <= req.date_to)
+        and (not req.reference or b.reference == req.reference.upper().replace("-", ""))
     )
 
 
@@ -222,10 +240,12 @@ def create(
     traceparent: str = "",
     doctor: doctor_pb2.Doctor | None = None,
     patient: common_pb2.Patient | None = None,
+    reference: str = "",
     actor: common_pb2.Actor | None = None,
 ) -> Transition:
     """A new PENDING booking asking for its places. `patient`: the registry's record when the
-    request names a registered patient by id alone; `doctor`: the doctor it names."""
+    request names a registered patient by id alone; `doctor`: the doctor it names; `reference`:
+    its short code (booking_svc.payments)."""
     local = now.astimezone(tz)
     today = local.date()
     if patient is not None:
@@ -261,6 +281,7 @@ def create(
         doctor_id=req.doctor_id,
         start_time=req.start_time,
         duration_minutes=(req.duration_minutes or doctor.slot_minutes) if req.start_time and doctor else 0,
+        reference=reference,
         note=req.note,
     )
     record = saga_pb2.BookingRecord(

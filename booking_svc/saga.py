@@ -6,12 +6,13 @@ import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from clinic.v1 import booking_pb2, common_pb2, doctor_pb2, saga_pb2
+from clinic.v1 import admin_pb2, booking_pb2, common_pb2, doctor_pb2, saga_pb2
 from clinic_common import metrics, tracing
 from clinic_common.catalog import Catalog
-from clinic_common.clock import Clock
+from clinic_common.clock import Clock, parse_date
 from clinic_common.errors import (
     AlreadyExists,
     Conflict,
@@ -24,7 +25,7 @@ from clinic_common.errors import (
 from clinic_common.logs import get_logger
 from clinic_common.principal import Principal
 
-from . import domain
+from . import domain, payments, reports
 from . import store as stores
 from .frontdesk_client import FrontDeskClient
 from .schedule_client import ScheduleClient
@@ -39,6 +40,7 @@ LIST_CHUNK = 100
 DEFAULT_PAGE_SIZE = 20
 CAS_ATTEMPTS = 20
 RECORD_CACHE = 10_000
+REFERENCE_ATTEMPTS = 8
 PUBLISH_WAIT_S = 0.5  # how long CreateBooking waits for its first event to be in the stream
 
 
@@ -55,6 +57,10 @@ class Bookings:
         clock: Clock | None = None,
         bus_ready: Callable[[], bool] = lambda: True,
         schedule: ScheduleClient | None = None,
+        cancel_notice_hours: int = 0,
+        refund_policy: str = "full",
+        durable_money: bool = True,
+        new_reference: Callable[[], str] = payments.new_reference,
         frontdesk: FrontDeskClient | None = None,
     ) -> None:
         self._store = store
@@ -66,6 +72,10 @@ class Bookings:
         self._clock = clock or Clock()
         self._bus_ready = bus_ready
         self._schedule = schedule
+        self._notice_hours = cancel_notice_hours
+        self._refund_policy = refund_policy
+        self._durable_money = durable_money
+        self._new_reference = new_reference
         self._frontdesk = frontdesk
         # Records this instance wrote or read last. Only a hint: every commit is compare-and-set
         # on the stored version, and a "nothing to do" or "cannot apply" verdict is re-checked on
@@ -84,12 +94,28 @@ class Bookings:
         patient, doctor = await self._resolve(req, who)
         now = self._clock.now()
         trace = tracing.current() or tracing.new_traceparent()
-        t = domain.create(
-            req, self._catalog, uuid.uuid4().hex, now, self._tz, trace, doctor, patient, actor=_actor(who)
-        )
+        booking_id = uuid.uuid4().hex
         if not self._bus_ready():
+            domain.create(req, self._catalog, booking_id, now, self._tz, trace, doctor, patient)  # 400 first
             raise Unavailable("NATS unavailable: booking not stored, try again")
-        stored_id = await self._store.create(t, _ms(now), self._max_pending)
+        for _ in range(REFERENCE_ATTEMPTS):  # a drawn reference already taken: draw again
+            t = domain.create(
+                req,
+                self._catalog,
+                booking_id,
+                now,
+                self._tz,
+                trace,
+                doctor,
+                patient,
+                self._new_reference(),
+                actor=_actor(who),
+            )
+            stored_id = await self._store.create(t, _ms(now), self._max_pending)
+            if stored_id != stores.REFERENCE_TAKEN:
+                break
+        else:
+            raise Unavailable("could not draw a free booking reference; try again")
         if not stored_id:  # shed load at the door rather than queue sagas for minutes
             metrics.BOOKINGS_SHED.inc()
             raise ResourceExhausted(
@@ -110,33 +136,172 @@ class Bookings:
         return t.record.booking
 
     async def get(self, booking_id: str, who: Principal) -> common_pb2.Booking:
-        record = await self._load(booking_id)
+        record = await self._load(await self._resolve_id(booking_id))
         who.require_patient_access(record.booking.patient.id)
         return record.booking
+
+    async def _resolve_id(self, id_or_reference: str) -> str:
+        """A booking id, or the id of the booking a reference names (NOT_FOUND for an unknown one)."""
+        reference = payments.normalise_reference(id_or_reference)
+        if not reference:
+            return id_or_reference
+        found = await self._store.id_for_reference(reference)
+        if found is None:
+            raise NotFound(f"no booking has the reference {reference}")
+        return found
+
+    # -- money ------------------------------------------------------------------------------------
+
+    async def record_payment(
+        self, req: booking_pb2.RecordPaymentRequest, who: Principal
+    ) -> common_pb2.Booking:
+        who.require_staff()
+        bad = payments.validate_payment(req, self._catalog.currency)
+        if bad:
+            raise InvalidArgument(bad)
+        booking_id = await self._resolve_id(req.booking_id)
+        booking = await self._money(
+            booking_id, lambda r: payments.record_payment(r, req, self._clock.now(), _actor(who))
+        )
+        log.info("booking.payment_recorded", booking_id=booking_id, amount_minor=req.amount.amount_minor)
+        return booking
+
+    async def refund_payment(
+        self, req: booking_pb2.RefundPaymentRequest, who: Principal
+    ) -> common_pb2.Booking:
+        who.require_admin()
+        bad = payments.validate_refund(req, self._catalog.currency)
+        if bad:
+            raise InvalidArgument(bad)
+        booking_id = await self._resolve_id(req.booking_id)
+        booking = await self._money(
+            booking_id, lambda r: payments.refund_payment(r, req, self._clock.now(), _actor(who))
+        )
+        log.info("booking.payment_refunded", booking_id=booking_id, amount_minor=req.amount.amount_minor)
+        return booking
+
+    async def _money(
+        self, booking_id: str, step: Callable[[saga_pb2.BookingRecord], domain.Transition | None]
+    ) -> common_pb2.Booking:
+        """A payment or refund, on the disk before the answer. A retry that finds its entry recorded
+        commits nothing, but still waits for the fsync: the first try may have died before its own."""
+        self._records.pop(booking_id, None)  # judge money on the stored record only
+        committed = await self._transition(booking_id, step, durable=self._durable_money)
+        if committed is None:
+            if self._durable_money:
+                await self._store.sync()
+            committed = await self._load(booking_id)
+        return committed.booking
+
+    async def day_summary(self, day: str, who: Principal) -> admin_pb2.DaySummary:
+        who.require_admin()
+        if not day:
+            day = self._clock.now().astimezone(self._tz).date().isoformat()
+        else:
+            try:
+                parse_date(day)
+            except ValueError as exc:
+                raise InvalidArgument([("date", str(exc))]) from None
+        records = await self._day_records(day)
+        doctors = {r.booking.doctor_id for r in records if r.booking.doctor_id}
+        capacities = await self._capacities(day, doctors, who)
+        return reports.day_summary(day, records, self._catalog.currency, capacities)
+
+    async def _day_records(self, day: str) -> list[saga_pb2.BookingRecord]:
+        index = stores.date_key(day)
+        records: list[saga_pb2.BookingRecord] = []
+        after = ""
+        while True:
+            ids = await self._store.ids_after(index, after, LIST_CHUNK)
+            records += await self._store.load_many(ids)
+            if len(ids) < LIST_CHUNK:
+                return records
+            after = ids[-1]
+
+    async def _capacities(self, day: str, doctor_ids: set[str], who: Principal) -> dict[str, int]:
+        if self._schedule is None:
+            return {}
+        found = {}
+        for doctor_id in sorted(doctor_ids):
+            capacity = await self._schedule.day_capacity(doctor_id, day, who)
+            if capacity is not None:
+                found[doctor_id] = capacity
+        return found
 
     async def list(
         self, req: booking_pb2.ListBookingsRequest, who: Principal
     ) -> tuple[list[common_pb2.Booking], str]:
-        """Newest first. Patients list their own; staff and admin may filter by date, doctor, status."""
+        """Newest first. Patients list their own; staff and admin may filter by date (or a range of
+        dates, earliest day first), doctor, status and reference."""
         bad = domain.validate_list(req)
-        if not req.patient_id and not (who.is_staff and (req.date or req.doctor_id)):
+        ranged = bool(req.date_from or req.date_to)
+        if ranged and not who.is_staff:
+            bad.append(("date_from" if req.date_from else "date_to", "date ranges are for staff and admin"))
+        if ranged and not (req.date_from and req.date_to) and not (req.patient_id or req.doctor_id):
+            bad.append(("date_to" if req.date_from else "date_from", "a range needs both ends"))
+        chosen = req.patient_id or req.date or req.doctor_id or req.reference or ranged
+        if not req.patient_id and not (who.is_staff and chosen):
             bad.append(
                 (
                     "patient_id",
-                    "must not be empty" if not who.is_staff else "give patient_id, date or doctor_id",
+                    "must not be empty"
+                    if not who.is_staff
+                    else "give patient_id, date, date_from/date_to, doctor_id or reference",
                 )
             )
         if bad:
             raise InvalidArgument(bad)
         if req.patient_id:
             who.require_patient_access(req.patient_id)
-            index = stores.patient_key(req.patient_id)
-        elif req.doctor_id:
-            index = stores.doctor_key(req.doctor_id)
-        else:
-            index = stores.date_key(req.date)
         size = req.page_size or DEFAULT_PAGE_SIZE
-        after = stores.after_id(req.page_token)
+        if req.reference:
+            return await self._by_reference(req), ""
+        if req.patient_id or req.doctor_id or req.date or not ranged:
+            if req.patient_id:
+                index = stores.patient_key(req.patient_id)
+            elif req.doctor_id:
+                index = stores.doctor_key(req.doctor_id)
+            else:
+                index = stores.date_key(req.date)
+            found, after, more = await self._scan(index, stores.after_id(req.page_token), req, size)
+            return found, stores.page_token(after) if more else ""
+        return await self._list_range(req, size)
+
+    async def _by_reference(self, req: booking_pb2.ListBookingsRequest) -> list[common_pb2.Booking]:
+        reference = payments.normalise_reference(req.reference)
+        booking_id = await self._store.id_for_reference(reference) if reference else None
+        record = await self._store.load(booking_id) if booking_id else None
+        if record is None or not domain.matches(record.booking, req):
+            return []
+        return [record.booking]
+
+    async def _list_range(
+        self, req: booking_pb2.ListBookingsRequest, size: int
+    ) -> tuple[list[common_pb2.Booking], str]:
+        """Day by day from date_from; a page token names the day and the last booking of it."""
+        day, _, after = stores.after_id(req.page_token).partition("|")
+        day = day or req.date_from
+        if req.page_token and not req.date_from <= day <= req.date_to:
+            raise InvalidArgument([("page_token", "not a token from a previous page")])
+        found: list[common_pb2.Booking] = []
+        current = parse_date(day)
+        last = parse_date(req.date_to)
+        while current <= last:
+            iso = current.isoformat()
+            page, after, more = await self._scan(stores.date_key(iso), after, req, size - len(found))
+            found += page
+            if more:
+                return found, stores.page_token(f"{iso}|{after}")
+            current += timedelta(days=1)
+            after = ""
+            if len(found) == size:
+                return found, stores.page_token(f"{current.isoformat()}|") if current <= last else ""
+        return found, ""
+
+    async def _scan(
+        self, index: str, after: str, req: booking_pb2.ListBookingsRequest, size: int
+    ) -> tuple[list[common_pb2.Booking], str, bool]:
+        """Up to `size` matching bookings of one index after `after`: (found, last id read, more?)."""
         found: list[common_pb2.Booking] = []
         for _ in range(MAX_LIST_SCANS):  # filters may skip many: read a bounded number of chunks
             ids = await self._store.ids_after(index, after, LIST_CHUNK)
@@ -149,20 +314,41 @@ class Bookings:
                 found.append(booking)
                 if len(found) == size:
                     more = i < len(ids) - 1 or bool(await self._store.ids_after(index, after, 1))
-                    return found, stores.page_token(after) if more else ""
+                    return found, after, more
             if len(ids) < LIST_CHUNK:
-                return found, ""
-        return found, stores.page_token(after)  # a short page: the caller goes on from here
+                return found, after, False
+        return found, after, True  # a short page: the caller goes on from here
 
     async def cancel(self, booking_id: str, reason: str, who: Principal) -> common_pb2.Booking:
+        booking_id = await self._resolve_id(booking_id)
         record = await self._load(booking_id)
         who.require_patient_access(record.booking.patient.id)
-        committed = await self._transition(
-            booking_id, lambda r: domain.cancel(r, reason, self._clock.now(), _actor(who))
-        )
-        log.info("booking.cancelled", booking_id=booking_id)
+        day_start = await self._day_start(record.booking, who)
+        now = self._clock.now()
+        late = payments.is_late(record.booking, now, self._tz, self._notice_hours, day_start)
+        if late and not who.is_staff:
+            raise FailedPrecondition(
+                f"too late to cancel: bookings are cancelled at least {self._notice_hours} h before the"
+                " start; the front desk can still cancel it"
+            )
+
+        def step(r: saga_pb2.BookingRecord) -> domain.Transition:
+            t = domain.cancel(r, reason, now, _actor(who))
+            payments.refund_due_on_cancel(t, late=late, policy=self._refund_policy)
+            return t
+
+        paid = payments.totals(record.booking)[0] > 0
+        committed = await self._transition(booking_id, step, durable=paid and self._durable_money)
+        log.info("booking.cancelled", booking_id=booking_id, late=late)
         assert committed is not None
         return committed.booking
+
+    async def _day_start(self, b: common_pb2.Booking, who: Principal) -> str:
+        """The doctor's usual start, for a token without a time (only needed with a notice period)."""
+        if not self._notice_hours or b.start_time or not b.doctor_id or self._schedule is None:
+            return ""
+        doctor = await self._schedule.doctor(b.doctor_id, who)
+        return doctor.day_start if doctor is not None else ""
 
     async def accept_offer(self, booking_id: str, who: Principal) -> common_pb2.Booking:
         """A waitlisted booking takes its offered place; past the offer's time it ends REJECTED
@@ -369,7 +555,11 @@ class Bookings:
         return record
 
     async def _transition(
-        self, booking_id: str, step: Callable[[saga_pb2.BookingRecord], domain.Transition | None]
+        self,
+        booking_id: str,
+        step: Callable[[saga_pb2.BookingRecord], domain.Transition | None],
+        *,
+        durable: bool = False,
     ) -> saga_pb2.BookingRecord | None:
         """Read, decide, compare-and-set; on a lost race read again. None when nothing changed."""
         record = self._records.get(booking_id)
@@ -394,7 +584,7 @@ class Bookings:
                 self._remember(record)
                 return None
             try:
-                taken = await self._store.commit(t, _ms(self._clock.now()))
+                taken = await self._store.commit(t, _ms(self._clock.now()), durable=durable)
             except Conflict:
                 self._records.pop(booking_id, None)
                 record = None

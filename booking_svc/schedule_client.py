@@ -59,6 +59,18 @@ class ScheduleClient:
             self._known.popitem(last=False)
         return response.doctor
 
+    async def day_capacity(self, doctor_id: str, day: str, who: principals.Principal) -> int | None:
+        """The doctor's capacity that day (None: no such doctor)."""
+        try:
+            response = await self._doctors.GetDoctorDay(
+                doctor_pb2.GetDoctorDayRequest(doctor_id=doctor_id, date=day),
+                metadata=_identity(who),
+                timeout=CALL_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as err:
+            return _absent_or_raise(err)
+        return response.day.capacity
+
 
 def _identity(who: principals.Principal) -> list[tuple[str, str]]:
     return [(principals.SUB_KEY, who.sub), (principals.ROLE_KEY, who.role)]

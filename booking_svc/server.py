@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from clinic.v1 import booking_pb2, booking_pb2_grpc
+from clinic.v1 import admin_pb2_grpc, booking_pb2, booking_pb2_grpc
 from clinic_common import bootstrap, metrics, nats_io, tls
 from clinic_common.consumer import ConsumerLoop
 from clinic_common.grpc_client import open_channel
@@ -13,7 +13,7 @@ from clinic_common.grpc_server import HealthyServer, create_server
 from .config import BookingConfig
 from .events import CONSUMER, make_handler
 from .frontdesk_client import FrontDeskClient
-from .handlers import BookingServicer
+from .handlers import BookingServicer, DaySummaryServicer
 from .saga import Bookings
 from .schedule_client import ScheduleClient
 from .store import BookingStore
@@ -42,12 +42,19 @@ def build(
         max_pending=config.max_pending,
         bus_ready=lambda: deps.nc.is_connected,
         schedule=schedule,
+        cancel_notice_hours=config.cancel_notice_hours,
+        refund_policy=config.refund_policy,
+        durable_money=config.payment_fsync == "waitaof",
         frontdesk=frontdesk,
     )
     servicer = BookingServicer(bookings)
+    summaries = DaySummaryServicer(bookings)
     server = create_server(
         config.addr,
-        [lambda s: booking_pb2_grpc.add_BookingServiceServicer_to_server(servicer, s)],
+        [
+            lambda s: booking_pb2_grpc.add_BookingServiceServicer_to_server(servicer, s),
+            lambda s: admin_pb2_grpc.add_AdminServiceServicer_to_server(summaries, s),
+        ],
         [SERVICE_NAME],
         credentials=tls.server_credentials_from_env(),
         reflect=True,  # the whole public API: an edge may route reflection to any one upstream

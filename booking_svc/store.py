@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from clinic.v1 import saga_pb2
 from clinic_common import redis_io
-from clinic_common.errors import Conflict, InvalidArgument
+from clinic_common.errors import Conflict, InvalidArgument, Unavailable
 
 from .domain import Transition
 
@@ -23,15 +23,18 @@ OUTBOX_KEY = "outbox"
 OUTBOX_DUE_KEY = "outbox:due"
 
 _CREATE = """
--- KEYS: booking, request-id, patient index, pending index, outbox, outbox due, date index, doctor index
+-- KEYS: booking, request-id, patient index, pending index, outbox, outbox due, date index, doctor index,
+--       reference
 -- ARGV: booking id, record, created ms, outbox id, outbox batch, has request id, max pending (0: none),
---       has doctor
+--       has doctor, has reference
 if ARGV[6] == '1' then
   local existing = redis.call('GET', KEYS[2])
   if existing then return existing end
 end
 local max_pending = tonumber(ARGV[7])
 if max_pending > 0 and redis.call('ZCARD', KEYS[4]) >= max_pending then return '' end
+-- the reference is claimed first: taken, nothing is written and the caller draws another
+if ARGV[9] == '1' and not redis.call('SET', KEYS[9], ARGV[1], 'NX') then return '~' end
 if ARGV[6] == '1' then redis.call('SET', KEYS[2], ARGV[1]) end
 redis.call('HSET', KEYS[1], 'v', 1, 'data', ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
@@ -81,6 +84,15 @@ def doctor_key(doctor_id: str) -> str:
     return f"bookings:doctor:{doctor_id}"
 
 
+def reference_key(reference: str) -> str:
+    return f"bookings:reference:{reference}"
+
+
+REFERENCE_TAKEN = "~"  # what the create script answers when the drawn reference is already someone's
+FSYNC_PROBE_KEY = "bookings:fsync"
+WAITAOF_TIMEOUT_MS = 2000
+
+
 def outbox_id(record: saga_pb2.BookingRecord) -> str:
     return f"{record.booking.id}:{record.version}"
 
@@ -95,6 +107,7 @@ class BookingStore:
         self._done: list[str] = []
         self._create = redis_io.batched_script(redis, _CREATE)
         self._commit = redis_io.batched_script(redis, _COMMIT)
+        self._commit_direct = redis.register_script(_COMMIT)
 
     async def create(self, t: Transition, now_ms: int, max_pending: int = 0) -> str:
         """Store a new booking; with a request id already used, return that booking's id instead.
@@ -113,6 +126,7 @@ class BookingStore:
                     OUTBOX_DUE_KEY,
                     date_key(b.appointment_date),
                     doctor_key(b.doctor_id or "-"),
+                    reference_key(b.reference or "-"),
                 ],
                 args=[
                     b.id,
@@ -123,35 +137,65 @@ class BookingStore:
                     "1" if b.request_id else "0",
                     max_pending,
                     "1" if b.doctor_id else "0",
+                    "1" if b.reference else "0",
                 ],
             )
         ).decode()
 
-    async def commit(self, t: Transition, now_ms: int) -> Transition:
-        """Apply a transition if nobody changed the booking since it was read (else Conflict)."""
+    async def commit(self, t: Transition, now_ms: int, *, durable: bool = False) -> Transition:
+        """Apply a transition if nobody changed the booking since it was read (else Conflict).
+
+        `durable`: on the disk before this returns (see `sync`), not within appendfsync's second."""
         b = t.record.booking
         # A moved booking is listed under its new date and doctor too; the old entries stay and
         # ListBookings' filter (on the record) leaves it out of them.
         indexes = [date_key(b.appointment_date)] if t.reindex else []
         if t.reindex and b.doctor_id:
             indexes.append(doctor_key(b.doctor_id))
-        committed = await self._commit(
-            keys=[booking_key(b.id), PENDING_KEY, OUTBOX_KEY, OUTBOX_DUE_KEY, *indexes],
-            args=[
-                t.record.version - 1,
-                b.id,
-                now_ms,
-                t.record.SerializeToString(),
-                outbox_id(t.record),
-                _batch(t),
-                "1" if t.leaves_pending else "0",
-                "1" if t.enters_pending else "0",
-                b.created_at.ToMilliseconds(),
-            ],
-        )
+        keys = [booking_key(b.id), PENDING_KEY, OUTBOX_KEY, OUTBOX_DUE_KEY, *indexes]
+        args = [
+            t.record.version - 1,
+            b.id,
+            now_ms,
+            t.record.SerializeToString(),
+            outbox_id(t.record),
+            _batch(t),
+            "1" if t.leaves_pending else "0",
+            "1" if t.enters_pending else "0",
+            b.created_at.ToMilliseconds(),
+        ]
+        if not durable:
+            committed = await self._commit(keys=keys, args=args)
+        else:
+            # WAITAOF waits for this connection's own writes: the script and the wait share one
+            # connection (a pipeline), never the batcher's.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                await self._commit_direct(keys=keys, args=args, client=pipe)
+                pipe.execute_command("WAITAOF", 1, 0, WAITAOF_TIMEOUT_MS)
+                committed, fsynced = await pipe.execute(raise_on_error=False)
+            if isinstance(committed, Exception):
+                raise committed
+            if committed:
+                _require_fsynced(fsynced)
         if not committed:
             raise Conflict(f"booking {b.id} changed while being updated")
         return t
+
+    async def sync(self) -> None:
+        """Everything written so far is fsynced to the append-only file when this returns.
+
+        The file is written in order, so a write of this connection fsynced means every earlier
+        write (of any connection) is too: a retried payment that finds its entry already stored
+        waits here before it answers, as the first try did."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incr(FSYNC_PROBE_KEY)
+            pipe.execute_command("WAITAOF", 1, 0, WAITAOF_TIMEOUT_MS)
+            _, fsynced = await pipe.execute(raise_on_error=False)
+        _require_fsynced(fsynced)
+
+    async def id_for_reference(self, reference: str) -> str | None:
+        found = await self._redis.get(reference_key(reference))
+        return found.decode() if found else None
 
     async def load(self, booking_id: str) -> saga_pb2.BookingRecord | None:
         data = await self._redis.hget(booking_key(booking_id), "data")
@@ -218,6 +262,18 @@ class BookingStore:
     async def pending_older_than(self, older_than_ms: int, limit: int) -> list[str]:
         ids = await self._redis.zrangebyscore(PENDING_KEY, "-inf", older_than_ms, start=0, num=limit)
         return [raw.decode() for raw in ids]
+
+
+def _require_fsynced(reply) -> None:
+    if isinstance(reply, Exception):  # e.g. a server without appendonly: it cannot promise the disk
+        raise Unavailable(
+            f"Redis cannot fsync the write ({reply}); it is stored: retry with the same request_id"
+        )
+    if not reply or int(reply[0]) < 1:
+        raise Unavailable(
+            f"Redis did not fsync the write within {WAITAOF_TIMEOUT_MS} ms; it is stored: "
+            "retry with the same request_id to confirm it"
+        )
 
 
 def page_token(last_id: str) -> str:

@@ -9,7 +9,7 @@ import sys
 
 import grpc
 
-from . import frontdesk, offers, people, reschedule
+from . import desk, frontdesk, offers, people, reschedule
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,8 +43,15 @@ def parser() -> argparse.ArgumentParser:
     watch.add_argument("--follow", action="store_true", help="keep watching after the outcome")
     get = sub.add_parser("get", parents=[as_json], help="one booking with its history")
     get.add_argument("booking_id")
-    bookings = sub.add_parser("bookings", parents=[as_json], help="a patient's bookings")
-    bookings.add_argument("--patient", required=True)
+    bookings = sub.add_parser(
+        "bookings", parents=[as_json], help="a patient's bookings, or a day's (staff): --csv, the day sheet"
+    )
+    bookings.add_argument("--patient", default="")
+    bookings.add_argument("--date", default="", help="YYYY-MM-DD appointment date")
+    bookings.add_argument("--from", dest="date_from", default="", help="YYYY-MM-DD, with --to (inclusive)")
+    bookings.add_argument("--to", dest="date_to", default="", help="YYYY-MM-DD (inclusive)")
+    bookings.add_argument("--doctor", default="", help="doctor id")
+    bookings.add_argument("--csv", action="store_true", help="the day sheet as CSV on stdout")
     bookings.add_argument("--page-size", type=int, default=50)
     cancel = sub.add_parser("cancel", help="cancel a booking")
     cancel.add_argument("booking_id")
@@ -75,6 +82,7 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("-c", "--concurrency", type=int, default=16)
     load.add_argument("--service", default="gen-consult")
     people.add_parsers(sub)
+    desk.add_parsers(sub, as_json)
     frontdesk.register(sub)  # checkin, queue, call-next, done, no-show
     offers.register(sub)  # offers accept
     reschedule.register(sub)
@@ -182,6 +190,8 @@ async def _dispatch(api, args) -> int:
             return await args.frontdesk(api, args)
         if args.command in people.COMMANDS:
             return await people.run(api, args)
+        if args.command in desk.COMMANDS:
+            return await desk.run(api, args)
         if args.command == "offers":
             return await offers.run(api, args)
         if args.command == "reschedule":

@@ -92,11 +92,25 @@ async def get(api: Api, args: argparse.Namespace) -> int:
 
 
 async def bookings(api: Api, args: argparse.Namespace) -> int:
+    """A patient's bookings, or (staff, admin) a day's or a range's: `--csv` writes the day sheet."""
+    from . import desk
+
     found: list[c.Booking] = []
     token = ""
+    require(
+        bool(args.patient or args.date or args.date_from or args.doctor),
+        "give --patient, --date, --from/--to or --doctor",
+    )
+    require(not (args.date and (args.date_from or args.date_to)), "give --date or --from/--to, not both")
     while True:
         req = booking_pb2.ListBookingsRequest(
-            patient_id=args.patient, page_size=args.page_size, page_token=token
+            patient_id=args.patient or "",
+            page_size=args.page_size,
+            page_token=token,
+            date=args.date or "",
+            date_from=args.date_from or "",
+            date_to=args.date_to or args.date_from or "",
+            doctor_id=args.doctor or "",
         )
         reply = await api.bookings.ListBookings(req, metadata=api.md, timeout=10)
         found.extend(reply.bookings)
@@ -105,11 +119,21 @@ async def bookings(api: Api, args: argparse.Namespace) -> int:
             break
     if args.json:
         return print_json([as_dict(b) for b in found])
-    table = Table(id_column("booking"), "created", "date", "status", "final price")
+    if args.csv:
+        await desk.day_sheet(api, found)
+        return 0
+    table = Table(id_column("booking"), "reference", "created", "date", "status", "final price", "paid")
     for b in found:
         created = b.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M")
+        paid = b.payment.paid.amount_minor - b.payment.refunded.amount_minor
         table.add_row(
-            b.id, created, b.appointment_date, status(b.status), format_minor(b.final_price.amount_minor)
+            b.id,
+            b.reference,
+            created,
+            b.appointment_date,
+            status(b.status),
+            format_minor(b.final_price.amount_minor),
+            format_minor(paid),
         )
     console().print(table)
     return 0

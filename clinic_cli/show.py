@@ -56,6 +56,8 @@ def booking_panel(b: c.Booking) -> Panel:
     grid.add_column(no_wrap=True)
     grid.add_column(min_width=32, overflow="fold")  # the id whole; long text folds, never an ellipsis
     grid.add_row("booking", b.id)
+    if b.reference:
+        grid.add_row("reference", b.reference)
     grid.add_row("status", f"[{STATUS_STYLE.get(b.status, 'white')}]{status(b.status)}[/]")
     if b.status_message:
         grid.add_row("", b.status_message)
@@ -78,6 +80,14 @@ def booking_panel(b: c.Booking) -> Panel:
         )
         grid.add_row("discount", outcome + amount)
     grid.add_row("final price", f"[bold]{format_minor(b.final_price.amount_minor)}[/]")
+    if b.payment.status:
+        p = b.payment
+        paid = f"{format_minor(p.paid.amount_minor)} paid"
+        if p.refunded.amount_minor:
+            paid += f", {format_minor(p.refunded.amount_minor)} refunded"
+        if p.refund_due.amount_minor:
+            paid += f", {format_minor(p.refund_due.amount_minor)} refund due"
+        grid.add_row("payment", f"{c.PaymentStatus.Name(p.status).removeprefix('PAYMENT_STATUS_')}: {paid}")
     return Panel(grid, title="booking", expand=False)
 
 

@@ -384,6 +384,9 @@ def _route_config(config: GatewayConfig) -> dict[str, Any]:
     for prefix, backend in routes.HTTP.items():
         if backend in config.backends:
             route_list += _http_routes(prefix, backend)
+    for path, backend in routes.METHODS.items():  # before their service's prefix: the first match wins
+        if backend in config.backends:
+            route_list.append(_route({"path": path}, backend, path))
     for service, backend in {**routes.OPEN, **routes.SERVICES}.items():
         if backend not in config.backends:
             continue  # not deployed (yet): callers get UNIMPLEMENTED

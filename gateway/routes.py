@@ -20,6 +20,11 @@ SERVICES = {
 HTTP = {"/fhir/R4": "fhir_svc"}
 # ...and the paths of theirs answered without a token (FHIR's CapabilityStatement is public).
 HTTP_OPEN = ("/fhir/R4/metadata",)
+# Single methods answered by another backend than their service's: the day's summary is computed
+# where the bookings are (booking_svc), while the rest of AdminService (the quota) stays with discount_svc.
+METHODS = {
+    "/clinic.v1.AdminService/GetDaySummary": "booking_svc",
+}
 
 # Answered without a token, by one backend that knows every public proto (reflection cannot be
 # merged across upstreams, envoyproxy/envoy#7631).

@@ -35,12 +35,19 @@ from tests.harness import (
     uid,
 )
 
+from .money import MoneyTraffic
 from .reschedules import ANSWERS, Moves, holder
 from .waitlist import OFFER_S, WaitlistTraffic
 
 DOCTOR_CAPACITY = 8
 STARTS = [f"{h:02d}:{m:02d}" for h in range(9, 12) for m in (0, 15, 30, 45)]  # 30-minute visits overlap
 
+# Events a booking may rightly have several of (the money check counts payments against the ledger).
+REPEATABLE_EVENTS = {
+    c.EVENT_TYPE_NOTIFICATION_SENT,
+    c.EVENT_TYPE_PAYMENT_RECORDED,
+    c.EVENT_TYPE_PAYMENT_REFUNDED,
+}
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
 
 
@@ -66,6 +73,7 @@ class Report:
     leaderless_s: dict[str, float] = field(default_factory=dict)  # stream -> longest time without a leader
     queue: str = ""  # check-ins through the faults: positions 1..n, each once
     waitlist: Counter = field(default_factory=Counter)
+    money: Counter = field(default_factory=Counter)  # payments, refunds, paid bookings cancelled
     reschedules: Counter = field(default_factory=Counter)
 
     def longest_gap_after(self) -> dict[str, float]:
@@ -98,6 +106,7 @@ class Report:
             f"lost {self.lost}  doubled {self.doubled}  dead letters {self.dead_letters} (1 poison injected)",
             f"places checked {dict(self.places_checked)} (tokens and intervals held only by CONFIRMED, once)",
             f"waitlist {dict(self.waitlist)} (no token held twice, no offer lost, every expiry passed on)",
+            f"money {dict(self.money)} (per booking: ledger = events, none lost or doubled)",
             f"reschedules {dict(self.reschedules)} (every move answered once; places held by the holder"
             " the record names: one set each, never two, never none)",
             f"load {self.load_s:.1f}s  time to settle {self.settle_s:.1f}s",
@@ -153,6 +162,7 @@ class Chaos:
         self._leaders: dict[str, str | None] = {}  # stream -> its leader, as last seen by _watch_leaders
         self.moves = Moves(self._retry)
         self.waitlist = WaitlistTraffic(self.moves)
+        self.money = MoneyTraffic(self.report, self._retry, random.Random(seed + 1))
 
     async def run(self) -> Report:
         self.servers.start()
@@ -190,6 +200,7 @@ class Chaos:
             loaded.set()
             await movers
             await queue
+            await self.money.drain()  # payments and refunds go on through the faults too
             done.set()
             if chaos:
                 await chaos
@@ -201,6 +212,8 @@ class Chaos:
             final = await self._settle(client)
             self.report.settle_s = time.monotonic() - settle_started
             await self._verify(client, final)
+            self.report.problems += await self.money.verify(client)
+            self.report.money = self.money.figures
             self.report.queue = await checkins.verify(self.servers)
             accepting.set()  # no more accepts or cancellations: offers still out run out
             await acceptor
@@ -265,6 +278,8 @@ class Chaos:
         self.report.bookings += 1
         if req.waitlist:
             self.waitlist.ids.append(booking.id)
+        else:
+            self.money.maybe_start(client, booking.id)
         if self.rng.random() < (0.3 if req.waitlist else 0.1):
             await self._cancel(client, booking.id)
         if self.rng.random() < 0.05:
@@ -480,7 +495,7 @@ class Chaos:
             doubled = [
                 c.EventType.Name(t)
                 for t, n in steps.items()
-                if t != c.EVENT_TYPE_NOTIFICATION_SENT and t not in ANSWERS and n > 1
+                if t not in REPEATABLE_EVENTS and t not in ANSWERS and n > 1
             ] + self.moves.problems(b)
             if steps[c.EVENT_TYPE_NOTIFICATION_SENT] != finals:
                 doubled.append(

@@ -66,6 +66,9 @@ def test_the_readme_has_a_grpcurl_command_for_every_rpc():
         "WatchPatient",
         "GetQuota",
         "ResetQuota",
+        "GetDaySummary",
+        "RecordPayment",
+        "RefundPayment",
         "Health/Check",
         "RegisterPatient",
         "GetPatient",
@@ -99,6 +102,9 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
     ]
     desk = frontdesk_pb2_grpc.FrontDeskServiceStub(client.channel)
     await desk.CheckIn(frontdesk_pb2.CheckInRequest(booking_id=today[1].id), metadata=client.auth())
+    paid = await client.settled(
+        (await client.create(patient(), ["gen-consult"], appointment_date=future_date())).id
+    )  # the money commands' booking: stays CONFIRMED
     mover = await client.doctor()
     to_move = await client.create(
         patient(), ["gen-consult"], appointment_date=future_date(), doctor_id=mover.id, start_time="10:00"
@@ -106,6 +112,7 @@ async def test_readme_grpcurl_commands_work_as_printed(client, system, redis):
     await client.settled(to_move.id)
     env = as_a_reader(Client.auth()[0][1].removeprefix("Bearer "))
     filled = {
+        "<paid_id>": paid.id,
         "<id>": booking.id,
         "<date>": future_date(),
         "<doctor_id>": doctor.id,

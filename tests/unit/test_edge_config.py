@@ -67,6 +67,12 @@ def test_every_public_service_with_a_deployed_backend_has_a_route():
             assert route["route"]["cluster"] in clusters
 
 
+def test_a_single_method_routed_apart_goes_to_its_backend_before_its_services_prefix():
+    boot = bootstrap()
+    assert route_for(boot, "/clinic.v1.AdminService/GetDaySummary")["route"]["cluster"] == "booking_svc"
+    assert route_for(boot, "/clinic.v1.AdminService/GetQuota")["route"]["cluster"] == "discount_svc"
+
+
 def test_watch_streams_have_no_timeouts_and_unary_calls_do():
     boot = bootstrap()
     for path in (
