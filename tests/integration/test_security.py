@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 from clinic.v1 import admin_pb2, booking_pb2, notification_pb2
 from clinic.v1 import common_pb2 as c
 from clinic_common import subjects
-from discount_svc import quota
+from discount_svc import store as quota
 from tests.footprint import Footprint
 from tests.harness import SECRET, Client, future_date, patient, uid, wait_for
 
