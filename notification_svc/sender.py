@@ -2,15 +2,22 @@
 
 A job whose key is marked sent is acknowledged without a call. A failure is recorded (FAILED, the
 attempt) and raised: the consumer loop retries it with backoff (the first retry within 10 s), and
-the last allowed attempt is recorded DEAD and dead-lettered (`clinic dlq`). The window between a
-provider's 2xx and the mark being written is closed by the provider: the webhook's
-`Idempotency-Key` header (and the e-mail's fixed Message-ID) repeat on every attempt.
+the last allowed attempt is recorded DEAD and dead-lettered (`clinic dlq`).
+
+Before the send the key is claimed in Redis (one sender at a time, for CLAIM_LEASE_S): a second
+copy of the job (a redelivery while the first still runs, another instance) finds the claim held,
+sends nothing and is negatively acknowledged with the retry delay; by its next delivery the key is
+sent (acknowledged without a call) or free. A failed send drops the claim; a holder that died
+leaves it to lapse, so the redelivery sends. The window between a provider's 2xx and the mark
+being written stays at-least-once and is closed by the provider: the webhook's `Idempotency-Key`
+header (and the e-mail's fixed Message-ID) repeat on every attempt (docs/notifications.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -24,9 +31,17 @@ from clinic_common.logs import get_logger
 from . import domain
 from .channels import Channel, DeliveryFailed, Outgoing
 from .directory import Directory
-from .store import NotificationStore
+from .store import CLAIMED, SENT, NotificationStore
 
 log = get_logger(__name__)
+
+ACK_WAIT_S = 30.0  # above the slowest attempt (an SMTP or webhook call times out after 10 s)
+# A claim outlives a send's timeout and lapses by the time NATS redelivers a dead holder's message.
+CLAIM_LEASE_S = ACK_WAIT_S
+
+
+class ClaimHeld(Exception):
+    """Another sender holds this idempotency key right now: send nothing, come back later."""
 
 
 def consumer_spec(backoff_s: tuple[float, ...]) -> ConsumerSpec:
@@ -40,7 +55,7 @@ def consumer_spec(backoff_s: tuple[float, ...]) -> ConsumerSpec:
         max_deliver=len(backoff_s) + 1,
         backoff_s=list(backoff_s),
         server_backoff=False,  # the waits between attempts are the configured ones, exactly
-        ack_wait_s=30.0,  # above the slowest attempt (an SMTP or webhook call times out after 10 s)
+        ack_wait_s=ACK_WAIT_S,
         batch=32,
     )
 
@@ -96,9 +111,12 @@ class Sender:
         text = self._templates.render(template, values)
         field = f"{job.kind}:{event.sequence}:{job.channel}"
         masked = domain.mask(job.channel, to)
+        token = await self._claim(key)
+        if token is None:
+            return  # another copy sent it meanwhile
         started = time.monotonic()
         try:
-            await self._deliver(job, key, to, text)
+            await self._deliver(job, key, to, text, token)
         except DeliveryFailed as exc:
             dead = attempt >= self._max_attempts
             status = D.DELIVERY_STATUS_DEAD if dead else D.DELIVERY_STATUS_FAILED
@@ -136,7 +154,28 @@ class Sender:
         metrics.NOTIFICATIONS.labels(job.channel, "sent").inc()
         log.info("notification.sent", booking_id=job.booking_id, kind=job.kind, channel=job.channel)
 
-    async def _deliver(self, job: saga_pb2.DeliveryJob, key: str, to: str, text: domain.Text) -> None:
+    async def _claim(self, key: str) -> str | None:
+        """This handler's claim token on `key`; None if it was sent; ClaimHeld if another holds it."""
+        token = f"claim:{uuid.uuid4().hex}"
+        outcome = await self._store.claim(key, token, CLAIM_LEASE_S)
+        if outcome == SENT:
+            return None
+        if outcome != CLAIMED:
+            raise ClaimHeld("another sender holds this idempotency key")
+        return token
+
+    async def _deliver(
+        self, job: saga_pb2.DeliveryJob, key: str, to: str, text: domain.Text, token: str
+    ) -> None:
+        """Sends under the claim; a refused send drops it (the retry may send), anything else
+        (the provider may have taken it) leaves it to lapse."""
+        try:
+            await self._send(job, key, to, text)
+        except DeliveryFailed:
+            await self._store.release_claim(key, token)
+            raise
+
+    async def _send(self, job: saga_pb2.DeliveryJob, key: str, to: str, text: domain.Text) -> None:
         if job.channel == domain.APP:
             told = job.event.message if not job.kind.startswith(domain.REMINDER_PREFIX) else text.subject
             await self._store.record_in_app(key, job.event.patient_id, f"{job.booking_id}: {told}")

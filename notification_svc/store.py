@@ -3,8 +3,10 @@
 - `notification:deliveries:<booking_id>`: one field per delivery (`<kind>:<sequence>:<channel>`),
   its JSON record (masked address, status, attempts, time) for ListDeliveries; `_patient` names
   the booking's patient (who may list them).
-- `notification:sent:<idempotency key>`: set once the provider accepted the message; a delivery
-  whose key is set is never sent again, whatever is redelivered or restarted.
+- `notification:sent:<idempotency key>`: `1` once the provider accepted the message; a delivery
+  whose key is `1` is never sent again, whatever is redelivered or restarted. Before the send it
+  holds a claim instead (`claim:<token>`, with a lease): one sender at a time per key; a crashed
+  holder's claim lapses, a failed send drops it, the `1` replaces it.
 - `notifications:patient:<patient_id>`: the in-app channel, the patient's latest messages.
 """
 
@@ -26,6 +28,11 @@ PATIENT_FIELD = "_patient"
 
 _RECORD_ONCE = lua.source("notification_svc", "store_record_once")  # in-app line, once per key
 _MARK_SENT = lua.source("notification_svc", "store_mark_sent")  # the sent mark and its record together
+_CLAIM = lua.source("notification_svc", "store_claim")  # one sender per key, for a lease
+_RELEASE_CLAIM = lua.source("notification_svc", "store_release_claim")  # only the holder's own claim
+
+SENT_MARK = b"1"
+CLAIMED, SENT, HELD = "claimed", "sent", "held"
 
 STATUS_NAMES = {
     notification_pb2.DELIVERY_STATUS_SENT: "sent",
@@ -40,9 +47,23 @@ class NotificationStore:
         self._redis = redis
         self._record_once = redis_io.batched_script(redis, _RECORD_ONCE)
         self._mark_sent = redis_io.batched_script(redis, _MARK_SENT)
+        self._claim = redis_io.batched_script(redis, _CLAIM)
+        self._release_claim = redis_io.batched_script(redis, _RELEASE_CLAIM)
 
     async def already_sent(self, key: str) -> bool:
-        return bool(await self._redis.exists(f"notification:sent:{key}"))
+        return await self._redis.get(f"notification:sent:{key}") == SENT_MARK
+
+    async def claim(self, key: str, token: str, lease_s: float) -> str:
+        """CLAIMED: the caller may send, alone, for `lease_s`; SENT: it went out already; HELD:
+        another sender holds the key now. `token` starts with "claim:" and is the caller's own."""
+        outcome = await self._claim(
+            keys=[f"notification:sent:{key}"], args=[token, max(1, int(lease_s * 1000))]
+        )
+        return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+
+    async def release_claim(self, key: str, token: str) -> bool:
+        """The send failed: free the key for a retry (only if `token` still holds it)."""
+        return bool(await self._release_claim(keys=[f"notification:sent:{key}"], args=[token]))
 
     async def record_sent(
         self,

@@ -9,8 +9,8 @@ import pytest
 
 from clinic.v1 import common_pb2 as c
 from clinic_common.config import ConfigError
-from notification_svc import domain
-from notification_svc.channels import sign
+from notification_svc import domain, sender
+from notification_svc.channels import TIMEOUT_S, sign
 from notification_svc.config import DEFAULT_TEMPLATES, ChannelConfig, NotificationConfig, load_templates
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -121,3 +121,10 @@ def test_the_first_reminder_asks_to_confirm_by_the_deadline():
     assert "confirm" in asks.body and "2026-12-10 06:30" in asks.body
     plain = templates.render("reminder-2h", values)
     assert "06:30" not in plain.body
+
+
+def test_the_send_claim_outlives_a_send_and_lapses_by_the_redelivery():
+    """The claim's lease must cover a whole send (else a live holder's copy could send too) and run
+    out no later than NATS redelivers a dead holder's message (else that redelivery is refused)."""
+    spec = sender.consumer_spec((1.0, 2.0))
+    assert TIMEOUT_S < sender.CLAIM_LEASE_S <= spec.ack_wait_s
