@@ -169,7 +169,7 @@ async def test_book_a_walk_in_and_watch_it_confirm_with_its_price(api, browser, 
 
     # A bad phone: the error is next to the phone field (BadRequest field "phone").
     await page.get_by_text("Register a new patient").click()
-    await page.get_by_label("Name").fill("Kavya Menon")
+    await page.get_by_label("Name", exact=True).fill("Kavya Menon")
     await page.get_by_label("Phone", exact=True).fill("not-a-phone")
     await page.get_by_label("Date of birth").fill("1990-04-12")
     await page.get_by_role("button", name="Register").click()
@@ -217,7 +217,7 @@ async def test_book_a_walk_in_and_watch_it_confirm_with_its_price(api, browser, 
     await expect(page.locator("#result")).to_be_hidden()
 
     # A registration that fails: neither the old "Registered." note nor the old patient stays chosen.
-    await page.get_by_label("Name").fill("Someone Else")
+    await page.get_by_label("Name", exact=True).fill("Someone Else")
     await page.get_by_label("Phone", exact=True).fill("still-not-a-phone")
     await page.get_by_role("button", name="Register").click()
     await expect(page.locator("#reg-phone-error")).to_contain_text("phone")
@@ -451,3 +451,92 @@ async def test_day_sheet_every_doctor_side_by_side_and_printable(api, browser, d
     pdf = await page.pdf(format="A4", landscape=True)
     assert pdf.startswith(b"%PDF")
     await page.context.close()
+
+
+def a_phone() -> str:
+    return "97" + uid("")[-8:].translate(str.maketrans("abcdef", "123456")).rjust(8, "0")[-8:]
+
+
+async def test_edit_the_patient_with_each_bad_field_said_where_it_is(api, browser, desk_system):
+    from clinic.v1 import patient_pb2
+
+    auth = Client.auth("desk-1", "staff")
+    phone, new_phone = a_phone(), a_phone()
+    registered = await api.patients.RegisterPatient(
+        patient_pb2.RegisterPatientRequest(
+            name="Anjali Sharma", phone=phone, gender=c.GENDER_FEMALE, date_of_birth="1991-02-03"
+        ),
+        metadata=auth,
+        timeout=10,
+    )
+    pid = registered.patient.id
+    get_patient = patient_pb2.GetPatientRequest(patient_id=pid)
+    doctor = await api.doctor(service_ids=("blood-panel",))
+    made = await api.create(c.Patient(id=pid), ["blood-panel"], doctor_id=doctor.id)
+    booking = await api.settled(made.id, notified=False)
+    page = await signed_in(browser, desk_system, staff_token(), doctor.id)
+    await page.get_by_label("Booking id or reference").fill(booking.reference)
+    await page.get_by_role("button", name="Open").click()
+    await expect(page.locator("#bk-facts")).to_contain_text("Anjali Sharma")
+
+    await page.get_by_text("Edit the patient").click()
+    await page.get_by_label("Patient's name").fill("Anjali Sharma-Iyer")
+    await page.get_by_label("New phone (leave empty to keep)").fill("not-a-phone")
+    await page.get_by_label("New e-mail (leave empty to keep)").fill("no-at-sign")
+    await page.get_by_role("button", name="Save patient").click()
+    await expect(page.locator("#pt-phone-error")).not_to_be_empty()
+    await expect(page.locator("#pt-email-error")).not_to_be_empty()
+    await expect(page.locator("#pt-phone")).to_have_attribute("aria-invalid", "true")
+    stored = (await api.patients.GetPatient(get_patient, metadata=auth)).patient
+    assert stored.name == "Anjali Sharma" and stored.phone.endswith(phone)  # nothing half-written
+
+    await page.get_by_label("New phone (leave empty to keep)").fill(new_phone)
+    await page.get_by_label("New e-mail (leave empty to keep)").fill("anjali@example.org")
+    await page.get_by_role("button", name="Save patient").click()
+    await expect(page.locator("#pt-status")).to_contain_text("Saved: Anjali Sharma-Iyer")
+    # The new phone is masked where the desk reads it: the last four digits only.
+    await expect(page.locator("#pt-status")).to_contain_text(new_phone[-4:])
+    await expect(page.locator("#pt-status")).not_to_contain_text(new_phone[-8:])
+    stored = (await api.patients.GetPatient(get_patient, metadata=auth)).patient
+    assert stored.name == "Anjali Sharma-Iyer" and stored.phone.endswith(new_phone)
+    assert stored.email == "anjali@example.org"
+    await page.context.close()
+
+
+async def test_weekly_plan_with_a_break_leave_and_the_admins_day_summary(api, browser, desk_system):
+    doctor = await api.doctor(service_ids=("blood-panel",))
+    day = await tomorrow(api, doctor.id)
+    later = day
+    booked = await confirmed_at(api, doctor.id, "Nisha Pillai", day, "10:00")
+    page = await signed_in(browser, desk_system, staff_token(), doctor.id)
+    for box in await page.locator("#plan-days input").all():
+        await box.check()
+    await page.locator("#plan-from").fill(day)
+    await page.locator("#plan-break-start").fill("12:00")
+    await page.locator("#plan-break-end").fill("13:00")
+    await page.get_by_role("button", name="Save weekly plan").click()
+    await expect(page.locator("#plan-status")).to_contain_text("Plan saved")
+    free = (await api.doctor_day(doctor.id, day)).free_times
+    assert "11:45" in free and "12:00" not in free and "12:45" not in free and "13:00" in free, free
+
+    # Leave on that day: the confirmed booking is answered to be moved.
+    await page.locator("#leave-from").fill(later)
+    await page.locator("#leave-to").fill(later)
+    await page.get_by_label("Leave note").fill("conference")
+    await page.get_by_role("button", name="Set leave").click()
+    await expect(page.locator(f'#leave-affected li[data-booking="{booked.id}"]')).to_contain_text("token")
+    assert not (await api.doctor_day(doctor.id, later)).present
+
+    # The day's summary is the admin's: the staff token is told so, the admin sees the figures.
+    await page.locator("#sum-date").fill(day)
+    await page.get_by_role("button", name="Show summary").click()
+    await expect(page.locator("#sum-form .form-error")).to_contain_text("may not")
+    await expect(page.locator("#sum-figures")).to_be_empty()
+    await page.context.close()
+    admin = await signed_in(browser, desk_system, admin_token(), doctor.id)
+    await admin.locator("#sum-date").fill(day)
+    await admin.get_by_role("button", name="Show summary").click()
+    await expect(admin.locator("#sum-figures")).to_contain_text("Bookings")
+    await expect(admin.locator("#sum-figures")).to_contain_text("Net")
+    await admin.locator("#week").screenshot(path=str(SHOTS / "frontdesk-week.png"))
+    await admin.context.close()

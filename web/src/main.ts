@@ -6,6 +6,7 @@ import { $, clearProblems, el, say, showProblem } from "./ui.js";
 import { QueueWatch, byState, VisitState } from "./board.js";
 import { startDesk, type DeskContext } from "./desk.js";
 import { startWeek } from "./week.js";
+import { startPlan } from "./plan.js";
 import type { Doctor } from "../gen/clinic/v1/doctor_pb.js";
 import { type Booking, BookingStatus } from "../gen/clinic/v1/common_pb.js";
 import type { Visit } from "../gen/clinic/v1/frontdesk_pb.js";
@@ -245,6 +246,7 @@ const context: DeskContext = {
 };
 const desk = startDesk(context);
 const week = startWeek({ doctors: () => doctors, today: () => day });
+startPlan({ doctor: chosen, today: () => day });
 
 if (session.resume()) showApp();
 else if ($("signin").hidden) showSignIn();

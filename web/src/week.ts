@@ -67,7 +67,7 @@ export function startWeek(ctx: WeekContext) {
     const rows: [string, string | HTMLElement][] = [
       ["Reference", b.reference],
       ["Status", coded("span", status)],
-      ["Patient", `${b.patient?.name ?? ""} · ${maskPhone(b.patient?.phone ?? "")}`],
+      ["Patient", [b.patient?.name ?? "", maskPhone(b.patient?.phone ?? "")].filter(Boolean).join(" · ")],
       ["Doctor", b.doctorId ? doctorLabel(b.doctorId) : "none"],
       ["When", `${b.appointmentDate}${b.startTime ? ` at ${b.startTime}` : ""}`],
       ["Token", b.token ? String(b.token) : "–"],
@@ -83,6 +83,10 @@ export function startWeek(ctx: WeekContext) {
     }
     $("bk-facts").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", {}, v)]));
     $<HTMLTextAreaElement>("bk-note").value = b.note;
+    if (current?.patient?.id !== $("pt-form").dataset.patient) {
+      $("pt-form").dataset.patient = b.patient?.id ?? "";
+      $<HTMLInputElement>("pt-name").value = b.patient?.name ?? "";
+    }
     $("bk-history").replaceChildren(
       ...b.history.map((ev) => {
         const by = ev.actor?.sub ? ` — by ${ev.actor.sub} (${ev.actor.role})` : "";
@@ -299,6 +303,30 @@ export function startWeek(ctx: WeekContext) {
     }
   });
 
+  $("pt-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const form = $("pt-form");
+    clearProblems(form);
+    $("pt-status").textContent = "";
+    const patientId = current?.patient?.id;
+    if (!patientId) return;
+    const v = (id: string) => $<HTMLInputElement>(id).value.trim();
+    const paths = ["name", ...(v("pt-phone") ? ["phone"] : []), ...(v("pt-email") ? ["email"] : [])];
+    try {
+      const res = await api.patients.updatePatient({
+        patientId,
+        updateMask: { paths },
+        name: v("pt-name"),
+        phone: v("pt-phone"),
+        email: v("pt-email"),
+      });
+      $("pt-status").textContent = `Saved: ${res.patient?.name ?? ""}${res.patient?.phone ? ` · ${maskPhone(res.patient.phone)}` : ""}.`;
+      await reload();
+    } catch (err) {
+      showProblem(form, problem(err));
+    }
+  });
+
   $("receipt-print").addEventListener("click", () => printOnly("receipt"));
 
   // The day sheet: one column per doctor with bookings that date.
@@ -343,7 +371,7 @@ export function startWeek(ctx: WeekContext) {
             tr.dataset.booking = b.id;
             return tr;
           });
-        const col = el("div", { className: "ds-doctor" }, el("h3", { textContent: doctorName(id), title: id }), el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)));
+        const col = el("div", { className: "ds-doctor" }, el("h3", { textContent: doctorLabel(id), title: id }), el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)));
         col.dataset.doctor = id;
         return col;
       }),
