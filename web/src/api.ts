@@ -2,6 +2,7 @@
 // two things every caller of the API needs: the token on each call and errors in words.
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { AdminService } from "../gen/clinic/v1/admin_pb.js";
 import { BookingService } from "../gen/clinic/v1/booking_pb.js";
 import { DoctorService } from "../gen/clinic/v1/doctor_pb.js";
 import { FrontDeskService } from "../gen/clinic/v1/frontdesk_pb.js";
@@ -25,6 +26,7 @@ const withToken: Interceptor = (next) => async (req) => {
 const transport = createGrpcWebTransport({ baseUrl: location.origin, interceptors: [withToken] });
 
 export const api = {
+  admin: createClient(AdminService, transport),
   bookings: createClient(BookingService, transport),
   doctors: createClient(DoctorService, transport),
   desk: createClient(FrontDeskService, transport),

@@ -5,6 +5,8 @@ import { session } from "./session.js";
 import { $, clearProblems, el, say, showProblem } from "./ui.js";
 import { QueueWatch, byState, VisitState } from "./board.js";
 import { startDesk, type DeskContext } from "./desk.js";
+import { startWeek } from "./week.js";
+import { startPlan } from "./plan.js";
 import type { Doctor } from "../gen/clinic/v1/doctor_pb.js";
 import { type Booking, BookingStatus } from "../gen/clinic/v1/common_pb.js";
 import type { Visit } from "../gen/clinic/v1/frontdesk_pb.js";
@@ -91,6 +93,7 @@ async function refreshDay(): Promise<void> {
     const d = (await api.doctors.getDoctorDay({ doctorId: doctor.id })).day;
     if (!d) return;
     day = d.date;
+    week.dayKnown(d.date);
     $("day-date").textContent = d.date;
     $("day-capacity").textContent = String(d.capacity);
     $("day-booked").textContent = String(d.booked);
@@ -242,6 +245,8 @@ const context: DeskContext = {
   },
 };
 const desk = startDesk(context);
+const week = startWeek({ doctors: () => doctors, today: () => day });
+startPlan({ doctor: chosen, today: () => day });
 
 if (session.resume()) showApp();
 else if ($("signin").hidden) showSignIn();
