@@ -35,11 +35,11 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from clinic_common import redis_io
 from clinic_common.nats_io import JetStreamPublisher
+from clinic_common.nats_pull import Puller
 from clinic_tools import embedded
 
 from .launcher import ROOT, Subprocesses
 from .load import CHANNEL_OPTIONS, CHANNELS
-from .pull import Puller
 
 STREAM = "REF"
 REQ, MID, FINAL = "ref.req", "ref.mid", "ref.final"

@@ -1,4 +1,4 @@
-"""A JetStream pull consumer on nats-py's lower layers (issue 22), for the reference pipeline.
+"""A JetStream pull consumer on nats-py's lower layers (issue 22): ConsumerLoop's and the reference's.
 
 `fetch()` is nats-py's `PullSubscription.fetch()` without its per-message costs: our own
 `$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>` requests (batch, expires, no_wait) on one inbox
