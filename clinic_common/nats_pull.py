@@ -1,9 +1,10 @@
 """A JetStream pull consumer on nats-py's lower layers (issue 22): ConsumerLoop's and the reference's.
 
 `fetch()` is nats-py's `PullSubscription.fetch()` without its per-message costs: our own
-`$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>` requests (batch, expires, no_wait) on one inbox
-subscription, at most one request open at a time (each delivery and each terminating status —
-404, 408, 409 — is counted against it, so we always know whether one is open); messages are taken
+`$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>` requests (batch, expires, no_wait) on one wildcard
+inbox subscription, at most one request open at a time: each delivery counts against it, and a
+terminating status (404, 408, 409) ends it only if it answers that request (a status comes on the
+request's own reply subject, `<inbox>.<n>`: a late 408 of an earlier request is ignored); messages are taken
 from the subscription's queue in bulk instead of one `next_msg()` (an `asyncio.wait_for`) each.
 `ack_all()` acknowledges a batch as plain publishes of `+ACK` to each message's reply subject,
 written as one buffer with one flush.
@@ -26,12 +27,14 @@ class Puller:
         self._nc = nc
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = nc.new_inbox()
+        self._requests = 0
+        self._current = ""  # the reply subject of the open request
         self._sub = None
         self._remaining = 0  # deliveries the open request may still bring (0: none open)
         self._expires_at = 0.0
 
     async def start(self) -> Puller:
-        self._sub = await self._nc.subscribe(self._inbox)
+        self._sub = await self._nc.subscribe(self._inbox + ".*")
         return self
 
     async def stop(self) -> None:
@@ -52,7 +55,7 @@ class Puller:
         if status is None:
             self._remaining -= 1
             into.append(msg)
-        elif status in TERMINATORS:
+        elif status in TERMINATORS and msg.subject == self._current:
             self._remaining = 0
         # 100: an idle heartbeat (not asked for): nothing to count
 
@@ -68,7 +71,9 @@ class Puller:
             request = {"batch": batch, "expires": int(wait_s * 1e9), "no_wait": True}
             self._remaining = batch
             self._expires_at = loop.time() + wait_s
-            await self._nc.publish(self._next, json.dumps(request).encode(), reply=self._inbox)
+            self._requests += 1
+            self._current = f"{self._inbox}.{self._requests}"
+            await self._nc.publish(self._next, json.dumps(request).encode(), reply=self._current)
         queue = self._sub._pending_queue
         async with asyncio.timeout(wait_s):
             while not msgs:

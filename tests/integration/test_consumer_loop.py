@@ -84,6 +84,11 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_and_the_loop_goes_o
         await nc.close()
 
 
+async def _publish_later(js, subject: str, msg_id: str, after_s: float) -> None:
+    await asyncio.sleep(after_s)  # the fetch must be waiting when it comes
+    await nats_io.publish(js, subject, b"x", msg_id=msg_id)
+
+
 async def test_the_puller_fetches_what_waits_in_one_batch_and_acks_a_batch_in_one_write(servers, system):
     """clinic_common.nats_pull (issue 22): an empty consumer times out; messages waiting come as one
     batch no larger than asked; `ack_all` acknowledges them all (nothing left pending or redelivered)."""
@@ -108,6 +113,13 @@ async def test_the_puller_fetches_what_waits_in_one_batch_and_acks_a_batch_in_on
         with pytest.raises(TimeoutError):
             await puller.fetch(16, 0.3)
         assert loop.time() - started < 2.0
+        # The expired request's late 408 must not end the next one: a message published while it
+        # waits is what it returns.
+        publishing = asyncio.ensure_future(_publish_later(js, f"saga.test.{run}.late", f"{run}:late", 0.4))
+        late = await puller.fetch(16, 3.0)
+        await publishing
+        assert [m.subject for m in late] == [f"saga.test.{run}.late"]
+        await puller.ack_all(late)
         for i in range(12):
             await nats_io.publish(js, f"saga.test.{run}.{i}", b"x", msg_id=f"{run}:{i}")
         got: list = []
