@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from clinic.v1 import saga_pb2
-from clinic_common import redis_io
+from clinic_common import lua, redis_io
 from clinic_common.errors import Conflict, InvalidArgument, Unavailable
 
 from .domain import Transition
@@ -22,46 +22,9 @@ PENDING_KEY = "bookings:pending"
 OUTBOX_KEY = "outbox"
 OUTBOX_DUE_KEY = "outbox:due"
 
-_CREATE = """
--- KEYS: booking, request-id, patient index, pending index, outbox, outbox due, date index, doctor index,
---       reference
--- ARGV: booking id, record, created ms, outbox id, outbox batch, has request id, max pending (0: none),
---       has doctor, has reference
-if ARGV[6] == '1' then
-  local existing = redis.call('GET', KEYS[2])
-  if existing then return existing end
-end
-local max_pending = tonumber(ARGV[7])
-if max_pending > 0 and redis.call('ZCARD', KEYS[4]) >= max_pending then return '' end
--- the reference is claimed first: taken, nothing is written and the caller draws another
-if ARGV[9] == '1' and not redis.call('SET', KEYS[9], ARGV[1], 'NX') then return '~' end
-if ARGV[6] == '1' then redis.call('SET', KEYS[2], ARGV[1]) end
-redis.call('HSET', KEYS[1], 'v', 1, 'data', ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
-redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
-if ARGV[8] == '1' then redis.call('ZADD', KEYS[8], ARGV[3], ARGV[1]) end
-redis.call('HSET', KEYS[5], ARGV[4], ARGV[5])
-redis.call('ZADD', KEYS[6], ARGV[3], ARGV[4])
-return ARGV[1]
-"""
-
-_COMMIT = """
--- KEYS: booking, pending index, outbox, outbox due, then indexes to list it in (a reschedule's new
---       date and doctor)
--- ARGV: expected version, booking id, now ms, record, outbox id, outbox batch, leaves pending ('1'/'0'),
---       enters pending ('1'/'0': under the booking timeout again, from now), created ms (index score)
-if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[1]) + 1, 'data', ARGV[4])
-if ARGV[6] ~= '' then
-  redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])
-  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[5])
-end
-if ARGV[7] == '1' then redis.call('ZREM', KEYS[2], ARGV[2]) end
-if ARGV[8] == '1' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
-for i = 5, #KEYS do redis.call('ZADD', KEYS[i], ARGV[9], ARGV[2]) end
-return 1
-"""
+# The scripts, in booking_svc/store_*.lua (loaded once, here).
+_CREATE = lua.source("booking_svc", "store_create")
+_COMMIT = lua.source("booking_svc", "store_commit")
 
 
 def booking_key(booking_id: str) -> str:

@@ -41,17 +41,95 @@ def _parse_or_flag(deserialize: Callable[[bytes], object]) -> Callable[[bytes], 
     return parse
 
 
+NOT_IMPLEMENTED = "method not implemented"
+
+
+def _generated_stub(behaviour: Callable | None) -> bool:
+    """True for a method left as the generated servicer base class's body (which sets
+    UNIMPLEMENTED and raises NotImplementedError): the process registers it but does not serve it."""
+    func = getattr(behaviour, "__func__", behaviour)
+    return getattr(func, "__module__", "").endswith("_pb2_grpc")
+
+
+def _unimplemented(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """Whatever the body, UNIMPLEMENTED: it is never parsed, so it cannot turn into a DecodeError."""
+
+    async def refuse(context) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, NOT_IMPLEMENTED)
+
+    if handler.request_streaming and handler.response_streaming:
+
+        async def stream_stream(requests, context):
+            await refuse(context)
+            yield  # pragma: no cover - abort raises
+
+        wrapped = {"stream_stream": stream_stream}
+    elif handler.request_streaming:
+
+        async def stream_unary(requests, context):
+            await refuse(context)
+
+        wrapped = {"stream_unary": stream_unary}
+    elif handler.response_streaming:
+
+        async def unary_stream(request, context):
+            await refuse(context)
+            yield  # pragma: no cover - abort raises
+
+        wrapped = {"unary_stream": unary_stream}
+    else:
+
+        async def unary_unary(request, context):
+            await refuse(context)
+
+        wrapped = {"unary_unary": unary_unary}
+    return handler._replace(request_deserializer=lambda data: None, **wrapped)
+
+
+def _requests_or_refuse(requests, context):
+    async def checked():
+        async for request in requests:
+            if request is _MALFORMED:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED_REQUEST)
+            yield request
+
+    return checked()
+
+
 def refuse_malformed(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
     """The same handler, except that a body that does not parse (truncated, garbage, invalid
-    UTF-8 in a string field) gets INVALID_ARGUMENT "malformed request".
+    UTF-8 in a string field) gets INVALID_ARGUMENT "malformed request", and a method the servicer
+    leaves to its generated base class gets UNIMPLEMENTED whatever the body.
 
     Left alone, grpcio answers such a body UNKNOWN with the parser's exception class in the
-    message. Only async unary-request handlers are wrapped (every clinic.v1 method is one).
+    message (an unimplemented method too: grpcio parses the body before it finds out). Async
+    handlers of every shape are wrapped: clinic.v1's unary-request methods, and the reflection
+    service's request stream (a malformed message in it ends that stream, nothing else).
     """
-    if handler is None or handler.request_streaming or handler.request_deserializer is None:
+    if handler is None or handler.request_deserializer is None:
         return handler
-    behaviour = handler.unary_stream if handler.response_streaming else handler.unary_unary
-    if handler.response_streaming and inspect.isasyncgenfunction(behaviour):
+    if handler.request_streaming:
+        behaviour = handler.stream_stream if handler.response_streaming else handler.stream_unary
+    else:
+        behaviour = handler.unary_stream if handler.response_streaming else handler.unary_unary
+    if _generated_stub(behaviour):
+        return _unimplemented(handler)
+    if handler.request_streaming and handler.response_streaming and inspect.isasyncgenfunction(behaviour):
+
+        async def stream_stream(requests, context):
+            async for item in behaviour(_requests_or_refuse(requests, context), context):
+                yield item
+
+        wrapped = {"stream_stream": stream_stream}
+    elif handler.request_streaming and inspect.iscoroutinefunction(behaviour):
+
+        async def stream_unary(requests, context):
+            return await behaviour(_requests_or_refuse(requests, context), context)
+
+        wrapped = {"stream_unary": stream_unary}
+    elif handler.request_streaming:
+        return handler
+    elif handler.response_streaming and inspect.isasyncgenfunction(behaviour):
 
         async def unary_stream(request, context):
             if request is _MALFORMED:
@@ -163,7 +241,7 @@ def create_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registering)
     if reflect:
-        reflection.add_to_server(server)  # the whole public API, whatever this process serves
+        reflection.add_to_server(registering)  # the whole public API; malformed requests refused too
     try:
         port = server.add_secure_port(addr, credentials) if credentials else server.add_insecure_port(addr)
     except RuntimeError:  # grpc: "Failed to bind to address"

@@ -1,11 +1,16 @@
-"""R1 (eligibility) and the blocklist: pure rules, no I/O. R2 (the quota): store.py, store_*.lua."""
+"""R1 (eligibility), the blocklist and R2 (the quota, stated): pure rules, no I/O.
+
+R2 is applied by store.py's scripts (store_grant.lua, store_release.lua); `take_quota` and
+`give_back_quota` state the same rule, and tests/integration/test_quota_rule.py holds them together.
+"""
 
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
+from types import MappingProxyType
 
 from clinic.v1 import common_pb2, saga_pb2
 from clinic_common.clock import parse_date
@@ -71,3 +76,41 @@ def refused(request: saga_pb2.DiscountRequested, outcome: int, message: str) -> 
         discount=common_pb2.Discount(outcome=outcome, amount=money(0, request.base_price.currency)),
         message=message,
     )
+
+
+# R2, stated: per clinic day at most `limit` units; each booking's grant record (its idempotency
+# key) answers a retry the same; a unit is given back once, and a give-back before any take closes
+# the booking so a late take cannot hold a unit.
+@dataclass(frozen=True)
+class QuotaDay:
+    limit: int
+    used: int = 0
+    # booking -> its grant record: applied, exhausted, released or closed
+    grants: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+    def holders(self) -> frozenset[str]:
+        return frozenset(b for b, g in self.grants.items() if g == "applied")
+
+
+def _with(day: QuotaDay, booking_id: str, grant: str, used: int) -> QuotaDay:
+    return QuotaDay(day.limit, used, MappingProxyType({**day.grants, booking_id: grant}))
+
+
+def take_quota(day: QuotaDay, booking_id: str) -> tuple[QuotaDay, str]:
+    """'applied' while units remain, else 'exhausted'; a booking seen before gets its first answer."""
+    prior = day.grants.get(booking_id)
+    if prior is not None:
+        return day, prior
+    if day.used >= day.limit:
+        return _with(day, booking_id, "exhausted", day.used), "exhausted"
+    return _with(day, booking_id, "applied", day.used + 1), "applied"
+
+
+def give_back_quota(day: QuotaDay, booking_id: str) -> tuple[QuotaDay, str]:
+    """'released' (the unit comes back, once), 'closed' (nothing taken yet), or the prior answer."""
+    prior = day.grants.get(booking_id)
+    if prior == "applied":
+        return _with(day, booking_id, "released", max(day.used - 1, 0)), "released"
+    if prior is None:
+        return _with(day, booking_id, "closed", day.used), "closed"
+    return day, prior

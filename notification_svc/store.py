@@ -17,26 +17,15 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 
 from clinic.v1 import notification_pb2
-from clinic_common import redis_io
+from clinic_common import lua, redis_io
 from clinic_common.timeutil import to_timestamp
 
 RECORD_TTL_S = 40 * 24 * 3600
 KEEP_PER_PATIENT = 200
 PATIENT_FIELD = "_patient"
 
-_RECORD_ONCE = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
-redis.call('LPUSH', KEYS[2], ARGV[1])
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
-return 1
-"""
-
-_MARK_SENT = """
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-return 1
-"""
+_RECORD_ONCE = lua.source("notification_svc", "store_record_once")  # in-app line, once per key
+_MARK_SENT = lua.source("notification_svc", "store_mark_sent")  # the sent mark and its record together
 
 STATUS_NAMES = {
     notification_pb2.DELIVERY_STATUS_SENT: "sent",

@@ -251,3 +251,69 @@ async def test_a_good_booking_still_confirms_after_all_that(client):
     )
     settled = await client.settled(made.id, notified=False)
     assert settled.status == c.BOOKING_STATUS_CONFIRMED
+
+
+def _registered_not_served(process: str):
+    """Methods `process` registers (its whole service) but the edge routes elsewhere: it answers them
+    from the generated base class (discount_svc and AdminService/GetDaySummary)."""
+    routed_here = {f"/{m.containing_service.full_name}/{m.name}" for m in _routed_to(process)}
+    for method in _methods(SERVED_BY[process]):
+        if f"/{method.containing_service.full_name}/{method.name}" not in routed_here:
+            yield method
+
+
+def _internal_channel(system, process: str) -> grpc.aio.Channel:
+    internal = tls.InternalTls.from_env(system.service_env(process))
+    return grpc.aio.secure_channel(
+        system.addr_of(process), internal.channel_credentials(), options=internal.channel_options()
+    )
+
+
+async def test_a_method_registered_but_not_implemented_answers_unimplemented(system):
+    unserved = list(_registered_not_served("discount_svc"))
+    assert "GetDaySummary" in [m.name for m in unserved]
+    async with _internal_channel(system, "discount_svc") as channel:
+        for method in unserved:
+            path = f"/{method.containing_service.full_name}/{method.name}"
+            good = method.input_type._concrete_class().SerializeToString()
+            for what, body in {"well-formed": good, **_bodies(method)}.items():
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await channel.unary_unary(path)(body, timeout=10)
+                assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED, f"{path} ({what})"
+                assert "Decode" not in (caught.value.details() or ""), caught.value.details()
+
+
+@pytest.mark.parametrize("where", ["gateway", "booking_svc"])
+async def test_a_malformed_reflection_request_is_refused_and_reflection_still_works(system, where):
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    good = reflection_pb2.ServerReflectionRequest(list_services="*").SerializeToString()
+    channel = (
+        grpc.aio.insecure_channel(system.gateway_addr)
+        if where == "gateway"
+        else _internal_channel(system, where)
+    )
+    async with channel:
+        for version in ("v1", "v1alpha"):
+            path = f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
+            for body in (b"\xff\xfe\xfd\xfc\x00\x01", good[:-2], b"\x3a\x03a\xc3\x28"):
+                # One good request answered, then the bad one on the same stream: the stream ends
+                # with the server's status (written step by step: a client still sending after the
+                # server ended the call gets its own INTERNAL from grpc core, which would hide it).
+                call = channel.stream_stream(path)(timeout=10)
+                await call.write(good)
+                assert await call.read() != grpc.aio.EOF
+                await call.write(body)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await call.read()
+                assert (caught.value.code(), caught.value.details()) == (
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    MALFORMED_REQUEST,
+                ), f"{where} {version} {body!r}"
+            # The same process still answers a well-formed reflection stream.
+            answers = [
+                reflection_pb2.ServerReflectionResponse.FromString(r)
+                async for r in channel.stream_stream(path)(iter([good]), timeout=10)
+            ]
+            names = {s.name for s in answers[0].list_services_response.service}
+            assert "clinic.v1.BookingService" in names
