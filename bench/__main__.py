@@ -21,6 +21,7 @@ from rich.console import Console
 from clinic_common import subjects
 
 from . import report as rep
+from .baseline import BaselineStack, baseline_tree
 from .launcher import Stack
 from .load import ClinicTarget, Result, add_doctor, closed_loop, open_loop
 from .procstat import CpuMeter, machine_info, process_name
@@ -38,6 +39,9 @@ PLANS = {
         "open": [(300, 10.0), (600, 10.0), (800, 10.0)],
         "ref_warmup_s": 4.0,
         "ref_closed": [(64, 12.0), (1, 10.0)],
+        "ab_warmup_s": 4.0,
+        "ab_rounds": 2,
+        "ab_closed": [(64, 12.0), (1, 8.0)],
     },
     "quick": {
         "idle_s": 1.0,
@@ -47,6 +51,9 @@ PLANS = {
         "open": [(300, 2.5), (600, 2.5), (800, 2.5)],
         "ref_warmup_s": 1.5,
         "ref_closed": [(64, 2.5), (1, 2.5)],
+        "ab_warmup_s": 1.5,
+        "ab_rounds": 2,
+        "ab_closed": [(64, 2.5), (1, 2.5)],
     },
 }
 MAX_IN_FLIGHT = 2000
@@ -214,6 +221,56 @@ async def run_reference(
     return results
 
 
+async def run_ab(
+    console: Console, plan: dict, data_root: Path, started: list, tree: Path
+) -> list[Result]:
+    """Issue 22's A/B: this tree's system and the baseline tree's, both up, closed loops alternating
+    ours, baseline, ours, baseline… (c=64 then c=1, `ab_rounds` rounds) in the same minutes."""
+    ours = Stack(data_root / "ab-ours")
+    base = BaselineStack(tree, data_root / "ab-baseline")
+    started += [ours, base]
+    say(console, f"A/B: starting this tree's system and the baseline's from {tree} (its own .venv)")
+    await ours.start()
+    await base.start()
+    sides = []
+    try:
+        for label, stack in (("ours", ours), ("baseline", base)):
+            nc = await nats.connect(stack.ops_nats_url, name="bench-monitor")
+            target = ClinicTarget(stack.gateway_addr, stack.jwt_secret)
+            await target.open()
+            js = nc.jetstream(timeout=5.0)
+            sides.append((label, CpuMeter(stack.pids()), nc, target, js))
+        results: list[Result] = []
+        for label, meter, _nc, target, js in sides:
+            say(console, f"A/B warm-up {label}: closed loop c=8 for {plan['ab_warmup_s']}s")
+            await measured(
+                meter,
+                lambda js=js: wait_quiet(js, SYSTEM_CONSUMERS),
+                closed_loop("warm-up", target.saga, 8, plan["ab_warmup_s"]),
+            )
+        for round_no in range(1, plan["ab_rounds"] + 1):
+            for concurrency, duration in plan["ab_closed"]:
+                for label, meter, _nc, target, js in sides:
+                    name = f"{rep.AB_PREFIX[label]} c={concurrency} #{round_no}"
+                    say(console, f"{name}: closed loop for {duration}s")
+                    r = await measured(
+                        meter,
+                        lambda js=js: wait_quiet(js, SYSTEM_CONSUMERS),
+                        closed_loop(name, target.saga, concurrency, duration),
+                    )
+                    results.append(r)
+                    _line(console, r)
+        ours.services.check_alive(ours.logs)
+        return results
+    finally:
+        for _label, _meter, nc, target, _js in sides:
+            await target.close()
+            await nc.close()
+        say(console, "A/B: stopping both systems")
+        ours.stop()
+        base.stop()
+
+
 def _uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
@@ -249,14 +306,19 @@ async def run(args, data_root: Path, started: list, console: Console) -> Path:
     reference = await run_reference(console, plan, data_root / "reference", started, out)
     ref_rate = next((r.rate for r in reference if r.name == "ref closed c=64"), 0.0)
     system = await run_system(console, plan, data_root / "system", started, out, ref_rate)
+    tree = baseline_tree()
+    ab = await run_ab(console, plan, data_root, started, tree) if tree is not None else []
+    out["baseline_tree"] = str(tree) if tree is not None else None
+    out["ab"] = [r.summary() for r in ab]
     by_name = {r.name: r for r in (*system, *reference)}
     out["system"] = [r.summary() for r in system]
     out["reference"] = [r.summary() for r in reference]
     out["targets"] = rep.targets(by_name)
+    out["targets_issue22"] = rep.targets_issue22(by_name, ab, tree)
     out["uptime_after"] = _uptime()
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     console.rule(f"clinic bench ({out['mode']}) {stamp}")
-    rep.render(console, out, system, reference)
+    rep.render(console, out, system, reference, ab)
     say(console, f"before: {out['uptime_before']}")
     say(console, f"after:  {out['uptime_after']}   (benchmark wall time {out['wall_s']}s)")
     out["report_text"] = console.export_text()
@@ -271,6 +333,7 @@ def main() -> int:
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data dir and logs")
     parser.add_argument("--out", default=str(RESULTS), help="where to write <UTC timestamp>.json")
     args = parser.parse_args()
+    baseline_tree()  # a bad CLINIC_BENCH_BASELINE stops here, before anything starts
     console = Console(width=max(Console().width, 150), record=True)
     data_root = Path(tempfile.mkdtemp(prefix="clinic-bench-"))
     started: list = []

@@ -34,6 +34,8 @@ from nats.js import api as js_api
 from nats.js.errors import BadRequestError, NotFoundError
 
 from clinic_common import redis_io
+from clinic_common.nats_io import JetStreamPublisher
+from clinic_common.nats_pull import Puller
 from clinic_tools import embedded
 
 from .launcher import ROOT, Subprocesses
@@ -83,7 +85,8 @@ def _stop_event() -> asyncio.Event:
 
 async def run_front() -> None:
     stop = _stop_event()
-    nc, js = await _connect()
+    nc, _js = await _connect()
+    publisher = JetStreamPublisher(nc)  # the services' JetStream publish
     loop = asyncio.get_running_loop()
     waiting: dict[str, asyncio.Future] = {}
 
@@ -97,7 +100,7 @@ async def run_front() -> None:
     async def submit(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         booking_id = uuid.uuid4().hex
         waiting[booking_id] = loop.create_future()
-        await js.publish(f"{REQ}.{booking_id}", request, headers={"Nats-Msg-Id": booking_id}, timeout=2.0)
+        await publisher.publish(f"{REQ}.{booking_id}", request, {"Nats-Msg-Id": booking_id}, 2.0)
         return booking_id.encode()
 
     async def watch(request: bytes, context: grpc.aio.ServicerContext):
@@ -149,7 +152,8 @@ async def run_worker(role: str) -> None:
             filter_subjects=[f"{source}.*"],
         ),
     )
-    sub = await js.pull_subscribe_bind(durable=durable, stream=STREAM)
+    puller = await Puller(nc, STREAM, durable).start()
+    publisher = JetStreamPublisher(nc)
     redis = None
     if role == "worker-a":
         pool = aioredis.BlockingConnectionPool.from_url(os.environ["REF_REDIS_URL"], max_connections=64)
@@ -160,24 +164,28 @@ async def run_worker(role: str) -> None:
         booking_id = msg.subject.rpartition(".")[2]
         if redis is not None:
             await incr(keys=["ref:count"])
-            await js.publish(f"{MID}.{booking_id}", msg.data, headers={"Nats-Msg-Id": f"{booking_id}:m"})
+            await publisher.publish(f"{MID}.{booking_id}", msg.data, {"Nats-Msg-Id": f"{booking_id}:m"}, 2.0)
         else:
-            await js.publish(f"{FINAL}.{booking_id}", b"final", headers={"Nats-Msg-Id": f"{booking_id}:f"})
-        await msg.ack()
+            final_id = {"Nats-Msg-Id": f"{booking_id}:f"}
+            await publisher.publish(f"{FINAL}.{booking_id}", b"final", final_id, 2.0)
+
+    async def handle_batch(msgs) -> None:
+        await asyncio.gather(*(handle(m) for m in msgs))
+        await puller.ack_all(msgs)  # one write and one flush for the batch's acks
 
     running: set[asyncio.Task] = set()
     while not stop.is_set():
         try:
-            msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_S)
+            msgs = await puller.fetch(FETCH_BATCH, FETCH_TIMEOUT_S)
         except TimeoutError:
             continue
-        for m in msgs:  # the next fetch goes out at once: no batch waits for its slowest message
-            task = asyncio.ensure_future(handle(m))
-            running.add(task)
-            task.add_done_callback(running.discard)
+        # the next fetch goes out at once: no batch waits for the one before it
+        task = asyncio.ensure_future(handle_batch(msgs))
+        running.add(task)
+        task.add_done_callback(running.discard)
     if running:
         await asyncio.wait(running)
-    await sub.unsubscribe()
+    await puller.stop()
     if redis is not None:
         await redis.aclose()
     await nc.close()

@@ -30,6 +30,15 @@ TARGET_P99_MS_AT_HALF_REF = 50.0  # open loop at half the reference's throughput
 TARGET_CPU_RATIO = 2.0  # CPU per saga at c=64 (every process but the load generator), vs the reference
 OPEN_HALF_REF = "open 50% ref"
 
+# Issue 22's targets: against a baseline tree (CLINIC_BENCH_BASELINE, measured alternately with this
+# tree in the same run) and against the reference.
+AB_PREFIX = {"ours": "A/B ours", "baseline": "A/B baseline"}
+TARGET22_VS_BASELINE = 2.0  # throughput at c=64, as a multiple of the baseline's
+TARGET22_VS_REF = 0.35  # throughput at c=64, as a share of the reference's
+TARGET22_P50_MS_AT_C1 = 4.0
+TARGET22_P99_SHARE = 0.5  # p99 at c=64, as a share of the baseline's
+TARGET22_CPU_RATIO = 3.0
+
 
 def _f(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
@@ -164,8 +173,98 @@ def targets(by_name: dict[str, Result]) -> list[dict[str, object]]:
     return rows
 
 
-def targets_table(rows: list[dict[str, object]]) -> Table:
-    table = Table(title="Targets", title_justify="left")
+def _mean(values: list[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    return sum(got) / len(got) if got else None
+
+
+def _ab(ab: list[Result], side: str, concurrency: int) -> list[Result]:
+    prefix = f"{AB_PREFIX[side]} c={concurrency} #"
+    return [r for r in ab if r.name.startswith(prefix)]
+
+
+def targets_issue22(by_name: dict[str, Result], ab: list[Result], tree) -> list[dict[str, object]]:
+    """Issue 22's lines. Without a baseline (CLINIC_BENCH_BASELINE unset) its two lines say
+    "not measured" and carry no verdict: never a PASS."""
+    not_measured = "not measured: set CLINIC_BENCH_BASELINE=<worktree of the baseline commit>"
+    ours64, base64 = _ab(ab, "ours", 64), _ab(ab, "baseline", 64)
+    rows: list[dict[str, object]] = []
+    if ours64 and base64:
+        o, b = _mean([r.rate for r in ours64]), _mean([r.rate for r in base64])
+        x = o / b if b else None
+        rows.append(
+            {
+                "target": f"throughput (c=64) >= {TARGET22_VS_BASELINE} x baseline (A/B, alternating)",
+                "value": f"ours {' / '.join(f'{r.rate:,.0f}' for r in ours64)} vs baseline "
+                f"{' / '.join(f'{r.rate:,.0f}' for r in base64)}/s = {_f(x, 2)}x ({tree})",
+                "ratio": None if x is None else round(x, 3),
+                "pass": x is not None and x >= TARGET22_VS_BASELINE,
+            }
+        )
+        op, bp = _mean([r.pct(99) for r in ours64]), _mean([r.pct(99) for r in base64])
+        share = op / bp if op is not None and bp else None
+        rows.append(
+            {
+                "target": f"p99 (c=64) <= {TARGET22_P99_SHARE} x baseline's (A/B, alternating)",
+                "value": f"ours {' / '.join(_f(r.pct(99), 1) for r in ours64)} ms vs baseline "
+                f"{' / '.join(_f(r.pct(99), 1) for r in base64)} ms = {_f(share, 2)}x",
+                "ratio": None if share is None else round(share, 3),
+                "pass": share is not None and share <= TARGET22_P99_SHARE,
+            }
+        )
+    else:
+        for text in (
+            f"throughput (c=64) >= {TARGET22_VS_BASELINE} x baseline (A/B, alternating)",
+            f"p99 (c=64) <= {TARGET22_P99_SHARE} x baseline's (A/B, alternating)",
+        ):
+            rows.append({"target": text, "value": not_measured, "pass": None})
+    sys64, ref64 = by_name.get("closed c=64"), by_name.get("ref closed c=64")
+    ratio = sys64.rate / ref64.rate if sys64 and ref64 and ref64.rate else None
+    rows.append(
+        {
+            "target": f"throughput (c=64) >= {TARGET22_VS_REF} x reference",
+            "value": (
+                f"{sys64.rate:,.0f}/s vs ref {ref64.rate:,.0f}/s = {ratio:.2f}x" if ratio is not None else "-"
+            ),
+            "ratio": None if ratio is None else round(ratio, 3),
+            "pass": ratio is not None and ratio >= TARGET22_VS_REF,
+        }
+    )
+    c1 = by_name.get("closed c=1")
+    p50 = c1.pct(50) if c1 else None
+    ours1 = _ab(ab, "ours", 1)
+    base1 = _ab(ab, "baseline", 1)
+    extra = ""
+    if ours1 and base1:
+        extra = (
+            f"; A/B ours {' / '.join(_f(r.pct(50), 2) for r in ours1)} vs baseline "
+            f"{' / '.join(_f(r.pct(50), 2) for r in base1)} ms"
+        )
+    rows.append(
+        {
+            "target": f"median (c=1) <= {TARGET22_P50_MS_AT_C1:.0f} ms",
+            "value": f"{_f(p50, 2)} ms{extra}",
+            "p50_ms": p50,
+            "pass": p50 is not None and p50 <= TARGET22_P50_MS_AT_C1,
+        }
+    )
+    cpu, ref_cpu = _cpu(sys64), _cpu(ref64)
+    cpu_ratio = cpu / ref_cpu if cpu is not None and ref_cpu else None
+    rows.append(
+        {
+            "target": f"CPU per saga (c=64, all processes) <= {TARGET22_CPU_RATIO:.0f} x reference's",
+            "value": (
+                f"{cpu:.2f} ms vs ref {ref_cpu:.2f} ms = {cpu_ratio:.2f}x" if cpu_ratio is not None else "-"
+            ),
+            "cpu_ratio": None if cpu_ratio is None else round(cpu_ratio, 3),
+            "pass": cpu_ratio is not None and cpu_ratio <= TARGET22_CPU_RATIO,
+        }
+    )
+    return rows
+
+
+def targets_table(rows: list[dict[str, object]], title: str = "Targets") -> Table:
+    table = Table(title=title, title_justify="left")
     table.add_column("target")
     table.add_column("measured", justify="right")
     table.add_column("", justify="center")
@@ -175,11 +274,20 @@ def targets_table(rows: list[dict[str, object]]) -> Table:
     return table
 
 
-def render(console: Console, report: dict, system: list[Result], reference: list[Result]) -> None:
+def render(
+    console: Console, report: dict, system: list[Result], reference: list[Result], ab: list[Result] = ()
+) -> None:
     title = "System, through the gateway (latency: CreateBooking sent -> final event)"
     console.print(latency_table(title, system))
     console.print(latency_table("Reference pipeline (same hops, no business logic)", reference))
     console.print(targets_table(report["targets"]))
+    if ab:
+        console.print(latency_table(f"A/B against {report.get('baseline_tree')} (alternating)", list(ab)))
+        console.print(cpu_table("CPU ms per saga, A/B", list(ab), SYSTEM_PROCS))
+    console.print(targets_table(report.get("targets_issue22") or [], "Targets of issue 22"))
+    for row in report.get("targets_issue22") or []:  # one plain line each, for grep and the note
+        verdict = {True: "PASS", False: "FAIL", None: "not measured"}[row["pass"]]
+        console.print(f"issue 22: {verdict}: {row['target']}: {row['value']}", highlight=False)
     console.print(cpu_table("CPU ms per saga, system", system, SYSTEM_PROCS))
     console.print(cpu_table("CPU ms per saga, reference", reference, REF_PROCS))
     console.print(rss_table("Peak RSS (VmHWM) MB, system", report["peak_rss_mb"]["system"], SYSTEM_PROCS))

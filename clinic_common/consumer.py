@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
-from clinic_common import messaging, metrics, nats_io, tracing
+from clinic_common import messaging, metrics, nats_io, nats_pull, tracing
 from clinic_common.config import ack_wait_seconds
 from clinic_common.logs import get_logger
 
@@ -124,14 +124,17 @@ class ConsumerLoop:
         try:
             while not self._stopping.is_set():
                 try:
-                    msgs = await sub.fetch(spec.batch, timeout=spec.fetch_timeout_s)
+                    msgs = await sub.fetch(spec.batch, spec.fetch_timeout_s)
                 except TimeoutError:
                     continue
                 except nats_io.TRANSIENT_NATS_ERRORS as exc:
                     log.warning("consumer.fetch_failed", consumer=spec.durable, error=repr(exc))
                     await asyncio.sleep(0.5)
                     continue
-                outcomes = await asyncio.gather(*(self._process(m) for m in msgs), return_exceptions=True)
+                acks: list[Msg] = []  # the batch's successes, acknowledged together: one write, one flush
+                work = (self._process(m, acks) for m in msgs)
+                outcomes = await asyncio.gather(*work, return_exceptions=True)
+                await _quietly(sub.ack_all(acks))
                 for outcome in outcomes:
                     if isinstance(outcome, Exception):  # a bug in the loop itself: log it, keep going
                         log.error("consumer.process_failed", consumer=spec.durable, error=repr(outcome))
@@ -139,7 +142,7 @@ class ConsumerLoop:
             gauge.cancel()
             for adv in self._advisories:
                 await _quietly(adv.unsubscribe())
-            await _quietly(sub.unsubscribe())
+            await _quietly(sub.stop())
             log.info("consumer.stopped", consumer=spec.durable)
 
     async def _bind(self):
@@ -151,7 +154,8 @@ class ConsumerLoop:
         while not self._stopping.is_set():
             try:
                 await ensure_consumer(quick, spec)
-                sub = await self._js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
+                # Our own MSG.NEXT requests on one inbox (issue 22: nats-py's fetch() costs most per message)
+                sub = await nats_pull.Puller(self._nc, spec.stream, spec.durable).start()
             except nats_io.TRANSIENT_NATS_ERRORS as exc:
                 log.warning("consumer.bind_retry", consumer=spec.durable, error=repr(exc))
                 await asyncio.sleep(delay)
@@ -161,7 +165,7 @@ class ConsumerLoop:
             return sub
         return None
 
-    async def _process(self, msg: Msg) -> None:
+    async def _process(self, msg: Msg, acks: list[Msg]) -> None:
         """Runs in a task of its own (gather), so the ids bound here stay with this message."""
         spec = self._spec
         delivered = msg.metadata.num_delivered if msg.metadata else 1
@@ -175,9 +179,9 @@ class ConsumerLoop:
             "clinic.booking_id": booking_id,
         }
         with tracing.span(f"process {spec.durable}", "consumer", parent, **attributes):
-            await self._handle(msg, spec, delivered)
+            await self._handle(msg, spec, delivered, acks)
 
-    async def _handle(self, msg: Msg, spec, delivered: int) -> None:
+    async def _handle(self, msg: Msg, spec, delivered: int, acks: list[Msg]) -> None:
         if delivered > 1:
             metrics.CONSUMER_REDELIVERIES.labels(spec.durable).inc()
         try:
@@ -206,7 +210,7 @@ class ConsumerLoop:
             return
         self.processed += 1
         metrics.CONSUMER_MESSAGES.labels(spec.durable, "ack").inc()
-        await _quietly(msg.ack())
+        acks.append(msg)
 
     async def _give_up(self, msg: Msg, reason: str, delivered: int) -> None:
         """Dead-letter, then terminate. If the dead letter cannot be written (NATS is failing over),

@@ -10,6 +10,7 @@ import asyncio
 from collections import Counter
 
 import nats
+import pytest
 
 from clinic.v1 import saga_pb2
 from clinic_common import nats_io, subjects
@@ -80,4 +81,61 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_and_the_loop_goes_o
         loop.stop()
         await asyncio.wait_for(task, 5)
         await js.delete_consumer(subjects.SAGA_STREAM, durable)
+        await nc.close()
+
+
+async def _publish_later(js, subject: str, msg_id: str, after_s: float) -> None:
+    await asyncio.sleep(after_s)  # the fetch must be waiting when it comes
+    await nats_io.publish(js, subject, b"x", msg_id=msg_id)
+
+
+async def test_the_puller_fetches_what_waits_in_one_batch_and_acks_a_batch_in_one_write(servers, system):
+    """clinic_common.nats_pull (issue 22): an empty consumer times out; messages waiting come as one
+    batch no larger than asked; `ack_all` acknowledges them all (nothing left pending or redelivered)."""
+    from clinic_common.consumer import ensure_consumer
+    from clinic_common.nats_pull import Puller
+
+    nc = await nats.connect(servers.nats_url)
+    js = nc.jetstream()
+    run = uid("pull")
+    spec = ConsumerSpec(
+        stream=subjects.SAGA_STREAM,
+        durable=f"test-{run}",
+        filter_subjects=[f"saga.test.{run}.>"],
+        description="test consumer",
+        ack_wait_s=60.0,  # no redelivery can stand in for an ack within the test
+    )
+    await ensure_consumer(js, spec)
+    puller = await Puller(nc, spec.stream, spec.durable).start()
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await puller.fetch(16, 0.3)
+        assert loop.time() - started < 2.0
+        # The expired request's late 408 must not end the next one: a message published while it
+        # waits is what it returns.
+        publishing = asyncio.ensure_future(_publish_later(js, f"saga.test.{run}.late", f"{run}:late", 0.4))
+        late = await puller.fetch(16, 3.0)
+        await publishing
+        assert [m.subject for m in late] == [f"saga.test.{run}.late"]
+        await puller.ack_all(late)
+        for i in range(12):
+            await nats_io.publish(js, f"saga.test.{run}.{i}", b"x", msg_id=f"{run}:{i}")
+        got: list = []
+        while len(got) < 12:
+            batch = await puller.fetch(5, 1.0)
+            assert 1 <= len(batch) <= 5
+            got += batch
+            await puller.ack_all(batch)
+        assert sorted(int(m.subject.rpartition(".")[2]) for m in got) == list(range(12))
+
+        async def settled() -> bool:
+            info = await js.consumer_info(spec.stream, spec.durable)
+            return info.num_ack_pending == 0 and info.num_pending == 0
+
+        await wait_for(settled, what="every message acknowledged")  # long before ack_wait ends: acked
+    finally:
+        await puller.stop()
+        await js.delete_consumer(spec.stream, spec.durable)
         await nc.close()
