@@ -99,6 +99,9 @@ class CheckIns:
                         msg = await js.get_msg(subjects.VISITS_STREAM, seq=seq, subject=subject, next=True)
                     except NotFoundError:
                         break
+                    except nats.errors.TimeoutError:  # the stream has no leader yet after the kills
+                        await asyncio.sleep(0.5)  # the caller's 60 s deadline bounds this
+                        continue
                     found.append(frontdesk_pb2.QueueChange.FromString(msg.data).sequence)
                     seq = msg.seq + 1
                 if len(found) >= len(self.checked_in):
