@@ -50,6 +50,7 @@ class GatewayConfig:
     workers: int = 1
     log_level: str = "info"
     web_dir: str = ""  # the front desk page's built files (gateway/web.py); empty: no page
+    clinic_name: str = web.DEFAULT_CLINIC_NAME  # CLINIC_NAME, printed on the page's receipts
     descriptors: str = ""  # the protos' descriptor set (gateway/json_api.py); empty: no JSON mapping
     otlp_url: str = ""  # where Envoy's OpenTelemetry tracer sends spans (OTEL_* variables); empty: no spans
     otlp_protocol: str = "http/protobuf"
@@ -85,6 +86,7 @@ class GatewayConfig:
             workers=env_int(env, "CLINIC_GATEWAY_WORKERS", 1, minimum=1),
             log_level=log_level(env),
             web_dir=str(web.page_dir(env) or ""),
+            clinic_name=web.clinic_name(env),
             descriptors=_descriptors(env),
             otlp_url=_otlp_url(env),
             otlp_protocol=tracing.protocol_from_env(env),

@@ -378,7 +378,7 @@ _UNCHECKED = {"envoy.filters.http.jwt_authn": _DISABLED, "envoy.filters.http.rba
 
 
 def _route_config(config: GatewayConfig) -> dict[str, Any]:
-    route_list = web.routes(Path(config.web_dir), _UNCHECKED) if config.web_dir else []
+    route_list = web.routes(Path(config.web_dir), _UNCHECKED, config.clinic_name) if config.web_dir else []
     if config.descriptors:
         route_list.append(_openapi_route(config.descriptors))
     for prefix, backend in routes.HTTP.items():

@@ -7,6 +7,9 @@ page is served from the gateway's next start.
 
 from __future__ import annotations
 
+import html
+import re
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,11 @@ from clinic_common.config import ConfigError
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "web" / "dist"  # built by `make web`
 MAX_BODY_BYTES = 2 * 1024 * 1024  # RouteConfiguration.max_direct_response_body_size_bytes (default 4 KiB)
+
+DEFAULT_CLINIC_NAME = "Clinic"  # as `clinic receipt` (clinic_cli/desk.py)
+MAX_CLINIC_NAME = 80  # printed on a receipt's first line
+# The page's placeholder for the clinic's name (web/src/index.html), filled when the bootstrap is rendered.
+CLINIC_NAME_META = re.compile(r'<meta name="clinic-name" content="[^"]*">')
 
 OPTIONAL = frozenset({"favicon.svg"})  # a page built before it had one is still served
 
@@ -54,13 +62,33 @@ def page_dir(env: Mapping[str, str]) -> Path | None:
     return None
 
 
-def routes(directory: Path, disabled_filters: dict[str, Any]) -> list[dict[str, Any]]:
+def clinic_name(env: Mapping[str, str]) -> str:
+    """CLINIC_NAME, stripped (default "Clinic"): the name the page prints on a receipt."""
+    name = env.get("CLINIC_NAME", "").strip() or DEFAULT_CLINIC_NAME
+    if len(name) > MAX_CLINIC_NAME:
+        raise ConfigError(f"CLINIC_NAME is {len(name)} characters long; at most {MAX_CLINIC_NAME}")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise ConfigError("CLINIC_NAME holds a control character (a newline, tab or the like)")
+    return name
+
+
+def with_clinic_name(page: str, name: str) -> str:
+    """index.html with its clinic-name meta filled in, HTML-escaped (quotes too: it is an attribute)."""
+    meta = f'<meta name="clinic-name" content="{html.escape(name, quote=True)}">'
+    return CLINIC_NAME_META.sub(lambda _: meta, page, count=1)
+
+
+def routes(
+    directory: Path, disabled_filters: dict[str, Any], clinic: str = DEFAULT_CLINIC_NAME
+) -> list[dict[str, Any]]:
     """GET routes answering with the page's files; no token is needed to load the page itself."""
     out = []
     for path, (name, content_type) in FILES.items():
         if name in OPTIONAL and not (directory / name).is_file():
             continue
         body = (directory / name).read_text(encoding="utf-8")
+        if name == "index.html":
+            body = with_clinic_name(body, clinic)
         if len(body.encode()) > MAX_BODY_BYTES:
             raise ConfigError(f"{directory / name} is larger than {MAX_BODY_BYTES} bytes")
         out.append(

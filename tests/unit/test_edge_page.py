@@ -4,6 +4,11 @@ every gRPC route as before, and a bootstrap Envoy accepts with a page larger tha
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +101,81 @@ def test_a_file_over_the_limit_is_refused(page, monkeypatch):
 def test_envoy_accepts_the_bootstrap_with_the_page(page):
     env = {**os.environ, "CLINIC_JWT_SECRET": SECRET, **PKI, **free_addrs(), "CLINIC_WEB_DIR": str(page)}
     assert_envoy_validates(env)
+
+
+# Issue 21: the receipt's clinic name comes from CLINIC_NAME, filled into index.html's meta by the gateway.
+
+SOURCE_PAGE = Path(__file__).resolve().parents[2] / "web" / "src" / "index.html"
+
+
+class _Metas(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        attrs = dict(attrs)
+        if tag == "meta" and attrs.get("name") == "clinic-name":
+            self.names.append(attrs["content"])
+
+
+def served_index(b: dict) -> str:
+    by_path = {r["match"].get("path"): r for r in public_routes(b) if "direct_response" in r}
+    body = by_path["/"]["direct_response"]["body"]["inline_string"]
+    assert by_path["/index.html"]["direct_response"]["body"]["inline_string"] == body
+    return body
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        'Dr. Rao & Sons "Sunrise" <Clinic>',
+        "</title><script>alert(1)</script>",
+        "Clinic' onload='x",
+        "शांति क्लिनिक",
+    ],
+)
+def test_the_clinic_name_is_filled_in_escaped_and_reads_back_exactly(page, name):
+    shutil.copy(SOURCE_PAGE, page / "index.html")
+    body = served_index(boot(CLINIC_WEB_DIR=str(page), CLINIC_NAME=f"  {name}  "))
+    parsed = _Metas()
+    parsed.feed(body)
+    assert parsed.names == [name]  # stripped, one meta, the very characters
+    unfilled = _Metas()
+    unfilled.feed(SOURCE_PAGE.read_text())
+    assert parsed.tags == unfilled.tags and "<script>alert" not in body  # no markup got in
+
+
+def test_without_clinic_name_the_page_says_clinic_and_the_source_page_has_the_placeholder(page):
+    assert web.CLINIC_NAME_META.search(SOURCE_PAGE.read_text())  # the page the gateway fills has it
+    shutil.copy(SOURCE_PAGE, page / "index.html")
+    parsed = _Metas()
+    parsed.feed(served_index(boot(CLINIC_WEB_DIR=str(page), CLINIC_NAME="   ")))
+    assert parsed.names == ["Clinic"]
+    assert GatewayConfig.from_env({"CLINIC_AUTH": "none"}).clinic_name == "Clinic"
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("x" * 81, "81 characters"), ("Sunrise\nClinic", "control character"), ("Sun\x00rise", "control")],
+)
+def test_a_bad_clinic_name_is_refused_naming_the_variable(value, why):
+    with pytest.raises(ConfigError, match=f"CLINIC_NAME.*{why}"):
+        GatewayConfig.from_env({"CLINIC_AUTH": "none", "CLINIC_NAME": value})
+    assert GatewayConfig.from_env({"CLINIC_AUTH": "none", "CLINIC_NAME": "x" * 80}).clinic_name == "x" * 80
+
+
+def test_the_gateway_with_a_bad_clinic_name_stops_with_one_line():
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway"],
+        env={"CLINIC_AUTH": "none", "CLINIC_NAME": "y" * 200, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CLINIC_NAME" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
