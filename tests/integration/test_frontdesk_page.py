@@ -37,6 +37,8 @@ FLAGS = [
 SHOTS = Path(os.environ.get("CLINIC_SCREENSHOTS") or tempfile.mkdtemp(prefix="clinic-screenshots-"))
 SHOTS.mkdir(parents=True, exist_ok=True)
 DEADLINE_MS = 10_000
+# The receipt's clinic name comes from the gateway's CLINIC_NAME (issue 21): one that HTML would misread.
+CLINIC_NAME = 'Dr. Rao\'s "Sunrise" Clinic & Lab <Bengaluru>'
 
 if not CHROMIUM.exists() or not (web.DEFAULT_DIR / "index.html").exists():
     why = "browser tests need /usr/bin/chromium (make browser) and the built page (make web)"
@@ -52,7 +54,7 @@ expect.set_options(timeout=DEADLINE_MS)
 @pytest.fixture(scope="module")
 def desk_system(tmp_path_factory):
     servers = Servers(tmp_path_factory.mktemp("page")).start()
-    system = System(servers, instances=2).start()
+    system = System(servers, instances=2, env={"CLINIC_NAME": f"  {CLINIC_NAME} "}).start()
     yield system
     system.stop()
     servers.stop()
@@ -184,7 +186,14 @@ async def test_book_a_walk_in_and_watch_it_confirm_with_its_price(api, browser, 
     await page.get_by_role("button", name="Register").click()
     await expect(page.locator("#reg-phone-error")).to_be_empty()
     await expect(page.locator("#patient-chosen")).to_contain_text("Kavya Menon")
-    await page.get_by_label("General consultation").check()
+    # Found again by phone: the list and the chosen patient show only its last four digits.
+    await page.get_by_label("Find by phone").fill(phone)
+    await page.locator("#find-form").get_by_role("button", name="Find").click()
+    await expect(page.locator("#found button")).to_have_text(f"Choose Kavya Menon (••••{phone[-4:]})")
+    await expect(page.locator("#patient-chosen")).to_have_text(f"Kavya Menon · ••••{phone[-4:]}")
+    for shown in ("#found", "#patient-chosen", "#desk"):
+        await expect(page.locator(shown)).not_to_contain_text(phone[-6:])
+    await page.locator("#services").get_by_label("General consultation").check()
     await expect(page.locator("#book-total")).to_contain_text("₹500.00")
     await page.get_by_role("button", name="Book").click()
 
@@ -211,7 +220,7 @@ async def test_book_a_walk_in_and_watch_it_confirm_with_its_price(api, browser, 
     await page.locator("#desk").screenshot(path=str(SHOTS / "frontdesk-desk.png"))
 
     # A booking that fails: the CONFIRMED result above is not left showing as if it were this one's.
-    await page.get_by_label("General consultation").uncheck()
+    await page.locator("#services").get_by_label("General consultation").uncheck()
     await page.get_by_role("button", name="Book").click()
     await expect(page.locator("#services-error")).to_contain_text("service")
     await expect(page.locator("#result")).to_be_hidden()
@@ -396,10 +405,13 @@ async def test_payment_refund_roles_and_printed_receipt(api, browser, desk_syste
     await expect(page.locator("#receipt")).to_contain_text(booking.reference)
     await expect(page.locator("#receipt")).to_contain_text(f"Paid₹{final // 100:,}.{final % 100:02d}")
     await expect(page.locator("#receipt")).to_contain_text("Upi")
+    # The clinic's name is the gateway's CLINIC_NAME, stripped, every character as set.
+    await expect(page.locator("#receipt .receipt-clinic")).to_have_text(CLINIC_NAME)
     await page.get_by_role("button", name="Print receipt").click()
     assert await page.evaluate("window.__printed") == ["receipt"]
     await page.emulate_media(media="print")
     await expect(page.locator("#receipt")).to_be_visible()
+    await expect(page.locator("#receipt .receipt-clinic")).to_be_visible()
     for hidden in ("#bk-facts", "#pay-form", "#board", "#desk", "#daysheet", "header.top"):
         await expect(page.locator(hidden)).to_be_hidden()
     await page.screenshot(path=str(SHOTS / "frontdesk-receipt.png"), full_page=True)
@@ -518,6 +530,15 @@ async def test_weekly_plan_with_a_break_leave_and_the_admins_day_summary(api, br
     await expect(page.locator("#plan-status")).to_contain_text("Plan saved")
     free = (await api.doctor_day(doctor.id, day)).free_times
     assert "11:45" in free and "12:00" not in free and "12:45" not in free and "13:00" in free, free
+    # The doctor's day card, for that date: the plan's break, present.
+    today = (await api.doctor_day(doctor.id, "")).date
+    await expect(page.locator("#day-pick")).to_have_value(today)
+    await expect(page.locator("#day-note")).to_have_attribute("data-state", "present")
+    await page.locator("#day-pick").fill(day)
+    await expect(page.locator("#day-date")).to_have_text(day)
+    await expect(page.locator("#day-breaks")).to_have_text("Breaks 12:00–13:00")
+    await expect(page.locator("#day-note")).to_have_attribute("title", "HOURS_SOURCE_WEEKLY_PLAN")
+    await expect(page.locator("#free-times")).not_to_contain_text("12:00")
 
     # Leave on that day: the confirmed booking is answered to be moved.
     await page.locator("#leave-from").fill(later)
@@ -526,6 +547,16 @@ async def test_weekly_plan_with_a_break_leave_and_the_admins_day_summary(api, br
     await page.get_by_role("button", name="Set leave").click()
     await expect(page.locator(f'#leave-affected li[data-booking="{booked.id}"]')).to_contain_text("token")
     assert not (await api.doctor_day(doctor.id, later)).present
+    # The day card says that date is leave (picked again: the card reads the day anew).
+    await page.locator("#day-pick").fill(today)
+    await expect(page.locator("#day-date")).to_have_text(today)
+    await page.locator("#day-pick").fill(later)
+    await expect(page.locator("#day-note")).to_have_text("On leave that day: conference")
+    await expect(page.locator("#day-note")).to_have_attribute("data-state", "leave")
+    await expect(page.locator("#day-breaks")).to_be_empty()
+    await expect(page.locator("#free-times")).to_have_text("none")
+    # ...and the desk still books today: its times are today's, not the leave day's.
+    assert await page.locator("#book-time option").count() > 1
 
     # The day's summary is the admin's: the staff token is told so, the admin sees the figures.
     await page.locator("#sum-date").fill(day)
@@ -539,4 +570,70 @@ async def test_weekly_plan_with_a_break_leave_and_the_admins_day_summary(api, br
     await expect(admin.locator("#sum-figures")).to_contain_text("Bookings")
     await expect(admin.locator("#sum-figures")).to_contain_text("Net")
     await admin.locator("#week").screenshot(path=str(SHOTS / "frontdesk-week.png"))
+    await admin.context.close()
+
+
+async def test_admin_edits_and_retires_a_doctor_staff_is_refused_in_words(api, browser, desk_system):
+    from clinic.v1 import doctor_pb2
+
+    doctor = await api.doctor(service_ids=("blood-panel",))
+    get = doctor_pb2.GetDoctorRequest(doctor_id=doctor.id)
+    renamed = f"Dr Kiran Bose {doctor.code[-4:]}"
+
+    # A staff token may not edit the registry: refused in words, the code in the tooltip, nothing changed.
+    page = await signed_in(browser, desk_system, staff_token(), doctor.id)
+    await page.get_by_text("Edit this doctor (admin)").click()
+    await expect(page.get_by_label("Doctor's name")).to_have_value(doctor.name)
+    await page.get_by_label("Doctor's name").fill(renamed)
+    await page.get_by_role("button", name="Save doctor").click()
+    await expect(page.locator("#dr-form .form-error")).to_contain_text("may not")
+    refusal = page.locator("#dr-form .form-error")
+    await expect(refusal).to_have_attribute("title", re.compile("PERMISSION_DENIED"))
+    stored = (await api.doctors.GetDoctor(get, metadata=Client.auth(), timeout=10)).doctor
+    assert stored.name == doctor.name and stored.revision == doctor.revision
+    await page.context.close()
+
+    admin = await signed_in(browser, desk_system, admin_token(), doctor.id)
+    await admin.get_by_text("Edit this doctor (admin)").click()
+    await expect(admin.get_by_label("Usual hours until")).to_have_value(doctor.day_end)  # filled in
+    # Hours that end before they start: said next to the field the server names, nothing changed.
+    await admin.get_by_label("Usual hours until").fill("08:00")
+    await admin.get_by_role("button", name="Save doctor").click()
+    await expect(admin.locator("#dr-end-error")).not_to_be_empty()
+    await expect(admin.locator("#dr-end")).to_have_attribute("aria-invalid", "true")
+    stored = (await api.doctors.GetDoctor(get, metadata=Client.auth(), timeout=10)).doctor
+    assert stored.day_end == doctor.day_end and stored.revision == doctor.revision
+
+    # Name, services, usual hours: only what changed is sent (the mask), and stored.
+    await admin.get_by_label("Doctor's name").fill(renamed)
+    await admin.locator("#dr-services").get_by_label("General consultation").check()
+    await admin.get_by_label("Usual hours from").fill("10:00")
+    await admin.get_by_label("Usual hours until").fill("14:00")
+    await admin.get_by_role("button", name="Save doctor").click()
+    await expect(admin.locator("#dr-status")).to_have_text(f"Saved: {renamed}.")
+    stored = (await api.doctors.GetDoctor(get, metadata=Client.auth(), timeout=10)).doctor
+    assert stored.name == renamed and set(stored.service_ids) == {"blood-panel", "gen-consult"}
+    assert (stored.day_start, stored.day_end, stored.retired) == ("10:00", "14:00", False)
+    await expect(admin.locator("#doctor option:checked")).to_have_text(f"{renamed} · general")
+    await expect(admin.locator("#day-note")).to_contain_text("Hours 10:00–14:00")
+    await admin.get_by_role("button", name="Save doctor").click()
+    await expect(admin.locator("#dr-status")).to_have_text("Nothing changed.")
+
+    # Retired: stored, marked in the doctor list, gone from the doctors a booking can move to.
+    await admin.get_by_label("Retired (takes no new bookings)").check()
+    await admin.get_by_role("button", name="Save doctor").click()
+    await expect(admin.locator("#dr-status")).to_contain_text("is retired")
+    assert (await api.doctors.GetDoctor(get, metadata=Client.auth(), timeout=10)).doctor.retired
+    option = admin.locator(f'#doctor option[value="{doctor.id}"]')
+    await expect(option).to_have_text(f"{renamed} · general · retired")
+    await expect(option).to_have_attribute("data-retired", "true")
+    other = await api.doctor(service_ids=("blood-panel",))
+    moving = await confirmed_today(api, other.id, "Devika Rao")
+    await admin.reload()  # a fresh list from ListDoctors: the retired doctor is still marked
+    await expect(option).to_have_text(f"{renamed} · general · retired")
+    await admin.get_by_label("Booking id or reference").fill(moving.reference)
+    await admin.get_by_role("button", name="Open").click()
+    await expect(admin.locator(f'#rs-doctor option[value="{other.id}"]')).to_have_count(1)
+    await expect(admin.locator(f'#rs-doctor option[value="{doctor.id}"]')).to_have_count(0)
+    await admin.locator("#day").screenshot(path=str(SHOTS / "frontdesk-doctor.png"))
     await admin.context.close()

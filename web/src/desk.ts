@@ -2,7 +2,7 @@
 // book, and follow the saga's events live (WatchBooking; a dropped stream is watched again and events
 // already shown, by sequence, are skipped).
 import { api, Code, ConnectError, problem } from "./api.js";
-import { $, clearProblems, coded, el, showProblem, words } from "./ui.js";
+import { $, clearProblems, coded, el, maskPhone, showProblem, words } from "./ui.js";
 import { formatMinor } from "./money.js";
 import type { Doctor } from "../gen/clinic/v1/doctor_pb.js";
 import {
@@ -33,7 +33,7 @@ export function startDesk(ctx: DeskContext) {
 
   function choosePatient(p: Patient): void {
     patient = p;
-    $("patient-chosen").textContent = `${p.name} · ${p.phone || p.id}`;
+    $("patient-chosen").textContent = `${p.name} · ${maskPhone(p.phone) || p.id}`;
     $("patient-chosen").title = p.id;
     $("book-patient-error").textContent = "";
     void loadServices();
@@ -103,7 +103,7 @@ export function startDesk(ctx: DeskContext) {
       const found = (await api.patients.findPatients({ phone })).patients;
       $("found").replaceChildren(
         ...found.map((p) => {
-          const b = el("button", { type: "button", className: "secondary", textContent: `Choose ${p.name} (${p.phone})` });
+          const b = el("button", { type: "button", className: "secondary", textContent: `Choose ${p.name} (${maskPhone(p.phone)})`, title: p.id });
           b.addEventListener("click", () => choosePatient(p));
           return el("li", {}, b);
         }),

@@ -7,7 +7,8 @@ import { QueueWatch, byState, VisitState } from "./board.js";
 import { startDesk, type DeskContext } from "./desk.js";
 import { startWeek } from "./week.js";
 import { startPlan } from "./plan.js";
-import type { Doctor } from "../gen/clinic/v1/doctor_pb.js";
+import { doctorLabel, startDoctorEdit } from "./doctor.js";
+import { type Doctor, HoursSource } from "../gen/clinic/v1/doctor_pb.js";
 import { type Booking, BookingStatus } from "../gen/clinic/v1/common_pb.js";
 import type { Visit } from "../gen/clinic/v1/frontdesk_pb.js";
 
@@ -43,21 +44,32 @@ async function loadDoctors(): Promise<void> {
   const form = $("doctor-form");
   clearProblems(form);
   try {
-    doctors = (await api.doctors.listDoctors({})).doctors;
+    // Retired doctors too (an admin may bring one back), marked and listed last.
+    const all = (await api.doctors.listDoctors({ includeRetired: true })).doctors;
+    doctors = [...all.filter((d) => !d.retired), ...all.filter((d) => d.retired)];
   } catch (err) {
     showProblem(form, problem(err), $("doctor-error"));
     return;
   }
-  const select = $<HTMLSelectElement>("doctor");
-  select.replaceChildren(
-    ...doctors.map((d) =>
-      el("option", { value: d.id, textContent: d.specialty ? `${d.name} · ${d.specialty}` : d.name, title: `${d.code} · ${d.id}` }),
-    ),
-  );
+  const select = renderDoctors();
   const wanted = new URLSearchParams(location.hash.slice(1)).get("doctor");
   if (wanted && doctors.some((d) => d.id === wanted)) select.value = wanted;
   if (!doctors.length) $("doctor-error").textContent = "No doctors yet: an admin adds them with `clinic doctor add`.";
   chooseDoctor(select.value);
+}
+
+function renderDoctors(): HTMLSelectElement {
+  const select = $<HTMLSelectElement>("doctor");
+  const keep = select.value;
+  select.replaceChildren(
+    ...doctors.map((d) => {
+      const option = el("option", { value: d.id, textContent: doctorLabel(d), title: `${d.code} · ${d.id}` });
+      if (d.retired) option.dataset.retired = "true";
+      return option;
+    }),
+  );
+  if (keep && doctors.some((d) => d.id === keep)) select.value = keep;
+  return select;
 }
 
 function chosen(): Doctor | undefined {
@@ -84,27 +96,43 @@ function chooseDoctor(id: string): void {
   watch.start();
   void refreshDay().then(refreshBookings);
   desk.doctorChanged();
+  doctorEdit.doctorChanged();
 }
 
+/** The chosen doctor's day: today (which the desk books), or the date picked in "Day of". */
 async function refreshDay(): Promise<void> {
   const doctor = chosen();
   if (!doctor) return;
+  const picked = $<HTMLInputElement>("day-pick").value;
+  const form = $("doctor-form");
+  clearProblems(form);
   try {
-    const d = (await api.doctors.getDoctorDay({ doctorId: doctor.id })).day;
+    const d = (await api.doctors.getDoctorDay({ doctorId: doctor.id, date: day && picked !== day ? picked : "" })).day;
     if (!d) return;
-    day = d.date;
-    week.dayKnown(d.date);
+    const today = !day || !picked || picked === day;
+    if (today) {
+      day = d.date;
+      week.dayKnown(d.date);
+      if (!picked) $<HTMLInputElement>("day-pick").value = d.date;
+    }
     $("day-date").textContent = d.date;
     $("day-capacity").textContent = String(d.capacity);
     $("day-booked").textContent = String(d.booked);
     $("day-remaining").textContent = String(d.remaining);
     $("day-waitlisted").textContent = String(d.waitlisted);
     const hours = `Hours ${d.dayStart}–${d.dayEnd}`;
-    $("day-note").textContent = d.present ? `${hours}${d.note ? ` · ${d.note}` : ""}` : `Absent today${d.note ? `: ${d.note}` : ""}`;
+    const when = today ? "today" : "that day";
+    const absent = d.onLeave ? `On leave ${when}` : `Absent ${when}`;
+    const note = $("day-note");
+    note.textContent = d.present ? `${hours}${d.note ? ` · ${d.note}` : ""}` : `${absent}${d.note ? `: ${d.note}` : ""}`;
+    note.dataset.state = d.present ? "present" : d.onLeave ? "leave" : "absent";
+    note.title = `HOURS_SOURCE_${HoursSource[d.hoursSource] ?? d.hoursSource}`; // where the hours came from
+    const breaks = d.present ? d.breaks.map((b) => `${b.start}–${b.end}`) : [];
+    $("day-breaks").textContent = d.present ? (breaks.length ? `Breaks ${breaks.join(", ")}` : "No breaks") : "";
     $("free-times").replaceChildren(...(d.freeTimes.length ? d.freeTimes.map((t) => el("span", { textContent: t })) : ["none"]));
-    desk.freeTimes(d.freeTimes);
+    if (today) desk.freeTimes(d.freeTimes); // the desk books today
   } catch (err) {
-    showProblem($("doctor-form"), problem(err), $("doctor-error"));
+    showProblem(form, problem(err), $("doctor-error"));
   }
 }
 
@@ -225,6 +253,7 @@ $("call-next").addEventListener("click", async () => {
 });
 
 $("doctor").addEventListener("change", (e) => chooseDoctor((e.target as HTMLSelectElement).value));
+$("day-pick").addEventListener("change", () => void refreshDay());
 
 $("signin-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -247,6 +276,16 @@ const context: DeskContext = {
 const desk = startDesk(context);
 const week = startWeek({ doctors: () => doctors, today: () => day });
 startPlan({ doctor: chosen, today: () => day });
+const doctorEdit = startDoctorEdit({
+  doctor: chosen,
+  updated(saved) {
+    doctors = doctors.map((d) => (d.id === saved.id ? saved : d));
+    renderDoctors();
+    $("board-doctor").textContent = `· ${saved.name}`;
+    desk.doctorChanged(); // the services it performs may have changed
+    void refreshDay();
+  },
+});
 
 if (session.resume()) showApp();
 else if ($("signin").hidden) showSignIn();

@@ -81,3 +81,10 @@ export function showProblem(scope: HTMLElement, problem: Problem, fallback?: HTM
   if (target && text) say(target, { ...problem, message: text });
   scope.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
 }
+
+/** A phone as operators see it on lists and paper: the last four digits only. */
+export function maskPhone(phone: string): string {
+  if (!phone) return "";
+  const digits = phone.replace(/\D/g, "");
+  return digits.length <= 4 ? "•".repeat(digits.length) : `••••${digits.slice(-4)}`;
+}

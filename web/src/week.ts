@@ -3,7 +3,7 @@
 // said in words); take a payment or give a refund (integer paise); print its receipt. And the day
 // sheet: every doctor of a date side by side, printable.
 import { api, problem } from "./api.js";
-import { $, clearProblems, coded, el, say, showProblem, words } from "./ui.js";
+import { $, clearProblems, coded, el, maskPhone, say, showProblem, words } from "./ui.js";
 import { formatMinor } from "./money.js";
 import type { Doctor } from "../gen/clinic/v1/doctor_pb.js";
 import {
@@ -26,12 +26,6 @@ const price = (m?: Money) => (m ? formatMinor(m.amountMinor, m.currency) : "–"
 const POLL_MS = 300;
 const OUTCOME_WAIT_MS = 20_000;
 
-/** A phone as operators see it on lists and paper: the last four digits only. */
-export function maskPhone(phone: string): string {
-  if (!phone) return "";
-  const digits = phone.replace(/\D/g, "");
-  return digits.length <= 4 ? "•".repeat(digits.length) : `••••${digits.slice(-4)}`;
-}
 
 /** "1,150.50" or "500" rupees as integer paise; null when it is not an amount. */
 export function parseRupees(text: string): bigint | null {
@@ -100,7 +94,10 @@ export function startWeek(ctx: WeekContext) {
     const doctor = $<HTMLSelectElement>("rs-doctor");
     doctor.replaceChildren(
       el("option", { value: "", textContent: "Same doctor" }),
-      ...ctx.doctors().map((d) => el("option", { value: d.id, textContent: `${d.name} (${d.code})`, title: d.id })),
+      ...ctx
+        .doctors()
+        .filter((d) => !d.retired) // a retired doctor takes no moves
+        .map((d) => el("option", { value: d.id, textContent: `${d.name} (${d.code})`, title: d.id })),
     );
     renderReceipt(b);
   }
