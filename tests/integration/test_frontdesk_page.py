@@ -627,6 +627,8 @@ async def test_admin_edits_and_retires_a_doctor_staff_is_refused_in_words(api, b
     option = admin.locator(f'#doctor option[value="{doctor.id}"]')
     await expect(option).to_have_text(f"{renamed} · general · retired")
     await expect(option).to_have_attribute("data-retired", "true")
+    await expect(admin.locator("#day-note")).to_have_text("Retired: takes no new bookings or moves")
+    await admin.locator("#day").screenshot(path=str(SHOTS / "frontdesk-doctor.png"))
     other = await api.doctor(service_ids=("blood-panel",))
     moving = await confirmed_today(api, other.id, "Devika Rao")
     await admin.reload()  # a fresh list from ListDoctors: the retired doctor is still marked
@@ -635,5 +637,4 @@ async def test_admin_edits_and_retires_a_doctor_staff_is_refused_in_words(api, b
     await admin.get_by_role("button", name="Open").click()
     await expect(admin.locator(f'#rs-doctor option[value="{other.id}"]')).to_have_count(1)
     await expect(admin.locator(f'#rs-doctor option[value="{doctor.id}"]')).to_have_count(0)
-    await admin.locator("#day").screenshot(path=str(SHOTS / "frontdesk-doctor.png"))
     await admin.context.close()

@@ -126,6 +126,10 @@ async function refreshDay(): Promise<void> {
     const note = $("day-note");
     note.textContent = d.present ? `${hours}${d.note ? ` · ${d.note}` : ""}` : `${absent}${d.note ? `: ${d.note}` : ""}`;
     note.dataset.state = d.present ? "present" : d.onLeave ? "leave" : "absent";
+    if (doctor.retired) {
+      note.textContent = "Retired: takes no new bookings or moves";
+      note.dataset.state = "retired";
+    }
     note.title = `HOURS_SOURCE_${HoursSource[d.hoursSource] ?? d.hoursSource}`; // where the hours came from
     const breaks = d.present ? d.breaks.map((b) => `${b.start}–${b.end}`) : [];
     $("day-breaks").textContent = d.present ? (breaks.length ? `Breaks ${breaks.join(", ")}` : "No breaks") : "";
