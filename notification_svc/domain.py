@@ -163,6 +163,12 @@ def _placeholders(template: str) -> list[str]:
     ]
 
 
+def reads_patient(channel: str, kind: str) -> bool:
+    """Whether a delivery needs the registry's patient (consent, address, first name). An in-app
+    message of a booking event is the event's own message: no registry read on the booking's path."""
+    return channel != APP or kind.startswith(REMINDER_PREFIX)
+
+
 def text_values(
     patient: common_pb2.Patient | None,
     appointment: common_pb2.Appointment,

@@ -89,7 +89,9 @@ class Sender:
         if await self._store.already_sent(key):
             return
         attempt = msg.metadata.num_delivered if msg.metadata else 1
-        patient = await self._directory.patient(event.patient_id)
+        patient = None
+        if domain.reads_patient(job.channel, job.kind):
+            patient = await self._directory.patient(event.patient_id)
         if job.channel in domain.NEEDS_CONSENT and not domain.channels_for(
             (job.channel,), patient.contact if patient is not None else None
         ):

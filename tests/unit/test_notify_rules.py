@@ -128,3 +128,11 @@ def test_the_send_claim_outlives_a_send_and_lapses_by_the_redelivery():
     out no later than NATS redelivers a dead holder's message (else that redelivery is refused)."""
     spec = sender.consumer_spec((1.0, 2.0))
     assert TIMEOUT_S < sender.CLAIM_LEASE_S <= spec.ack_wait_s
+
+
+def test_only_deliveries_that_use_the_patient_read_the_registry():
+    assert not domain.reads_patient(domain.APP, "confirmed")  # the event's own message
+    assert not domain.reads_patient(domain.APP, "cancelled")
+    assert domain.reads_patient(domain.APP, "reminder-24h")  # a reminder's text is rendered
+    for channel in (domain.CONSOLE, domain.EMAIL, domain.SMS, domain.WHATSAPP):
+        assert domain.reads_patient(channel, "confirmed")  # consent, address, first name
