@@ -25,6 +25,7 @@ from .baseline import BaselineStack, baseline_tree
 from .launcher import Stack
 from .load import ClinicTarget, Result, add_doctor, closed_loop, open_loop
 from .procstat import CpuMeter, machine_info, process_name
+from .profile import messages_per_saga, nats_messages
 from .reference import STREAM as REF_STREAM
 from .reference import ReferenceStack, ReferenceTarget
 
@@ -65,6 +66,35 @@ SYSTEM_CONSUMERS = [
     (subjects.NOTIFY_STREAM, subjects.SEND_CONSUMER),
 ]
 REF_CONSUMERS = [(REF_STREAM, "ref-a"), (REF_STREAM, "ref-b")]
+MESSAGES_AT = 64  # the closed loops whose NATS messages are counted per saga (/connz around them)
+
+
+class MessageCount:
+    """One side's NATS messages per connection name, summed over the phases counted, and their sagas."""
+
+    def __init__(self) -> None:
+        self.sagas = 0
+        self.totals: dict[str, tuple[int, int]] = {}
+
+    def add(self, before: dict, after: dict, sagas: int) -> None:
+        self.sagas += sagas
+        for name, (sent, got) in after.items():
+            sent0, got0 = before.get(name, (0, 0))
+            total = self.totals.get(name, (0, 0))
+            self.totals[name] = (total[0] + sent - sent0, total[1] + got - got0)
+
+    def summary(self) -> dict:
+        return {"sagas": self.sagas, "per_saga": messages_per_saga({}, self.totals, self.sagas)}
+
+
+async def counted(monitor_port: int, count: MessageCount | None, run) -> Result:
+    """`run` (a measured phase, quiet tail included) with nats-server's /connz read around it."""
+    if count is None:
+        return await run
+    before = await asyncio.to_thread(nats_messages, monitor_port)
+    result = await run
+    count.add(before, await asyncio.to_thread(nats_messages, monitor_port), result.completed)
+    return result
 
 
 def say(console: Console, text: str) -> None:
@@ -143,15 +173,20 @@ async def run_system(
         out["warmup"] = warm.summary()
         _line(console, warm)
 
+        messages = MessageCount()
+
         async def closed_phases(saga_target: ClinicTarget, phases, prefix: str) -> None:
             for concurrency, duration in phases:
                 name = f"{prefix} c={concurrency}"
                 say(console, f"{name}: closed loop for {duration}s")
-                r = await measured(meter, quiet, closed_loop(name, saga_target.saga, concurrency, duration))
+                phase = measured(meter, quiet, closed_loop(name, saga_target.saga, concurrency, duration))
+                count = messages if prefix == "closed" and concurrency == MESSAGES_AT else None
+                r = await counted(stack.monitor_port, count, phase)
                 results.append(r)
                 _line(console, r)
 
         await closed_phases(target, plan["closed"], "closed")
+        out.setdefault("nats_messages", {})[f"system c={MESSAGES_AT}"] = messages.summary()
         capacity = results[-1].rate
         # The same closed loops for bookings with a doctor (a token of the doctor's day each).
         doctor_id = await add_doctor(stack.gateway_addr, stack.jwt_secret)
@@ -222,7 +257,7 @@ async def run_reference(
 
 
 async def run_ab(
-    console: Console, plan: dict, data_root: Path, started: list, tree: Path
+    console: Console, plan: dict, data_root: Path, started: list, tree: Path, out: dict
 ) -> list[Result]:
     """Issue 22's A/B: this tree's system and the baseline tree's, both up, closed loops alternating
     ours, baseline, ours, baseline… (c=64 then c=1, `ab_rounds` rounds) in the same minutes."""
@@ -240,6 +275,8 @@ async def run_ab(
             await target.open()
             js = nc.jetstream(timeout=5.0)
             sides.append((label, CpuMeter(stack.pids()), nc, target, js))
+        ports = {"ours": ours.monitor_port, "baseline": base.monitor_port}
+        messages = {label: MessageCount() for label in ports}
         results: list[Result] = []
         for label, meter, _nc, target, js in sides:
             say(console, f"A/B warm-up {label}: closed loop c=8 for {plan['ab_warmup_s']}s")
@@ -253,13 +290,17 @@ async def run_ab(
                 for label, meter, _nc, target, js in sides:
                     name = f"{rep.AB_PREFIX[label]} c={concurrency} #{round_no}"
                     say(console, f"{name}: closed loop for {duration}s")
-                    r = await measured(
+                    phase = measured(
                         meter,
                         lambda js=js: wait_quiet(js, SYSTEM_CONSUMERS),
                         closed_loop(name, target.saga, concurrency, duration),
                     )
+                    count = messages[label] if concurrency == MESSAGES_AT else None
+                    r = await counted(ports[label], count, phase)
                     results.append(r)
                     _line(console, r)
+        for label, count in messages.items():
+            out.setdefault("nats_messages", {})[f"A/B {label} c={MESSAGES_AT}"] = count.summary()
         ours.services.check_alive(ours.logs)
         return results
     finally:
@@ -307,7 +348,7 @@ async def run(args, data_root: Path, started: list, console: Console) -> Path:
     ref_rate = next((r.rate for r in reference if r.name == "ref closed c=64"), 0.0)
     system = await run_system(console, plan, data_root / "system", started, out, ref_rate)
     tree = baseline_tree()
-    ab = await run_ab(console, plan, data_root, started, tree) if tree is not None else []
+    ab = await run_ab(console, plan, data_root, started, tree, out) if tree is not None else []
     out["baseline_tree"] = str(tree) if tree is not None else None
     out["ab"] = [r.summary() for r in ab]
     by_name = {r.name: r for r in (*system, *reference)}

@@ -29,7 +29,8 @@ async def main():
     try:
         await stack.start()
         print(json.dumps({"gateway": stack.gateway_addr, "jwt": stack.jwt_secret,
-                          "pids": stack.pids(), "nats": stack.ops_nats_url}), flush=True)
+                          "pids": stack.pids(), "nats": stack.ops_nats_url,
+                          "monitor": stack.monitor_port}), flush=True)
         await asyncio.to_thread(sys.stdin.read)
     finally:
         stack.stop()
@@ -67,6 +68,11 @@ class BaselineStack:
     @property
     def ops_nats_url(self) -> str:
         return self.info["nats"]
+
+    @property
+    def monitor_port(self) -> int:
+        """nats-server's HTTP monitor (/connz: messages per connection)."""
+        return int(self.info["monitor"])
 
     def pids(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.info["pids"].items()}

@@ -38,6 +38,35 @@ def nats_messages(monitor_port: int) -> dict[str, tuple[int, int]]:
     return out
 
 
+def messages_per_saga(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], sagas: int, skip: str = "bench-"
+) -> dict[str, tuple[float, float]]:
+    """Per connection name, the messages it sent to / received from nats-server between two /connz
+    snapshots, per saga; names starting with `skip` (the benchmark's own clients) are left out, and so
+    are connections that did nothing."""
+    sagas = max(sagas, 1)
+    rows: dict[str, tuple[float, float]] = {}
+    for name, (sent, got) in sorted(after.items()):
+        sent0, got0 = before.get(name, (0, 0))
+        if name.startswith(skip) or not (sent - sent0 or got - got0):
+            continue
+        rows[name] = ((sent - sent0) / sagas, (got - got0) / sagas)
+    return rows
+
+
+def messages_total(rows: dict[str, tuple[float, float]]) -> tuple[float, float]:
+    return sum(a for a, _ in rows.values()), sum(b for _, b in rows.values())
+
+
+def messages_line(rows: dict[str, tuple[float, float]], label: str = "") -> str:
+    sent, got = messages_total(rows)
+    return (
+        f"NATS messages per saga{', ' + label if label else ''} (client -> server, server -> client): "
+        + ", ".join(f"{n} {a:.1f}/{b:.1f}" for n, (a, b) in rows.items())
+        + f"; all {sent:.1f}/{got:.1f}"
+    )
+
+
 def summarise(collapsed: Path, top: int) -> list[str]:
     """Own and inclusive sample shares per function from py-spy's collapsed (raw) output."""
     own: Counter[str] = Counter()
@@ -95,16 +124,7 @@ async def run(args: argparse.Namespace, data_dir: Path, out: Path) -> None:
         f"p50 {result.pct(50):.2f} ms, p99 {result.pct(99):.2f} ms"
     )
     print("CPU ms per saga: " + ", ".join(f"{k} {v / sagas:.2f}" for k, v in sorted(cpu.items())))
-    rows = []
-    for name, (sent, got) in sorted(msgs_after.items()):
-        sent0, got0 = msgs_before.get(name, (0, 0))
-        if sent - sent0 or got - got0:
-            rows.append((name, (sent - sent0) / sagas, (got - got0) / sagas))
-    print(
-        "NATS messages per saga (client -> server, server -> client): "
-        + ", ".join(f"{n} {a:.1f}/{b:.1f}" for n, a, b in rows)
-        + f"; all {sum(r[1] for r in rows):.1f}/{sum(r[2] for r in rows):.1f}"
-    )
+    print(messages_line(messages_per_saga(msgs_before, msgs_after, sagas)))
     for name in PY_SERVICES if args.spy else ():
         print(f"\n{name}:")
         path = out / f"{name}.txt"

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .load import Result
+from .profile import messages_line, messages_total
 
 SYSTEM_PROCS = (
     "gateway",
@@ -94,6 +95,30 @@ def rss_table(title: str, peaks: dict[str, float | None], procs: tuple[str, ...]
     for p in (*procs, "loadgen"):
         table.add_column(HEADERS.get(p, p), justify="right")
     table.add_row(*(_f(peaks.get(p), 1) for p in (*procs, "loadgen")))
+    return table
+
+
+def messages_table(title: str, sides: dict[str, dict]) -> Table:
+    """NATS messages per saga, per process (client -> server / server -> client) and in all, one
+    pair of columns per side (`{"system c=64": {"sagas": n, "per_saga": {name: [sent, got]}}}`)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("process")
+    for side in sides:
+        table.add_column(f"{side} sent", justify="right")
+        table.add_column(f"{side} received", justify="right")
+    names = sorted({name for m in sides.values() for name in m["per_saga"]})
+    for name in (*names, "all"):
+        row = [name]
+        for m in sides.values():
+            per = m["per_saga"]
+            if name == "all":
+                sent, got = messages_total(per)
+            else:
+                sent, got = per.get(name, (None, None))
+            row += [_f(sent), _f(got)]
+        table.add_row(*row)
+    sagas = ", ".join(f"{side} {m['sagas']:,}" for side, m in sides.items())
+    table.caption = f"sagas counted: {sagas}; each phase until its consumers were quiet (notifications in)"
     return table
 
 
@@ -288,6 +313,11 @@ def render(
     for row in report.get("targets_issue22") or []:  # one plain line each, for grep and the note
         verdict = {True: "PASS", False: "FAIL", None: "not measured"}[row["pass"]]
         console.print(f"issue 22: {verdict}: {row['target']}: {row['value']}", highlight=False)
+    messages = report.get("nats_messages") or {}
+    if messages:
+        console.print(messages_table("NATS messages per saga (closed loop c=64)", messages))
+        for side, m in messages.items():  # one plain line each, for grep and the note
+            console.print(messages_line(m["per_saga"], side), highlight=False)
     console.print(cpu_table("CPU ms per saga, system", system, SYSTEM_PROCS))
     console.print(cpu_table("CPU ms per saga, reference", reference, REF_PROCS))
     console.print(rss_table("Peak RSS (VmHWM) MB, system", report["peak_rss_mb"]["system"], SYSTEM_PROCS))

@@ -40,6 +40,7 @@ from clinic_tools import embedded, processes, starter
 from clinic_tools.starter import Servers
 from gateway.auth import mint
 from notification_svc.domain import KINDS as TOLD_KINDS
+from notification_svc.domain import REMINDER_PREFIX
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -268,9 +269,14 @@ def told_count(b: common_pb2.Booking) -> int:
 
 
 def app_deliveries(deliveries) -> int:
-    """The in-app messages notification_svc recorded as sent (one per told event)."""
+    """The in-app messages notification_svc recorded as sent (one per told event; reminders are
+    not told events and are not counted)."""
     return sum(
-        1 for d in deliveries if d.channel == "app" and d.status == notification_pb2.DELIVERY_STATUS_SENT
+        1
+        for d in deliveries
+        if d.channel == "app"
+        and d.status == notification_pb2.DELIVERY_STATUS_SENT
+        and not d.kind.startswith(REMINDER_PREFIX)
     )
 
 

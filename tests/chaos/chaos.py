@@ -38,6 +38,7 @@ from tests.harness import (
 )
 
 from .money import MoneyTraffic
+from .notices import Notices
 from .reschedules import ANSWERS, Moves, holder
 from .waitlist import OFFER_S, WaitlistTraffic
 
@@ -77,6 +78,7 @@ class Report:
     waitlist: Counter = field(default_factory=Counter)
     money: Counter = field(default_factory=Counter)  # payments, refunds, paid bookings cancelled
     reschedules: Counter = field(default_factory=Counter)
+    notices: Counter = field(default_factory=Counter)  # the notification run's figures (notices.py)
 
     def longest_gap_after(self) -> dict[str, float]:
         """The longest time with no booking accepted, by the fault that came just before (or at)
@@ -112,6 +114,14 @@ class Report:
             f"reschedules {dict(self.reschedules)} (every move answered once; places held by the holder"
             " the record names: one set each, never two, never none)",
             f"load {self.load_s:.1f}s  time to settle {self.settle_s:.1f}s",
+            *(
+                [
+                    f"notices {dict(self.notices)} (per idempotency key: each due mail and webhook"
+                    " accepted once, none for a cancelled booking or a moved one's old time)"
+                ]
+                if self.notices
+                else []
+            ),
             *([self.queue] if self.queue else []),
             *([f"longest time a stream had no leader {self.leaderless_s}"] if self.leaderless_s else []),
             f"longest time with no booking accepted {self.longest_gap_s:.2f}s"
@@ -145,6 +155,7 @@ class Chaos:
         instances: int = 1,
         nats_nodes: int = 1,
         faults: tuple[str, ...] = (*SERVICES, "nats", "redis"),
+        notices: int = 0,
     ) -> None:
         self.faults = faults
         self.instances = instances
@@ -166,6 +177,8 @@ class Chaos:
         self.moves = Moves(self._retry)
         self.waitlist = WaitlistTraffic(self.moves)
         self.money = MoneyTraffic(self.report, self._retry, random.Random(seed + 1))
+        # notices > 0: e-mail and webhook channels on, reminders due inside the run (notices.py)
+        self.notices = Notices(notices, self._retry, self.moves, random.Random(seed + 2)) if notices else None
 
     async def run(self) -> Report:
         self.servers.start()
@@ -177,6 +190,7 @@ class Chaos:
                 "CLINIC_ACK_WAIT_SECONDS": "3",
                 "CLINIC_NATS_REPLICAS": str(min(3, self.nats_nodes)),
                 "WAITLIST_OFFER_SECONDS": str(OFFER_S),
+                **(self.notices.env() if self.notices else {}),
             },
             instances=self.instances,
         )
@@ -187,6 +201,8 @@ class Chaos:
                 (await client.doctor(daily_capacity=DOCTOR_CAPACITY, slot_minutes=30)).id for _ in range(2)
             ]
             await self.waitlist.setup(client)
+            if self.notices:
+                await self.notices.setup(client)
             started = time.monotonic()
             done = asyncio.Event()
             accepting = asyncio.Event()
@@ -197,6 +213,7 @@ class Chaos:
                 client, self.report, max(5, self.total // 12), self.interval_s * 12, self._retry
             )
             queue = asyncio.create_task(checkins.run())
+            noticing = asyncio.create_task(self.notices.drive(client)) if self.notices else None
             loaded = asyncio.Event()
             movers = asyncio.create_task(self._reschedules(client, loaded))
             await self._load(client)
@@ -204,6 +221,8 @@ class Chaos:
             await movers
             await queue
             await self.money.drain()  # payments and refunds go on through the faults too
+            if noticing:
+                await noticing  # the faults go on until the last reminder was due
             done.set()
             if chaos:
                 await chaos
@@ -222,12 +241,20 @@ class Chaos:
             await acceptor
             self.report.problems += await self.waitlist.check(client, self.servers)
             self.report.waitlist = self.waitlist.figures
+            if self.notices:
+                problems, lost, doubled = await self.notices.verify(client, self.servers, self.report.faults)
+                self.report.problems += problems
+                self.report.lost += lost
+                self.report.doubled += doubled
+                self.report.notices = self.notices.figures
             self.report.reschedules = self.moves.figures
             return self.report
         finally:
             await client.close()
             self.system.stop()
             self.servers.stop()
+            if self.notices:
+                self.notices.stop()
 
     # -- load -----------------------------------------------------------------------------------
 

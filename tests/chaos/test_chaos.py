@@ -47,3 +47,24 @@ async def test_chaos_three_node_nats_cluster_leader_kills_only(tmp_path):
     assert report.problems == []
     assert (report.lost, report.doubled) == (0, 0)
     assert report.server_restarts["nats-node"] >= 3
+
+
+async def test_chaos_notifications_while_notifier_killed_and_nats_restarted_long(tmp_path):
+    """Issue 20: e-mail and webhook deliveries and reminders at minutes' offsets fall due while
+    notification_svc is SIGKILLed and NATS restarted, over and over (tests/chaos/notices.py)."""
+    bookings = int(os.environ.get("CLINIC_CHAOS_BOOKINGS", "2000"))
+    report = await Chaos(
+        tmp_path,
+        bookings=max(40, bookings // 4),
+        rate_per_s=25,
+        kill_every_s=5.0,
+        seed=31,
+        faults=("notification_svc", "nats"),
+        notices=max(20, bookings // 5),
+    ).run()
+    print("\n" + "\n".join(report.lines()))
+    assert report.problems == []
+    assert (report.lost, report.doubled) == (0, 0)
+    assert report.kills["notification_svc"] >= 3 and report.server_restarts["nats"] >= 3
+    assert report.notices["due reminders"] > 0 and report.notices["moved"] > 0
+    assert report.notices["webhook failed calls"] > 0  # the provider failed calls: they were retried

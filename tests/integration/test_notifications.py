@@ -6,98 +6,37 @@ schedules, consent, masking, and the dead letter after the last attempt.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import os
 import subprocess
 import sys
-import threading
-from collections import Counter
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from zoneinfo import ZoneInfo
 
 import grpc
 import nats
 import pytest
-from aiosmtpd.controller import Controller
 
-from clinic.v1 import booking_pb2, patient_pb2, saga_pb2
+from clinic.v1 import booking_pb2, saga_pb2
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import notification_pb2 as n
 from clinic_common import nats_io, subjects
-from clinic_tools import embedded
-from tests.harness import IST, Client, Servers, System, future_date, patient, uid, wait_for
-
-SECRET = "webhook-secret-for-tests-0123456789"
-ALWAYS_FAILS = "+919000000000"  # the webhook server answers 500 for this number, every time
-FAILS_FIRST = 2  # and 503 for the first calls of every other key
-
-
-class Mailbox:
-    """aiosmtpd handler: every message the SMTP server accepted."""
-
-    def __init__(self) -> None:
-        self.messages: list = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-class Provider:
-    """A webhook provider: checks the signature, fails some calls, counts what it accepted."""
-
-    def __init__(self) -> None:
-        self.calls: Counter = Counter()  # idempotency key -> calls
-        self.accepted: dict[str, dict] = {}  # idempotency key -> body (first accepted)
-        self.accepted_calls: Counter = Counter()
-        self.bad_signatures = 0
-        self.lock = threading.Lock()
-
-    def answer(self, key: str, body: bytes, signature: str) -> int:
-        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        with self.lock:
-            if not hmac.compare_digest(expected, signature):
-                self.bad_signatures += 1
-                return 401
-            self.calls[key] += 1
-            payload = json.loads(body)
-            if payload["to"] == ALWAYS_FAILS:
-                return 500
-            if self.calls[key] <= FAILS_FIRST:
-                return 503
-            self.accepted_calls[key] += 1
-            self.accepted.setdefault(key, payload)
-            return 200
-
-
-def serve_provider(provider: Provider) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            status = provider.answer(
-                self.headers.get("Idempotency-Key", ""), body, self.headers.get("X-Clinic-Signature", "")
-            )
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", embedded.free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+from tests.channels import (
+    ALWAYS_FAILS,
+    CLINIC_TZ,
+    FAILS_FIRST,
+    Mailbox,
+    Provider,
+    channel_env,
+    register,
+    serve_mailbox,
+    serve_provider,
+)
+from tests.harness import Client, Servers, System, future_date, patient, uid, wait_for
 
 
 @pytest.fixture(scope="module")
 def mailbox():
     box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=embedded.free_port())
-    controller.start()
+    controller = serve_mailbox(box)
     yield box, controller.port
     controller.stop()
 
@@ -108,12 +47,6 @@ def provider():
     server = serve_provider(p)
     yield p, server.server_address[1]
     server.shutdown()
-
-
-# The reminder test books three appointments from 3 to 33 minutes ahead, on today's date: within an
-# hour of midnight in India they would cross the doctor's day end or the date, so there the test's
-# clinic keeps UTC's clock (16:30-20:30 then) instead of India's.
-CLINIC_TZ = IST if datetime.now(IST).hour not in (22, 23, 0, 1) else ZoneInfo("Etc/UTC")
 
 
 def reminder_plan() -> tuple[datetime, str]:
@@ -143,10 +76,7 @@ def notify_system(notify_servers, mailbox, provider):
     system = System(
         notify_servers,
         env={
-            "CLINIC_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-            "CLINIC_SMS_WEBHOOK_URL": f"http://127.0.0.1:{hook_port}/sms",
-            "CLINIC_WHATSAPP_WEBHOOK_URL": f"http://127.0.0.1:{hook_port}/whatsapp",
-            "CLINIC_WEBHOOK_SECRET": SECRET,
+            **channel_env(smtp_port, hook_port),
             "CLINIC_NOTIFY_DEV": "1",
             "CLINIC_TIMEZONE": CLINIC_TZ.key,
             "CLINIC_NOTIFY_BACKOFF": "1s,1s,1s,1s,1s",
@@ -162,22 +92,6 @@ async def api(notify_system):
     client = Client(notify_system.gateway_addr)
     yield client
     await client.close()
-
-
-def _phone() -> str:
-    return "+9198" + uid("")[-8:].translate(str.maketrans("abcdef", "123456"))
-
-
-async def register(api: Client, name: str, phone: str = "", **consent) -> c.Patient:
-    req = patient_pb2.RegisterPatientRequest(
-        name=name,
-        phone=phone or _phone(),
-        email=f"{uid('p')}@example.com",
-        gender=c.GENDER_FEMALE,
-        date_of_birth="1990-04-04",
-        contact=c.ContactConsent(**consent),
-    )
-    return (await api.patients.RegisterPatient(req, metadata=Client.auth("desk", "staff"))).patient
 
 
 async def sent(
