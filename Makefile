@@ -77,7 +77,7 @@ cluster: $(STAMP) $(DESCRIPTORS) $(WEB_DIST) ## like run, on a 3-node NATS JetSt
 
 # The suite runs in TEST_WORKERS pytest-xdist processes, each with its own servers and a whole file at a
 # time (tests/conftest.py hands out the longest files first); TEST_WORKERS=0 runs it in this process.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 test: $(STAMP) $(DESCRIPTORS) $(WEB_DIST) browser ## run the whole test suite against real NATS and Redis servers
 	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 

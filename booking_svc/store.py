@@ -26,12 +26,12 @@ OUTBOX_DUE_KEY = "outbox:due"
 _CREATE = lua.source("booking_svc", "store_create")
 _COMMIT = lua.source("booking_svc", "store_commit")
 
-booking_key = redis_io.key_family("booking")
-request_key = redis_io.key_family("bookings:request")
-patient_key = redis_io.key_family("bookings:patient")
-date_key = redis_io.key_family("bookings:date")
-doctor_key = redis_io.key_family("bookings:doctor")
-reference_key = redis_io.key_family("bookings:reference")
+# Each key of a family is "<prefix>:<name>": a booking's record, and the indexes of bookings by
+# request id, patient, appointment date, doctor and reference.
+booking_key, request_key, patient_key, date_key, doctor_key, reference_key = map(
+    redis_io.key_family,
+    ["booking", *(f"bookings:{index}" for index in ("request", "patient", "date", "doctor", "reference"))],
+)
 
 REFERENCE_TAKEN = "~"  # what the create script answers when the drawn reference is already someone's
 FSYNC_PROBE_KEY = "bookings:fsync"

@@ -23,10 +23,10 @@ _UPDATE_DOCTOR = lua.source("schedule_svc", "store_update_doctor")
 _READ_SCHEDULE = lua.source("schedule_svc", "store_read_schedule")
 _SET_PLAN = lua.source("schedule_svc", "store_set_plan")
 
-patient_key = redis_io.key_family("{registry}:patient")
-phone_key = redis_io.key_family("{registry}:phone")
-no_shows_key = redis_io.key_family("{registry}:noshows")
-email_key = redis_io.key_family("{registry}:email")
+# Each key of a family is "<prefix>:<name>" (a patient by id; the patient a phone or an e-mail names).
+patient_key, phone_key, no_shows_key, email_key = map(
+    redis_io.key_family, ("{registry}:patient", "{registry}:phone", "{registry}:noshows", "{registry}:email")
+)
 
 DOCTORS_KEY = "{doctors}:all"
 doctor_key = redis_io.key_family("{doctors}:doctor")

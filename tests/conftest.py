@@ -21,20 +21,24 @@ def servers(tmp_path_factory):
 # (--no-loadscope-reorder). The files that take longest (seconds, measured) go first, so no worker is
 # left alone with one of them at the end; the rest keep their order. A plain `pytest` run is unchanged.
 LONGEST_FIRST = (
+    "test_cli.py",  # the scenarios start throwaway systems
+    "test_config_errors.py",  # ~100 service starts
+    "test_waitlist.py",  # offers that run out
     "test_notifications.py",  # a reminder ~40 s after start; a killed sender's claim lapses (30 s)
-    "test_config_errors.py",
+    "test_nats_cluster.py",
     "test_durability.py",
     "test_frontdesk_page.py",
-    "test_waitlist.py",
-    "test_cli.py",
-    "test_nats_cluster.py",
     "test_scaling.py",
     "test_chaos_short.py",
-    "test_observability.py",
     "test_redis_sentinel.py",
-    "test_fuzz.py",
+    "test_frontdesk.py",
+    "test_observability.py",
+    "test_mtls.py",
+    "test_money_durability.py",
     "test_launcher.py",
-    "test_traces.py",
+    "test_fuzz.py",
+    "test_redis_cluster.py",
+    "test_readme.py",
 )
 
 
