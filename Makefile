@@ -75,8 +75,11 @@ run: $(STAMP) $(DESCRIPTORS) $(WEB_DIST) ## start NATS, Redis and every service 
 cluster: $(STAMP) $(DESCRIPTORS) $(WEB_DIST) ## like run, on a 3-node NATS JetStream cluster (streams with 3 replicas)
 	CLINIC_NATS_CLUSTER=3 $(PY) -m clinic_cli run
 
+# The suite runs in TEST_WORKERS pytest-xdist processes, each with its own servers and a whole file at a
+# time (tests/conftest.py hands out the longest files first); TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 3
 test: $(STAMP) $(DESCRIPTORS) $(WEB_DIST) browser ## run the whole test suite against real NATS and Redis servers
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 test-fast: $(STAMP) $(DESCRIPTORS) ## unit tests only (no servers)
 	$(PY) -m pytest -q tests/unit

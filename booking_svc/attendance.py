@@ -9,7 +9,9 @@ instance may sweep: the transition is a compare-and-set that marks a booking onc
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from nats.js import JetStreamContext
@@ -30,115 +32,87 @@ CHUNK = 200
 SELF = Principal(sub="booking_svc", role=STAFF)
 
 
+@dataclass
 class NoShows:
-    def __init__(
-        self,
-        bookings,
-        store: stores.BookingStore,
-        js: JetStreamContext,
-        schedule,
-        tz: ZoneInfo,
-        after: timedelta,
-        clock: Clock | None = None,
-    ) -> None:
-        self._bookings = bookings
-        self._store = store
-        self._js = js
-        self._schedule = schedule
-        self._tz = tz
-        self._after = after
-        self._clock = clock or Clock()
+    bookings: Any  # booking_svc.saga.Bookings
+    store: stores.BookingStore
+    js: JetStreamContext
+    schedule: Any  # booking_svc.schedule_client.ScheduleClient, or None
+    tz: ZoneInfo
+    after: timedelta
+    clock: Clock = field(default_factory=Clock)
 
     async def sweep(self) -> int:
-        now = self._clock.now()
-        today = clinic_day(now, self._tz)
+        now = self.clock.now()
+        today = clinic_day(now, self.tz)
         marked = 0
         for back in range(DAYS_BACK, -1, -1):
             marked += await self._sweep_day((today - timedelta(days=back)).isoformat(), now)
         return marked
 
     async def _sweep_day(self, day: str, now) -> int:
-        marked, after = 0, ""
-        while True:
-            ids = await self._store.ids_after(stores.date_key(day), after, CHUNK)
-            for record in await self._store.load_many(ids):
-                b = record.booking
-                if b.status != domain.CONFIRMED or b.attendance:
-                    continue
-                if not domain.no_show_due(b, await self._day_end(b.doctor_id), self._after, self._tz, now):
-                    continue
-                if await self._checked_in(b):
-                    continue
-                if await self._bookings.mark_no_show(b.id):
-                    marked += 1
-                    log.info("booking.no_show", booking_id=b.id)
-            if len(ids) < CHUNK:
-                return marked
-            after = ids[-1]
+        marked = 0
+        async for record in self.store.day_records(day, CHUNK):
+            b = record.booking
+            if b.status != domain.CONFIRMED or b.attendance:
+                continue
+            if not domain.no_show_due(b, await self._day_end(b.doctor_id), self.after, self.tz, now):
+                continue
+            if await self._checked_in(b):
+                continue
+            if await self.bookings.mark_no_show(b.id):
+                marked += 1
+                log.info("booking.no_show", booking_id=b.id)
+        return marked
 
     async def _day_end(self, doctor_id: str) -> str:
-        if not doctor_id or self._schedule is None:
+        if not doctor_id or self.schedule is None:
             return ""
-        doctor = await self._schedule.doctor(doctor_id, SELF)
+        doctor = await self.schedule.doctor(doctor_id, SELF)
         return doctor.day_end if doctor is not None else ""
 
     async def _checked_in(self, b) -> bool:
         subject = subjects.visit_subject(b.doctor_id, b.appointment_date, b.id)
         try:
-            await self._js.get_msg(subjects.VISITS_STREAM, subject=subject, direct=True)
+            await self.js.get_msg(subjects.VISITS_STREAM, subject=subject, direct=True)
         except NotFoundError:
             return False
         return True
 
 
+@dataclass
 class Releases:
     """CLINIC_CONFIRM_BY: a booking not confirmed by its deadline is cancelled by the system, so its
     places are offered to the waitlist in time. Sweeps today and the days the deadline reaches."""
 
-    def __init__(
-        self,
-        bookings,
-        store: stores.BookingStore,
-        schedule,
-        tz: ZoneInfo,
-        confirm_by: timedelta,
-        first_reminder: timedelta,
-        clock: Clock | None = None,
-    ) -> None:
-        self._bookings = bookings
-        self._store = store
-        self._schedule = schedule
-        self._tz = tz
-        self._confirm_by = confirm_by
-        self._first_reminder = first_reminder
-        self._clock = clock or Clock()
+    bookings: Any
+    store: stores.BookingStore
+    schedule: Any
+    tz: ZoneInfo
+    confirm_by: timedelta
+    first_reminder: timedelta
+    clock: Clock = field(default_factory=Clock)
 
     async def sweep(self) -> int:
-        now = self._clock.now()
-        today = clinic_day(now, self._tz)
+        now = self.clock.now()
+        today = clinic_day(now, self.tz)
         released = 0
-        for ahead in range(self._confirm_by.days + 2):
+        for ahead in range(self.confirm_by.days + 2):
             day = (today + timedelta(days=ahead)).isoformat()
-            after = ""
-            while True:
-                ids = await self._store.ids_after(stores.date_key(day), after, CHUNK)
-                for record in await self._store.load_many(ids):
-                    if await self._due(record.booking, now) and await self._bookings.release_unconfirmed(
-                        record.booking.id
-                    ):
-                        released += 1
-                        log.info("booking.released_unconfirmed", booking_id=record.booking.id)
-                if len(ids) < CHUNK:
-                    break
-                after = ids[-1]
+            async for record in self.store.day_records(day, CHUNK):
+                if await self._due(record.booking, now) and await self.bookings.release_unconfirmed(
+                    record.booking.id
+                ):
+                    released += 1
+                    log.info("booking.released_unconfirmed", booking_id=record.booking.id)
         return released
 
     async def _due(self, b, now) -> bool:
         if b.status != domain.CONFIRMED or b.HasField("attendance_confirmed_at"):
             return False
         day_start = ""
-        if b.doctor_id and not b.start_time and self._schedule is not None:
-            doctor = await self._schedule.doctor(b.doctor_id, SELF)
+        if b.doctor_id and not b.start_time and self.schedule is not None:
+            doctor = await self.schedule.doctor(b.doctor_id, SELF)
             day_start = doctor.day_start if doctor is not None else ""
-        start = domain.appointment_start(b, day_start, self._tz)
-        return domain.release_due(b, start, self._confirm_by, self._first_reminder, now)
+        start = domain.appointment_start(b, day_start, self.tz)
+        return domain.release_due(b, start, self.confirm_by, self.first_reminder, now)

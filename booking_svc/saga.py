@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -98,33 +99,14 @@ class Bookings:
         now = self._clock.now()
         trace = tracing.current() or tracing.new_traceparent()
         booking_id = uuid.uuid4().hex
+        draft = functools.partial(
+            domain.create, req, self._catalog, booking_id, now, self._tz, trace, doctor, patient
+        )
         if not self._bus_ready():
-            domain.create(  # 400 first
-                req,
-                self._catalog,
-                booking_id,
-                now,
-                self._tz,
-                trace,
-                doctor,
-                patient,
-                country_code=self._country_code,
-            )
+            draft(country_code=self._country_code)  # 400 first
             raise Unavailable("NATS unavailable: booking not stored, try again")
         for _ in range(REFERENCE_ATTEMPTS):  # a drawn reference already taken: draw again
-            t = domain.create(
-                req,
-                self._catalog,
-                booking_id,
-                now,
-                self._tz,
-                trace,
-                doctor,
-                patient,
-                self._new_reference(),
-                actor=_actor(who),
-                country_code=self._country_code,
-            )
+            t = draft(self._new_reference(), actor=_actor(who), country_code=self._country_code)
             stored_id = await self._store.create(t, _ms(now), self._max_pending)
             if stored_id != stores.REFERENCE_TAKEN:
                 break
@@ -166,46 +148,38 @@ class Bookings:
 
     # -- money ------------------------------------------------------------------------------------
 
+    async def _money(
+        self, req, who: Principal, validate: Callable, apply: Callable, done: str
+    ) -> common_pb2.Booking:
+        """A payment or refund (`req` checked by `validate`, entered by `apply`), on the disk before
+        the answer. A retry that finds its entry recorded commits nothing, but still waits for the
+        fsync: the first try may have died before its own."""
+        bad = validate(req, self._catalog.currency)
+        if bad:
+            raise InvalidArgument(bad)
+        booking_id = await self._resolve_id(req.booking_id)
+        self._records.pop(booking_id, None)  # judge money on the stored record only
+        committed = await self._transition(
+            booking_id, lambda r: apply(r, req, self._clock.now(), _actor(who)), durable=self._durable_money
+        )
+        if committed is None:
+            if self._durable_money:
+                await self._store.sync()
+            committed = await self._load(booking_id)
+        log.info(f"booking.payment_{done}", booking_id=booking_id, amount_minor=req.amount.amount_minor)
+        return committed.booking
+
     async def record_payment(
         self, req: booking_pb2.RecordPaymentRequest, who: Principal
     ) -> common_pb2.Booking:
         who.require_staff()
-        bad = payments.validate_payment(req, self._catalog.currency)
-        if bad:
-            raise InvalidArgument(bad)
-        booking_id = await self._resolve_id(req.booking_id)
-        booking = await self._money(
-            booking_id, lambda r: payments.record_payment(r, req, self._clock.now(), _actor(who))
-        )
-        log.info("booking.payment_recorded", booking_id=booking_id, amount_minor=req.amount.amount_minor)
-        return booking
+        return await self._money(req, who, payments.validate_payment, payments.record_payment, "recorded")
 
     async def refund_payment(
         self, req: booking_pb2.RefundPaymentRequest, who: Principal
     ) -> common_pb2.Booking:
         who.require_admin()
-        bad = payments.validate_refund(req, self._catalog.currency)
-        if bad:
-            raise InvalidArgument(bad)
-        booking_id = await self._resolve_id(req.booking_id)
-        booking = await self._money(
-            booking_id, lambda r: payments.refund_payment(r, req, self._clock.now(), _actor(who))
-        )
-        log.info("booking.payment_refunded", booking_id=booking_id, amount_minor=req.amount.amount_minor)
-        return booking
-
-    async def _money(
-        self, booking_id: str, step: Callable[[saga_pb2.BookingRecord], domain.Transition | None]
-    ) -> common_pb2.Booking:
-        """A payment or refund, on the disk before the answer. A retry that finds its entry recorded
-        commits nothing, but still waits for the fsync: the first try may have died before its own."""
-        self._records.pop(booking_id, None)  # judge money on the stored record only
-        committed = await self._transition(booking_id, step, durable=self._durable_money)
-        if committed is None:
-            if self._durable_money:
-                await self._store.sync()
-            committed = await self._load(booking_id)
-        return committed.booking
+        return await self._money(req, who, payments.validate_refund, payments.refund_payment, "refunded")
 
     async def day_summary(self, day: str, who: Principal) -> admin_pb2.DaySummary:
         who.require_admin()
@@ -222,15 +196,7 @@ class Bookings:
         return reports.day_summary(day, records, self._catalog.currency, capacities)
 
     async def _day_records(self, day: str) -> list[saga_pb2.BookingRecord]:
-        index = stores.date_key(day)
-        records: list[saga_pb2.BookingRecord] = []
-        after = ""
-        while True:
-            ids = await self._store.ids_after(index, after, LIST_CHUNK)
-            records += await self._store.load_many(ids)
-            if len(ids) < LIST_CHUNK:
-                return records
-            after = ids[-1]
+        return [record async for record in self._store.day_records(day, LIST_CHUNK)]
 
     async def _capacities(self, day: str, doctor_ids: set[str], who: Principal) -> dict[str, int]:
         if self._schedule is None:

@@ -8,7 +8,7 @@ belong to schedule_svc; docs/architecture.md says why.)
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import redis.asyncio as aioredis
 
@@ -26,30 +26,12 @@ OUTBOX_DUE_KEY = "outbox:due"
 _CREATE = lua.source("booking_svc", "store_create")
 _COMMIT = lua.source("booking_svc", "store_commit")
 
-
-def booking_key(booking_id: str) -> str:
-    return f"booking:{booking_id}"
-
-
-def request_key(request_id: str) -> str:
-    return f"bookings:request:{request_id}"
-
-
-def patient_key(patient_id: str) -> str:
-    return f"bookings:patient:{patient_id}"
-
-
-def date_key(appointment_date: str) -> str:
-    return f"bookings:date:{appointment_date}"
-
-
-def doctor_key(doctor_id: str) -> str:
-    return f"bookings:doctor:{doctor_id}"
-
-
-def reference_key(reference: str) -> str:
-    return f"bookings:reference:{reference}"
-
+# Each key of a family is "<prefix>:<name>": a booking's record, and the indexes of bookings by
+# request id, patient, appointment date, doctor and reference.
+booking_key, request_key, patient_key, date_key, doctor_key, reference_key = map(
+    redis_io.key_family,
+    ["booking", *(f"bookings:{index}" for index in ("request", "patient", "date", "doctor", "reference"))],
+)
 
 REFERENCE_TAKEN = "~"  # what the create script answers when the drawn reference is already someone's
 FSYNC_PROBE_KEY = "bookings:fsync"
@@ -182,6 +164,17 @@ class BookingStore:
                 raise InvalidArgument([("page_token", "not a token from a previous page")])
             start = rank + 1
         return [raw.decode() for raw in await self._redis.zrevrange(index, start, start + count - 1)]
+
+    async def day_records(self, day: str, chunk: int) -> AsyncIterator[saga_pb2.BookingRecord]:
+        """Every booking of an appointment date (its index, newest first), read `chunk` at a time."""
+        after = ""
+        while True:
+            ids = await self.ids_after(date_key(day), after, chunk)
+            for record in await self.load_many(ids):
+                yield record
+            if len(ids) < chunk:
+                return
+            after = ids[-1]
 
     # -- outbox ---------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -12,6 +13,16 @@ from redis.exceptions import BusyLoadingError, ConnectionError, NoScriptError, T
 
 # The errors that mean "Redis is down or restarting": callers answer UNAVAILABLE or retry later.
 TRANSIENT_REDIS_ERRORS = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+
+
+def key_family(prefix: str, suffix: str = "") -> Callable[[str], str]:
+    """The names of one family of keys: `key_family("bookings:date")("2026-01-02")` is
+    "bookings:date:2026-01-02"; with `suffix` (":rev") that follows the name."""
+
+    def key(name: str) -> str:
+        return f"{prefix}:{name}{suffix}"
+
+    return key
 
 
 def connect(url: str, *, max_connections: int = 64) -> aioredis.Redis:

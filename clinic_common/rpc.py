@@ -86,6 +86,17 @@ def unary(fn: Callable) -> Callable:
     return wrapper
 
 
+def for_booking(fn: Callable) -> Callable:
+    """`unary` for a method whose request names a booking: its booking_id is bound to the call's logs."""
+
+    @functools.wraps(fn)
+    async def bound(self, request, context: grpc.aio.ServicerContext, who: principals.Principal):
+        structlog.contextvars.bind_contextvars(booking_id=request.booking_id)
+        return await fn(self, request, context, who)
+
+    return unary(bound)
+
+
 def server_stream(fn: Callable) -> Callable:
     """Decorate an async-generator streaming method the same way."""
 

@@ -7,6 +7,7 @@ benchmark (bench.launcher), the embedded servers (clinic_tools.embedded) and the
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import signal
@@ -36,11 +37,29 @@ FREE_PORT_LOW = 20000
 _handed_out: set[int] = set()
 
 
+def port_share(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(index, count): this process picks only ports p with p % count == index.
+
+    `make test` runs the suite in pytest-xdist workers (gw0, gw1 ...), each starting its own servers:
+    a port one worker picked but has not bound yet must never be picked by another. Each worker (and
+    every process it starts, which inherits its environment) takes its own residue class of the range.
+    Outside xdist: (0, 1), every port.
+    """
+    env = os.environ if env is None else env
+    worker, count = env.get("PYTEST_XDIST_WORKER", ""), env.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 1):
+        return 0, 1
+    return int(worker[2:]) % int(count), int(count)
+
+
 def free_port() -> int:
-    """A port nobody listens on now, below the ephemeral range, not handed out before by this process."""
+    """A port nobody listens on now, below the ephemeral range, not handed out before by this process
+    (and, under pytest-xdist, from this worker's share: port_share)."""
     rng = random.SystemRandom()
+    index, count = port_share()
+    first, last = -(-(FREE_PORT_LOW - index) // count), (EPHEMERAL_LOW - 1 - index) // count
     for _ in range(1000):
-        port = rng.randrange(FREE_PORT_LOW, EPHEMERAL_LOW)
+        port = index + count * rng.randint(first, last)
         if port not in _handed_out and port_free(port):
             _handed_out.add(port)
             return port
@@ -71,8 +90,9 @@ def pick_port(preferred: int, taken: Collection[int] = (), fallback: int = 20000
     if preferred not in taken and port_free(preferred):
         return preferred
     port = preferred if preferred < EPHEMERAL_LOW else fallback
+    index, count = port_share()
     while port < EPHEMERAL_LOW:
-        if port not in taken and port_free(port):
+        if port % count == index and port not in taken and port_free(port):
             return port
         port += 1
     raise OSError(
@@ -271,13 +291,19 @@ def stop_pid(proc: subprocess.Popen, timeout_s: float = 10.0, sig: int = signal.
 
 
 def stop_all(procs: Sequence[subprocess.Popen], timeout_s: float = 15.0) -> None:
-    """SIGTERM every one at once, then wait for them within one shared deadline."""
+    """SIGTERM every one at once, then wait for them within one shared deadline (SIGKILL after it).
+
+    One SIGTERM each: a service takes a second one as "exit now", skipping its clean shutdown."""
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     for proc in procs:
-        stop_pid(proc, max(0.1, deadline - time.monotonic()))
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")

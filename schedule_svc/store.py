@@ -23,36 +23,15 @@ _UPDATE_DOCTOR = lua.source("schedule_svc", "store_update_doctor")
 _READ_SCHEDULE = lua.source("schedule_svc", "store_read_schedule")
 _SET_PLAN = lua.source("schedule_svc", "store_set_plan")
 
-
-def patient_key(patient_id: str) -> str:
-    return f"{{registry}}:patient:{patient_id}"
-
-
-def phone_key(phone: str) -> str:
-    return f"{{registry}}:phone:{phone}"
-
-
-def no_shows_key(patient_id: str) -> str:
-    return f"{{registry}}:noshows:{patient_id}"
-
-
-def email_key(email: str) -> str:
-    return f"{{registry}}:email:{email}"
-
+# Each key of a family is "<prefix>:<name>" (a patient by id; the patient a phone or an e-mail names).
+patient_key, phone_key, no_shows_key, email_key = map(
+    redis_io.key_family, ("{registry}:patient", "{registry}:phone", "{registry}:noshows", "{registry}:email")
+)
 
 DOCTORS_KEY = "{doctors}:all"
-
-
-def doctor_key(doctor_id: str) -> str:
-    return f"{{doctors}}:doctor:{doctor_id}"
-
-
-def revision_key(doctor_id: str) -> str:
-    return f"{{doctors}}:doctor:{doctor_id}:rev"
-
-
-def plans_key(doctor_id: str) -> str:
-    return f"{{doctors}}:doctor:{doctor_id}:plans"
+doctor_key = redis_io.key_family("{doctors}:doctor")
+revision_key = redis_io.key_family("{doctors}:doctor", ":rev")
+plans_key = redis_io.key_family("{doctors}:doctor", ":plans")
 
 
 def code_key(code: str) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 import grpc
 import nats
 import pytest
 
+from clinic.v1 import booking_pb2, notification_pb2
 from clinic.v1 import common_pb2 as c
 from clinic_common import subjects
 from discount_svc.store import used_key
@@ -29,33 +33,50 @@ def own_servers(tmp_path_factory):
     servers.stop()
 
 
-async def test_bookings_and_quota_survive_a_restart_of_every_process_and_server(own_servers):
-    system = System(own_servers).start()
+@contextlib.asynccontextmanager
+async def running(servers: Servers, only: tuple[str, ...] | None = None, **kw):
+    """(system, client): a system of its own over `servers` (`only` some services), stopped after."""
+    system = System(servers, **kw)
+    system.start(only)
     client = Client(system.gateway_addr)
     try:
+        yield system, client
+    finally:
+        await client.close()
+        system.stop()
+
+
+async def booked_again(client: Client, what: str) -> c.Booking:
+    """A booking accepted once the service is back (UNAVAILABLE until then), settled CONFIRMED."""
+
+    async def works():
+        try:
+            return await client.create(patient(), ["gen-consult"], appointment_date=future_date())
+        except grpc.aio.AioRpcError:
+            return None
+
+    booking = await wait_for(works, timeout_s=30, what=what)
+    assert (await client.settled(booking.id)).status == c.BOOKING_STATUS_CONFIRMED
+    return booking
+
+
+async def test_bookings_and_quota_survive_a_restart_of_every_process_and_server(own_servers):
+    async with running(own_servers) as (system, client):
         confirmed = await client.create(birthday_patient(), ["gen-consult"], appointment_date=future_date())
         confirmed = await client.settled(confirmed.id)
         quota_before = await client.quota()
         assert quota_before.used == 1
         pending_saga = await client.create(patient(), ["gen-consult"], appointment_date=future_date())
-    finally:
-        await client.close()
-        system.stop()
     own_servers.stop()  # SIGTERM: the AOF and the JetStream store are flushed
 
     own_servers.start()
-    system = System(own_servers, ports=system.ports).start()
-    client = Client(system.gateway_addr)
-    try:
+    async with running(own_servers, ports=system.ports) as (_, client):
         again = await client.get(confirmed.id)
         assert again == confirmed
         assert (await client.quota()).used == quota_before.used
         assert (await client.settled(pending_saga.id)).status == c.BOOKING_STATUS_CONFIRMED
         fresh = await client.create(patient(), ["gen-consult"], appointment_date=future_date())
         assert (await client.settled(fresh.id)).status == c.BOOKING_STATUS_CONFIRMED
-    finally:
-        await client.close()
-        system.stop()
 
 
 async def test_bookings_survive_sigkill_of_every_process_and_server(own_servers):
@@ -73,19 +94,12 @@ async def test_bookings_survive_sigkill_of_every_process_and_server(own_servers)
     own_servers.redis.kill()
 
     own_servers.start()
-    system = System(own_servers, ports=system.ports).start()
-    client = Client(system.gateway_addr)
-    try:
+    async with running(own_servers, ports=system.ports) as (_, client):
         assert await client.get(booking.id) == booking
-    finally:
-        await client.close()
-        system.stop()
 
 
 async def test_nats_down_means_unavailable_and_nothing_written(own_servers):
-    system = System(own_servers).start()
-    client = Client(system.gateway_addr)
-    try:
+    async with running(own_servers) as (_, client):
         own_servers.nats.stop()
         who = patient()
 
@@ -101,32 +115,17 @@ async def test_nats_down_means_unavailable_and_nothing_written(own_servers):
         own_servers.start_nats()
 
         # The services reconnect by themselves; the next booking goes through.
-        async def works():
-            try:
-                b = await client.create(patient(), ["gen-consult"], appointment_date=future_date())
-            except grpc.aio.AioRpcError:
-                return None
-            return b
-
-        booking = await wait_for(works, timeout_s=30, what="bookings to work again after NATS is back")
-        assert (await client.settled(booking.id)).status == c.BOOKING_STATUS_CONFIRMED
-        from clinic.v1 import booking_pb2
-
+        await booked_again(client, "bookings to work again after NATS is back")
         listed = await client.bookings.ListBookings(
             booking_pb2.ListBookingsRequest(patient_id=who.id), metadata=client.auth()
         )
         assert list(listed.bookings) == []
-    finally:
-        await client.close()
-        system.stop()
 
 
 async def test_a_booking_stuck_pending_times_out_and_a_late_grant_is_refused(own_servers):
     """discount_svc is down: the booking times out; when it comes back it must not take a unit."""
-    system = System(own_servers, env={"BOOKING_TIMEOUT_SECONDS": "1"})
-    system.start(only=("schedule_svc", "booking_svc", "notification_svc", "gateway"))
-    client = Client(system.gateway_addr)
-    try:
+    only = ("schedule_svc", "booking_svc", "notification_svc", "gateway")
+    async with running(own_servers, only, env={"BOOKING_TIMEOUT_SECONDS": "1"}) as (system, client):
         quota = await redis_client(own_servers)
         used_before = int(await quota.get(used_key(today_ist().isoformat())) or 0)  # discount_svc is down
         await quota.aclose()
@@ -151,15 +150,10 @@ async def test_a_booking_stuck_pending_times_out_and_a_late_grant_is_refused(own
         assert (await client.settled(late.id)).discount.outcome == c.DISCOUNT_OUTCOME_APPLIED
         assert (await client.quota()).used == used_before + 1  # only the live booking holds a unit
         assert (await client.get(booking.id)).discount.outcome == c.DISCOUNT_OUTCOME_UNSPECIFIED
-    finally:
-        await client.close()
-        system.stop()
 
 
 async def test_redis_down_means_unavailable_naming_redis_then_recovery(own_servers):
-    system = System(own_servers).start()
-    client = Client(system.gateway_addr)
-    try:
+    async with running(own_servers) as (_, client):
         own_servers.redis.stop()
         try:
             await client.create(patient(), ["gen-consult"], appointment_date=future_date())
@@ -169,28 +163,11 @@ async def test_redis_down_means_unavailable_naming_redis_then_recovery(own_serve
         else:
             raise AssertionError("CreateBooking must fail while Redis is down")
         own_servers.start_redis()
-
-        async def works():
-            try:
-                return await client.create(patient(), ["gen-consult"], appointment_date=future_date())
-            except grpc.aio.AioRpcError:
-                return None
-
-        booking = await wait_for(works, timeout_s=30, what="bookings to work again after Redis is back")
-        assert (await client.settled(booking.id)).status == c.BOOKING_STATUS_CONFIRMED
-    finally:
-        await client.close()
-        system.stop()
+        await booked_again(client, "bookings to work again after Redis is back")
 
 
 async def test_sigterm_ends_watch_streams_cleanly_and_exits_promptly(own_servers):
-    import time
-
-    from clinic.v1 import notification_pb2
-
-    system = System(own_servers).start()
-    client = Client(system.gateway_addr)
-    try:
+    async with running(own_servers) as (system, client):
         who = patient()
         stream = client.notifications.WatchPatient(
             notification_pb2.WatchPatientRequest(patient_id=who.id), metadata=client.auth()
@@ -205,6 +182,3 @@ async def test_sigterm_ends_watch_streams_cleanly_and_exits_promptly(own_servers
         for module in ("booking_svc", "discount_svc", "gateway"):
             system.stop((module,))
             assert system.procs[module].returncode == 0, system.log_tail(module)
-    finally:
-        await client.close()
-        system.stop()
