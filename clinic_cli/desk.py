@@ -15,7 +15,9 @@ from rich.table import Table
 
 from clinic.v1 import admin_pb2, booking_pb2, doctor_pb2, patient_pb2
 from clinic.v1 import common_pb2 as c
+from clinic_common.config import ConfigError
 from clinic_common.money import format_minor, parse_major
+from gateway.web import clinic_name
 
 from .client import Api, CliError
 from .show import as_dict, booking_panel, console, print_json, status
@@ -120,10 +122,14 @@ async def _summary(api: Api, args: argparse.Namespace) -> int:
 
 
 async def _receipt(api: Api, args: argparse.Namespace) -> int:
+    try:  # the page's rule (gateway/web.py): the same name heads both receipts
+        name = clinic_name(os.environ)
+    except ConfigError as exc:
+        raise CliError(str(exc), 2) from None
     b = (
         await api.bookings.GetBooking(booking_pb2.GetBookingRequest(booking_id=args.booking), metadata=api.md)
     ).booking
-    print(receipt_text(b, os.environ.get("CLINIC_NAME", "").strip() or "Clinic"))
+    print(receipt_text(b, name))
     return 0
 
 

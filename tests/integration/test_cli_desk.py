@@ -73,3 +73,7 @@ async def test_the_desk_takes_money_and_prints_the_day_sheet_summary_and_receipt
     for expected in ("Sunrise Clinic", booking.reference, "General consultation", "upi", "UPI77", "₹200.00"):
         assert expected in text, (expected, text)
     assert "Iyer" not in text  # the first name only
+    for bad in ("x" * 81, "Sunrise\nClinic"):  # the gateway's CLINIC_NAME rule, named, nothing printed
+        refused = await clinic(system, "receipt", booking.reference, extra_env={"CLINIC_NAME": bad})
+        assert refused.returncode == 2 and "CLINIC_NAME" in refused.stderr, refused
+        assert booking.reference not in refused.stdout
