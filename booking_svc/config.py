@@ -44,8 +44,6 @@ class BookingConfig:
     cancel_notice_hours: int = 0  # a patient cancels at least this long before the start (0: any time)
     refund_policy: str = "full"  # what a cancelled paid booking is owed: full (in notice) or none
     payment_fsync: str = "waitaof"  # a payment is fsynced before the answer; "off" for a Redis without AOF
-    # check-in state (frontdesk_svc), asked before a reschedule of a booking dated today
-    frontdesk_addrs: tuple[str, ...] = (service("frontdesk_svc").default_addr,)
     no_show_after: timedelta = timedelta(hours=2)  # past the day's end, an unseen booking is a no-show
     confirm_by: timedelta | None = None  # CLINIC_CONFIRM_BY: unconfirmed this long before, released
     first_reminder: timedelta = timedelta(hours=24)  # the longest of CLINIC_REMINDERS: it asks
@@ -64,7 +62,6 @@ class BookingConfig:
             cancel_notice_hours=env_int(env, "CLINIC_CANCEL_NOTICE_HOURS", 0, minimum=0),
             refund_policy=env_choice(env, "CLINIC_REFUND_POLICY", "full", ("full", "none")),
             payment_fsync=env_choice(env, "CLINIC_PAYMENT_FSYNC", "waitaof", ("waitaof", "off")),
-            frontdesk_addrs=peer_addrs(env, "frontdesk_svc"),
             no_show_after=env_duration(env, "CLINIC_NO_SHOW_AFTER", "2h"),
             **_confirm_or_release(env),
         )

@@ -865,11 +865,12 @@ def reschedule(
     now: datetime,
     tz: ZoneInfo,
     actor: common_pb2.Actor | None = None,
-    checked_in: bool = False,
+    leaving: str = "",
 ) -> Transition | None:
     """Ask schedule_svc to move the booking: hold the new places, then release the old ones
     (saga.places.move). The booking keeps its places until the answer (`moved`). None: this
-    request_id already moved it (or is moving it)."""
+    request_id already moved it (or is moving it). `leaving`: the token of the mark this move took
+    in the booking's check-in queue (booking_svc/leaving.py), kept on the move until the answer."""
     b = record.booking
     local = now.astimezone(tz)
     bad = validate_reschedule(req, b, doctor, local.date(), local.hour * 60 + local.minute)
@@ -886,8 +887,6 @@ def reschedule(
         )
     if b.appointment_date < local.date().isoformat():
         raise FailedPrecondition("the booking's date has passed")
-    if checked_in:
-        raise FailedPrecondition("the patient has checked in for this booking")
     if record.move.number:
         raise FailedPrecondition("a reschedule of this booking is already in progress")
     number = record.moves + 1
@@ -909,7 +908,7 @@ def reschedule(
     _caused_by(t, actor)
     summary = f"{_where(current)} → {_where(target)}"
     t.record.moves = number
-    t.record.move.CopyFrom(saga_pb2.Move(number=number, target=target, summary=summary))
+    t.record.move.CopyFrom(saga_pb2.Move(number=number, target=target, summary=summary, leaving=leaving))
     if req.request_id:
         t.record.move_requests[req.request_id] = reschedule_fingerprint(req)
     t.record.booking.status_message = f"Reschedule requested: {summary}"

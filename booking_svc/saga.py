@@ -29,7 +29,7 @@ from clinic_common.validate import TOKEN_ID, full, is_id
 
 from . import domain, payments, reports
 from . import store as stores
-from .frontdesk_client import FrontDeskClient
+from .leaving import CHECKED_IN, HELD_ELSEWHERE, TAKEN, LeavingMarks
 from .schedule_client import ScheduleClient
 from .store import BookingStore, outbox_id
 
@@ -64,7 +64,6 @@ class Bookings:
         refund_policy: str = "full",
         durable_money: bool = True,
         new_reference: Callable[[], str] = payments.new_reference,
-        frontdesk: FrontDeskClient | None = None,
     ) -> None:
         self._store = store
         self._publish = publish
@@ -80,7 +79,7 @@ class Bookings:
         self._refund_policy = refund_policy
         self._durable_money = durable_money
         self._new_reference = new_reference
-        self._frontdesk = frontdesk
+        self._leaving = LeavingMarks(store.redis)
         # Records this instance wrote or read last. Only a hint: every commit is compare-and-set
         # on the stored version, and a "nothing to do" or "cannot apply" verdict is re-checked on
         # the stored record (another instance may have moved the booking on since).
@@ -369,22 +368,54 @@ class Bookings:
             if self._schedule is None:
                 raise Unavailable("schedule_svc is not configured (SCHEDULE_SVC_ADDR)")
             doctor = await self._schedule.doctor(doctor_id, who)
-        now = self._clock.now()
-        checked_in = False
-        if (
-            self._frontdesk is not None
-            and b.status == domain.CONFIRMED
-            and b.appointment_date == now.astimezone(self._tz).date().isoformat()
-        ):
-            checked_in = await self._frontdesk.checked_in(b, who)  # only today's can be checked in
-        committed = await self._transition(
-            req.booking_id,
-            lambda r: domain.reschedule(r, req, doctor, self._clock.now(), self._tz, _actor(who), checked_in),
-        )
+        token, fresh = await self._leave_queue(record, req)
+
+        def step(r: saga_pb2.BookingRecord) -> domain.Transition | None:
+            if token and _place(r.booking) != _place(b):
+                raise FailedPrecondition("the booking moved meanwhile; read it again")
+            return domain.reschedule(r, req, doctor, self._clock.now(), self._tz, _actor(who), token)
+
+        try:
+            committed = await self._transition(req.booking_id, step)
+        except BaseException:
+            if fresh:  # a mark an earlier try took stays with that try (or lapses)
+                await self._unmark(b, token)
+            raise
         if committed is None:  # this request_id asked for a move before: that one stands
             return (await self._load(req.booking_id)).booking
+        if token:
+            try:
+                await self._leaving.hold(b, token)
+            except Exception as exc:  # the move stands; the mark keeps its lease (docs/architecture.md)
+                log.warning("booking.leaving_mark_not_held", booking_id=b.id, error=repr(exc))
         log.info("booking.reschedule_requested", booking_id=req.booking_id, move=committed.move.number)
         return committed.booking
+
+    async def _leave_queue(
+        self, record: saga_pb2.BookingRecord, req: booking_pb2.RescheduleBookingRequest
+    ) -> tuple[str, bool]:
+        """Take the mark that keeps the patient from checking in where the booking is leaving (refused
+        if they already have): its token and whether this call took it ("" when no mark is needed:
+        only a CONFIRMED booking checks in, and a stored request_id has its first answer). A request_id
+        names the token, so a retry after a crash between the mark and the commit finds its own."""
+        b = record.booking
+        if b.status != domain.CONFIRMED or (req.request_id and req.request_id in record.move_requests):
+            return "", False
+        token = f"request:{req.request_id}" if req.request_id else uuid.uuid4().hex
+        taken = await self._leaving.claim(b, token)
+        if taken == CHECKED_IN:
+            raise FailedPrecondition("the patient has checked in for this booking")
+        if taken == HELD_ELSEWHERE:
+            raise FailedPrecondition("a reschedule of this booking is already in progress")
+        return token, taken == TAKEN
+
+    async def _unmark(self, b: common_pb2.Booking, token: str) -> None:
+        if not token:
+            return
+        try:
+            await self._leaving.drop(b, token)
+        except Exception as exc:  # the lease lapses on its own (leaving.CLAIM_LEASE_MS)
+            log.warning("booking.leaving_mark_kept", booking_id=b.id, error=repr(exc))
 
     async def update_note(self, booking_id: str, note: str, who: Principal) -> common_pb2.Booking:
         who.require_staff()
@@ -400,6 +431,10 @@ class Bookings:
     # -- saga events ----------------------------------------------------------------------------
 
     async def on_places_moved(self, answer: saga_pb2.PlacesMoved) -> None:
+        stored = await self._store.load(answer.booking_id)
+        if stored is not None and stored.move.number == answer.number and stored.move.leaving:
+            # Before the commit, so a redelivery after a crash in between settles it again.
+            await self._leaving.settle(stored.booking, stored.move, answer.moved)
         record = await self._transition(
             answer.booking_id, lambda r: domain.moved(r, answer, self._clock.now())
         )
@@ -633,3 +668,8 @@ def _actor(who: Principal) -> common_pb2.Actor:
 
 def _ms(moment) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def _place(b: common_pb2.Booking) -> tuple[str, str]:
+    """The check-in queue a booking belongs to."""
+    return b.doctor_id, b.appointment_date

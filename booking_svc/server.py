@@ -13,7 +13,6 @@ from clinic_common.grpc_server import HealthyServer, create_server
 from .attendance import NoShows, Releases
 from .config import BookingConfig
 from .events import CONSUMER, make_handler
-from .frontdesk_client import FrontDeskClient
 from .handlers import BookingServicer, DaySummaryServicer
 from .saga import Bookings
 from .schedule_client import ScheduleClient
@@ -29,7 +28,6 @@ def build(
     config: BookingConfig,
     deps: bootstrap.Deps,
     schedule: ScheduleClient | None = None,
-    frontdesk: FrontDeskClient | None = None,
 ) -> tuple[HealthyServer, Bookings, BookingStore]:
     async def publish(message) -> None:
         await nats_io.publish(
@@ -50,7 +48,6 @@ def build(
         cancel_notice_hours=config.cancel_notice_hours,
         refund_policy=config.refund_policy,
         durable_money=config.payment_fsync == "waitaof",
-        frontdesk=frontdesk,
     )
     servicer = BookingServicer(bookings)
     summaries = DaySummaryServicer(bookings)
@@ -71,9 +68,8 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
     metrics.serve(config.metrics_addr, "booking_svc")
     async with bootstrap.connected("booking_svc", config.connections) as deps:
         schedule_channel = open_channel(config.schedule_addrs, tls=tls.InternalTls.from_env())
-        frontdesk_channel = open_channel(config.frontdesk_addrs, tls=tls.InternalTls.from_env())
         schedule = ScheduleClient(schedule_channel)
-        server, bookings, store = build(config, deps, schedule, FrontDeskClient(frontdesk_channel))
+        server, bookings, store = build(config, deps, schedule)
         consumer = ConsumerLoop(deps.nc, deps.js, CONSUMER, make_handler(bookings))
         sweep_period = min(1.0, config.timeout_s / 4)
         releases = []
@@ -98,6 +94,5 @@ async def main(stop: asyncio.Event, config: BookingConfig) -> None:
                 bookings.finish_publishing,
                 store.flush_done,
                 schedule_channel.close,
-                frontdesk_channel.close,
             ],
         )

@@ -54,6 +54,10 @@ class BookingStore:
         self._commit = redis_io.batched_script(redis, _COMMIT)
         self._commit_direct = redis.register_script(_COMMIT)
 
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
+
     async def create(self, t: Transition, now_ms: int, max_pending: int = 0) -> str:
         """Store a new booking; with a request id already used, return that booking's id instead.
 

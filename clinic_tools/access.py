@@ -78,8 +78,13 @@ NATS_PERMISSIONS: dict[str, dict[str, list[str]]] = {
     name: _permissions(messaging) for name, messaging in MAP.items()
 }
 
-REDIS_KEYS: dict[str, list[str]] = {
-    "booking_svc": ["booking:*", "bookings:*", "outbox", "outbox:*"],
+REDIS_KEYS: dict[str, list[str]] = {  # key patterns (read and write), or a selector such as %R~ (read only)
+    # booking_svc: its own keys, and in the check-in queues (clinic_common/queues.py) a reschedule's
+    # leaving mark and a read of who has checked in (one script: booking_svc/leaving_claim.lua)
+    "booking_svc": [
+        *("booking:*", "bookings:*", "outbox", "outbox:*"),
+        *("{queue:*}:leaving:*", "%R~{queue:*}:visits"),
+    ],
     "schedule_svc": ["{registry}:*", "{doctors}:*", "{places:*"],
     "discount_svc": ["{quota:*"],
     "notification_svc": ["notification:*", "notifications:*"],
@@ -135,7 +140,7 @@ def write_nats_config(creds: Credentials, path: Path) -> Path:
 def write_redis_acl(creds: Credentials, path: Path) -> Path:
     lines = ["user default off", f"user {OPS} on >{creds.passwords[OPS]} ~* &* +@all"]
     for user, patterns in REDIS_KEYS.items():
-        keys = " ".join(f"~{p}" for p in patterns) or "resetkeys"
+        keys = " ".join(p if p.startswith("%") else f"~{p}" for p in patterns) or "resetkeys"
         lines.append(
             f"user {user} on >{creds.passwords[user]} {keys} "
             "-@all +@read +@write +@scripting +@connection +ping -@dangerous"

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clinic.v1 import common_pb2, frontdesk_pb2
-from clinic_common import lua, redis_io, subjects
+from clinic_common import lua, queues, redis_io, subjects
 
 from .domain import QueueId, Transition
 
@@ -41,7 +41,7 @@ _SNAPSHOT = lua.source("frontdesk_svc", "store_snapshot")
 
 
 def tag(queue: QueueId) -> str:
-    return f"{{queue:{subjects.queue_token(queue.doctor_id)}:{queue.day}}}"
+    return queues.queue_tag(queue.doctor_id, queue.day)
 
 
 def index_key(booking_id: str) -> str:
@@ -99,9 +99,12 @@ class Outcome:
     changed: bool
     visit: frontdesk_pb2.Visit | None
     sequence: int = 0  # the change made (0: none, or a retried script's first answer)
+    leaving: bool = False  # refused: a reschedule is taking the booking out of this queue (or took it)
 
 
 def _outcome(answer: list) -> Outcome:
+    if int(answer[0]) == 2:
+        return Outcome(False, None, leaving=True)
     sequence = int(answer[2]) if len(answer) > 2 else 0
     return Outcome(bool(answer[0]), visit_from_json(answer[1]), sequence)
 
@@ -116,7 +119,8 @@ class QueueStore:
     async def check_in(
         self, queue: QueueId, visit: frontdesk_pb2.Visit, op_id: str, now_ms: int, actor: Actor = ("", "")
     ) -> Outcome:
-        """Stores the visit with the queue's next position, or answers the booking's existing visit."""
+        """Stores the visit with the queue's next position, or answers the booking's existing visit;
+        refuses (`leaving`) while a reschedule holds the booking's mark in this queue."""
         queue_tag = tag(queue)
         record = {
             "booking_id": visit.booking_id,
@@ -129,7 +133,7 @@ class QueueStore:
         await self._redis.set(index_key(visit.booking_id), queue_tag)
         await self._redis.sadd(OUTBOXES, queue_tag)
         answer = await self._check_in(
-            keys=_keys(queue_tag),
+            keys=[*_keys(queue_tag), queues.leaving_key(queue_tag, visit.booking_id)],
             args=[visit.booking_id, op_id, json.dumps(record), now_ms, OPS_TTL_S, *actor],
         )
         return _outcome(answer)

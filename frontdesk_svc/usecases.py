@@ -62,6 +62,11 @@ class FrontDesk:
             token=booking.token,
         )
         outcome = await self._store.check_in(queue, visit, uuid.uuid4().hex, self._now_ms(), _actor(who))
+        if outcome.leaving:
+            raise FailedPrecondition(
+                f"booking {booking_id} is being rescheduled (or was moved) away from this queue; "
+                "read it again and check in where it is now"
+            )
         if not outcome.changed:
             raise AlreadyExists(
                 f"booking {booking_id} is already checked in (position {outcome.visit.position})"

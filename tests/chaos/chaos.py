@@ -237,6 +237,7 @@ class Chaos:
             self.report.problems += await self.money.verify(client)
             self.report.money = self.money.figures
             self.report.queue = await checkins.verify(self.servers)
+            self.report.queue += "; " + await checkins.verify_races()
             accepting.set()  # no more accepts or cancellations: offers still out run out
             await acceptor
             self.report.problems += await self.waitlist.check(client, self.servers)

@@ -1,5 +1,7 @@
 """Check-ins for today's queue of one doctor while the faults run; afterwards the queue must hold
-positions 1..n, each given once, and VISITS every change once (frontdesk_svc, issue 11)."""
+positions 1..n, each given once, and VISITS every change once (frontdesk_svc, issue 11). Every
+third booking is also moved to another doctor at the moment it checks in: exactly one of the two
+may win (the visit in the queue and the booking unmoved, or the booking moved and no visit; issue 19)."""
 
 from __future__ import annotations
 
@@ -25,18 +27,21 @@ class CheckIns:
         self._retrying = retrying
         self._desk = frontdesk_pb2_grpc.FrontDeskServiceStub(client.channel)
         self.doctor_id = ""
+        self.other_id = ""  # where the raced bookings are moved to
         self.checked_in: set[str] = set()
+        self.raced: dict[str, bool] = {}  # booking id -> its CheckIn answered OK
 
     async def run(self) -> None:
         doctor = await self._client.doctor(daily_capacity=self._count + 5)
         self.doctor_id = doctor.id
+        self.other_id = (await self._client.doctor(daily_capacity=self._count + 5)).id
         tasks = []
-        for _ in range(self._count):
-            tasks.append(asyncio.create_task(self._one()))
+        for i in range(self._count):
+            tasks.append(asyncio.create_task(self._one(race=i % 3 == 0)))
             await asyncio.sleep(self._spacing_s)
         await asyncio.gather(*tasks)
 
-    async def _one(self) -> None:
+    async def _one(self, race: bool) -> None:
         md = self._client.auth()
         req = booking_pb2.CreateBookingRequest(
             patient=patient(), service_ids=["gen-consult"], doctor_id=self.doctor_id, request_id=uid("queue")
@@ -57,13 +62,68 @@ class CheckIns:
             booking = (
                 await self._retrying(lambda: self._client.bookings.GetBooking(get, metadata=md, timeout=10))
             ).booking
-        check_in = frontdesk_pb2.CheckInRequest(booking_id=booking.id)
+        if race:
+            checked, _ = await asyncio.gather(self._check_in(booking.id, md), self._move(booking.id, md))
+            self.raced[booking.id] = checked
+        elif await self._check_in(booking.id, md):
+            pass
+        else:
+            self._report.problems.append(f"queue booking {booking.id} was refused its check-in")
+
+    async def _check_in(self, booking_id: str, md) -> bool:
+        check_in = frontdesk_pb2.CheckInRequest(booking_id=booking_id)
         try:
             await self._retrying(lambda: self._desk.CheckIn(check_in, metadata=md, timeout=10))
         except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.FAILED_PRECONDITION:  # a reschedule has it
+                return False
             if err.code() != grpc.StatusCode.ALREADY_EXISTS:  # a retry after a lost reply: it is in
                 raise
-        self.checked_in.add(booking.id)
+        self.checked_in.add(booking_id)
+        return True
+
+    async def _move(self, booking_id: str, md) -> None:
+        req = booking_pb2.RescheduleBookingRequest(
+            booking_id=booking_id, doctor_id=self.other_id, request_id=uid("race")
+        )
+        try:
+            await self._retrying(
+                lambda: self._client.bookings.RescheduleBooking(req, metadata=md, timeout=10)
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.FAILED_PRECONDITION:  # checked in first
+                raise
+
+    async def verify_races(self) -> str:
+        """Exactly one winner per raced booking, once every move has its answer."""
+        md = self._client.auth()
+        queue_req = frontdesk_pb2.GetQueueRequest(doctor_id=self.doctor_id)
+        queue = await self._retrying(lambda: self._desk.GetQueue(queue_req, metadata=md, timeout=10))
+        in_queue = {v.booking_id for v in queue.visits}
+        moved = checked = both = 0
+        for booking_id, answered_ok in self.raced.items():
+            get = booking_pb2.GetBookingRequest(booking_id=booking_id)
+
+            async def read(get=get) -> c.Booking:
+                call = self._client.bookings.GetBooking
+                return (await self._retrying(lambda: call(get, metadata=md, timeout=10))).booking
+
+            b = await read()
+            deadline = time.monotonic() + 60
+            while b.status_message.startswith("Reschedule requested") and time.monotonic() < deadline:
+                await asyncio.sleep(0.3)  # the move's answer is still on its way
+                b = await read()
+            gone, there = b.doctor_id == self.other_id, booking_id in in_queue
+            if gone == there or there != answered_ok:
+                self._report.problems.append(
+                    f"check-in/reschedule race on {booking_id}: moved {gone}, in the queue {there}, "
+                    f"CheckIn answered {'OK' if answered_ok else 'refused'}"
+                )
+            moved, checked, both = moved + gone, checked + there, both + (gone and there)
+        return (
+            f"check-in vs reschedule races {len(self.raced)}: {checked} checked in, {moved} moved, "
+            f"{both} both"
+        )
 
     async def verify(self, servers: Servers) -> str:
         """Adds what is wrong to the report's problems; returns the figures line."""

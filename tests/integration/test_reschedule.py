@@ -13,9 +13,11 @@ from google.rpc import error_details_pb2, status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from booking_svc import leaving
 from clinic.v1 import booking_pb2, frontdesk_pb2_grpc
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import frontdesk_pb2 as f
+from clinic_common import queues
 from schedule_svc.domain import patient_busy
 from schedule_svc.places import PlacesStore, Request, doctor_keys, hold_key, tag_of
 from tests.harness import Client, future_date, patient, redis_client, uid, wait_for
@@ -496,3 +498,108 @@ async def _busy_case(servers, spans, moves) -> None:
         assert {k.decode(): tuple(map(int, v.decode().split(","))) for k, v in stored.items()} == held
     finally:
         await r.aclose()
+
+
+async def token_booking(client: Client, doctor_id: str) -> c.Booking:
+    """A CONFIRMED blood-panel booking for today with `doctor_id` (a token, no time)."""
+    made = await client.create(patient(), ["blood-panel"], doctor_id=doctor_id)
+    return await client.settled(made.id, notified=False)
+
+
+async def check_in_as_patient(desk, client: Client, b: c.Booking) -> f.Visit:
+    req = f.CheckInRequest(booking_id=b.id)
+    return (await desk.CheckIn(req, metadata=client.auth(b.patient.id, "patient"), timeout=10)).visit
+
+
+async def test_a_check_in_racing_a_reschedule_never_lands_in_the_queue_the_booking_left(client: Client):
+    """CheckIn and RescheduleBooking of one booking at once, many times, one of the two late by
+    0-14 ms by turns: the desk reads the booking at its old doctor while the move is in flight, or the
+    move looks for a visit a moment before it is stored. Never a visit in a queue the booking left:
+    the patient checked in first and the booking stays, or the move went first and the check-in was
+    refused or landed in the new doctor's queue."""
+    desk = frontdesk_pb2_grpc.FrontDeskServiceStub(client.channel)
+    doctor = await client.doctor(service_ids=("blood-panel",), daily_capacity=40)
+    other = await client.doctor(service_ids=("blood-panel",), daily_capacity=40)
+    rounds = 16
+    made = [await token_booking(client, doctor.id) for _ in range(rounds)]
+    assert all(b.status == CONFIRMED for b in made)
+
+    async def check_in(b: c.Booking, delay_ms: int) -> f.Visit | None:
+        await asyncio.sleep(delay_ms / 1000)
+        try:
+            return await check_in_as_patient(desk, client, b)
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
+            return None
+
+    async def move(b: c.Booking, i: int, delay_ms: int) -> bool:
+        await asyncio.sleep(delay_ms / 1000)
+        where = {"doctor_id": other.id} if i % 4 < 2 else {"appointment_date": future_date()}
+        try:
+            await reschedule(client, b.id, **where)
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
+            assert "checked in" in err.details()
+            return False
+        return True
+
+    outcomes = []
+    for i, b in enumerate(made):
+        lag = (i // 2) * 2  # ms: 0, 0, 2, 2, 4, 4 … 14 ms, the check-in late or the move late by turns
+        visit, asked = await asyncio.gather(check_in(b, lag if i % 2 else 0), move(b, i, 0 if i % 2 else lag))
+        if asked:
+            await answered(client, b.id)
+        outcomes.append((b, visit, asked))
+    day = made[0].appointment_date
+    req = f.GetQueueRequest(doctor_id=doctor.id, date=day)
+    queue = await desk.GetQueue(req, metadata=client.auth(), timeout=10)
+    in_old_queue = {v.booking_id for v in queue.visits}
+    seen = {"checked in, not moved": 0, "moved, then checked in there": 0, "moved, check-in refused": 0}
+    for b, visit, asked in outcomes:
+        now = await client.get(b.id)
+        moved = (now.doctor_id, now.appointment_date) != (b.doctor_id, b.appointment_date)
+        assert moved == asked, f"{b.id}: the reschedule was {'asked' if asked else 'refused'}, moved {moved}"
+        assert not (moved and b.id in in_old_queue), f"{b.id} moved away but its visit is in the old queue"
+        if visit is not None:
+            assert (visit.doctor_id, visit.date) == (now.doctor_id, now.appointment_date), (
+                f"{b.id}: visit in the queue of {visit.doctor_id} {visit.date}, booking at "
+                f"{now.doctor_id} {now.appointment_date}"
+            )
+        assert (b.id in in_old_queue) == (visit is not None and not moved)
+        if not moved:
+            assert visit is not None, f"{b.id}: neither the move nor the check-in happened"
+            seen["checked in, not moved"] += 1
+        else:
+            seen["moved, then checked in there" if visit else "moved, check-in refused"] += 1
+    print("check-in vs reschedule:", seen)
+    assert sum(seen.values()) == rounds
+
+
+async def test_a_refused_move_lets_the_patient_check_in_and_a_move_away_closes_the_old_queue(
+    client: Client, redis
+):
+    """The leaving mark's life: gone after a refusal (the booking stays, the patient checks in), kept
+    for a day and a half in the queue a booking left (a check-in that read it before cannot land)."""
+    desk = frontdesk_pb2_grpc.FrontDeskServiceStub(client.channel)
+    doctor = await client.doctor(service_ids=("blood-panel",), daily_capacity=5)
+    full = await client.doctor(service_ids=("blood-panel",), daily_capacity=1)
+    roomy = await client.doctor(service_ids=("blood-panel",), daily_capacity=5)
+    await token_booking(client, full.id)
+    stays, leaves = [await token_booking(client, doctor.id) for _ in range(2)]
+    tag = queues.queue_tag(doctor.id, stays.appointment_date)
+
+    await reschedule(client, stays.id, doctor_id=full.id)
+    refused = await answered(client, stays.id)
+    assert kinds(refused)[-1] == "RESCHEDULE_REFUSED" and refused.doctor_id == doctor.id
+    assert not await redis.exists(queues.leaving_key(tag, stays.id))
+    await check_in_as_patient(desk, client, stays)
+
+    await reschedule(client, leaves.id, doctor_id=roomy.id)
+    assert (await answered(client, leaves.id)).doctor_id == roomy.id
+    ttl_ms = await redis.pttl(queues.leaving_key(tag, leaves.id))
+    assert leaving.GONE_MS - 60_000 < ttl_ms <= leaving.GONE_MS
+    checked = await check_in_as_patient(desk, client, leaves)
+    assert checked.doctor_id == roomy.id  # where it is now; the old queue stays closed to it
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await reschedule(client, stays.id, doctor_id=roomy.id)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "checked in" in err.value.details()
