@@ -56,7 +56,7 @@ class NoShows:
             b = record.booking
             if b.status != domain.CONFIRMED or b.attendance:
                 continue
-            if not domain.no_show_due(b, await self._day_end(b.doctor_id), self.after, self.tz, now):
+            if not domain.no_show_due(b, await self._day_end(b), self.after, self.tz, now):
                 continue
             if await self._checked_in(b):
                 continue
@@ -65,11 +65,11 @@ class NoShows:
                 log.info("booking.no_show", booking_id=b.id)
         return marked
 
-    async def _day_end(self, doctor_id: str) -> str:
-        if not doctor_id or self.schedule is None:
+    async def _day_end(self, b) -> str:
+        """When the doctor's day ends on the booking's date (its plan, not the doctor's usual hours)."""
+        if not b.doctor_id or self.schedule is None:
             return ""
-        doctor = await self.schedule.doctor(doctor_id, SELF)
-        return doctor.day_end if doctor is not None else ""
+        return (await self.schedule.day_hours(b.doctor_id, b.appointment_date, SELF))[1]
 
     async def _checked_in(self, b) -> bool:
         subject = subjects.visit_subject(b.doctor_id, b.appointment_date, b.id)
@@ -112,7 +112,6 @@ class Releases:
             return False
         day_start = ""
         if b.doctor_id and not b.start_time and self.schedule is not None:
-            doctor = await self.schedule.doctor(b.doctor_id, SELF)
-            day_start = doctor.day_start if doctor is not None else ""
+            day_start = (await self.schedule.day_hours(b.doctor_id, b.appointment_date, SELF))[0]
         start = domain.appointment_start(b, day_start, self.tz)
         return domain.release_due(b, start, self.confirm_by, self.first_reminder, now)

@@ -329,11 +329,11 @@ class Bookings:
         return committed.booking
 
     async def _day_start(self, b: common_pb2.Booking, who: Principal) -> str:
-        """The doctor's usual start, for a token without a time (only needed with a notice period)."""
+        """When the doctor's day starts on the booking's date, for a token without a time (only needed
+        with a notice period)."""
         if not self._notice_hours or b.start_time or not b.doctor_id or self._schedule is None:
             return ""
-        doctor = await self._schedule.doctor(b.doctor_id, who)
-        return doctor.day_start if doctor is not None else ""
+        return (await self._schedule.day_hours(b.doctor_id, b.appointment_date, who))[0]
 
     async def accept_offer(self, booking_id: str, who: Principal) -> common_pb2.Booking:
         """A waitlisted booking takes its offered place; past the offer's time it ends REJECTED

@@ -59,8 +59,11 @@ class ScheduleClient:
             self._known.popitem(last=False)
         return response.doctor
 
-    async def day_capacity(self, doctor_id: str, day: str, who: principals.Principal) -> int | None:
-        """The doctor's capacity that day (None: no such doctor)."""
+    async def doctor_day(
+        self, doctor_id: str, day: str, who: principals.Principal
+    ) -> doctor_pb2.DoctorDay | None:
+        """The doctor's day as planned for that date (hours, breaks, leave, capacity; None: no such
+        doctor). Never kept: a working plan or a day's availability may change it at any time."""
         try:
             response = await self._doctors.GetDoctorDay(
                 doctor_pb2.GetDoctorDayRequest(doctor_id=doctor_id, date=day),
@@ -69,7 +72,18 @@ class ScheduleClient:
             )
         except grpc.aio.AioRpcError as err:
             return _absent_or_raise(err)
-        return response.day.capacity
+        return response.day
+
+    async def day_capacity(self, doctor_id: str, day: str, who: principals.Principal) -> int | None:
+        """The doctor's capacity that day (None: no such doctor)."""
+        found = await self.doctor_day(doctor_id, day, who)
+        return found.capacity if found is not None else None
+
+    async def day_hours(self, doctor_id: str, day: str, who: principals.Principal) -> tuple[str, str]:
+        """(day_start, day_end) of the doctor on that date, from the week's plan or the day's
+        availability; ("", "") for no such doctor."""
+        found = await self.doctor_day(doctor_id, day, who)
+        return (found.day_start, found.day_end) if found is not None else ("", "")
 
 
 def _identity(who: principals.Principal) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ CALL_TIMEOUT_S = 3.0
 KEEP = 2000
 PATIENT_TTL_S = 30.0  # a consent withdrawn is honoured within this long
 DOCTOR_TTL_S = 300.0
+DAY_TTL_S = 30.0  # a day's hours (its working plan, SetAvailability) reach new reminders within this
 # The registry's own rules apply: the notifier reads as the front desk does.
 SELF = principals.Principal(sub="notification_svc", role=principals.STAFF)
 
@@ -54,6 +55,22 @@ class Directory:
             return response.doctor
 
         return await self._cached(f"d:{doctor_id}", DOCTOR_TTL_S, read)
+
+    async def day_start(self, doctor_id: str, day: str) -> str:
+        """When the doctor's day starts on that date (the week's plan or the day's availability, not
+        the doctor's usual hours): a token's appointment time. "" without a doctor."""
+        if not doctor_id:
+            return ""
+
+        async def read():
+            response = await self._doctors.GetDoctorDay(
+                doctor_pb2.GetDoctorDayRequest(doctor_id=doctor_id, date=day),
+                metadata=SELF.metadata(),
+                timeout=CALL_TIMEOUT_S,
+            )
+            return response.day.day_start
+
+        return await self._cached(f"h:{doctor_id}:{day}", DAY_TTL_S, read) or ""
 
     async def _cached(self, key: str, ttl_s: float, read):
         hit = self._cache.get(key)

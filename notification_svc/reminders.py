@@ -68,8 +68,8 @@ class Reminders:
         if event.type not in domain.SETS_APPOINTMENT or event.status != common_pb2.BOOKING_STATUS_CONFIRMED:
             await self._purge(f"{subjects.REMINDER_SCHEDULE}.*.{booking_id}")
             return
-        doctor = await self._directory.doctor(event.appointment.doctor_id)
-        start = domain.appointment_start(event.appointment, doctor.day_start if doctor else "", self._tz)
+        day_start = await self._day_start(event.appointment)
+        start = domain.appointment_start(event.appointment, day_start, self._tz)
         if start is None:
             return
         due = domain.reminder_times(start, self._offsets, self._now())
@@ -87,6 +87,11 @@ class Reminders:
                 headers=schedule_headers(at, kind, booking_id),
             )
             metrics.REMINDERS.labels("scheduled").inc()
+
+    async def _day_start(self, appointment: common_pb2.Appointment) -> str:
+        if appointment.start_time:  # a timed visit: the day's hours do not matter
+            return ""
+        return await self._directory.day_start(appointment.doctor_id, appointment.date)
 
     async def _purge(self, subject: str) -> None:
         try:

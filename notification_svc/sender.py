@@ -106,7 +106,13 @@ class Sender:
         template = job.kind
         if self._confirm is not None and job.kind == self._confirm[0]:
             _, confirm_by, tz = self._confirm
-            start = domain.appointment_start(event.appointment, doctor.day_start if doctor else "", tz)
+            appointment = event.appointment
+            day_start = (
+                ""
+                if appointment.start_time
+                else await self._directory.day_start(appointment.doctor_id, appointment.date)
+            )
+            start = domain.appointment_start(appointment, day_start, tz)
             if start is not None:
                 template = domain.CONFIRM_TEMPLATE
                 values["confirm_by"] = (start - confirm_by).astimezone(tz).strftime("%Y-%m-%d %H:%M")

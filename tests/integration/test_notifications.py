@@ -15,7 +15,7 @@ import grpc
 import nats
 import pytest
 
-from clinic.v1 import booking_pb2, saga_pb2
+from clinic.v1 import booking_pb2, doctor_pb2, saga_pb2
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import notification_pb2 as n
 from clinic_common import nats_io, subjects
@@ -337,3 +337,24 @@ async def test_a_killed_notifier_still_delivers_each_message_once(api: Client, p
     assert [hooks.accepted_calls[key] for key in keys] == [1] * len(keys)
     for b in bookings:  # the in-app record once too, whatever was redelivered
         assert [d.channel for d in await api.deliveries(b.id)].count("app") == 1
+
+
+async def test_a_token_is_reminded_by_the_hours_of_its_own_date(api: Client, notify_servers):
+    """A token has no time of its own: its visit starts when the doctor's day starts on that date,
+    which that date's availability (or the week's plan) may move from the doctor's usual 09:00."""
+    _, offset = PLAN[0]
+    kind = f"reminder-{offset}"
+    doctor = await api.doctor(daily_capacity=5)  # usually 09:00-17:00
+    day = future_date()
+    later = doctor_pb2.SetAvailabilityRequest(doctor_id=doctor.id, date=day, day_start="11:30")
+    await api.doctors.SetAvailability(later, metadata=api.auth(), timeout=10)
+    b = await api.create(patient(), ["gen-consult"], appointment_date=day, doctor_id=doctor.id)
+    assert (await api.settled(b.id)).status == c.BOOKING_STATUS_CONFIRMED
+
+    async def scheduled():
+        return await _messages(notify_servers, subjects.reminder_schedule_subject(kind, b.id)) or None
+
+    [schedule] = await wait_for(scheduled, 20, f"the {kind} reminder of {b.id} scheduled")
+    start = datetime.combine(datetime.fromisoformat(day).date(), datetime.min.time(), CLINIC_TZ)
+    at = start + timedelta(hours=11, minutes=30) - timedelta(seconds=int(offset[:-1]))
+    assert schedule.headers["Nats-Schedule"] == f"@at {at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
