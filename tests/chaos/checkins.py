@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 
 import grpc
 import nats
@@ -28,8 +29,8 @@ class CheckIns:
         self._desk = frontdesk_pb2_grpc.FrontDeskServiceStub(client.channel)
         self.doctor_id = ""
         self.other_id = ""  # where the raced bookings are moved to
-        self.checked_in: set[str] = set()
-        self.raced: dict[str, bool] = {}  # booking id -> its CheckIn answered OK
+        self.checked_in: set[str] = set()  # the bookings not raced, all checked in to doctor_id's queue
+        self.raced: dict[str, bool] = {}  # booking id -> its CheckIn answered OK (in whichever queue)
 
     async def run(self) -> None:
         doctor = await self._client.doctor(daily_capacity=self._count + 5)
@@ -66,7 +67,7 @@ class CheckIns:
             checked, _ = await asyncio.gather(self._check_in(booking.id, md), self._move(booking.id, md))
             self.raced[booking.id] = checked
         elif await self._check_in(booking.id, md):
-            pass
+            self.checked_in.add(booking.id)
         else:
             self._report.problems.append(f"queue booking {booking.id} was refused its check-in")
 
@@ -79,7 +80,6 @@ class CheckIns:
                 return False
             if err.code() != grpc.StatusCode.ALREADY_EXISTS:  # a retry after a lost reply: it is in
                 raise
-        self.checked_in.add(booking_id)
         return True
 
     async def _move(self, booking_id: str, md) -> None:
@@ -94,13 +94,19 @@ class CheckIns:
             if err.code() != grpc.StatusCode.FAILED_PRECONDITION:  # checked in first
                 raise
 
-    async def verify_races(self) -> str:
-        """Exactly one winner per raced booking, once every move has its answer."""
+    async def _in_queue(self, doctor_id: str) -> set[str]:
+        req = frontdesk_pb2.GetQueueRequest(doctor_id=doctor_id)
         md = self._client.auth()
-        queue_req = frontdesk_pb2.GetQueueRequest(doctor_id=self.doctor_id)
-        queue = await self._retrying(lambda: self._desk.GetQueue(queue_req, metadata=md, timeout=10))
-        in_queue = {v.booking_id for v in queue.visits}
-        moved = checked = both = 0
+        shown = await self._retrying(lambda: self._desk.GetQueue(req, metadata=md, timeout=10))
+        return {v.booking_id for v in shown.visits}
+
+    async def verify_races(self) -> str:
+        """Once every move has its answer: never a visit in the queue a booking left; the patient
+        checked in there and the booking stayed, or it moved and the check-in was refused or landed
+        in the new doctor's queue."""
+        md = self._client.auth()
+        old, new = await self._in_queue(self.doctor_id), await self._in_queue(self.other_id)
+        seen: Counter[str] = Counter()
         for booking_id, answered_ok in self.raced.items():
             get = booking_pb2.GetBookingRequest(booking_id=booking_id)
 
@@ -113,17 +119,21 @@ class CheckIns:
             while b.status_message.startswith("Reschedule requested") and time.monotonic() < deadline:
                 await asyncio.sleep(0.3)  # the move's answer is still on its way
                 b = await read()
-            gone, there = b.doctor_id == self.other_id, booking_id in in_queue
-            if gone == there or there != answered_ok:
+            gone, there, elsewhere = b.doctor_id == self.other_id, booking_id in old, booking_id in new
+            if (
+                (gone and there)
+                or not (gone or there)
+                or (elsewhere and not gone)
+                or (answered_ok != (there or elsewhere))
+            ):
                 self._report.problems.append(
-                    f"check-in/reschedule race on {booking_id}: moved {gone}, in the queue {there}, "
-                    f"CheckIn answered {'OK' if answered_ok else 'refused'}"
+                    f"check-in/reschedule race on {booking_id}: moved {gone}, in the old queue {there}, "
+                    f"in the new {elsewhere}, CheckIn answered {'OK' if answered_ok else 'refused'}"
                 )
-            moved, checked, both = moved + gone, checked + there, both + (gone and there)
-        return (
-            f"check-in vs reschedule races {len(self.raced)}: {checked} checked in, {moved} moved, "
-            f"{both} both"
-        )
+            seen["moved, visit left behind" if gone and there else "moved" if gone else "checked in"] += 1
+            seen["then checked in where it went"] += elsewhere
+        figures = ", ".join(f"{n} {what}" for what, n in sorted(seen.items()))
+        return f"check-in vs reschedule races {len(self.raced)}: {figures or 'none'}"
 
     async def verify(self, servers: Servers) -> str:
         """Adds what is wrong to the report's problems; returns the figures line."""
@@ -133,20 +143,26 @@ class CheckIns:
             lambda: self._desk.GetQueue(req, metadata=self._client.auth(), timeout=10)
         )
         positions = [v.position for v in shown.visits]
+        listed = {v.booking_id for v in shown.visits}
+        raced_in = listed - self.checked_in  # verify_races says whether each belongs there
         if (
-            sorted(positions) != list(range(1, n + 1))
-            or {v.booking_id for v in shown.visits} != self.checked_in
+            sorted(positions) != list(range(1, len(listed) + 1))
+            or not self.checked_in <= listed
+            or not raced_in <= set(self.raced)
         ):
             self._report.problems.append(f"queue positions {sorted(positions)} for {n} check-ins")
-        sequences = await asyncio.wait_for(self._stream_sequences(servers), 60)
+        sequences = await asyncio.wait_for(self._stream_sequences(servers, shown.sequence), 60)
         # Each change once; two instances may publish neighbours out of order (watchers release by
         # sequence and fill holes, so the stream's order is not what a client sees).
         if sorted(sequences) != list(range(1, shown.sequence + 1)):
             self._report.problems.append(f"VISITS holds changes {sequences}, the queue {shown.sequence}")
         low, high = min(positions, default=0), max(positions, default=0)
-        return f"check-ins {n}: positions {low}..{high}, VISITS changes {len(sequences)} (each once)"
+        return (
+            f"check-ins {n} (+{len(raced_in)} raced): positions {low}..{high}, "
+            f"VISITS changes {len(sequences)} (each once)"
+        )
 
-    async def _stream_sequences(self, servers: Servers) -> list[int]:
+    async def _stream_sequences(self, servers: Servers, changes: int) -> list[int]:
         """The queue's change sequences as stored in VISITS, in stream order (once the outbox is empty)."""
         nc = await nats.connect(servers=servers.nats_servers)
         try:
@@ -164,7 +180,7 @@ class CheckIns:
                         continue
                     found.append(frontdesk_pb2.QueueChange.FromString(msg.data).sequence)
                     seq = msg.seq + 1
-                if len(found) >= len(self.checked_in):
+                if len(found) >= changes:
                     return found
                 await asyncio.sleep(0.5)  # a change still in an outbox: the sweep publishes it
         finally:
