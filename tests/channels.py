@@ -50,6 +50,14 @@ class Mailbox:
         """Mails accepted per idempotency key (the header every clinic mail carries)."""
         return Counter(m["Idempotency-Key"] for m in self.messages)
 
+    def message_ids(self) -> dict[str, set[str]]:
+        """The distinct Message-IDs per idempotency key: a mail client shows copies of one Message-ID
+        as one message, so more than one here is a message the patient sees twice."""
+        found: dict[str, set[str]] = {}
+        for m in self.messages:
+            found.setdefault(m["Idempotency-Key"] or "", set()).add(m["Message-ID"] or "")
+        return found
+
 
 def serve_mailbox(box: Mailbox) -> Controller:
     controller = Controller(box, hostname="127.0.0.1", port=embedded.free_port())
