@@ -1,23 +1,26 @@
 """What to tell, learnt from the booking events themselves (no step of the saga waits for it).
 
 `EventNotifier` reads BOOKING_EVENTS through its own durable consumer. For each event the patient
-is told about it queues one DeliveryJob per channel (NOTIFICATIONS, Nats-Msg-Id = the delivery's
-idempotency key, so a redelivered event queues nothing new) and sets or drops the booking's
-reminders. JetStream subject filters see only `booking.events.<id>`, not the event's kind, so the
-consumer hears every event and skips the untold ones after decoding (a few microseconds each).
+is told about it writes the in-app message at once (a Redis write that cannot fail at a provider,
+once per idempotency key: a redelivered event writes nothing new), queues one DeliveryJob per other
+channel (NOTIFICATIONS, Nats-Msg-Id = the delivery's idempotency key, so a redelivered event queues
+nothing new) and sets or drops the booking's reminders. JetStream subject filters see only
+`booking.events.<id>`, not the event's kind, so the consumer hears every event and skips the untold
+ones after decoding (a few microseconds each).
 
 `CallNotifier` tells a patient, once per visit, that the doctor calls them in (VISITS).
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from clinic.v1 import common_pb2, frontdesk_pb2, saga_pb2
-from clinic_common import nats_io, subjects
+from clinic_common import metrics, nats_io, subjects
 from clinic_common.consumer import ConsumerSpec, Poison
 from clinic_common.logs import get_logger
 
@@ -40,12 +43,22 @@ VISIT_CONSUMER = ConsumerSpec.of(
 
 
 class Teller:
-    """Queues one delivery job per channel the clinic runs and the patient allows."""
+    """Tells a patient on each channel the clinic runs and the patient allows: the in-app message of
+    a booking event here and now, every other channel (and a reminder's rendered text) through a
+    delivery job. Queuing the in-app record as a job cost a publish, a delivery, a claim and an ack
+    per told event for a write that has no provider to wait for (docs/performance.md)."""
 
-    def __init__(self, js: JetStreamContext, directory: Directory, channels: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        directory: Directory,
+        channels: tuple[str, ...],
+        store: NotificationStore | None = None,
+    ) -> None:
         self._js = js
         self._directory = directory
         self._channels = channels
+        self._store = store  # None: every channel, in-app too, goes through a job
 
     async def tell(self, kind: str, event: common_pb2.BookingEvent) -> list[str]:
         consent = None
@@ -54,6 +67,10 @@ class Teller:
             consent = patient.contact if patient is not None else None
         chosen = domain.channels_for(self._channels, consent)
         for channel in chosen:
+            reminder = kind.startswith(domain.REMINDER_PREFIX)  # its text is rendered: a job
+            if channel == domain.APP and self._store is not None and not reminder:
+                await self._in_app(kind, event)
+                continue
             job = saga_pb2.DeliveryJob(booking_id=event.booking_id, kind=kind, channel=channel, event=event)
             await nats_io.publish(
                 self._js,
@@ -62,6 +79,24 @@ class Teller:
                 domain.idempotency_key(event.booking_id, kind, event.sequence, channel),
             )
         return chosen
+
+    async def _in_app(self, kind: str, event: common_pb2.BookingEvent) -> None:
+        """The event's own text in the patient's messages, and its SENT delivery, once per key."""
+        key = domain.idempotency_key(event.booking_id, kind, event.sequence, domain.APP)
+        started = time.monotonic()
+        await self._store.record_in_app(key, event.patient_id, f"{event.booking_id}: {event.message}")
+        await self._store.record_sent(
+            key,
+            event.booking_id,
+            event.patient_id,
+            f"{kind}:{event.sequence}:{domain.APP}",
+            kind=kind,
+            channel=domain.APP,
+            to="",
+            attempts=1,
+        )
+        metrics.NOTIFICATION_SECONDS.labels(domain.APP).observe(time.monotonic() - started)
+        metrics.NOTIFICATIONS.labels(domain.APP, "sent").inc()
 
 
 class EventNotifier:

@@ -63,7 +63,7 @@ async def main(stop: asyncio.Event, config: NotificationConfig) -> None:
             if len(enabled) > 1
             else "set CLINIC_NOTIFY_DEV=1, CLINIC_SMTP_URL or CLINIC_SMS_WEBHOOK_URL",
         )
-        teller = Teller(deps.js, directory, enabled)
+        teller = Teller(deps.js, directory, enabled, store)
         kept = reminders.Reminders(deps.js, directory, config.reminders, config.timezone)
         send_spec = sender.consumer_spec(config.backoff_s)
         deliver = sender.Sender(
