@@ -16,7 +16,7 @@ from booking_svc import domain
 from booking_svc.attendance import NoShows
 from booking_svc.saga import Bookings
 from booking_svc.store import BookingStore
-from clinic.v1 import booking_pb2, frontdesk_pb2, patient_pb2, saga_pb2
+from clinic.v1 import booking_pb2, doctor_pb2, frontdesk_pb2, patient_pb2, saga_pb2
 from clinic.v1 import common_pb2 as c
 from clinic_common import nats_io, subjects
 from clinic_common.catalog import DEFAULT_CATALOG, load
@@ -161,3 +161,46 @@ def test_the_no_show_rule():
     assert not domain.no_show_due(b, "", AFTER, IST, end + AFTER)  # no doctor: the day ends at midnight
     cancelled = c.Booking(status=c.BOOKING_STATUS_CANCELLED, appointment_date="2026-12-10")
     assert not domain.no_show_due(cancelled, "17:00", AFTER, IST, end + timedelta(days=1))
+
+
+class PlannedDay:
+    """schedule_svc's answers for one doctor: usually 09:00-17:00, but on `day` the plan ends the
+    day at 12:00 (a stand-in for the registry's gRPC client, with its two calls the sweep uses)."""
+
+    def __init__(self, doctor_id: str, day: str) -> None:
+        self.doctor_id, self.day = doctor_id, day
+
+    async def doctor(self, doctor_id: str, who):
+        return doctor_pb2.Doctor(
+            id=doctor_id, code="DR-PLAN", service_ids=["gen-consult"], day_start="09:00", day_end="17:00"
+        )
+
+    async def day_hours(self, doctor_id: str, day: str, who) -> tuple[str, str]:
+        return ("09:00", "12:00") if (doctor_id, day) == (self.doctor_id, self.day) else ("09:00", "17:00")
+
+
+async def test_the_day_ends_when_that_dates_plan_ends_it_not_at_the_doctors_usual_hours(redis, js):
+    day, booked_at = past_day()
+    plan = PlannedDay(uid("d-"), day)
+    made = Bookings(
+        BookingStore(redis),
+        lambda m: asyncio.sleep(0),
+        load(DEFAULT_CATALOG),
+        IST,
+        timeout_s=600,
+        clock=FixedClock(booked_at),
+        schedule=plan,
+    )
+    request = booking_pb2.CreateBookingRequest(
+        patient=patient(), service_ids=["gen-consult"], appointment_date=day, doctor_id=plan.doctor_id
+    )
+    created = await made.create(request, ANONYMOUS_ADMIN)
+    decided = saga_pb2.DiscountDecided(
+        booking_id=created.id, discount=c.Discount(outcome=c.DISCOUNT_OUTCOME_NOT_ELIGIBLE), message="n/a"
+    )
+    await made.on_discount_decided(decided)
+    noon = datetime.fromisoformat(day).replace(tzinfo=IST) + timedelta(hours=12)
+    at = FixedClock(noon + AFTER)  # past 12:00 + 2 h, well before 17:00 + 2 h
+    sweep = NoShows(made, BookingStore(redis), js, plan, IST, AFTER, clock=at)
+    assert await sweep.sweep() == 1
+    assert (await made.get(created.id, ANONYMOUS_ADMIN)).attendance == c.ATTENDANCE_NO_SHOW
