@@ -97,6 +97,7 @@ class Teller:
         )
         metrics.NOTIFICATION_SECONDS.labels(domain.APP).observe(time.monotonic() - started)
         metrics.NOTIFICATIONS.labels(domain.APP, "sent").inc()
+        log.info("notification.sent", booking_id=event.booking_id, kind=kind, channel=domain.APP)
 
 
 class EventNotifier:
