@@ -368,6 +368,10 @@ class Bookings:
             if self._schedule is None:
                 raise Unavailable("schedule_svc is not configured (SCHEDULE_SVC_ADDR)")
             doctor = await self._schedule.doctor(doctor_id, who)
+        # The request's own faults first (bad fields, not movable, a move in progress), judged on the
+        # record as read: a pure step, nothing stored; None: this request_id asked for a move before.
+        if domain.reschedule(record, req, doctor, self._clock.now(), self._tz, _actor(who)) is None:
+            return b
         token, fresh = await self._leave_queue(record, req)
 
         def step(r: saga_pb2.BookingRecord) -> domain.Transition | None:
