@@ -95,7 +95,7 @@ MAP: dict[str, Messaging] = {
         ),
         produces=_any(s.SEND, s.REMINDER_SCHEDULE),
         hears=(s.EVENTS_SUBJECTS, s.VISITS_SUBJECTS),
-        reads=(s.EVENTS_STREAM,),
+        reads=(s.EVENTS_STREAM, s.REMINDERS_STREAM),  # histories; the schedule a reminder replaces
         purges=(s.REMINDERS_STREAM,),
         fires=_any(s.REMINDER_DUE),
     ),
