@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+import nats
 import pytest
 
+from clinic_common import nats_io
 from tests.harness import Client, Servers, System, redis_client
 
 
@@ -70,3 +72,13 @@ async def redis(servers):
     r = await redis_client(servers)
     yield r
     await r.aclose()
+
+
+@pytest.fixture
+async def js(servers):
+    """JetStream on the session's NATS, with the clinic's streams in place."""
+    nc = await nats.connect(servers.nats_url)
+    js = nc.jetstream()
+    await nats_io.ensure_streams(js)
+    yield js
+    await nc.close()

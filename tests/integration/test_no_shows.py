@@ -9,9 +9,6 @@ import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import nats
-import pytest
-
 from booking_svc import domain
 from booking_svc.attendance import NoShows
 from booking_svc.saga import Bookings
@@ -35,15 +32,6 @@ def past_day() -> tuple[str, datetime]:
 
 
 AFTER = timedelta(hours=2)
-
-
-@pytest.fixture
-async def js(servers):
-    nc = await nats.connect(servers.nats_url)
-    js = nc.jetstream()
-    await nats_io.ensure_streams(js)
-    yield js
-    await nc.close()
 
 
 def instance(redis, clock, js=None) -> Bookings:

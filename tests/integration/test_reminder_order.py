@@ -12,26 +12,16 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import nats
-import pytest
 
 from clinic.v1 import common_pb2 as c
 from clinic.v1 import saga_pb2
-from clinic_common import nats_io, subjects
+from clinic_common import subjects
 from notification_svc import domain
 from notification_svc.reminders import Reminders
 from tests.harness import uid
 
 TZ = ZoneInfo("Asia/Kolkata")
 OFFSETS = ("2h", "30m")
-
-
-@pytest.fixture
-async def js(servers):
-    nc = await nats.connect(servers.nats_url)
-    js = nc.jetstream()
-    await nats_io.ensure_streams(js)
-    yield js
-    await nc.close()
 
 
 def event(booking_id: str, sequence: int, kind: int, day: str, start: str) -> c.BookingEvent:
@@ -50,10 +40,9 @@ async def scheduled(js, booking_id: str) -> dict[str, int]:
     found = {}
     for offset in OFFSETS:
         kind = domain.reminder_kind(offset)
+        subject = subjects.reminder_schedule_subject(kind, booking_id)
         try:
-            raw = await js.get_msg(
-                subjects.REMINDERS_STREAM, subject=subjects.reminder_schedule_subject(kind, booking_id), direct=True
-            )
+            raw = await js.get_msg(subjects.REMINDERS_STREAM, subject=subject, direct=True)
         except nats.js.errors.NotFoundError:
             continue
         found[kind] = saga_pb2.ReminderDue.FromString(raw.data).event.sequence
