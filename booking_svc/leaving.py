@@ -35,8 +35,9 @@ _CLAIM = lua.source("booking_svc", "leaving_claim")
 _SETTLE = lua.source("booking_svc", "leaving_settle")
 
 
-def _tag(doctor_id: str, day: str) -> str:
-    return queues.queue_tag(doctor_id, day)
+def _tag(booking: common_pb2.Booking) -> str:
+    """The check-in queue the booking is in now."""
+    return queues.queue_tag(booking.doctor_id, booking.appointment_date)
 
 
 class LeavingMarks:
@@ -48,29 +49,29 @@ class LeavingMarks:
     async def claim(self, booking: common_pb2.Booking, token: str) -> int:
         """TAKEN (now), OURS (by an earlier try with this token), CHECKED_IN or HELD_ELSEWHERE, in the
         queue the booking is in now."""
-        tag = _tag(booking.doctor_id, booking.appointment_date)
+        tag = _tag(booking)
         keys = [queues.leaving_key(tag, booking.id)]
         args = [booking.id, token, CLAIM_LEASE_MS, queues.visits_key(tag)]
         return int(await self._claim(keys=keys, args=args))
 
     async def hold(self, booking: common_pb2.Booking, token: str) -> None:
         """The move request is stored: keep the mark until the answer."""
-        await self._keep(booking.doctor_id, booking.appointment_date, booking.id, token, HELD_MS)
+        await self._keep(booking, token, HELD_MS)
 
     async def drop(self, booking: common_pb2.Booking, token: str) -> None:
         """The move was not asked for after all (refused before it was stored)."""
-        await self._keep(booking.doctor_id, booking.appointment_date, booking.id, token, 0)
+        await self._keep(booking, token, 0)
 
     async def settle(self, booking: common_pb2.Booking, move: saga_pb2.Move, moved: bool) -> None:
         """schedule_svc answered `move` for `booking` (still at its old date and doctor)."""
-        old = _tag(booking.doctor_id, booking.appointment_date)
-        new = _tag(move.target.doctor_id, move.target.appointment_date)
-        if not moved or old == new:
-            await self._keep(booking.doctor_id, booking.appointment_date, booking.id, move.leaving, 0)
+        new = queues.queue_tag(move.target.doctor_id, move.target.appointment_date)
+        if not moved or _tag(booking) == new:
+            await self._keep(booking, move.leaving, 0)
             return
-        await self._keep(booking.doctor_id, booking.appointment_date, booking.id, move.leaving, GONE_MS)
+        await self._keep(booking, move.leaving, GONE_MS)
         await self._redis.delete(queues.leaving_key(new, booking.id))
 
-    async def _keep(self, doctor_id: str, day: str, booking_id: str, token: str, ms: int) -> None:
-        key = queues.leaving_key(_tag(doctor_id, day), booking_id)
+    async def _keep(self, booking: common_pb2.Booking, token: str, ms: int) -> None:
+        """Keep the booking's mark in its current queue for `ms` (0: delete it), if still `token`'s."""
+        key = queues.leaving_key(_tag(booking), booking.id)
         await self._settle(keys=[key], args=[token, ms])

@@ -53,12 +53,12 @@ class Teller:
         js: JetStreamContext,
         directory: Directory,
         channels: tuple[str, ...],
-        store: NotificationStore | None = None,
+        store: NotificationStore,
     ) -> None:
         self._js = js
         self._directory = directory
         self._channels = channels
-        self._store = store  # None: every channel, in-app too, goes through a job
+        self._store = store
 
     async def tell(self, kind: str, event: common_pb2.BookingEvent) -> list[str]:
         consent = None
@@ -68,7 +68,7 @@ class Teller:
         chosen = domain.channels_for(self._channels, consent)
         for channel in chosen:
             reminder = kind.startswith(domain.REMINDER_PREFIX)  # its text is rendered: a job
-            if channel == domain.APP and self._store is not None and not reminder:
+            if channel == domain.APP and not reminder:
                 await self._in_app(kind, event)
                 continue
             job = saga_pb2.DeliveryJob(booking_id=event.booking_id, kind=kind, channel=channel, event=event)
