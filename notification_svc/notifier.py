@@ -84,16 +84,14 @@ class Teller:
         """The event's own text in the patient's messages, and its SENT delivery, once per key."""
         key = domain.idempotency_key(event.booking_id, kind, event.sequence, domain.APP)
         started = time.monotonic()
-        await self._store.record_in_app(key, event.patient_id, f"{event.booking_id}: {event.message}")
-        await self._store.record_sent(
+        await self._store.record_in_app_sent(
             key,
             event.booking_id,
             event.patient_id,
+            f"{event.booking_id}: {event.message}",
             f"{kind}:{event.sequence}:{domain.APP}",
             kind=kind,
             channel=domain.APP,
-            to="",
-            attempts=1,
         )
         metrics.NOTIFICATION_SECONDS.labels(domain.APP).observe(time.monotonic() - started)
         metrics.NOTIFICATIONS.labels(domain.APP, "sent").inc()

@@ -28,6 +28,7 @@ PATIENT_FIELD = "_patient"
 
 _RECORD_ONCE = lua.source("notification_svc", "store_record_once")  # in-app line, once per key
 _MARK_SENT = lua.source("notification_svc", "store_mark_sent")  # the sent mark and its record together
+_IN_APP_SENT = lua.source("notification_svc", "store_in_app_sent")  # a booking event's in-app line and mark
 _CLAIM = lua.source("notification_svc", "store_claim")  # one sender per key, for a lease
 _RELEASE_CLAIM = lua.source("notification_svc", "store_release_claim")  # only the holder's own claim
 
@@ -47,6 +48,7 @@ class NotificationStore:
         self._redis = redis
         self._record_once = redis_io.batched_script(redis, _RECORD_ONCE)
         self._mark_sent = redis_io.batched_script(redis, _MARK_SENT)
+        self._in_app_sent = redis_io.batched_script(redis, _IN_APP_SENT)
         self._claim = redis_io.batched_script(redis, _CLAIM)
         self._release_claim = redis_io.batched_script(redis, _RELEASE_CLAIM)
 
@@ -83,6 +85,32 @@ class NotificationStore:
         await self._mark_sent(
             keys=[f"notification:sent:{key}", f"notification:deliveries:{booking_id}"],
             args=[RECORD_TTL_S, field, json.dumps(entry), PATIENT_FIELD, patient_id],
+        )
+
+    async def record_in_app_sent(
+        self, key: str, booking_id: str, patient_id: str, line: str, field: str, *, kind: str, channel: str
+    ) -> bool:
+        """`record_in_app` and `record_sent` in one script (the notifier's in-app message of a booking
+        event: nothing to wait for between the two). True if the line was new."""
+        entry = self._entry(kind, channel, "", notification_pb2.DELIVERY_STATUS_SENT, 1)
+        return bool(
+            await self._in_app_sent(
+                keys=[
+                    f"notification:{key}",
+                    f"notifications:patient:{patient_id}",
+                    f"notification:sent:{key}",
+                    f"notification:deliveries:{booking_id}",
+                ],
+                args=[
+                    line,
+                    RECORD_TTL_S,
+                    KEEP_PER_PATIENT,
+                    field,
+                    json.dumps(entry),
+                    PATIENT_FIELD,
+                    patient_id,
+                ],
+            )
         )
 
     @staticmethod

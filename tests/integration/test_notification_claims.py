@@ -189,3 +189,33 @@ async def test_a_claim_left_by_a_crashed_sender_lapses_and_the_redelivery_sends_
     # The lapsed holder cannot drop what replaced its claim.
     assert not await store.release_claim(key, "claim:crashed-holder")
     assert await store.already_sent(key)
+
+
+async def test_a_booking_events_in_app_line_is_written_once_with_its_sent_mark(redis):
+    """The notifier's in-app message of a booking event: line, mark and delivery in one script; a
+    redelivered event (the same key) adds no second line and still reads as sent once."""
+    store = NotificationStore(redis)
+    booking_id, patient_id = uid("b"), uid("p")
+    key = domain.idempotency_key(booking_id, "confirmed", 4, domain.APP)
+    written = [
+        await store.record_in_app_sent(
+            key,
+            booking_id,
+            patient_id,
+            f"{booking_id}: confirmed",
+            "confirmed:4:app",
+            kind="confirmed",
+            channel=domain.APP,
+        )
+        for _ in range(3)
+    ]
+    assert written == [True, False, False]
+    assert await redis.lrange(f"notifications:patient:{patient_id}", 0, -1) == [
+        f"{booking_id}: confirmed".encode()
+    ]
+    assert await store.already_sent(key)
+    owner, deliveries = await store.deliveries(booking_id)
+    assert owner == patient_id
+    assert [(d.kind, d.channel, d.status) for d in deliveries] == [
+        ("confirmed", "app", n.DELIVERY_STATUS_SENT)
+    ]
