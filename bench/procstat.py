@@ -20,6 +20,16 @@ def cpu_ms(pid: int | str) -> float | None:
     return (int(fields[11]) + int(fields[12])) * TICK_MS
 
 
+def syscalls(pid: int | str) -> tuple[int, int]:
+    """(read, write) system calls of every thread of the process so far (`syscr`, `syscw` of
+    /proc/<pid>/io: read/readv/recvfrom... and write/writev/sendto...); (0, 0) once it is gone."""
+    try:
+        fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    except OSError:
+        return 0, 0
+    return int(fields["syscr"]), int(fields["syscw"])
+
+
 def process_name(pid: int | str) -> str:
     """The executable's name (`comm`): `python -m gateway` execs envoy, so the gateway pid is envoy's."""
     try:

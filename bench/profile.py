@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .launcher import Stack
 from .load import ClinicTarget, closed_loop
-from .procstat import CpuMeter
+from .procstat import CpuMeter, syscalls
 
 PY_SERVICES = ("booking_svc", "schedule_svc", "discount_svc", "notification_svc")
 
@@ -64,6 +64,21 @@ def messages_line(rows: dict[str, tuple[float, float]], label: str = "") -> str:
         f"NATS messages per saga{', ' + label if label else ''} (client -> server, server -> client): "
         + ", ".join(f"{n} {a:.1f}/{b:.1f}" for n, (a, b) in rows.items())
         + f"; all {sent:.1f}/{got:.1f}"
+    )
+
+
+def syscalls_line(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], sagas: int) -> str:
+    """Read and write system calls per saga per process (a socket write on loopback also costs the
+    writer the receiver's TCP work: the count of writes is what batching and coalescing cut)."""
+    rows = {
+        name: ((after[name][0] - r0) / sagas, (after[name][1] - w0) / sagas)
+        for name, (r0, w0) in sorted(before.items())
+    }
+    reads, writes = sum(r for r, _ in rows.values()), sum(w for _, w in rows.values())
+    return (
+        "system calls per saga (read / write): "
+        + ", ".join(f"{n} {r:.1f}/{w:.1f}" for n, (r, w) in rows.items())
+        + f"; all {reads:.1f}/{writes:.1f}"
     )
 
 
@@ -110,8 +125,10 @@ async def run(args: argparse.Namespace, data_dir: Path, out: Path) -> None:
             )
         before = meter.snapshot()
         msgs_before = nats_messages(stack.monitor_port)
+        calls_before = {name: syscalls(pid) for name, pid in pids.items()}
         result = await closed_loop("profiled", target.saga, args.concurrency, args.seconds)
         cpu = meter.delta(before, meter.snapshot())
+        calls = {name: syscalls(pid) for name, pid in pids.items()}
         msgs_after = nats_messages(stack.monitor_port)
         for spy in spies.values():
             await spy.wait()
@@ -125,6 +142,7 @@ async def run(args: argparse.Namespace, data_dir: Path, out: Path) -> None:
     )
     print("CPU ms per saga: " + ", ".join(f"{k} {v / sagas:.2f}" for k, v in sorted(cpu.items())))
     print(messages_line(messages_per_saga(msgs_before, msgs_after, sagas)))
+    print(syscalls_line(calls_before, calls, sagas))
     for name in PY_SERVICES if args.spy else ():
         print(f"\n{name}:")
         path = out / f"{name}.txt"

@@ -53,3 +53,24 @@ def test_the_table_has_a_pair_of_columns_per_side_and_an_all_row():
     rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.count("│") >= 5}
     assert [cell.strip() for cell in rows["notification_svc"].split("│")[2:6]] == ["-", "-", "2.0", "2.0"]
     assert [cell.strip() for cell in rows["all"].split("│")[2:6]] == ["3.0", "3.0", "7.0", "8.0"]
+
+
+def test_system_calls_are_counted_per_process_and_per_saga():
+    """bench/procstat.syscalls reads /proc/<pid>/io; the profile's line divides by the sagas."""
+    import os
+
+    from bench.procstat import syscalls
+    from bench.profile import syscalls_line
+
+    reads, writes = syscalls(os.getpid())
+    r, w = os.pipe()
+    for _ in range(10):
+        os.write(w, b"x")
+    os.read(r, 10)
+    os.close(r)
+    os.close(w)
+    reads2, writes2 = syscalls(os.getpid())
+    assert writes2 - writes >= 10 and reads2 - reads >= 1
+    assert syscalls(2**22 + 1) == (0, 0)  # no such process
+    line = syscalls_line({"a": (0, 0), "b": (10, 20)}, {"a": (40, 80), "b": (30, 60)}, 20)
+    assert line == "system calls per saga (read / write): a 2.0/4.0, b 1.0/2.0; all 3.0/6.0"
