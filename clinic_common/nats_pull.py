@@ -6,13 +6,8 @@ inbox subscription, at most one request open at a time: each delivery counts aga
 terminating status (404, 408, 409) ends it only if it answers that request (a status comes on the
 request's own reply subject, `<inbox>.<n>`: a late 408 of an earlier request is ignored); messages are taken
 from the subscription's queue in bulk instead of one `next_msg()` (an `asyncio.wait_for`) each.
-`ack_all()` acknowledges a batch as plain publishes of `+ACK` to each message's reply subject, in
-one buffer that waits up to `ACK_LINGER_S` for a write the connection makes anyway (the next batch's
-publishes, the next pull request) before it gets a write of its own: under load a batch's acks ride
-with the next batch's publishes, one socket write where there were two (on loopback, a write costs
-the sender the receiver's TCP work too: 30-40% of schedule_svc's and discount_svc's samples were in
-nats-py's flusher). A late ack is safe: the message stays unacknowledged a few milliseconds longer,
-far inside ack_wait; an ack lost with the process is a redelivery, which every handler takes.
+`ack_all()` acknowledges a batch as plain publishes of `+ACK` to each message's reply subject,
+written as one buffer with one flush.
 """
 
 from __future__ import annotations
@@ -25,7 +20,6 @@ from nats.aio.msg import Msg
 
 TERMINATORS = frozenset({"404", "408", "409"})
 HEARTBEAT = "100"
-ACK_LINGER_S = 0.005
 
 
 class Puller:
@@ -38,17 +32,12 @@ class Puller:
         self._sub = None
         self._remaining = 0  # deliveries the open request may still bring (0: none open)
         self._expires_at = 0.0
-        self._linger: asyncio.TimerHandle | None = None  # the flush acks get if nothing writes first
 
     async def start(self) -> Puller:
         self._sub = await self._nc.subscribe(self._inbox + ".*")
         return self
 
     async def stop(self) -> None:
-        if self._linger is not None:  # the acks still waiting go out now
-            self._linger.cancel()
-            self._linger = None
-            await self._nc._flush_pending()
         if self._sub is not None:
             await self._sub.unsubscribe()
 
@@ -97,18 +86,9 @@ class Puller:
         return msgs
 
     async def ack_all(self, msgs: list[Msg]) -> None:
-        """`+ACK` to every message's reply subject: one buffer, written with the connection's next
-        write or after ACK_LINGER_S, whichever comes first."""
+        """`+ACK` to every message's reply subject: one buffer, one flush."""
         if not msgs:
             return
         blob = b"".join(b"PUB %s 4\r\n+ACK\r\n" % m.reply.encode() for m in msgs)
         await self._nc._send_command(blob)
-        if self._linger is None:
-            self._linger = asyncio.get_running_loop().call_later(ACK_LINGER_S, self._flush_acks)
-
-    def _flush_acks(self) -> None:
-        """Nothing wrote the acks out meanwhile (or something did: then there is nothing to write)."""
-        self._linger = None
-        nc = self._nc
-        if nc._pending_data_size and nc.is_connected and nc._flush_queue.empty():
-            nc._flush_queue.put_nowait(asyncio.get_running_loop().create_future())  # kick the flusher
+        await self._nc._flush_pending()

@@ -89,46 +89,6 @@ async def _publish_later(js, subject: str, msg_id: str, after_s: float) -> None:
     await nats_io.publish(js, subject, b"x", msg_id=msg_id)
 
 
-async def test_the_pullers_acks_go_out_on_their_own_when_nothing_else_writes(servers, system):
-    """A batch's acks wait for the connection's next write (ACK_LINGER_S at most): on a connection
-    that writes nothing after the ack, they still reach the server, long before ack_wait."""
-    from clinic_common.consumer import ensure_consumer
-    from clinic_common.nats_pull import Puller
-
-    nc, watcher = await nats.connect(servers.nats_url), await nats.connect(servers.nats_url)
-    js, watch = nc.jetstream(), watcher.jetstream()  # the check asks on its own connection
-    run = uid("linger")
-    spec = ConsumerSpec(
-        stream=subjects.SAGA_STREAM,
-        durable=f"test-{run}",
-        filter_subjects=[f"saga.test.{run}.>"],
-        description="test consumer",
-        ack_wait_s=60.0,  # no redelivery can stand in for an ack within the test
-    )
-    await ensure_consumer(js, spec)
-    for i in range(3):
-        await nats_io.publish(watch, f"saga.test.{run}.{i}", b"x", msg_id=f"{run}:{i}")
-    puller = await Puller(nc, spec.stream, spec.durable).start()
-    try:
-        got: list = []
-        while len(got) < 3:
-            got += await puller.fetch(3, 1.0)
-        await puller.ack_all(got)  # the open request is spent: no pull request follows to carry them
-
-        async def acked() -> bool:
-            info = await watch.consumer_info(spec.stream, spec.durable)
-            return info.num_ack_pending == 0 and info.num_pending == 0
-
-        # Within a second: the server's first PING (about 2 s after connecting) makes nats-py write
-        # a PONG, which would carry acks that never got a write of their own (seen: 2.3 s).
-        await wait_for(acked, timeout_s=1.0, what="the acks written without any other write")
-    finally:
-        await puller.stop()
-        await watch.delete_consumer(spec.stream, spec.durable)
-        await nc.close()
-        await watcher.close()
-
-
 async def test_the_puller_fetches_what_waits_in_one_batch_and_acks_a_batch_in_one_write(servers, system):
     """clinic_common.nats_pull (issue 22): an empty consumer times out; messages waiting come as one
     batch no larger than asked; `ack_all` acknowledges them all (nothing left pending or redelivered)."""
