@@ -22,7 +22,8 @@ def cpu_ms(pid: int | str) -> float | None:
 
 def syscalls(pid: int | str) -> tuple[int, int]:
     """(read, write) system calls of every thread of the process so far (`syscr`, `syscw` of
-    /proc/<pid>/io: read/readv/recvfrom... and write/writev/sendto...); (0, 0) once it is gone."""
+    /proc/<pid>/io: the read/readv and write/writev family; recvfrom, recvmsg, sendto and sendmsg are
+    not counted); (0, 0) once it is gone."""
     try:
         fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
     except OSError:
