@@ -75,6 +75,7 @@ class Provider:
         self.accepted_calls: Counter = Counter()
         self.accepted_at: dict[str, list[float]] = {}  # idempotency key -> when each was accepted
         self.bad_signatures = 0
+        self.cut_short = 0  # requests whose body ended before its Content-Length (the sender died)
         self.lock = threading.Lock()
 
     def answer(self, key: str, body: bytes, signature: str) -> int:
@@ -98,7 +99,12 @@ class Provider:
 def serve_provider(provider: Provider) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
+            length = int(self.headers["Content-Length"])
+            body = self.rfile.read(length)
+            if len(body) < length:  # a sender killed mid-request: nothing to sign-check or answer
+                with provider.lock:
+                    provider.cut_short += 1
+                return
             status = provider.answer(
                 self.headers.get("Idempotency-Key", ""), body, self.headers.get("X-Clinic-Signature", "")
             )

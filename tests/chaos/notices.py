@@ -234,6 +234,7 @@ class Notices:
                     for k, calls in self.provider.calls.items()
                     if k.partition(":")[0] in mine
                 ),
+                "webhook calls cut short by a kill": self.provider.cut_short,
                 "lost": lost,
                 "doubled": doubled,
                 "resubmitted after a kill in the crash gap (same Message-ID / key)": resubmitted,
