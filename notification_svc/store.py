@@ -26,9 +26,15 @@ RECORD_TTL_S = 40 * 24 * 3600
 KEEP_PER_PATIENT = 200
 PATIENT_FIELD = "_patient"
 
-_RECORD_ONCE = lua.source("notification_svc", "store_record_once")  # in-app line, once per key
-_MARK_SENT = lua.source("notification_svc", "store_mark_sent")  # the sent mark and its record together
-_IN_APP_SENT = lua.source("notification_svc", "store_in_app_sent")  # a booking event's in-app line and mark
+_RECORD_ONCE = lua.source(
+    "notification_svc", "store_helpers", "store_record_once"
+)  # in-app line, once per key
+_MARK_SENT = lua.source(
+    "notification_svc", "store_helpers", "store_mark_sent"
+)  # the sent mark and its record together
+_IN_APP_SENT = lua.source(
+    "notification_svc", "store_helpers", "store_in_app_sent"
+)  # a booking event's in-app line and mark
 _CLAIM = lua.source("notification_svc", "store_claim")  # one sender per key, for a lease
 _RELEASE_CLAIM = lua.source("notification_svc", "store_release_claim")  # only the holder's own claim
 

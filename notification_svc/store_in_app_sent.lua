@@ -3,13 +3,6 @@
 -- KEYS: 1 the line's once-key, 2 the patient's messages, 3 the sent mark, 4 the booking's deliveries
 -- ARGV: 1 the line, 2 ttl s, 3 messages kept per patient, 4 the delivery's field, 5 its record,
 --       6 the patient field's name, 7 the patient id
-local first = 0
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  redis.call('LPUSH', KEYS[2], ARGV[1])
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
-  first = 1
-end
-redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
-redis.call('HSET', KEYS[4], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
-redis.call('EXPIRE', KEYS[4], ARGV[2])
+local first = record_once(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+mark_sent(KEYS[3], KEYS[4], ARGV[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 return first

@@ -1,4 +1,2 @@
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
-redis.call('LPUSH', KEYS[2], ARGV[1])
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
-return 1
+-- KEYS: 1 the line's once-key, 2 the patient's messages; ARGV: 1 the line, 2 ttl s, 3 messages kept
+return record_once(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
