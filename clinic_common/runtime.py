@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,13 @@ from clinic_common.logs import get_logger
 log = get_logger(__name__)
 
 Main = Callable[[asyncio.Event], Awaitable[None]]
+
+# Container allocations between two young-generation collections (CPython's default is 700). A
+# service allocates a few thousand per saga message; at 700, notification_svc spent 6.4% of its CPU
+# in the cyclic collector (perf, 64 bookings in flight), walking again and again what it keeps
+# (recent events for replays, connections, caches). Reference counting frees almost everything
+# here; the collector only has cycles to find, and they can wait a little longer.
+GC_YOUNG_THRESHOLD = 50_000
 
 
 def run(main: Main) -> None:
@@ -30,11 +38,22 @@ def run(main: Main) -> None:
     try:
         check_shared_settings()
         tracing.configure(running_service() or "clinic")
+        tune_gc()
         runner(_with_signals(main))
     except ConfigError as exc:
         exit_with(exc)
     finally:
         tracing.shutdown()  # the spans still in the batch go out before the process ends
+
+
+def tune_gc() -> None:
+    """Before the loop starts: what start-up made (modules, protobuf descriptors, settings) moves to
+    the collector's permanent generation, so no later collection walks it, and the young generation
+    is collected every GC_YOUNG_THRESHOLD allocations instead of every 700."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def check_shared_settings() -> None:

@@ -91,7 +91,10 @@ class Reminders:
         for kind, at in due.items():
             subject = subjects.reminder_schedule_subject(kind, booking_id)
             if at is None:  # too late for this one (booked or moved close to the start)
-                await self._drop(subject, event.sequence)
+                if event.type != common_pb2.EVENT_TYPE_BOOKING_CONFIRMED:
+                    await self._drop(subject, event.sequence)
+                # A confirmation is a booking's first appointment: no older event set a schedule
+                # to drop (and a newer one's stays), so a same-day booking skips the lookup.
                 continue
             body = saga_pb2.ReminderDue(booking_id=booking_id, kind=kind, event=event)
             if await self._schedule(subject, body, at):

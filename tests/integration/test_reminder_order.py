@@ -78,3 +78,38 @@ async def test_an_older_event_never_replaces_or_purges_a_newer_ones_reminders(js
     await reminders.follow(cancelled)
     assert await scheduled(js, booking_id) == {}
     assert datetime.now(UTC) < datetime.fromisoformat(day).replace(tzinfo=TZ)  # all were in the future
+
+
+class CountingLookups:
+    """The real JetStream context, counting the schedule lookups (direct gets) made through it."""
+
+    def __init__(self, js) -> None:
+        self._js = js
+        self.lookups = 0
+
+    def __getattr__(self, name):
+        return getattr(self._js, name)
+
+    async def get_msg(self, *args, **kwargs):
+        self.lookups += 1
+        return await self._js.get_msg(*args, **kwargs)
+
+
+async def test_a_same_day_confirmation_schedules_what_is_ahead_without_looking_up_what_is_past(js):
+    counting = CountingLookups(js)
+    reminders = Reminders(counting, None, OFFSETS, TZ)
+    start = (datetime.now(TZ) + timedelta(minutes=61)).replace(second=0, microsecond=0)
+    booking_id = uid("b")
+    day, at = start.date().isoformat(), start.strftime("%H:%M")  # 2h before is past, 30m ahead
+    await reminders.follow(event(booking_id, 4, c.EVENT_TYPE_BOOKING_CONFIRMED, day, at))
+    assert await scheduled(js, booking_id) == {domain.reminder_kind("30m"): 4}
+    assert counting.lookups == 0  # the first appointment: nothing older can hold a schedule
+    # The same delivered again: still one schedule, still no lookup for the past one.
+    await reminders.follow(event(booking_id, 4, c.EVENT_TYPE_BOOKING_CONFIRMED, day, at))
+    assert await scheduled(js, booking_id) == {domain.reminder_kind("30m"): 4}
+    # A move to a time whose reminders are all past drops what the confirmation set.
+    soon = start - timedelta(minutes=40)
+    soon_day, soon_at = soon.date().isoformat(), soon.strftime("%H:%M")
+    moved = event(booking_id, 5, c.EVENT_TYPE_BOOKING_RESCHEDULED, soon_day, soon_at)
+    await reminders.follow(moved)
+    assert await scheduled(js, booking_id) == {}
